@@ -1,0 +1,34 @@
+# efs-health-agent — common tasks. `make help` lists them.
+GO        ?= go
+BIN       ?= bin/efs-health-agent
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+RUN_DIR   ?= /tmp/efs-health-agent-demo-mount
+RUN_ARGS  ?= --mount $(RUN_DIR) --check-interval 10s --check-timeout 2s
+
+.PHONY: help build run test vet fmt-check lint demo bench soak fuzz collector-e2e clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+build: ## build the static agent binary into bin/
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/efs-health-agent
+
+run: build ## run the agent on a local directory; see http://localhost:9910/healthz/mounts
+	mkdir -p $(RUN_DIR)
+	$(BIN) $(RUN_ARGS)
+
+test: vet fmt-check ## vet, gofmt and every test with the race detector (needs root and /dev/fuse for the fault-fs tests)
+	$(GO) test -race -count=1 -timeout 12m ./...
+
+vet: ## go vet
+	$(GO) vet ./...
+
+fmt-check: ## fail when gofmt would change a file
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+lint: vet fmt-check ## vet, gofmt and staticcheck
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,78 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config configures a Monitor. Start from DefaultConfig.
+type Config struct {
+	// Interval is the time between two checks of a healthy mount.
+	Interval time.Duration
+	// Timeout is the deadline of one check.
+	Timeout time.Duration
+	// MinRetry is the first re-check delay after a failure; it doubles on
+	// each further failure up to Interval. It is also the minimum time
+	// between two check starts on one mount.
+	MinRetry time.Duration
+	// MaxConcurrent bounds the checks running at once (hung checks past
+	// their deadline do not count).
+	MaxConcurrent int
+	// Jitter spreads checks: each healthy re-check is delayed by
+	// Interval × (1 ± Jitter), and the second check of a new mount by a
+	// random part of the interval, so mounts registered together do not
+	// stay in step. 0 disables it.
+	Jitter float64
+	// Hostname names this host in probe files. Required.
+	Hostname string
+	// StaleScanLimit bounds the directory entries read when removing
+	// probe files left behind by this host.
+	StaleScanLimit int
+	// Clock defaults to the wall clock.
+	Clock Clock
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Observer receives check events for telemetry; may be nil.
+	Observer Observer
+}
+
+// DefaultConfig returns the documented defaults: interval 30s, timeout 5s.
+func DefaultConfig() Config {
+	return Config{
+		Interval:       30 * time.Second,
+		Timeout:        5 * time.Second,
+		MinRetry:       time.Second,
+		MaxConcurrent:  16,
+		Jitter:         0.1,
+		StaleScanLimit: 100000,
+	}
+}
+
+// Validate reports the first invalid setting, naming it and its value.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Interval <= 0 {
+		errs = append(errs, fmt.Errorf("check interval %v: must be positive", c.Interval))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("check timeout %v: must be positive", c.Timeout))
+	}
+	if c.Timeout > 0 && c.Interval > 0 && c.Timeout > c.Interval {
+		errs = append(errs, fmt.Errorf("check timeout %v: must not exceed the check interval %v", c.Timeout, c.Interval))
+	}
+	if c.MinRetry <= 0 {
+		errs = append(errs, fmt.Errorf("min retry %v: must be positive", c.MinRetry))
+	}
+	if c.MaxConcurrent <= 0 {
+		errs = append(errs, fmt.Errorf("max concurrent checks %d: must be positive", c.MaxConcurrent))
+	}
+	if c.Jitter < 0 || c.Jitter >= 1 {
+		errs = append(errs, fmt.Errorf("jitter %v: must be in [0, 1)", c.Jitter))
+	}
+	if c.Hostname == "" {
+		errs = append(errs, errors.New("hostname: must not be empty"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,689 @@
+package agent
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+// ErrTimeout marks a check that hit its deadline.
+var ErrTimeout = errors.New("check deadline exceeded")
+
+// heartbeatEvery is the longest the scheduler loop sleeps; the liveness
+// endpoint and the freshness of the summary depend on it.
+const heartbeatEvery = time.Second
+
+// Monitor schedules checks of registered mounts and publishes their status.
+// Its methods are safe for concurrent use.
+type Monitor struct {
+	cfg   Config
+	clock Clock
+	log   *slog.Logger
+	obs   Observer
+
+	mu           sync.Mutex
+	mounts       map[string]*mount
+	due          dueHeap
+	inFlight     int
+	pending      int
+	unhealthy    int
+	hung         int
+	stale        int
+	unhealthySet map[string]struct{}
+	running      bool
+	heartbeat    time.Time
+	lastScan     time.Time
+	listDirty    bool
+	setDirty     bool
+	rnd          *rand.Rand
+	// orphans holds unregistered mounts whose check is still stuck, so a
+	// re-registration of the same path cannot start a second check there.
+	orphans map[string]*mount
+
+	wake    chan struct{}
+	summary atomic.Pointer[Summary]
+	list    atomic.Pointer[[]*mount]
+}
+
+type mount struct {
+	spec   Mount
+	status atomic.Pointer[MountStatus]
+
+	// Guarded by Monitor.mu.
+	due         time.Time
+	idx         int
+	cur         *check
+	removed     bool
+	lastStart   time.Time
+	needCleanup bool
+}
+
+type check struct {
+	m      *mount
+	clock  Clock
+	start  time.Time
+	rec    CheckRecorder
+	timer  Timer
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	op      probes.Op
+	opStart time.Time
+	expired bool
+	done    bool
+}
+
+// New returns a Monitor; call Run to start checking.
+func New(cfg Config) (*Monitor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = RealClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.StaleScanLimit <= 0 {
+		cfg.StaleScanLimit = DefaultConfig().StaleScanLimit
+	}
+	m := &Monitor{
+		cfg:          cfg,
+		clock:        cfg.Clock,
+		log:          cfg.Logger,
+		obs:          cfg.Observer,
+		mounts:       make(map[string]*mount),
+		unhealthySet: make(map[string]struct{}),
+		orphans:      make(map[string]*mount),
+		wake:         make(chan struct{}, 1),
+		rnd:          rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+	}
+	m.mu.Lock()
+	m.publishSummaryLocked()
+	m.mu.Unlock()
+	empty := []*mount{}
+	m.list.Store(&empty)
+	return m, nil
+}
+
+// Config returns the monitor's configuration.
+func (mon *Monitor) Config() Config { return mon.cfg }
+
+// ValidatePath reports whether p can be registered: absolute and clean.
+func ValidatePath(p string) error {
+	if p == "" {
+		return errors.New("mount path: must not be empty")
+	}
+	if !filepath.IsAbs(p) {
+		return fmt.Errorf("mount path %q: must be absolute", p)
+	}
+	if filepath.Clean(p) != p {
+		return fmt.Errorf("mount path %q: must be clean (%q)", p, filepath.Clean(p))
+	}
+	return nil
+}
+
+// Register adds a mount and schedules its first check at once. Registering
+// a path that is already registered updates its description and is
+// otherwise a no-op. It never touches the filesystem.
+func (mon *Monitor) Register(spec Mount) error {
+	if err := ValidatePath(spec.Path); err != nil {
+		return err
+	}
+	mon.mu.Lock()
+	defer mon.mu.Unlock()
+	if m, ok := mon.mounts[spec.Path]; ok {
+		if m.spec != spec {
+			m.spec = spec
+			st := *m.status.Load()
+			st.Mount = spec
+			m.status.Store(&st)
+		}
+		return nil
+	}
+	now := mon.clock.Now()
+	m := &mount{spec: spec, idx: -1, due: now, needCleanup: true}
+	st := &MountStatus{Mount: spec, State: StatePending, Registered: now}
+	m.status.Store(st)
+	mon.mounts[spec.Path] = m
+	mon.pending++
+	heap.Push(&mon.due, m)
+	mon.listDirty = true
+	mon.publishSummaryLocked()
+	mon.log.Info("mount registered", "mount", spec.Path, "fstype", spec.FSType)
+	mon.poke()
+	return nil
+}
+
+// Unregister removes a mount. It never blocks on the filesystem, even while
+// the mount's check is stuck there; the stuck goroutine is left to finish
+// on its own and its result is discarded. It reports whether the path was
+// registered.
+func (mon *Monitor) Unregister(path string) bool {
+	mon.mu.Lock()
+	defer mon.mu.Unlock()
+	m, ok := mon.mounts[path]
+	if !ok {
+		return false
+	}
+	delete(mon.mounts, path)
+	m.removed = true
+	if m.cur != nil {
+		mon.orphans[path] = m
+	}
+	if m.idx >= 0 {
+		heap.Remove(&mon.due, m.idx)
+	}
+	mon.countLocked(m.status.Load().State, -1, path)
+	mon.listDirty = true
+	mon.publishSummaryLocked()
+	mon.log.Info("mount unregistered", "mount", path)
+	return true
+}
+
+// Status returns the status of one mount.
+func (mon *Monitor) Status(path string) (*MountStatus, bool) {
+	mon.mu.Lock()
+	m, ok := mon.mounts[path]
+	mon.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	return m.status.Load(), true
+}
+
+// Statuses returns every mount's status, sorted by path. The values are
+// immutable; the slice is the caller's.
+func (mon *Monitor) Statuses() []*MountStatus {
+	list := mon.mountList()
+	out := make([]*MountStatus, len(list))
+	for i, m := range list {
+		out[i] = m.status.Load()
+	}
+	return out
+}
+
+func (mon *Monitor) mountList() []*mount {
+	mon.mu.Lock()
+	if mon.listDirty {
+		l := make([]*mount, 0, len(mon.mounts))
+		for _, m := range mon.mounts {
+			l = append(l, m)
+		}
+		slices.SortFunc(l, func(a, b *mount) int {
+			switch {
+			case a.spec.Path < b.spec.Path:
+				return -1
+			case a.spec.Path > b.spec.Path:
+				return 1
+			}
+			return 0
+		})
+		mon.list.Store(&l)
+		mon.listDirty = false
+	}
+	mon.mu.Unlock()
+	return *mon.list.Load()
+}
+
+// Summary returns the aggregate health. O(1).
+func (mon *Monitor) Summary() *Summary { return mon.summary.Load() }
+
+// Live reports whether the scheduler is running and its loop has turned
+// recently.
+func (mon *Monitor) Live() bool {
+	s := mon.summary.Load()
+	return s.Running && mon.clock.Now().Sub(s.Heartbeat) < 5*heartbeatEvery
+}
+
+func (mon *Monitor) poke() {
+	select {
+	case mon.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run schedules checks until ctx is cancelled. It returns without waiting
+// for checks in flight: a check stuck in the kernel cannot be waited for.
+func (mon *Monitor) Run(ctx context.Context) error {
+	mon.mu.Lock()
+	if mon.running {
+		mon.mu.Unlock()
+		return errors.New("monitor: already running")
+	}
+	mon.running = true
+	mon.mu.Unlock()
+	defer func() {
+		mon.mu.Lock()
+		mon.running = false
+		mon.publishSummaryLocked()
+		mon.mu.Unlock()
+	}()
+
+	tick := make(chan struct{}, 1)
+	var timer Timer
+	for {
+		starts, next := mon.dispatch()
+		for _, c := range starts {
+			mon.launch(c)
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		sleep := next.Sub(mon.clock.Now())
+		if sleep > heartbeatEvery || next.IsZero() {
+			sleep = heartbeatEvery
+		}
+		if sleep < 0 {
+			sleep = 0
+		}
+		timer = mon.clock.AfterFunc(sleep, func() {
+			select {
+			case tick <- struct{}{}:
+			default:
+			}
+		})
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-mon.wake:
+		case <-tick:
+		}
+	}
+}
+
+// dispatch pops due mounts while there is capacity, and returns the checks
+// to start and the time the loop should next wake.
+func (mon *Monitor) dispatch() ([]*check, time.Time) {
+	mon.mu.Lock()
+	defer mon.mu.Unlock()
+	now := mon.clock.Now()
+	mon.heartbeat = now
+	if now.Sub(mon.lastScan) >= heartbeatEvery {
+		mon.scanStaleLocked(now)
+	}
+	var starts []*check
+	for mon.due.Len() > 0 && !mon.due[0].due.After(now) {
+		m := mon.due[0]
+		if o := mon.orphans[m.spec.Path]; m.cur != nil || (o != nil && o != m) {
+			// The previous check is stuck past its deadline: never start a
+			// second one. Count the missed check and look again later.
+			heap.Pop(&mon.due)
+			mon.skipLocked(m, now)
+			continue
+		}
+		if mon.inFlight >= mon.cfg.MaxConcurrent {
+			break
+		}
+		heap.Pop(&mon.due)
+		c := &check{m: m, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now}
+		m.cur = c
+		m.lastStart = now
+		mon.inFlight++
+		starts = append(starts, c)
+	}
+	mon.publishSummaryLocked()
+	var next time.Time
+	if mon.due.Len() > 0 && mon.inFlight < mon.cfg.MaxConcurrent {
+		next = mon.due[0].due
+	}
+	return starts, next
+}
+
+// scanStaleLocked counts mounts whose last check is older than
+// interval + timeout.
+func (mon *Monitor) scanStaleLocked(now time.Time) {
+	mon.lastScan = now
+	limit := mon.cfg.Interval + mon.cfg.Timeout
+	n := 0
+	for _, m := range mon.mounts {
+		st := m.status.Load()
+		if st.State != StatePending && now.Sub(st.LastCheck) > limit {
+			n++
+		}
+	}
+	mon.stale = n
+}
+
+// launch starts a check's goroutine and deadline.
+func (mon *Monitor) launch(c *check) {
+	spec := c.m.spec
+	if mon.obs != nil {
+		c.rec = mon.obs.CheckStart(spec, c.start)
+	} else {
+		c.rec = nopRecorder{}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.timer = mon.clock.AfterFunc(mon.cfg.Timeout, func() { mon.expire(c) })
+	mon.mu.Lock()
+	cleanup := c.m.needCleanup
+	c.m.needCleanup = false
+	mon.mu.Unlock()
+	go mon.runCheck(ctx, c, spec.Path, cleanup)
+}
+
+func (mon *Monitor) runCheck(ctx context.Context, c *check, path string, cleanup bool) {
+	defer c.cancel()
+	if cleanup {
+		c.OpStart("cleanup")
+		removed, err := probes.RemoveStale(path, mon.cfg.Hostname, mon.cfg.StaleScanLimit)
+		if len(removed) > 0 {
+			mon.log.Info("removed stale probe files", "mount", path, "files", removed)
+		}
+		if err != nil {
+			mon.log.Debug("stale probe file scan", "mount", path, "err", err)
+		}
+	}
+	res := probes.Check(ctx, path, probes.Options{
+		Hostname: mon.cfg.Hostname,
+		Observer: c,
+		Now:      mon.clock.Now,
+	})
+	mon.complete(c, res)
+}
+
+// OpStart implements probes.Observer.
+func (c *check) OpStart(op probes.Op) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.op = op
+	c.opStart = c.clock.Now()
+	if !c.expired && op != "cleanup" {
+		c.rec.OpStart(op, c.opStart)
+	}
+}
+
+// OpEnd implements probes.Observer.
+func (c *check) OpEnd(op probes.Op, d time.Duration, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.expired {
+		c.rec.OpEnd(op, d, err)
+	}
+}
+
+// expire runs at a check's deadline.
+func (mon *Monitor) expire(c *check) {
+	now := mon.clock.Now()
+	c.mu.Lock()
+	if c.done {
+		c.mu.Unlock()
+		return
+	}
+	c.expired = true
+	op, opStart := c.op, c.opStart
+	c.mu.Unlock()
+	c.cancel()
+	err := fmt.Errorf("timeout after %v in %s: %w", mon.cfg.Timeout, op, ErrTimeout)
+
+	mon.mu.Lock()
+	mon.inFlight--
+	m := c.m
+	var st *MountStatus
+	if !m.removed {
+		old := m.status.Load()
+		next := *old
+		next.State = StateHung
+		next.LastCheck = now
+		next.ResponseTime = mon.cfg.Timeout
+		next.Ops = nil
+		next.ErrorCount++
+		next.ConsecutiveErrors++
+		next.Checks++
+		next.LastError = err.Error()
+		next.Reason = probes.ReasonTimeout
+		next.FailedOp = op
+		next.HungSince = c.start
+		st = &next
+		mon.setStatusLocked(m, old, st)
+		m.due = now.Add(mon.backoff(next.ConsecutiveErrors))
+		heap.Push(&mon.due, m)
+	}
+	mon.publishSummaryLocked()
+	mon.mu.Unlock()
+	if st == nil {
+		st = c.m.status.Load()
+	}
+	if op != "cleanup" {
+		c.rec.OpEnd(op, time.Since(opStart), err)
+	}
+	c.rec.End(st, now)
+	mon.poke()
+}
+
+// skipLocked records a check that could not start because the previous one
+// is still stuck.
+func (mon *Monitor) skipLocked(m *mount, now time.Time) {
+	old := m.status.Load()
+	next := *old
+	next.ErrorCount++
+	next.ConsecutiveErrors++
+	next.Reason = probes.ReasonHung
+	next.LastError = fmt.Sprintf("timeout after %v in %s; still blocked after %v",
+		mon.cfg.Timeout, old.FailedOp, now.Sub(old.HungSince).Round(time.Millisecond))
+	mon.setStatusLocked(m, old, &next)
+	m.due = now.Add(mon.backoff(next.ConsecutiveErrors))
+	heap.Push(&mon.due, m)
+	if mon.obs != nil {
+		mon.obs.CheckSkipped(m.spec, now)
+	}
+}
+
+// complete runs when a check's goroutine returns from the filesystem.
+func (mon *Monitor) complete(c *check, res probes.Result) {
+	c.mu.Lock()
+	c.done = true
+	expired := c.expired
+	c.mu.Unlock()
+	c.timer.Stop()
+	now := mon.clock.Now()
+
+	mon.mu.Lock()
+	m := c.m
+	m.cur = nil
+	if !expired {
+		mon.inFlight--
+	}
+	if m.removed && mon.orphans[m.spec.Path] == m {
+		// A stuck check of an unregistered mount returned: a mount
+		// registered again at the same path may now be checked.
+		delete(mon.orphans, m.spec.Path)
+		if again := mon.mounts[m.spec.Path]; again != nil && again.idx >= 0 {
+			again.due = now
+			again.needCleanup = true
+			heap.Fix(&mon.due, again.idx)
+		}
+	}
+	var st *MountStatus
+	if !m.removed {
+		old := m.status.Load()
+		next := *old
+		if expired {
+			// The stuck call finally returned. The failure stays on record;
+			// re-check at once, and clean up anything it left behind.
+			next.State = StateUnhealthy
+			next.HungSince = time.Time{}
+			m.needCleanup = true
+			if m.idx >= 0 {
+				heap.Remove(&mon.due, m.idx)
+			}
+			m.due = now
+			mon.log.Info("stuck check returned", "mount", m.spec.Path,
+				"op", old.FailedOp, "blocked_for", now.Sub(c.start).Round(time.Millisecond))
+		} else {
+			next.Mode = res.Mode
+			next.LastCheck = now
+			next.ResponseTime = res.Duration()
+			next.Ops = make([]OpTiming, 0, len(res.Ops))
+			for _, o := range res.Ops {
+				next.Ops = append(next.Ops, OpTiming{Op: o.Op, Duration: o.Duration})
+			}
+			next.Checks++
+			next.HungSince = time.Time{}
+			if res.Err == nil {
+				next.State = StateHealthy
+				next.ConsecutiveErrors = 0
+				next.LastError = ""
+				next.Reason = probes.ReasonNone
+				next.FailedOp = ""
+				m.due = now.Add(mon.healthyDelay(old.State == StatePending))
+			} else {
+				next.State = StateUnhealthy
+				next.ErrorCount++
+				next.ConsecutiveErrors++
+				next.LastError = res.Err.Error()
+				next.Reason = probes.Classify(res.Err)
+				next.FailedOp = res.FailedOp
+				m.due = now.Add(mon.backoff(next.ConsecutiveErrors))
+			}
+			if min := c.start.Add(mon.cfg.MinRetry); m.due.Before(min) {
+				m.due = min
+			}
+			st = &next
+		}
+		mon.setStatusLocked(m, old, &next)
+		heap.Push(&mon.due, m)
+	}
+	mon.publishSummaryLocked()
+	mon.mu.Unlock()
+	if !expired {
+		if st == nil {
+			st = m.status.Load()
+		}
+		c.rec.End(st, now)
+	}
+	mon.poke()
+}
+
+// healthyDelay is the wait before the next check of a healthy mount. After
+// a mount's first check it is a random part of the interval, so that mounts
+// registered together spread out; then the interval with jitter.
+func (mon *Monitor) healthyDelay(first bool) time.Duration {
+	iv := mon.cfg.Interval
+	if mon.cfg.Jitter == 0 {
+		return iv
+	}
+	f := mon.rnd.Float64()
+	if first {
+		min := mon.cfg.MinRetry
+		if min > iv {
+			min = iv
+		}
+		return min + time.Duration(f*float64(iv-min))
+	}
+	return time.Duration(float64(iv) * (1 + mon.cfg.Jitter*(2*f-1)))
+}
+
+// backoff is the re-check delay after n consecutive failures: MinRetry,
+// doubling, capped at the interval.
+func (mon *Monitor) backoff(n uint64) time.Duration {
+	d := mon.cfg.MinRetry
+	for i := uint64(1); i < n && d < mon.cfg.Interval; i++ {
+		d *= 2
+	}
+	if d > mon.cfg.Interval {
+		d = mon.cfg.Interval
+	}
+	return d
+}
+
+// setStatusLocked publishes st for m, keeps the counters, and logs state
+// changes (not every check).
+func (mon *Monitor) setStatusLocked(m *mount, old, st *MountStatus) {
+	path := m.spec.Path
+	if old.State != st.State {
+		mon.countLocked(old.State, -1, path)
+		mon.countLocked(st.State, +1, path)
+	}
+	m.status.Store(st)
+	mon.logTransition(old, st)
+}
+
+func (mon *Monitor) countLocked(s State, d int, path string) {
+	switch s {
+	case StatePending:
+		mon.pending += d
+	case StateUnhealthy:
+		mon.unhealthy += d
+	case StateHung:
+		mon.unhealthy += d
+		mon.hung += d
+	}
+	if s == StateUnhealthy || s == StateHung {
+		if d > 0 {
+			mon.unhealthySet[path] = struct{}{}
+		} else {
+			delete(mon.unhealthySet, path)
+		}
+		mon.setDirty = true
+	}
+}
+
+func (mon *Monitor) logTransition(old, st *MountStatus) {
+	if old.State == st.State && old.Mode == st.Mode {
+		return
+	}
+	l := mon.log.With("mount", st.Path, "from", string(old.State), "to", string(st.State))
+	switch st.State {
+	case StateHealthy:
+		if old.State == StatePending {
+			l.Info("mount healthy", "mode", string(st.Mode), "response_time", st.ResponseTime)
+		} else if old.State != StateHealthy {
+			l.Info("mount recovered", "mode", string(st.Mode), "response_time", st.ResponseTime)
+		} else {
+			l.Info("mount mode changed", "mode", string(st.Mode), "previous_mode", string(old.Mode))
+		}
+	case StateUnhealthy:
+		if old.State != StateHung {
+			l.Warn("mount unhealthy", "reason", string(st.Reason), "op", string(st.FailedOp), "err", st.LastError)
+		}
+	case StateHung:
+		l.Error("mount hung", "op", string(st.FailedOp), "err", st.LastError)
+	}
+}
+
+func (mon *Monitor) publishSummaryLocked() {
+	s := &Summary{
+		Mounts:    len(mon.mounts),
+		Pending:   mon.pending,
+		Unhealthy: mon.unhealthy,
+		Hung:      mon.hung,
+		Stale:     mon.stale,
+		InFlight:  mon.inFlight,
+		Heartbeat: mon.heartbeat,
+		Running:   mon.running,
+	}
+	if old := mon.summary.Load(); old != nil && !mon.setDirty {
+		s.UnhealthyPaths = old.UnhealthyPaths
+	} else if len(mon.unhealthySet) > 0 {
+		paths := make([]string, 0, len(mon.unhealthySet))
+		for p := range mon.unhealthySet {
+			paths = append(paths, p)
+		}
+		slices.Sort(paths)
+		if len(paths) > MaxListed {
+			paths = paths[:MaxListed]
+		}
+		s.UnhealthyPaths = paths
+	}
+	mon.setDirty = false
+	mon.summary.Store(s)
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) OpStart(probes.Op, time.Time)          {}
+func (nopRecorder) OpEnd(probes.Op, time.Duration, error) {}
+func (nopRecorder) End(*MountStatus, time.Time)           {}

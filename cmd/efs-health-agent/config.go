@@ -1,0 +1,223 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+)
+
+// config is every setting of the agent, parsed once here: flags win over
+// environment variables, which win over defaults.
+type config struct {
+	Interval    time.Duration
+	Timeout     time.Duration
+	Port        int
+	BindAddress string
+	Mounts      []string
+	NodeName    string
+	LogLevel    string
+	LogFormat   string
+	EnableDebug bool
+
+	// origin names where each setting came from ("--port", "HEALTH_PORT"
+	// or "default"), so errors name what the user has to fix.
+	origin map[string]string
+}
+
+// setting describes one configuration knob.
+type setting struct {
+	key, flag, env, def, usage string
+}
+
+var settings = []setting{
+	{"interval", "check-interval", "HEALTH_CHECK_INTERVAL", "30s", "how often each mount is checked (Go duration)"},
+	{"timeout", "check-timeout", "HEALTH_CHECK_TIMEOUT", "5s", "deadline of one check; must not exceed the interval"},
+	{"port", "port", "HEALTH_PORT", "9910", "TCP port of the health, metrics and status endpoints (1-65535)"},
+	{"bind", "bind-address", "HEALTH_BIND_ADDRESS", "", "address to listen on (default: all interfaces)"},
+	{"mounts", "mount", "HEALTH_MOUNTS", "", "absolute mount path to check; flag repeatable, variable comma-separated"},
+	{"node", "node-name", "HEALTH_NODE_NAME", "", "name of this node in probe file names (default: $NODE_NAME, else the hostname)"},
+	{"loglevel", "log-level", "HEALTH_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
+	{"logformat", "log-format", "HEALTH_LOG_FORMAT", "text", "log format: text or json"},
+	{"debug", "enable-debug", "HEALTH_ENABLE_DEBUG", "false", "serve /debug/pprof/ (off by default)"},
+}
+
+// repeated is a flag that may be given several times.
+type repeated []string
+
+func (r *repeated) String() string     { return strings.Join(*r, ",") }
+func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
+
+// usage prints the help text documenting every setting.
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, `Usage:
+  efs-health-agent [flags]          run the agent
+  efs-health-agent check [flags] PATH...
+                                    check each PATH once and print the result
+                                    (exit 0 when all are healthy, 1 otherwise)
+
+Settings (flag, environment variable, default). Flags win over the environment.
+`)
+	for _, s := range settings {
+		def := s.def
+		if def == "" {
+			def = "none"
+		}
+		fmt.Fprintf(w, "  --%-16s %-24s default %s\n      %s\n", s.flag, s.env, def, s.usage)
+	}
+	fmt.Fprint(w, `
+OpenTelemetry export is configured by the standard OTEL_* variables
+(OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER,
+OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_METRIC_EXPORT_INTERVAL).
+With none set, nothing is pushed.
+`)
+}
+
+// parseConfig reads the environment (through getenv) and args. It returns
+// flag.ErrHelp for --help, and otherwise an error naming the setting and
+// the bad value.
+func parseConfig(name string, args []string, getenv func(string) string, out io.Writer) (*config, []string, error) {
+	raw := map[string]string{}
+	origin := map[string]string{}
+	for _, s := range settings {
+		raw[s.key], origin[s.key] = s.def, "default"
+		if v, ok := lookup(getenv, s.env); ok {
+			raw[s.key], origin[s.key] = v, s.env
+		}
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	vals := map[string]*string{}
+	var mounts repeated
+	for _, s := range settings {
+		if s.key == "mounts" {
+			fs.Var(&mounts, s.flag, s.usage)
+			continue
+		}
+		vals[s.key] = fs.String(s.flag, "", s.usage)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(out, fs)
+			return nil, nil, err
+		}
+		return nil, nil, err
+	}
+	fs.Visit(func(f *flag.Flag) {
+		for _, s := range settings {
+			if s.flag == f.Name && s.key != "mounts" {
+				raw[s.key], origin[s.key] = *vals[s.key], "--"+s.flag
+			}
+		}
+	})
+	c := &config{origin: origin}
+	var mountList []string
+	if len(mounts) > 0 {
+		mountList, origin["mounts"] = mounts, "--mount"
+	} else if raw["mounts"] != "" {
+		for _, p := range strings.Split(raw["mounts"], ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				mountList = append(mountList, p)
+			}
+		}
+	}
+	bad := func(key, why string) error {
+		return fmt.Errorf("invalid %s=%q: %s", origin[key], raw[key], why)
+	}
+	var err error
+	if c.Interval, err = parsePositiveDuration(raw["interval"]); err != nil {
+		return nil, nil, bad("interval", err.Error())
+	}
+	if c.Timeout, err = parsePositiveDuration(raw["timeout"]); err != nil {
+		return nil, nil, bad("timeout", err.Error())
+	}
+	if c.Timeout > c.Interval {
+		iv := fmt.Sprintf("%s=%q", origin["interval"], raw["interval"])
+		if origin["interval"] == "default" {
+			iv = raw["interval"] + ", the default"
+		}
+		return nil, nil, bad("timeout", "must not exceed the check interval ("+iv+")")
+	}
+	port, err := strconv.Atoi(strings.TrimSpace(raw["port"]))
+	if err != nil || port < 1 || port > 65535 {
+		return nil, nil, bad("port", "must be a port number from 1 to 65535")
+	}
+	c.Port = port
+	c.BindAddress = strings.TrimSpace(raw["bind"])
+	if c.BindAddress != "" && net.ParseIP(strings.Trim(c.BindAddress, "[]")) == nil && c.BindAddress != "localhost" {
+		return nil, nil, bad("bind", "must be an IP address or localhost")
+	}
+	seen := map[string]bool{}
+	for _, p := range mountList {
+		if err := agent.ValidatePath(p); err != nil {
+			return nil, nil, fmt.Errorf("invalid %s=%q: %w", origin["mounts"], p, err)
+		}
+		if !seen[p] {
+			seen[p] = true
+			c.Mounts = append(c.Mounts, p)
+		}
+	}
+	c.NodeName = strings.TrimSpace(raw["node"])
+	if c.NodeName == "" {
+		if v, ok := lookup(getenv, "NODE_NAME"); ok && strings.TrimSpace(v) != "" {
+			c.NodeName = strings.TrimSpace(v)
+		} else if h, err := os.Hostname(); err == nil {
+			c.NodeName = h
+		}
+	}
+	switch c.LogLevel = strings.ToLower(raw["loglevel"]); c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return nil, nil, bad("loglevel", "must be debug, info, warn or error")
+	}
+	switch c.LogFormat = strings.ToLower(raw["logformat"]); c.LogFormat {
+	case "text", "json":
+	default:
+		return nil, nil, bad("logformat", "must be text or json")
+	}
+	if c.EnableDebug, err = strconv.ParseBool(raw["debug"]); err != nil {
+		return nil, nil, bad("debug", "must be true or false")
+	}
+	return c, fs.Args(), nil
+}
+
+func lookup(getenv func(string) string, key string) (string, bool) {
+	v := getenv(key)
+	return v, v != ""
+}
+
+func parsePositiveDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, errors.New("not a duration (examples: 30s, 1m, 500ms)")
+	}
+	if d <= 0 {
+		return 0, errors.New("must be greater than zero")
+	}
+	return d, nil
+}
+
+// listenAddr is the host:port the server binds.
+func (c *config) listenAddr() string {
+	return net.JoinHostPort(strings.Trim(c.BindAddress, "[]"), strconv.Itoa(c.Port))
+}
+
+// agentConfig maps the settings onto the monitor's configuration.
+func (c *config) agentConfig() agent.Config {
+	ac := agent.DefaultConfig()
+	ac.Interval = c.Interval
+	ac.Timeout = c.Timeout
+	ac.Hostname = c.NodeName
+	if ac.MinRetry > c.Interval {
+		ac.MinRetry = c.Interval
+	}
+	return ac
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/httpapi"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// shutdownGrace bounds the graceful shutdown so the process exits within
+// two seconds of SIGTERM even when checks are stuck in the kernel.
+const shutdownGrace = 1500 * time.Millisecond
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run is the whole program; it returns the exit status: 0 on success, 1
+// when a one-shot check finds a problem or the agent fails at run time, 2
+// for bad configuration.
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "check" {
+		return runCheck(args[1:], getenv, stdout, stderr)
+	}
+	cfg, rest, err := parseConfig("efs-health-agent", args, getenv, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "efs-health-agent: %v\n", err)
+		return 2
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "efs-health-agent: unexpected argument %q (use --mount PATH, or the check subcommand)\n", rest[0])
+		return 2
+	}
+	ln, err := net.Listen("tcp", cfg.listenAddr())
+	if err != nil {
+		fmt.Fprintf(stderr, "efs-health-agent: invalid %s=%d: cannot listen on %s: %v\n", cfg.origin["port"], cfg.Port, cfg.listenAddr(), err)
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serve(ctx, cfg, ln, log); err != nil {
+		log.Error("agent failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(cfg *config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the agent until ctx is cancelled, then shuts down within
+// shutdownGrace without waiting for checks stuck in the kernel.
+func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger) error {
+	ac := cfg.agentConfig()
+	ac.Logger = log
+	mon, err := agent.New(ac)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("create monitor: %w", err)
+	}
+	for _, p := range cfg.Mounts {
+		if err := mon.Register(agent.Mount{Path: p}); err != nil {
+			ln.Close()
+			return fmt.Errorf("register %q: %w", p, err)
+		}
+	}
+	extra := map[string]http.Handler{}
+	if cfg.EnableDebug {
+		extra["/debug/pprof/*"] = http.HandlerFunc(pprofIndex)
+	}
+	router := httpapi.NewRouter(mon, httpapi.Options{Extra: extra, Logger: log})
+	srv := httpapi.NewServer(ln.Addr().String(), router, log)
+
+	monDone := make(chan error, 1)
+	go func() { monDone <- mon.Run(ctx) }()
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- srv.Serve(ln) }()
+	log.Info("agent started", "addr", ln.Addr().String(), "version", version,
+		"interval", cfg.Interval, "timeout", cfg.Timeout, "mounts", len(cfg.Mounts), "node", cfg.NodeName)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-srvDone:
+		runErr = fmt.Errorf("http server: %w", err)
+	case err := <-monDone:
+		runErr = fmt.Errorf("monitor stopped: %w", err)
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	return runErr
+}
+
+func pprofIndex(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/debug/pprof/cmdline":
+		pprof.Cmdline(w, r)
+	case "/debug/pprof/profile":
+		pprof.Profile(w, r)
+	case "/debug/pprof/symbol":
+		pprof.Symbol(w, r)
+	case "/debug/pprof/trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Index(w, r)
+	}
+}

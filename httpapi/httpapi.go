@@ -1,0 +1,285 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+)
+
+// Route paths served by the agent.
+const (
+	PathHealthz = "/healthz"
+	PathReady   = "/healthz/ready"
+	PathLive    = "/healthz/live"
+	PathMounts  = "/healthz/mounts"
+	PathMetrics = "/metrics"
+)
+
+// HealthyBody is the body of a successful /healthz, as documented.
+const HealthyBody = "CSI Driver is healthy"
+
+// Source is what the handlers read. *agent.Monitor implements it.
+type Source interface {
+	Summary() *agent.Summary
+	Live() bool
+	Statuses() []*agent.MountStatus
+}
+
+// Options configures the router.
+type Options struct {
+	// Metrics serves /metrics when set.
+	Metrics http.Handler
+	// Extra mounts further read-only handlers (e.g. "/debug/checks").
+	Extra map[string]http.Handler
+	// Now is the clock used to report how long a mount has been hung.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Routes lists the paths the router serves with the given options.
+func Routes(opts Options) []string {
+	r := []string{PathHealthz, PathReady, PathLive, PathMounts}
+	if opts.Metrics != nil {
+		r = append(r, PathMetrics)
+	}
+	for p := range opts.Extra {
+		r = append(r, p)
+	}
+	return r
+}
+
+// NewRouter returns the handler for every endpoint. Only GET and HEAD are
+// allowed; anything else is 405.
+func NewRouter(src Source, opts Options) http.Handler {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	h := &handlers{src: src, now: opts.Now}
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.Use(readOnlyMethods)
+	r.Get(PathHealthz, h.healthz)
+	r.Get(PathReady, h.ready)
+	r.Get(PathLive, h.live)
+	r.Get(PathMounts, h.mounts)
+	if opts.Metrics != nil {
+		r.Method(http.MethodGet, PathMetrics, opts.Metrics)
+	}
+	for p, hd := range opts.Extra {
+		r.Method(http.MethodGet, p, hd)
+	}
+	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	})
+	return r
+}
+
+// readOnlyMethods answers 405 to anything but GET and HEAD, and lets chi
+// route HEAD to the GET handlers.
+func readOnlyMethods(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet:
+		case http.MethodHead:
+			r2 := r.Clone(r.Context())
+			r2.Method = http.MethodGet
+			next.ServeHTTP(headWriter{w}, r2)
+			return
+		default:
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// headWriter drops the body of a HEAD response.
+type headWriter struct{ http.ResponseWriter }
+
+func (h headWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// NewServer returns an http.Server with timeouts and header limits suited
+// to a node agent probed by kubelet and scraped by Prometheus.
+func NewServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+	s := &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+	if log != nil {
+		s.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	}
+	return s
+}
+
+type handlers struct {
+	src Source
+	now func() time.Time
+}
+
+func text(w http.ResponseWriter, code int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	fmt.Fprintln(w, body)
+}
+
+func (h *handlers) healthz(w http.ResponseWriter, _ *http.Request) {
+	s := h.src.Summary()
+	if s.Healthy() {
+		text(w, http.StatusOK, HealthyBody)
+		return
+	}
+	text(w, http.StatusServiceUnavailable, "CSI Driver is unhealthy: "+describeUnhealthy(s))
+}
+
+func describeUnhealthy(s *agent.Summary) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d mounts unhealthy", s.Unhealthy, s.Mounts)
+	if s.Hung > 0 {
+		fmt.Fprintf(&b, " (%d hung)", s.Hung)
+	}
+	if len(s.UnhealthyPaths) > 0 {
+		b.WriteString(": ")
+		for i, p := range s.UnhealthyPaths {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(strconv.Quote(p))
+		}
+		if more := s.Unhealthy - len(s.UnhealthyPaths); more > 0 {
+			fmt.Fprintf(&b, " and %d more", more)
+		}
+	}
+	return b.String()
+}
+
+func (h *handlers) ready(w http.ResponseWriter, _ *http.Request) {
+	s := h.src.Summary()
+	if !h.src.Live() {
+		text(w, http.StatusServiceUnavailable, "not ready: health monitor is not running")
+		return
+	}
+	if s.Ready() {
+		text(w, http.StatusOK, fmt.Sprintf("ready: %d mounts healthy", s.Mounts))
+		return
+	}
+	var why []string
+	if s.Pending > 0 {
+		why = append(why, fmt.Sprintf("%d mounts not checked yet", s.Pending))
+	}
+	if s.Unhealthy > 0 {
+		why = append(why, describeUnhealthy(s))
+	}
+	if s.Stale > 0 {
+		why = append(why, fmt.Sprintf("%d mounts with a last check older than interval + timeout", s.Stale))
+	}
+	text(w, http.StatusServiceUnavailable, "not ready: "+strings.Join(why, "; "))
+}
+
+func (h *handlers) live(w http.ResponseWriter, _ *http.Request) {
+	if h.src.Live() {
+		text(w, http.StatusOK, "alive")
+		return
+	}
+	text(w, http.StatusServiceUnavailable, "health monitor is not running")
+}
+
+// MountJSON is one mount in /healthz/mounts. The first seven fields are the
+// documented ones; the rest add detail.
+type MountJSON struct {
+	MountPath         string             `json:"mountPath"`
+	IsHealthy         bool               `json:"isHealthy"`
+	LastCheckTime     *string            `json:"lastCheckTime"`
+	ResponseTimeMs    int64              `json:"responseTimeMs"`
+	ErrorCount        uint64             `json:"errorCount"`
+	ConsecutiveErrors uint64             `json:"consecutiveErrors"`
+	LastError         string             `json:"lastError"`
+	State             string             `json:"state"`
+	Mode              string             `json:"mode,omitempty"`
+	Reason            string             `json:"reason,omitempty"`
+	FailedOperation   string             `json:"failedOperation,omitempty"`
+	OperationsMs      map[string]float64 `json:"operationsMs,omitempty"`
+	HungForMs         int64              `json:"hungForMs,omitempty"`
+	FSType            string             `json:"fsType,omitempty"`
+}
+
+// ToJSON converts a status to its JSON form; now is used for hungForMs.
+func ToJSON(st *agent.MountStatus, now time.Time) MountJSON {
+	j := MountJSON{
+		MountPath:         st.Path,
+		IsHealthy:         st.Healthy(),
+		ResponseTimeMs:    st.ResponseTime.Milliseconds(),
+		ErrorCount:        st.ErrorCount,
+		ConsecutiveErrors: st.ConsecutiveErrors,
+		LastError:         st.LastError,
+		State:             string(st.State),
+		Mode:              string(st.Mode),
+		Reason:            string(st.Reason),
+		FailedOperation:   string(st.FailedOp),
+		FSType:            st.FSType,
+	}
+	if !st.LastCheck.IsZero() {
+		t := st.LastCheck.UTC().Format(time.RFC3339)
+		j.LastCheckTime = &t
+	}
+	if len(st.Ops) > 0 {
+		j.OperationsMs = make(map[string]float64, len(st.Ops))
+		for _, o := range st.Ops {
+			j.OperationsMs[string(o.Op)] = float64(o.Duration.Microseconds()) / 1000
+		}
+	}
+	if st.State == agent.StateHung && !st.HungSince.IsZero() {
+		j.HungForMs = now.Sub(st.HungSince).Milliseconds()
+	}
+	return j
+}
+
+func (h *handlers) mounts(w http.ResponseWriter, _ *http.Request) {
+	sts := h.src.Statuses()
+	now := h.now()
+	var buf bytes.Buffer
+	buf.Grow(64 + 400*len(sts))
+	buf.WriteByte('{')
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(true)
+	for i, st := range sts {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		if err := enc.Encode(st.Path); err != nil {
+			http.Error(w, "encoding error", http.StatusInternalServerError)
+			return
+		}
+		buf.Truncate(buf.Len() - 1) // the Encoder's trailing newline
+		buf.WriteByte(':')
+		if err := enc.Encode(ToJSON(st, now)); err != nil {
+			http.Error(w, "encoding error", http.StatusInternalServerError)
+			return
+		}
+		buf.Truncate(buf.Len() - 1)
+	}
+	buf.WriteString("}\n")
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	_, _ = w.Write(buf.Bytes())
+}

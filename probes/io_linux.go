@@ -1,0 +1,251 @@
+package probes
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const stRDONLY = unix.ST_RDONLY
+
+// openRoot opens the mount root as a directory without following a symlink
+// in its last component, so a symlink planted in place of the mount root is
+// never followed.
+func openRoot(root string) (int, error) {
+	for {
+		fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, fmt.Errorf("open mount root %q: %w", root, err)
+		}
+		return fd, nil
+	}
+}
+
+func fstatfs(fd int, st *unix.Statfs_t) error {
+	return retryEINTR(func() error { return unix.Fstatfs(fd, st) })
+}
+
+func retryEINTR(f func() error) error {
+	for {
+		if err := f(); err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// readWrite runs write, read and delete. It reports true, without recording
+// a failure, when the file could not be created because the filesystem is
+// read-only.
+func readWrite(ctx context.Context, dirfd int, t timer) (readOnly bool) {
+	name, err := ProbeFileName(t.opts.Hostname)
+	if err != nil {
+		t.record(OpWrite, err)
+		return false
+	}
+	payload := make([]byte, PayloadSize)
+	if _, err := rand.Read(payload); err != nil {
+		t.record(OpWrite, fmt.Errorf("random payload: %w", err))
+		return false
+	}
+
+	created := false
+	err = t.run(OpWrite, func() error {
+		fd, err := unix.Openat(dirfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return fmt.Errorf("create: %w", err)
+		}
+		created = true
+		if err := writeAll(fd, payload); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("write: %w", err)
+		}
+		if err := retryEINTR(func() error { return unix.Fsync(fd) }); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("fsync: %w", err)
+		}
+		if err := unix.Close(fd); err != nil {
+			return fmt.Errorf("close: %w", err)
+		}
+		return nil
+	})
+	if err != nil && !created && errors.Is(err, unix.EROFS) {
+		return true
+	}
+	if !created {
+		return false
+	}
+	if err == nil && ctx.Err() == nil {
+		_ = t.run(OpRead, func() error { return readBack(dirfd, name, payload) })
+	}
+	// Always try to remove what was created, even after a failure or a
+	// timeout, so no probe file is left behind.
+	_ = t.run(OpDelete, func() error {
+		if err := retryEINTR(func() error { return unix.Unlinkat(dirfd, name, 0) }); err != nil {
+			return fmt.Errorf("unlink: %w", err)
+		}
+		return nil
+	})
+	return false
+}
+
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return unix.EIO
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// directAlign is the buffer alignment and size used for O_DIRECT reads.
+const directAlign = 4096
+
+func alignedBuffer() []byte {
+	raw := make([]byte, 2*directAlign)
+	off := int(uintptr(unsafe.Pointer(&raw[0])) & (directAlign - 1))
+	if off != 0 {
+		off = directAlign - off
+	}
+	return raw[off : off+directAlign]
+}
+
+// readBack reads the probe file, with O_DIRECT where the filesystem accepts
+// it so the data comes from the server rather than the client page cache,
+// and compares it with want.
+func readBack(dirfd int, name string, want []byte) error {
+	got, err := readFile(dirfd, name, true)
+	if errors.Is(err, unix.EINVAL) {
+		// O_DIRECT refused at open or at read: fall back to buffered I/O.
+		got, err = readFile(dirfd, name, false)
+	}
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("read %d bytes: %w", len(got), ErrDataMismatch)
+	}
+	return nil
+}
+
+func readFile(dirfd int, name string, direct bool) ([]byte, error) {
+	flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	if direct {
+		flags |= unix.O_DIRECT
+	}
+	var fd int
+	err := retryEINTR(func() (err error) { fd, err = unix.Openat(dirfd, name, flags, 0); return err })
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	defer unix.Close(fd)
+	buf := alignedBuffer()
+	total := 0
+	for total < PayloadSize {
+		n, err := unix.Read(fd, buf[total:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+		if direct {
+			// A further O_DIRECT read would start at an unaligned offset.
+			break
+		}
+	}
+	return buf[:total], nil
+}
+
+// readOnly runs stat and a bounded readdir of the root.
+func readOnly(ctx context.Context, dirfd int, t timer) {
+	var st unix.Stat_t
+	if err := t.run(OpStat, func() error { return retryEINTR(func() error { return unix.Fstat(dirfd, &st) }) }); err != nil {
+		return
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	_ = t.run(OpReaddir, func() error { return readdirBounded(dirfd, t.opts.ReaddirLimit) })
+}
+
+func readdirBounded(dirfd int, limit int) error {
+	fd, err := unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), ".")
+	defer f.Close()
+	if _, err := f.Readdirnames(limit); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("readdir: %w", err)
+	}
+	return nil
+}
+
+// RemoveStale removes the probe files host left in the mount root (from a
+// check interrupted by a crash or a hang), and never touches any other file:
+// not other hosts' probe files on a shared filesystem, not symlinks or
+// anything that is not a regular file. It reads at most maxEntries names.
+// It returns the names removed.
+func RemoveStale(root, host string, maxEntries int) ([]string, error) {
+	dirfd, err := openRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(dirfd)
+	fd, err := unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %q: %w", root, err)
+	}
+	f := os.NewFile(uintptr(fd), root)
+	defer f.Close()
+	var removed []string
+	var errs []error
+	seen := 0
+	for seen < maxEntries {
+		names, err := f.Readdirnames(1024)
+		seen += len(names)
+		for _, n := range names {
+			if !IsProbeFile(n, host) {
+				continue
+			}
+			var st unix.Stat_t
+			if err := unix.Fstatat(dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				continue
+			}
+			if st.Mode&unix.S_IFMT != unix.S_IFREG {
+				continue
+			}
+			if err := unix.Unlinkat(dirfd, n, 0); err != nil && err != unix.ENOENT {
+				errs = append(errs, fmt.Errorf("remove stale probe file %q: %w", n, err))
+				continue
+			}
+			removed = append(removed, n)
+		}
+		if err != nil || len(names) == 0 {
+			break
+		}
+	}
+	return removed, errors.Join(errs...)
+}
