@@ -10,11 +10,10 @@ type Clock interface {
 	AfterFunc(d time.Duration, f func()) Timer
 }
 
-// Timer is a pending AfterFunc call.
-type Timer interface {
-	// Stop prevents the call if it has not run yet.
-	Stop() bool
-}
+// Timer is a pending AfterFunc call; Stop prevents the call if it has not
+// run yet. It is an alias so that clocks in other packages can implement
+// Clock without importing this one.
+type Timer = interface{ Stop() bool }
 
 // RealClock is the wall clock.
 type RealClock struct{}

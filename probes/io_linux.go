@@ -25,7 +25,7 @@ func openRoot(root string) (int, error) {
 			continue
 		}
 		if err != nil {
-			return -1, fmt.Errorf("open mount root %q: %w", root, err)
+			return -1, fmt.Errorf("mount root %q: %w", root, err)
 		}
 		return fd, nil
 	}

@@ -1,0 +1,160 @@
+package probes_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+type recorder struct{ events []string }
+
+func (r *recorder) OpStart(op probes.Op) { r.events = append(r.events, "start "+string(op)) }
+func (r *recorder) OpEnd(op probes.Op, _ time.Duration, err error) {
+	r.events = append(r.events, fmt.Sprintf("end %s %v", op, err != nil))
+}
+
+func TestReadWriteCheck(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	rec := &recorder{}
+	res := probes.Check(context.Background(), dir, probes.Options{Hostname: "node-a", Observer: rec})
+	if res.Err != nil || res.Mode != probes.ModeReadWrite {
+		t.Fatalf("check: %+v", res)
+	}
+	want := "start statfs,end statfs false,start write,end write false,start read,end read false,start delete,end delete false"
+	if got := strings.Join(rec.events, ","); got != want {
+		t.Fatalf("events\n got %s\nwant %s", got, want)
+	}
+	if res.Duration() <= 0 {
+		t.Fatal("no duration")
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 0 {
+		t.Fatalf("left behind: %v", ents)
+	}
+}
+
+func TestMissingAndSymlinkedRoot(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	real := filepath.Join(base, "real")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path string
+		errno      syscall.Errno
+	}{
+		{"missing", filepath.Join(base, "nope"), syscall.ENOENT},
+		{"root replaced by a symlink", link, syscall.ENOTDIR}, // O_DIRECTORY|O_NOFOLLOW on a symlink
+	} {
+		res := probes.Check(context.Background(), tc.path, probes.Options{Hostname: "h"})
+		if !errors.Is(res.Err, tc.errno) || res.FailedOp != probes.OpOpen {
+			t.Errorf("%s: err %v op %q, want %v in open", tc.name, res.Err, res.FailedOp, tc.errno)
+		}
+		if probes.Classify(res.Err) != probes.ReasonNotMounted {
+			t.Errorf("%s: reason %s", tc.name, probes.Classify(res.Err))
+		}
+	}
+	if ents, _ := os.ReadDir(real); len(ents) != 0 {
+		t.Fatalf("wrote through the symlink: %v", ents)
+	}
+}
+
+func TestReadOnlyMount(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_RDONLY, "size=1m"); err != nil {
+		t.Fatalf("mount read-only tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	res := probes.Check(context.Background(), dir, probes.Options{Hostname: "h"})
+	if res.Err != nil || res.Mode != probes.ModeReadOnly {
+		t.Fatalf("read-only mount: %+v", res)
+	}
+	var ops []string
+	for _, o := range res.Ops {
+		ops = append(ops, string(o.Op))
+	}
+	if got := strings.Join(ops, ","); got != "statfs,stat,readdir" {
+		t.Fatalf("ops %s", got)
+	}
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("this test needs root, and CI must run it")
+		}
+		t.Skip("needs root to mount tmpfs")
+	}
+}
+
+func TestProbeFileNames(t *testing.T) {
+	t.Parallel()
+	a, err := probes.ProbeFileName("node/../x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := probes.ProbeFileName("node/../x")
+	if a == b {
+		t.Fatal("names repeat")
+	}
+	if strings.Contains(a, "/") || !strings.HasPrefix(a, probes.FilePrefix) {
+		t.Fatalf("unsafe name %q", a)
+	}
+	if !probes.IsProbeFile(a, "node/../x") || probes.IsProbeFile(a, "other") {
+		t.Fatal("IsProbeFile does not attribute the name to its host")
+	}
+	for _, n := range []string{probes.HostPrefix("h") + "x.tmp", probes.HostPrefix("h") + "0123456789abcdeg.tmp", "unrelated", probes.HostPrefix("h") + "0123456789abcdef"} {
+		if probes.IsProbeFile(n, "h") {
+			t.Errorf("%q taken for a probe file", n)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	wrap := func(e error) error { return &probes.OpError{Op: probes.OpWrite, Err: fmt.Errorf("create: %w", e)} }
+	for _, tc := range []struct {
+		err  error
+		want probes.Reason
+	}{
+		{nil, probes.ReasonNone},
+		{wrap(syscall.EIO), probes.ReasonIOError},
+		{wrap(syscall.ESTALE), probes.ReasonStaleFileHandle},
+		{wrap(syscall.EACCES), probes.ReasonPermissionDenied},
+		{wrap(syscall.EPERM), probes.ReasonPermissionDenied},
+		{wrap(syscall.EROFS), probes.ReasonReadOnly},
+		{wrap(syscall.ENOSPC), probes.ReasonNoSpace},
+		{wrap(syscall.EDQUOT), probes.ReasonNoSpace},
+		{wrap(syscall.ENOENT), probes.ReasonNotMounted},
+		{wrap(probes.ErrDataMismatch), probes.ReasonDataMismatch},
+		{wrap(errors.New("odd")), probes.ReasonIOError},
+	} {
+		if got := probes.Classify(tc.err); got != tc.want {
+			t.Errorf("Classify(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+	for _, r := range probes.Reasons {
+		if probes.Advice(r) == "no action needed" {
+			t.Errorf("no advice for %s", r)
+		}
+	}
+}
