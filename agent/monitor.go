@@ -438,6 +438,7 @@ func (mon *Monitor) expire(c *check) {
 		next.State = StateHung
 		next.LastCheck = now
 		next.ResponseTime = mon.cfg.Timeout
+		next.History = withHistory(old.History, mon.cfg.Timeout)
 		next.Ops = nil
 		next.ErrorCount++
 		next.ConsecutiveErrors++
@@ -526,6 +527,7 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 			next.Mode = res.Mode
 			next.LastCheck = now
 			next.ResponseTime = res.Duration()
+			next.History = withHistory(old.History, next.ResponseTime)
 			next.Ops = make([]OpTiming, 0, len(res.Ops))
 			for _, o := range res.Ops {
 				next.Ops = append(next.Ops, OpTiming{Op: o.Op, Duration: o.Duration})

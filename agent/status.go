@@ -71,6 +71,24 @@ type MountStatus struct {
 	HungSince time.Time
 	// Registered is when the mount was registered.
 	Registered time.Time
+	// History holds the response times of the last HistoryLen checks,
+	// oldest first (a check that hit its deadline counts as the timeout).
+	History []time.Duration
+}
+
+// HistoryLen is the number of response times kept in MountStatus.History.
+const HistoryLen = 16
+
+// withHistory returns h with d appended, keeping at most HistoryLen values.
+// It never modifies h, which may be shared with a published status.
+func withHistory(h []time.Duration, d time.Duration) []time.Duration {
+	start := 0
+	if len(h) >= HistoryLen {
+		start = len(h) - HistoryLen + 1
+	}
+	out := make([]time.Duration, 0, HistoryLen)
+	out = append(out, h[start:]...)
+	return append(out, d)
 }
 
 // Healthy reports whether the last check succeeded.

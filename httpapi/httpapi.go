@@ -48,7 +48,7 @@ type Options struct {
 
 // Routes lists the paths the router serves with the given options.
 func Routes(opts Options) []string {
-	r := []string{PathHealthz, PathReady, PathLive, PathMounts}
+	r := []string{PathStatus, PathHealthz, PathReady, PathLive, PathMounts}
 	if opts.Metrics != nil {
 		r = append(r, PathMetrics)
 	}
@@ -72,6 +72,7 @@ func NewRouter(src Source, opts Options) http.Handler {
 	r.Get(PathReady, h.ready)
 	r.Get(PathLive, h.live)
 	r.Get(PathMounts, h.mounts)
+	r.Get(PathStatus, h.status)
 	if opts.Metrics != nil {
 		r.Method(http.MethodGet, PathMetrics, opts.Metrics)
 	}

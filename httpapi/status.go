@@ -1,0 +1,180 @@
+package httpapi
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+// PathStatus is the human status page.
+const PathStatus = "/"
+
+// statusRow is one mount on the status page.
+type statusRow struct {
+	Path, State, Reason, Mode, LastError, Advice string
+	Age                                          string
+	ResponseMs                                   string
+	Ops                                          []opCell
+	Errors, Consecutive                          uint64
+	Spark                                        template.HTML
+	Rank                                         int
+}
+
+type opCell struct{ Op, Ms string }
+
+type statusPage struct {
+	Generated                                 string
+	Mounts, Healthy, Unhealthy, Hung, Pending int
+	Live                                      bool
+	Rows                                      []statusRow
+}
+
+var statusTmpl = template.Must(template.New("status").Parse(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="10">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>efs-health-agent: {{if .Unhealthy}}{{.Unhealthy}} unhealthy{{else}}all healthy{{end}}</title>
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.3em;margin:0 0 .3em}
+.sum span{margin-right:1.2em}
+table{border-collapse:collapse;margin-top:1em;width:100%}
+th,td{padding:.35em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
+th{background:#f4f4f4}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.state{font-weight:600;padding:.1em .5em;border-radius:.3em;color:#fff}
+.healthy{background:#2e7d32}.unhealthy{background:#c62828}.hung{background:#6a1b9a}.pending{background:#757575}
+.err{color:#b71c1c;font-size:.9em}.advice{color:#555;font-size:.85em}
+code{font-size:.95em;word-break:break-all}
+</style></head>
+<body>
+<h1>EFS mount health</h1>
+<div class="sum" id="summary">
+<span>{{.Mounts}} mounts</span><span>{{.Healthy}} healthy</span><span>{{.Unhealthy}} unhealthy</span><span>{{.Hung}} hung</span><span>{{.Pending}} pending</span>
+<span>monitor {{if .Live}}running{{else}}<strong>NOT RUNNING</strong>{{end}}</span><span>as of {{.Generated}}</span>
+</div>
+{{if .Rows}}<table id="mounts">
+<thead><tr><th>Mount</th><th>State</th><th>Last check</th><th>Response</th><th>Operations (ms)</th><th>History</th><th>Errors (consecutive / total)</th></tr></thead>
+<tbody>
+{{range .Rows}}<tr class="mount" data-state="{{.State}}" data-path="{{.Path}}">
+<td><code>{{.Path}}</code>{{if .Mode}}<br><small>{{.Mode}}</small>{{end}}</td>
+<td><span class="state {{.State}}">{{.State}}</span>{{if .Reason}}<br><small>{{.Reason}}</small>{{end}}</td>
+<td>{{.Age}}</td>
+<td class="num">{{.ResponseMs}}</td>
+<td>{{range .Ops}}{{.Op}} {{.Ms}}<br>{{end}}</td>
+<td>{{.Spark}}</td>
+<td class="num">{{.Consecutive}} / {{.Errors}}</td>
+</tr>{{if .LastError}}<tr class="detail"><td colspan="7"><div class="err">{{.LastError}}</div><div class="advice">{{.Advice}}</div></td></tr>{{end}}
+{{end}}</tbody></table>{{else}}<p>No mounts registered.</p>{{end}}
+</body></html>
+`))
+
+func stateRank(s agent.State) int {
+	switch s {
+	case agent.StateHung:
+		return 0
+	case agent.StateUnhealthy:
+		return 1
+	case agent.StatePending:
+		return 2
+	}
+	return 3
+}
+
+func ms(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) }
+
+// sparkline draws response-time history as a small inline SVG.
+func sparkline(h []time.Duration) template.HTML {
+	if len(h) < 2 {
+		return ""
+	}
+	const w, ht = 120.0, 24.0
+	max := slices.Max(h)
+	if max <= 0 {
+		max = 1
+	}
+	var pts strings.Builder
+	for i, d := range h {
+		x := float64(i) * w / float64(len(h)-1)
+		y := ht - 2 - float64(d)/float64(max)*(ht-4)
+		fmt.Fprintf(&pts, "%.1f,%.1f ", x, y)
+	}
+	return template.HTML(fmt.Sprintf(`<svg class="spark" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="response time history, max %s ms"><polyline fill="none" stroke="#1565c0" stroke-width="1.5" points="%s"/></svg>`,
+		int(w), int(ht), int(w), int(ht), ms(max), strings.TrimSpace(pts.String())))
+}
+
+func age(now, t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := now.Sub(t).Round(time.Second)
+	if d < 0 {
+		d = 0
+	}
+	return d.String() + " ago"
+}
+
+func (h *handlers) status(w http.ResponseWriter, _ *http.Request) {
+	sts := h.src.Statuses()
+	sum := h.src.Summary()
+	now := h.now()
+	page := statusPage{
+		Generated: now.UTC().Format(time.RFC3339),
+		Mounts:    sum.Mounts, Unhealthy: sum.Unhealthy, Hung: sum.Hung, Pending: sum.Pending,
+		Healthy: sum.Mounts - sum.Unhealthy - sum.Pending,
+		Live:    h.src.Live(),
+		Rows:    make([]statusRow, 0, len(sts)),
+	}
+	for _, st := range sts {
+		r := statusRow{
+			Path: st.Path, State: string(st.State), Reason: string(st.Reason), Mode: string(st.Mode),
+			LastError: st.LastError, Age: age(now, st.LastCheck), Errors: st.ErrorCount,
+			Consecutive: st.ConsecutiveErrors, Spark: sparkline(st.History), Rank: stateRank(st.State),
+		}
+		if st.State != agent.StatePending {
+			r.ResponseMs = ms(st.ResponseTime) + " ms"
+		}
+		if st.State == agent.StateHung {
+			r.Age = "stuck for " + now.Sub(st.HungSince).Round(time.Second).String()
+		}
+		if st.Reason != "" {
+			r.Advice = probes.Advice(st.Reason)
+		}
+		for _, o := range st.Ops {
+			r.Ops = append(r.Ops, opCell{Op: string(o.Op), Ms: ms(o.Duration)})
+		}
+		page.Rows = append(page.Rows, r)
+	}
+	// Worst first: hung, unhealthy, pending, healthy; then most consecutive
+	// errors; then path. The input is sorted by path and the sort is stable.
+	slices.SortStableFunc(page.Rows, func(a, b statusRow) int {
+		if a.Rank != b.Rank {
+			return a.Rank - b.Rank
+		}
+		switch {
+		case a.Consecutive > b.Consecutive:
+			return -1
+		case a.Consecutive < b.Consecutive:
+			return 1
+		}
+		return 0
+	})
+	var buf bytes.Buffer
+	if err := statusTmpl.Execute(&buf, page); err != nil {
+		http.Error(w, "rendering error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
+	_, _ = w.Write(buf.Bytes())
+}

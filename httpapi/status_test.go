@@ -1,0 +1,59 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/httpapi"
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+// statusFixture has one mount in each state, a hostile path, and history.
+func statusFixture() *fakeSource {
+	hist := []time.Duration{3 * time.Millisecond, 4 * time.Millisecond, 40 * time.Millisecond, 5 * time.Millisecond}
+	return &fakeSource{live: true,
+		sum: agent.Summary{Mounts: 5, Unhealthy: 2, Hung: 1, Pending: 1},
+		sts: []*agent.MountStatus{
+			{Mount: agent.Mount{Path: "/a/healthy"}, State: agent.StateHealthy, Mode: probes.ModeReadWrite, LastCheck: now.Add(-3 * time.Second),
+				ResponseTime: 5 * time.Millisecond, History: hist, Ops: []agent.OpTiming{{Op: probes.OpWrite, Duration: 3 * time.Millisecond}}},
+			{Mount: agent.Mount{Path: "/b/hung"}, State: agent.StateHung, LastCheck: now, HungSince: now.Add(-42 * time.Second),
+				ResponseTime: 5 * time.Second, Reason: probes.ReasonTimeout, LastError: "timeout after 5s in write", ConsecutiveErrors: 4, ErrorCount: 9, History: hist},
+			{Mount: agent.Mount{Path: "/c/io"}, State: agent.StateUnhealthy, LastCheck: now, Reason: probes.ReasonIOError,
+				LastError: "write: fsync: input/output error", ConsecutiveErrors: 1, ErrorCount: 1},
+			{Mount: agent.Mount{Path: "/d/pending"}, State: agent.StatePending},
+			{Mount: agent.Mount{Path: `/e/<img src=x onerror=alert(1)>"`}, State: agent.StateHealthy, LastCheck: now},
+		}}
+}
+
+var rowRe = regexp.MustCompile(`<tr class="mount" data-state="([a-z]+)" data-path="([^"]*)"`)
+
+func TestStatusPage(t *testing.T) {
+	t.Parallel()
+	h := httpapi.NewRouter(statusFixture(), httpapi.Options{Now: func() time.Time { return now }})
+	code, body, hdr := get(t, h, http.MethodGet, "/")
+	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET / = %d %s", code, hdr.Get("Content-Type"))
+	}
+	var order []string
+	for _, m := range rowRe.FindAllStringSubmatch(body, -1) {
+		order = append(order, m[1])
+	}
+	if got := strings.Join(order, ","); got != "hung,unhealthy,pending,healthy,healthy" {
+		t.Fatalf("rows not worst first: %s", got)
+	}
+	for _, want := range []string{"stuck for 42s", "timeout after 5s in write", probes.Advice(probes.ReasonTimeout)[:30], "<svg class=\"spark\"", "write 3.0", "5 mounts"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "<img src=x") || strings.Contains(body, "<script") {
+		t.Error("mount path not escaped")
+	}
+	if strings.Contains(body, "http://") || strings.Contains(body, "https://") {
+		t.Error("page refers to an external asset")
+	}
+}
