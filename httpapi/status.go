@@ -89,7 +89,9 @@ func stateRank(s agent.State) int {
 	return 3
 }
 
-func ms(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) }
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64)
+}
 
 // sparkline draws response-time history as a small inline SVG.
 func sparkline(h []time.Duration) template.HTML {
