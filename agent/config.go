@@ -36,6 +36,21 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer receives check events for telemetry; may be nil.
 	Observer Observer
+	// MountTable, if set, is consulted before each check of a mount whose
+	// filesystem type is known: a path that is no longer that mount fails
+	// with reason not_mounted without being touched (after an unmount the
+	// directory underneath is local disk, where a write would "succeed").
+	MountTable MountTable
+	// TunnelTimeout bounds the TCP connect to a mount's TLS tunnel
+	// (default: a fifth of the timeout, at most 1s).
+	TunnelTimeout time.Duration
+}
+
+// MountTable answers from the kernel's mount table which filesystem is
+// mounted at a path. Implementations read a cached copy of the table and
+// never touch the path itself.
+type MountTable interface {
+	Lookup(path string) (fstype, source string, ok bool)
 }
 
 // DefaultConfig returns the documented defaults: interval 30s, timeout 5s.

@@ -140,6 +140,13 @@ func (mon *Monitor) Register(spec Mount) error {
 	if err := ValidatePath(spec.Path); err != nil {
 		return err
 	}
+	if spec.FSType == "" && mon.cfg.MountTable != nil {
+		// A path that is a mount point now is verified against the mount
+		// table before every check from here on.
+		if fstype, source, ok := mon.cfg.MountTable.Lookup(spec.Path); ok {
+			spec.FSType, spec.Source = fstype, source
+		}
+	}
 	mon.mu.Lock()
 	defer mon.mu.Unlock()
 	if m, ok := mon.mounts[spec.Path]; ok {
@@ -386,12 +393,61 @@ func (mon *Monitor) runCheck(ctx context.Context, c *check, path string, cleanup
 			mon.log.Debug("stale probe file scan", "mount", path, "err", err)
 		}
 	}
+	if res, failed := mon.preflight(ctx, c); failed {
+		mon.complete(c, res)
+		return
+	}
 	res := probes.Check(ctx, path, probes.Options{
 		Hostname: mon.cfg.Hostname,
 		Observer: c,
 		Now:      mon.clock.Now,
 	})
 	mon.complete(c, res)
+}
+
+// preflight runs the checks that need no I/O on the mount: that the path
+// is still the registered mount (from the mount table) and that its TLS
+// tunnel accepts connections. A failure here means the mount is not
+// touched at all.
+func (mon *Monitor) preflight(ctx context.Context, c *check) (probes.Result, bool) {
+	spec := c.m.spec
+	if mon.cfg.MountTable != nil && spec.FSType != "" {
+		c.OpStart(probes.OpMountTable)
+		start := mon.clock.Now()
+		fstype, source, ok := mon.cfg.MountTable.Lookup(spec.Path)
+		var err error
+		switch {
+		case !ok:
+			err = fmt.Errorf("mount table has no mount at %q: %w", spec.Path, probes.ErrNotMounted)
+		case fstype != spec.FSType || (spec.Source != "" && source != spec.Source):
+			err = fmt.Errorf("mount table shows %s %q at %q, registered as %s %q: %w",
+				fstype, source, spec.Path, spec.FSType, spec.Source, probes.ErrNotMounted)
+		}
+		d := mon.clock.Now().Sub(start)
+		if err != nil {
+			res := probes.Fail(probes.OpMountTable, d, err)
+			c.OpEnd(probes.OpMountTable, d, res.Err)
+			return res, true
+		}
+		c.OpEnd(probes.OpMountTable, d, nil)
+	}
+	if spec.TunnelAddr != "" {
+		c.OpStart(probes.OpTunnel)
+		start := mon.clock.Now()
+		timeout := mon.cfg.TunnelTimeout
+		if timeout <= 0 {
+			timeout = min(mon.cfg.Timeout/5, time.Second)
+		}
+		err := probes.DialTunnel(ctx, spec.TunnelAddr, timeout)
+		d := mon.clock.Now().Sub(start)
+		if err != nil {
+			res := probes.Fail(probes.OpTunnel, d, fmt.Errorf("tunnel %s: %w", spec.TunnelAddr, err))
+			c.OpEnd(probes.OpTunnel, d, res.Err)
+			return res, true
+		}
+		c.OpEnd(probes.OpTunnel, d, nil)
+	}
+	return probes.Result{}, false
 }
 
 // OpStart implements probes.Observer.

@@ -24,6 +24,11 @@ const (
 	OpStat    Op = "stat"
 	OpReaddir Op = "readdir"
 	OpOpen    Op = "open"
+	// OpMountTable is the lookup of the path in the mount table that
+	// precedes the I/O of a mount registered with its filesystem type.
+	OpMountTable Op = "mounttable"
+	// OpTunnel is the TCP connect to a mount's local TLS tunnel.
+	OpTunnel Op = "tunnel"
 )
 
 // Mode says which kind of check ran against a mount.
@@ -42,6 +47,14 @@ const FilePrefix = ".efs-health-probe-"
 
 // PayloadSize is the number of random bytes written and read back.
 const PayloadSize = 1024
+
+// ErrNotMounted reports that the path is no longer the mount it was
+// registered as, according to the mount table.
+var ErrNotMounted = errors.New("not the registered mount")
+
+// ErrTunnelDown reports that the local TLS tunnel of a mount refused a
+// connection.
+var ErrTunnelDown = errors.New("TLS tunnel not accepting connections")
 
 // ErrDataMismatch reports that the bytes read back differ from those written.
 var ErrDataMismatch = errors.New("data read back differs from data written")

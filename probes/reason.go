@@ -39,6 +39,10 @@ func Classify(err error) Reason {
 		return ReasonNone
 	case errors.Is(err, ErrDataMismatch):
 		return ReasonDataMismatch
+	case errors.Is(err, ErrTunnelDown):
+		return ReasonTunnelDown
+	case errors.Is(err, ErrNotMounted):
+		return ReasonNotMounted
 	case errors.Is(err, unix.ESTALE):
 		return ReasonStaleFileHandle
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
