@@ -605,6 +605,9 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 				next.Reason = probes.Classify(res.Err)
 				next.FailedOp = res.FailedOp
 				m.due = now.Add(mon.backoff(next.ConsecutiveErrors))
+				// A failed delete (or a failure after the create) may have
+				// left the probe file: sweep before the next check.
+				m.needCleanup = true
 			}
 			if min := c.start.Add(mon.cfg.MinRetry); m.due.Before(min) {
 				m.due = min

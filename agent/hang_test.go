@@ -1,0 +1,217 @@
+package agent_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/httpapi"
+	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+// newReal returns a running monitor on the wall clock with short timings,
+// for tests against the FUSE fault filesystem.
+func newReal(t *testing.T, interval, timeout time.Duration) *agent.Monitor {
+	t.Helper()
+	cfg := agent.DefaultConfig()
+	cfg.Hostname = "node-a"
+	cfg.Logger = quietLogger()
+	cfg.Interval = interval
+	cfg.Timeout = timeout
+	cfg.MinRetry = 50 * time.Millisecond
+	cfg.Jitter = 0
+	mon, err := agent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mon.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return mon
+}
+
+// threads is the number of OS threads of this process.
+func threads() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
+			var n int
+			for _, c := range strings.TrimSpace(v) {
+				n = n*10 + int(c-'0')
+			}
+			return n
+		}
+	}
+	return -1
+}
+
+// TestHungMount is the behaviour the agent exists for: a mount whose
+// syscalls block forever is reported hung by interval + timeout, the
+// endpoints stay fast, exactly one goroutine is stuck however many
+// intervals pass, other mounts keep being checked, and when the mount is
+// released it recovers at once and leaves no probe file behind.
+func TestHungMount(t *testing.T) {
+	fs := faultfs.MountT(t)
+	const interval, timeout = 200 * time.Millisecond, 100 * time.Millisecond
+	mon := newReal(t, interval, timeout)
+	other := t.TempDir()
+	for _, p := range []string{fs.Mountpoint(), other} {
+		if err := mon.Register(agent.Mount{Path: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "both healthy", func() bool { return mon.Summary().Ready() })
+
+	fs.Set(faultfs.OpWrite, faultfs.Fault{Hang: true})
+	hungAt := time.Now()
+	waitFor(t, "hung", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHung })
+	if d := time.Since(hungAt); d > interval+timeout+time.Second {
+		t.Errorf("hang detected after %v, want about interval + timeout", d)
+	}
+	st := status(t, mon, fs.Mountpoint())
+	if !strings.Contains(st.LastError, "timeout after 100ms in write") || st.Reason != probes.ReasonTimeout || st.HungSince.IsZero() {
+		t.Fatalf("hung status %+v", st)
+	}
+
+	// Endpoints answer at once, and say what is wrong.
+	srv := httptest.NewServer(httpapi.NewRouter(mon, httpapi.Options{}))
+	defer srv.Close()
+	for path, code := range map[string]int{"/healthz": 503, "/healthz/ready": 503, "/healthz/live": 200, "/healthz/mounts": 200, "/": 200} {
+		start := time.Now()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != code {
+			t.Errorf("GET %s = %d, want %d", path, resp.StatusCode, code)
+		}
+		if d := time.Since(start); d > 100*time.Millisecond {
+			t.Errorf("GET %s took %v while a mount is hung", path, d)
+		}
+	}
+
+	// Many intervals later: still one stuck write, no pile-up of checks,
+	// threads flat, and the healthy mount kept being checked on time.
+	writes := fs.Calls(faultfs.OpWrite)
+	thr := threads()
+	g := runtime.NumGoroutine()
+	otherChecks := status(t, mon, other).Checks
+	time.Sleep(15 * interval)
+	if n := fs.Calls(faultfs.OpWrite); n != writes {
+		t.Errorf("%d more writes reached the hung mount: a second check started", n-writes)
+	}
+	if fs.Blocked() != 1 {
+		t.Errorf("%d requests blocked in the filesystem, want 1", fs.Blocked())
+	}
+	if d := threads() - thr; d > 2 {
+		t.Errorf("threads grew by %d while hung", d)
+	}
+	if d := runtime.NumGoroutine() - g; d > 2 {
+		t.Errorf("goroutines grew by %d while hung", d)
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+	}
+	if n := status(t, mon, other).Checks - otherChecks; n < 8 {
+		t.Errorf("the healthy mount was checked %d times in 15 intervals", n)
+	}
+	st = status(t, mon, fs.Mountpoint())
+	if st.State != agent.StateHung || st.Reason != probes.ReasonHung || st.ConsecutiveErrors < 3 {
+		t.Errorf("after many intervals: %+v", st)
+	}
+	if !mon.Live() {
+		t.Error("not live while a mount is hung")
+	}
+
+	// Release: the stuck write returns, the mount is re-checked at once,
+	// recovers, and no probe file is left behind.
+	fs.Clear()
+	released := time.Now()
+	waitFor(t, "recovered", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+	if d := time.Since(released); d > time.Second {
+		t.Errorf("recovery took %v", d)
+	}
+	waitFor(t, "ready", func() bool { return mon.Summary().Ready() })
+	assertNoProbeFiles(t, fs.Mountpoint())
+}
+
+// TestFaults covers errno faults and slowness below the timeout.
+func TestFaults(t *testing.T) {
+	fs := faultfs.MountT(t)
+	mon := newReal(t, 200*time.Millisecond, 150*time.Millisecond)
+	if err := mon.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "healthy", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+	cases := []struct {
+		name   string
+		op     faultfs.Op
+		fault  faultfs.Fault
+		reason probes.Reason
+		failOp probes.Op
+	}{
+		{"EIO on write", faultfs.OpWrite, faultfs.Fault{Errno: syscall.EIO}, probes.ReasonIOError, probes.OpWrite},
+		{"ESTALE on create", faultfs.OpCreate, faultfs.Fault{Errno: syscall.ESTALE}, probes.ReasonStaleFileHandle, probes.OpWrite},
+		{"ENOSPC on write", faultfs.OpWrite, faultfs.Fault{Errno: syscall.ENOSPC}, probes.ReasonNoSpace, probes.OpWrite},
+		{"EACCES on create", faultfs.OpCreate, faultfs.Fault{Errno: syscall.EACCES}, probes.ReasonPermissionDenied, probes.OpWrite},
+		{"EIO on read", faultfs.OpRead, faultfs.Fault{Errno: syscall.EIO}, probes.ReasonIOError, probes.OpRead},
+		{"EIO on delete", faultfs.OpUnlink, faultfs.Fault{Errno: syscall.EIO}, probes.ReasonIOError, probes.OpDelete},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			errs := status(t, mon, fs.Mountpoint()).ErrorCount
+			fs.Set(tc.op, tc.fault)
+			waitFor(t, "failure", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateUnhealthy })
+			st := status(t, mon, fs.Mountpoint())
+			if st.Reason != tc.reason || st.FailedOp != tc.failOp || st.ErrorCount <= errs || st.LastError == "" {
+				t.Fatalf("status %+v, want reason %s in %s", st, tc.reason, tc.failOp)
+			}
+			fs.Clear()
+			waitFor(t, "recovery", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+			if st := status(t, mon, fs.Mountpoint()); st.ConsecutiveErrors != 0 || st.LastError != "" {
+				t.Fatalf("after recovery %+v", st)
+			}
+			assertNoProbeFiles(t, fs.Mountpoint())
+		})
+	}
+	t.Run("slow under the timeout", func(t *testing.T) {
+		fs.Set(faultfs.OpFsync, faultfs.Fault{Delay: 60 * time.Millisecond})
+		n := status(t, mon, fs.Mountpoint()).Checks
+		waitFor(t, "slow check", func() bool { return status(t, mon, fs.Mountpoint()).Checks >= n+2 })
+		st := status(t, mon, fs.Mountpoint())
+		if st.State != agent.StateHealthy || st.ResponseTime < 60*time.Millisecond {
+			t.Fatalf("slow mount: %+v", st)
+		}
+		var write time.Duration
+		for _, o := range st.Ops {
+			if o.Op == probes.OpWrite {
+				write = o.Duration
+			}
+		}
+		if write < 60*time.Millisecond {
+			t.Fatalf("write latency %v does not show the slow fsync", write)
+		}
+		fs.Clear()
+	})
+	t.Run("read-only filesystem", func(t *testing.T) {
+		fs.Set(faultfs.OpCreate, faultfs.Fault{Errno: syscall.EROFS})
+		waitFor(t, "read-only mode", func() bool { return status(t, mon, fs.Mountpoint()).Mode == probes.ModeReadOnly })
+		if st := status(t, mon, fs.Mountpoint()); st.State != agent.StateHealthy {
+			t.Fatalf("read-only mount: %+v", st)
+		}
+		fs.Clear()
+		waitFor(t, "read-write again", func() bool { return status(t, mon, fs.Mountpoint()).Mode == probes.ModeReadWrite })
+	})
+}
