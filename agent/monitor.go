@@ -79,6 +79,7 @@ type check struct {
 	mu      sync.Mutex
 	op      probes.Op
 	opStart time.Time
+	opOpen  bool // op has started and not ended
 	expired bool
 	done    bool
 }
@@ -456,6 +457,7 @@ func (c *check) OpStart(op probes.Op) {
 	defer c.mu.Unlock()
 	c.op = op
 	c.opStart = c.clock.Now()
+	c.opOpen = op != "cleanup"
 	if !c.expired && op != "cleanup" {
 		c.rec.OpStart(op, c.opStart)
 	}
@@ -465,6 +467,7 @@ func (c *check) OpStart(op probes.Op) {
 func (c *check) OpEnd(op probes.Op, d time.Duration, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.opOpen = false
 	if !c.expired {
 		c.rec.OpEnd(op, d, err)
 	}
@@ -479,7 +482,7 @@ func (mon *Monitor) expire(c *check) {
 		return
 	}
 	c.expired = true
-	op, opStart := c.op, c.opStart
+	op, opStart, opOpen := c.op, c.opStart, c.opOpen
 	c.mu.Unlock()
 	c.cancel()
 	err := fmt.Errorf("timeout after %v in %s: %w", mon.cfg.Timeout, op, ErrTimeout)
@@ -513,8 +516,10 @@ func (mon *Monitor) expire(c *check) {
 	if st == nil {
 		st = c.m.status.Load()
 	}
-	if op != "cleanup" {
-		c.rec.OpEnd(op, time.Since(opStart), err)
+	if opOpen {
+		// End the stuck operation's record at the deadline; the kernel
+		// may hold the call much longer.
+		c.rec.OpEnd(op, now.Sub(opStart), err)
 	}
 	c.rec.End(st, now)
 	mon.poke()

@@ -15,7 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/exporters"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
 )
 
@@ -27,6 +30,12 @@ var version = "dev"
 const shutdownGrace = 1500 * time.Millisecond
 
 func main() {
+	// OTLP push defaults to gRPC (port 4317), the collector's usual
+	// receiver, unless the standard variables choose a protocol.
+	if os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL") == "" && os.Getenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") == "" &&
+		os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") == "" {
+		_ = os.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+	}
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
@@ -57,7 +66,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	log := newLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, cfg, ln, log); err != nil {
+	if err := serve(ctx, cfg, getenv, ln, log); err != nil {
 		log.Error("agent failed", "err", err)
 		return 1
 	}
@@ -76,32 +85,43 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 
 // serve runs the agent until ctx is cancelled, then shuts down within
 // shutdownGrace without waiting for checks stuck in the kernel.
-func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.Listener, log *slog.Logger) error {
+	// The OTel SDK reports export failures through its global handler:
+	// log them, at most once a minute.
+	otel.SetErrorHandler(exporters.NewErrorHandler(log, time.Minute, nil))
+	tel, err := exporters.New(ctx, nil, exporters.Options{Version: version, Logger: log, Getenv: getenv})
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("telemetry: %w", err)
+	}
 	ac := cfg.agentConfig()
 	ac.Logger = log
+	ac.Observer = tel.Observer()
 	mon, err := agent.New(ac)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("create monitor: %w", err)
 	}
+	tel.SetSource(mon)
 	for _, p := range cfg.Mounts {
 		if err := mon.Register(agent.Mount{Path: p}); err != nil {
 			ln.Close()
 			return fmt.Errorf("register %q: %w", p, err)
 		}
 	}
-	extra := map[string]http.Handler{}
+	extra := map[string]http.Handler{exporters.PathDebugChecks: tel.DebugChecksHandler()}
 	if cfg.EnableDebug {
 		extra["/debug/pprof/*"] = http.HandlerFunc(pprofIndex)
 	}
-	router := httpapi.NewRouter(mon, httpapi.Options{Extra: extra, Logger: log})
+	router := httpapi.NewRouter(mon, httpapi.Options{Metrics: tel.MetricsHandler(), Extra: extra, Logger: log})
 	srv := httpapi.NewServer(ln.Addr().String(), router, log)
 
 	monDone := make(chan error, 1)
 	go func() { monDone <- mon.Run(ctx) }()
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(ln) }()
-	log.Info("agent started", "addr", ln.Addr().String(), "version", version,
+	pushM, pushT := tel.Pushing()
+	log.Info("agent started", "addr", ln.Addr().String(), "version", version, "otlp_metrics", pushM, "otlp_traces", pushT,
 		"interval", cfg.Interval, "timeout", cfg.Timeout, "mounts", len(cfg.Mounts), "node", cfg.NodeName)
 
 	var runErr error
@@ -117,6 +137,9 @@ func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger) 
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", "err", err)
+	}
+	if err := tel.Shutdown(sctx); err != nil {
+		log.Warn("telemetry flush", "err", err)
 	}
 	return runErr
 }

@@ -1,0 +1,219 @@
+package exporters_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	colmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+	"google.golang.org/grpc"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/exporters"
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+// receiver is an in-process OTLP gRPC receiver.
+type receiver struct {
+	colmetrics.UnimplementedMetricsServiceServer
+	mu      sync.Mutex
+	metrics []*metricspb.ResourceMetrics
+	spans   map[string]map[string]string // span name -> attributes
+	service string
+}
+
+func (r *receiver) Export(_ context.Context, req *colmetrics.ExportMetricsServiceRequest) (*colmetrics.ExportMetricsServiceResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.metrics = append(r.metrics, req.ResourceMetrics...)
+	return &colmetrics.ExportMetricsServiceResponse{}, nil
+}
+
+type traceSvc struct {
+	coltrace.UnimplementedTraceServiceServer
+	r *receiver
+}
+
+func (t traceSvc) Export(_ context.Context, req *coltrace.ExportTraceServiceRequest) (*coltrace.ExportTraceServiceResponse, error) {
+	t.r.mu.Lock()
+	defer t.r.mu.Unlock()
+	for _, rs := range req.ResourceSpans {
+		for _, a := range rs.Resource.Attributes {
+			if a.Key == "service.name" {
+				t.r.service = a.Value.GetStringValue()
+			}
+		}
+		for _, ss := range rs.ScopeSpans {
+			for _, s := range ss.Spans {
+				attrs := map[string]string{}
+				for _, a := range s.Attributes {
+					attrs[a.Key] = a.Value.String()
+				}
+				t.r.spans[s.Name] = attrs
+			}
+		}
+	}
+	return &coltrace.ExportTraceServiceResponse{}, nil
+}
+
+func startReceiver(t *testing.T) (*receiver, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &receiver{spans: map[string]map[string]string{}}
+	s := grpc.NewServer()
+	colmetrics.RegisterMetricsServiceServer(s, r)
+	coltrace.RegisterTraceServiceServer(s, traceSvc{r: r})
+	go func() { _ = s.Serve(ln) }()
+	t.Cleanup(s.Stop)
+	return r, ln.Addr().String()
+}
+
+// gauge finds the value of metric name with attribute mount_path=path.
+func (r *receiver) gauge(name, path string) (float64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.metrics) - 1; i >= 0; i-- {
+		for _, sm := range r.metrics[i].ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if m.Name != name {
+					continue
+				}
+				var dps []*metricspb.NumberDataPoint
+				if g := m.GetGauge(); g != nil {
+					dps = g.DataPoints
+				} else if s := m.GetSum(); s != nil {
+					dps = s.DataPoints
+				}
+				for _, dp := range dps {
+					match := path == ""
+					for _, a := range dp.Attributes {
+						if a.Key == "mount_path" && a.Value.GetStringValue() == path {
+							match = true
+						}
+					}
+					if match {
+						if dp.GetAsInt() != 0 || dp.GetAsDouble() == 0 {
+							return float64(dp.GetAsInt()) + dp.GetAsDouble(), true
+						}
+						return dp.GetAsDouble(), true
+					}
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+// TestOTLPPush: with the standard environment pointing at a collector,
+// metrics (documented names, mount_path attribute, values) and spans
+// arrive; an unregistered mount stops being pushed.
+func TestOTLPPush(t *testing.T) {
+	r, addr := startReceiver(t)
+	env := map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + addr,
+		"OTEL_EXPORTER_OTLP_INSECURE": "true",
+		"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+		"OTEL_METRIC_EXPORT_INTERVAL": "100",
+		"OTEL_BSP_SCHEDULE_DELAY":     "50",
+		"OTEL_SERVICE_NAME":           "efs-health-agent-test",
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	src := &source{}
+	sts, sum := fixture()
+	src.set(sts, sum)
+	tel := newTel(t, src, exporters.Options{Getenv: func(k string) string { return env[k] }})
+	if m, tr := tel.Pushing(); !m || !tr {
+		t.Fatalf("not pushing: metrics=%v traces=%v", m, tr)
+	}
+	runCheck(tel.Observer(), agent.Mount{Path: "/mnt/a"}, t0, map[probes.Op]time.Duration{probes.OpWrite: time.Millisecond}, &agent.MountStatus{State: agent.StateHealthy})
+
+	healthy := "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, ok := r.gauge("efs_mount_health_status", healthy)
+		e, ok2 := r.gauge("efs_mount_error_total", "/mnt/hung")
+		rt, ok3 := r.gauge("efs_mount_response_time_ms", healthy)
+		r.mu.Lock()
+		_, spanOK := r.spans["efs.mount.check"]
+		r.mu.Unlock()
+		if ok && ok2 && ok3 && spanOK {
+			if v != 1 || e != 4 || rt != 15 {
+				t.Fatalf("pushed values: health %v errors %v response %v", v, e, rt)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("OTLP data did not arrive (health %v, errors %v, response %v, span %v)", ok, ok2, ok3, spanOK)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.mu.Lock()
+	if got := r.spans["efs.mount.check"]["efs.mount.path"]; !strings.Contains(got, "/mnt/a") {
+		t.Errorf("span attribute efs.mount.path = %q", got)
+	}
+	if _, ok := r.spans["efs.mount.write"]; !ok {
+		t.Error("no efs.mount.write span")
+	}
+	if r.service != "efs-health-agent-test" {
+		t.Errorf("service.name = %q, want OTEL_SERVICE_NAME", r.service)
+	}
+	r.mu.Unlock()
+
+	// Unregister everything: the next pushes no longer carry the mount.
+	src.set(nil, agent.Summary{})
+	r.mu.Lock()
+	r.metrics = nil
+	r.mu.Unlock()
+	time.Sleep(400 * time.Millisecond)
+	if _, ok := r.gauge("efs_mount_health_status", healthy); ok {
+		t.Fatal("unregistered mount still pushed")
+	}
+	if _, ok := r.gauge("efs_csi_driver_healthy", ""); !ok {
+		t.Fatal("pushes stopped altogether")
+	}
+}
+
+// TestUnreachableCollector: a collector that is not there slows neither
+// checks nor shutdown beyond its deadline.
+func TestUnreachableCollector(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close() // nobody listens there now
+	env := map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + addr,
+		"OTEL_EXPORTER_OTLP_INSECURE": "true",
+		"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+		"OTEL_METRIC_EXPORT_INTERVAL": "50",
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	tel, err := exporters.New(context.Background(), &source{}, exporters.Options{Logger: quiet(), Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := 0; i < 200; i++ {
+		runCheck(tel.Observer(), agent.Mount{Path: "/mnt/a"}, t0, map[probes.Op]time.Duration{probes.OpWrite: time.Millisecond}, &agent.MountStatus{State: agent.StateHealthy})
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("200 checks took %v with the collector down", d)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	_ = tel.Shutdown(ctx)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Shutdown took %v with a 500ms deadline", d)
+	}
+}
