@@ -314,4 +314,3 @@ func probeFiles(t *testing.T, dir, host string) []string {
 	}
 	return out
 }
-
