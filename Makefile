@@ -32,3 +32,6 @@ lint: vet fmt-check ## vet, gofmt and staticcheck
 
 clean: ## remove build output
 	rm -rf bin
+
+demo: build ## scripted fault timeline on a FUSE mount (needs root and /dev/fuse)
+	$(GO) run ./internal/demo -agent $(BIN)

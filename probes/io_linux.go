@@ -67,7 +67,7 @@ func readWrite(ctx context.Context, dirfd int, t timer) (readOnly bool) {
 		created = true
 		if err := writeAll(fd, payload); err != nil {
 			unix.Close(fd)
-			return fmt.Errorf("write: %w", err)
+			return fmt.Errorf("write(2): %w", err)
 		}
 		if err := retryEINTR(func() error { return unix.Fsync(fd) }); err != nil {
 			unix.Close(fd)
