@@ -27,6 +27,11 @@ type config struct {
 	LogFormat   string
 	EnableDebug bool
 
+	DiscoverFSTypes   []string
+	DiscoverPrefix    string
+	MountInfo         string
+	DiscoveryInterval time.Duration
+
 	// origin names where each setting came from ("--port", "HEALTH_PORT"
 	// or "default"), so errors name what the user has to fix.
 	origin map[string]string
@@ -47,6 +52,10 @@ var settings = []setting{
 	{"loglevel", "log-level", "HEALTH_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
 	{"logformat", "log-format", "HEALTH_LOG_FORMAT", "text", "log format: text or json"},
 	{"debug", "enable-debug", "HEALTH_ENABLE_DEBUG", "false", "serve /debug/pprof/ (off by default)"},
+	{"fstypes", "discover-fstypes", "HEALTH_DISCOVER_FSTYPES", "", "comma-separated filesystem types to discover from the mount table, e.g. nfs4,nfs,efs (default: no discovery)"},
+	{"prefix", "discover-prefix", "HEALTH_DISCOVER_PREFIX", "/var/lib/kubelet/pods", "only mounts under this directory are discovered"},
+	{"mountinfo", "mountinfo", "HEALTH_MOUNTINFO", "/proc/self/mountinfo", "mount table to follow (e.g. /host/proc/1/mountinfo)"},
+	{"discoveryinterval", "discovery-interval", "HEALTH_DISCOVERY_INTERVAL", "10s", "longest time between two reads of the mount table (changes are also noticed at once)"},
 }
 
 // repeated is a flag that may be given several times.
@@ -185,6 +194,25 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 	}
 	if c.EnableDebug, err = strconv.ParseBool(raw["debug"]); err != nil {
 		return nil, nil, bad("debug", "must be true or false")
+	}
+	for _, t := range strings.Split(raw["fstypes"], ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			if strings.ContainsAny(t, " \t/") {
+				return nil, nil, bad("fstypes", fmt.Sprintf("%q is not a filesystem type", t))
+			}
+			c.DiscoverFSTypes = append(c.DiscoverFSTypes, t)
+		}
+	}
+	c.DiscoverPrefix = strings.TrimSpace(raw["prefix"])
+	if err := agent.ValidatePath(c.DiscoverPrefix); err != nil {
+		return nil, nil, bad("prefix", "must be an absolute, clean directory path")
+	}
+	c.MountInfo = strings.TrimSpace(raw["mountinfo"])
+	if err := agent.ValidatePath(c.MountInfo); err != nil {
+		return nil, nil, bad("mountinfo", "must be an absolute, clean file path")
+	}
+	if c.DiscoveryInterval, err = parsePositiveDuration(raw["discoveryinterval"]); err != nil {
+		return nil, nil, bad("discoveryinterval", err.Error())
 	}
 	return c, fs.Args(), nil
 }

@@ -37,6 +37,10 @@ func TestBadConfigExits2(t *testing.T) {
 		{"bad bind address", []string{"--bind-address", "not an ip"}, nil, `--bind-address="not an ip"`},
 		{"bad log level", nil, map[string]string{"HEALTH_LOG_LEVEL": "loud"}, `HEALTH_LOG_LEVEL="loud"`},
 		{"unknown flag", []string{"--frobnicate"}, nil, "frobnicate"},
+		{"relative discovery prefix", nil, map[string]string{"HEALTH_DISCOVER_PREFIX": "pods"}, `HEALTH_DISCOVER_PREFIX="pods": must be an absolute`},
+		{"relative mountinfo", []string{"--mountinfo", "proc/1/mountinfo"}, nil, `--mountinfo="proc/1/mountinfo"`},
+		{"bad discovery interval", nil, map[string]string{"HEALTH_DISCOVERY_INTERVAL": "often"}, `HEALTH_DISCOVERY_INTERVAL="often": not a duration`},
+		{"bad fstype", nil, map[string]string{"HEALTH_DISCOVER_FSTYPES": "nfs4,a/b"}, `HEALTH_DISCOVER_FSTYPES="nfs4,a/b"`},
 		{"stray argument", []string{"/mnt/x"}, nil, `unexpected argument "/mnt/x"`},
 	}
 	for _, tc := range cases {

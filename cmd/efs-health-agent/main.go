@@ -12,12 +12,14 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/discovery"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
 )
@@ -94,9 +96,22 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 		ln.Close()
 		return fmt.Errorf("telemetry: %w", err)
 	}
+	// The mount table is followed from the start: checks use it to tell
+	// an unmounted path (now local disk) from the registered mount.
+	watcher, err := discovery.New(discovery.Config{MountInfo: cfg.MountInfo, FSTypes: cfg.DiscoverFSTypes,
+		Prefix: cfg.DiscoverPrefix, Interval: cfg.DiscoveryInterval, Logger: log})
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("discovery: %w", err)
+	}
+	if _, err := watcher.Refresh(); err != nil {
+		ln.Close()
+		return fmt.Errorf("%s=%q: %w", cfg.origin["mountinfo"], cfg.MountInfo, err)
+	}
 	ac := cfg.agentConfig()
 	ac.Logger = log
 	ac.Observer = tel.Observer()
+	ac.MountTable = watcher
 	mon, err := agent.New(ac)
 	if err != nil {
 		ln.Close()
@@ -118,11 +133,17 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 
 	monDone := make(chan error, 1)
 	go func() { monDone <- mon.Run(ctx) }()
+	go func() {
+		if err := watcher.Run(ctx, mon, cfg.Mounts); err != nil {
+			log.Error("mount table watcher stopped", "err", err)
+		}
+	}()
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(ln) }()
 	pushM, pushT := tel.Pushing()
 	log.Info("agent started", "addr", ln.Addr().String(), "version", version, "otlp_metrics", pushM, "otlp_traces", pushT,
-		"interval", cfg.Interval, "timeout", cfg.Timeout, "mounts", len(cfg.Mounts), "node", cfg.NodeName)
+		"interval", cfg.Interval, "timeout", cfg.Timeout, "mounts", len(cfg.Mounts), "node", cfg.NodeName,
+		"discover_fstypes", strings.Join(cfg.DiscoverFSTypes, ","), "discover_prefix", cfg.DiscoverPrefix)
 
 	var runErr error
 	select {

@@ -1,0 +1,293 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+)
+
+// Entry is one mount from the mount table.
+type Entry struct {
+	Mountpoint string
+	FSType     string
+	Source     string
+	// Options are the per-mount and superblock options, comma-separated.
+	Options string
+}
+
+// Parse reads a mountinfo table. Where several mounts stack on one mount
+// point, the last (topmost) wins.
+func Parse(r io.Reader) (map[string]Entry, error) {
+	infos, err := mountinfo.GetMountsFromReader(r, nil)
+	if err != nil {
+		return nil, fmt.Errorf("parse mountinfo: %w", err)
+	}
+	out := make(map[string]Entry, len(infos))
+	for _, in := range infos {
+		out[in.Mountpoint] = Entry{Mountpoint: in.Mountpoint, FSType: in.FSType, Source: in.Source,
+			Options: in.Options + "," + in.VFSOptions}
+	}
+	return out, nil
+}
+
+// option returns the value of key=value in a comma-separated option list.
+func option(opts, key string) (string, bool) {
+	for _, o := range strings.Split(opts, ",") {
+		if v, ok := strings.CutPrefix(o, key+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// TunnelAddr returns the local TLS tunnel address of an EFS mount made
+// with efs-utils' tls option: the NFS client then talks to 127.0.0.1 on the
+// tunnel's port (addr=127.0.0.1,port=20xxx in the options) instead of the
+// NFS port 2049. It returns "" for other mounts.
+func (e Entry) TunnelAddr() string {
+	if !strings.HasPrefix(e.FSType, "nfs") {
+		return ""
+	}
+	addr, ok := option(e.Options, "addr")
+	if !ok || (addr != "127.0.0.1" && addr != "::1") {
+		return ""
+	}
+	port, ok := option(e.Options, "port")
+	if !ok {
+		return ""
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n == 2049 {
+		return ""
+	}
+	if addr == "::1" {
+		return "[::1]:" + port
+	}
+	return addr + ":" + port
+}
+
+// Mount converts an entry to what the agent registers.
+func (e Entry) Mount() agent.Mount {
+	return agent.Mount{Path: e.Mountpoint, FSType: e.FSType, Source: e.Source, TunnelAddr: e.TunnelAddr()}
+}
+
+// Config configures discovery.
+type Config struct {
+	// MountInfo is the mount table to read, e.g. /proc/self/mountinfo or,
+	// in a container sharing the host's kubelet directory, /host/proc/1/mountinfo.
+	MountInfo string
+	// FSTypes are the filesystem types to register; empty disables
+	// registration (the table is still followed for Lookup).
+	FSTypes []string
+	// Prefix limits registration to mounts under this directory.
+	Prefix string
+	// Interval is the longest time between two reads of the table.
+	Interval time.Duration
+	Logger   *slog.Logger
+}
+
+// Validate reports the first invalid setting, naming it and its value.
+func (c Config) Validate() error {
+	if c.MountInfo == "" {
+		return errors.New("mountinfo path: must not be empty")
+	}
+	if !filepath.IsAbs(c.MountInfo) {
+		return fmt.Errorf("mountinfo path %q: must be absolute", c.MountInfo)
+	}
+	if len(c.FSTypes) > 0 {
+		if err := agent.ValidatePath(c.Prefix); err != nil {
+			return fmt.Errorf("discovery prefix: %w", err)
+		}
+	}
+	for _, t := range c.FSTypes {
+		if t == "" || strings.ContainsAny(t, " ,\t\n") {
+			return fmt.Errorf("filesystem type %q: must be a single non-empty word", t)
+		}
+	}
+	if c.Interval <= 0 {
+		return fmt.Errorf("discovery interval %v: must be positive", c.Interval)
+	}
+	return nil
+}
+
+// Registry is what discovery registers mounts with; *agent.Monitor
+// implements it.
+type Registry interface {
+	Register(agent.Mount) error
+	Unregister(path string) bool
+}
+
+// Watcher follows the mount table. Its Lookup implements agent.MountTable.
+type Watcher struct {
+	cfg   Config
+	log   *slog.Logger
+	table atomic.Pointer[map[string]Entry]
+
+	mu    sync.Mutex
+	owned map[string]agent.Mount // registered by discovery
+}
+
+// New returns a Watcher; call Refresh or Run to read the table.
+func New(cfg Config) (*Watcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	w := &Watcher{cfg: cfg, log: cfg.Logger, owned: map[string]agent.Mount{}}
+	empty := map[string]Entry{}
+	w.table.Store(&empty)
+	return w, nil
+}
+
+// Lookup reports the filesystem mounted at path, from the last read of the
+// table. It never touches path.
+func (w *Watcher) Lookup(path string) (fstype, source string, ok bool) {
+	e, ok := (*w.table.Load())[path]
+	return e.FSType, e.Source, ok
+}
+
+// Refresh re-reads the mount table.
+func (w *Watcher) Refresh() (map[string]Entry, error) {
+	f, err := os.Open(w.cfg.MountInfo)
+	if err != nil {
+		return nil, fmt.Errorf("read mount table: %w", err)
+	}
+	defer f.Close()
+	t, err := Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", w.cfg.MountInfo, err)
+	}
+	w.table.Store(&t)
+	return t, nil
+}
+
+// Diff returns the mounts of table that should be registered and are not
+// in current, and the paths in current that are no longer mounts of the
+// wanted types under prefix (or whose filesystem changed).
+func Diff(current map[string]agent.Mount, table map[string]Entry, fstypes []string, prefix string) (add []agent.Mount, remove []string) {
+	want := map[string]agent.Mount{}
+	for p, e := range table {
+		if !under(p, prefix) || !typeWanted(e.FSType, fstypes) {
+			continue
+		}
+		want[p] = e.Mount()
+	}
+	for p, m := range want {
+		if cur, ok := current[p]; !ok || cur != m {
+			add = append(add, m)
+		}
+	}
+	for p := range current {
+		if _, ok := want[p]; !ok {
+			remove = append(remove, p)
+		}
+	}
+	return add, remove
+}
+
+func under(p, prefix string) bool {
+	return prefix == "/" || p == prefix || strings.HasPrefix(p, prefix+"/")
+}
+
+func typeWanted(t string, types []string) bool {
+	for _, w := range types {
+		if t == w {
+			return true
+		}
+	}
+	return false
+}
+
+// sync registers new mounts and unregisters vanished ones that discovery
+// registered itself; mounts configured statically are never unregistered.
+func (w *Watcher) sync(table map[string]Entry, reg Registry, static map[string]bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	add, remove := Diff(w.owned, table, w.cfg.FSTypes, w.cfg.Prefix)
+	for _, m := range add {
+		if err := reg.Register(m); err != nil {
+			w.log.Warn("register discovered mount", "mount", m.Path, "err", err)
+			continue
+		}
+		if !static[m.Path] {
+			w.owned[m.Path] = m
+		}
+		w.log.Info("mount discovered", "mount", m.Path, "fstype", m.FSType, "source", m.Source, "tunnel", m.TunnelAddr)
+	}
+	for _, p := range remove {
+		delete(w.owned, p)
+		if static[p] {
+			continue
+		}
+		reg.Unregister(p)
+		w.log.Info("mount gone", "mount", p)
+	}
+}
+
+// Run follows the mount table until ctx is cancelled: at once when the
+// kernel signals a change of the table, and at least every Interval.
+// When FSTypes is set it keeps reg in step with the table; paths in static
+// are registered by configuration and never unregistered here.
+func (w *Watcher) Run(ctx context.Context, reg Registry, static []string) error {
+	st := map[string]bool{}
+	for _, p := range static {
+		st[p] = true
+	}
+	var fd = -1
+	if f, err := unix.Open(w.cfg.MountInfo, unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+		fd = f
+		defer unix.Close(fd)
+	}
+	const slice = 250 * time.Millisecond
+	next := time.Time{}
+	changed := true
+	for {
+		if changed || !time.Now().Before(next) {
+			table, err := w.Refresh()
+			if err != nil {
+				w.log.Warn("mount table", "err", err)
+			} else if len(w.cfg.FSTypes) > 0 {
+				w.sync(table, reg, st)
+			}
+			next = time.Now().Add(w.cfg.Interval)
+			changed = false
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := min(time.Until(next), slice)
+		if fd < 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			continue
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}}
+		n, err := unix.Poll(fds, int(wait.Milliseconds())+1)
+		if err != nil && err != unix.EINTR {
+			return fmt.Errorf("poll %s: %w", w.cfg.MountInfo, err)
+		}
+		// The kernel records the table's change count in poll itself, so
+		// the next poll fires only on a further change.
+		if n > 0 && fds[0].Revents&(unix.POLLPRI|unix.POLLERR) != 0 {
+			changed = true
+		}
+	}
+}

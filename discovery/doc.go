@@ -1,0 +1,11 @@
+// Package discovery follows the kernel's mount table. It keeps an
+// in-memory copy that the agent consults to tell whether a path is still
+// the mount it registered (without touching the path), and, when asked,
+// registers every mount of given filesystem types under a prefix (the
+// kubelet's pods directory) and unregisters each one that disappears.
+//
+// It reads /proc/<pid>/mountinfo only, parsed by github.com/moby/sys/mountinfo;
+// it never stats or opens a mount point, so a hung mount cannot block it.
+// Changes are noticed at once through the kernel's notification on the
+// mountinfo file (poll with POLLPRI), with a periodic re-read as fallback.
+package discovery
