@@ -1,0 +1,71 @@
+package csihealth
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/httpapi"
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+// Health connects a CSI node plugin to a running agent.Monitor.
+type Health struct {
+	mon *agent.Monitor
+	now func() time.Time
+}
+
+// New returns a Health over mon. The caller runs mon.Run.
+func New(mon *agent.Monitor) *Health { return &Health{mon: mon, now: time.Now} }
+
+// Publish starts monitoring a published volume's mount (call it at the end
+// of a successful NodePublishVolume). m.Path is the target path; FSType,
+// Source and TunnelAddr, when known, sharpen diagnosis. It is idempotent.
+func (h *Health) Publish(m agent.Mount) error {
+	if err := h.mon.Register(m); err != nil {
+		return fmt.Errorf("monitor volume at %q: %w", m.Path, err)
+	}
+	return nil
+}
+
+// Unpublish stops monitoring the target path (call it in
+// NodeUnpublishVolume, before or after unmounting). It never blocks, even
+// while the mount's check is stuck in the kernel, and reports whether the
+// path was monitored.
+func (h *Health) Unpublish(targetPath string) bool { return h.mon.Unregister(targetPath) }
+
+// VolumeCondition describes the volume at targetPath for
+// NodeGetVolumeStats, from the last published check only. ok is false when
+// the path is not monitored.
+func (h *Health) VolumeCondition(targetPath string) (cond *csi.VolumeCondition, ok bool) {
+	st, ok := h.mon.Status(targetPath)
+	if !ok {
+		return nil, false
+	}
+	return Condition(st, h.now()), true
+}
+
+// Condition maps a mount status to a CSI VolumeCondition.
+func Condition(st *agent.MountStatus, now time.Time) *csi.VolumeCondition {
+	switch st.State {
+	case agent.StatePending:
+		return &csi.VolumeCondition{Abnormal: false, Message: "health check pending: no check has completed yet"}
+	case agent.StateHealthy:
+		return &csi.VolumeCondition{Abnormal: false, Message: fmt.Sprintf("healthy (%s): last check took %v, %v ago",
+			st.Mode, st.ResponseTime.Round(time.Microsecond), now.Sub(st.LastCheck).Round(time.Second))}
+	case agent.StateHung:
+		return &csi.VolumeCondition{Abnormal: true, Message: fmt.Sprintf("hung: a check has been stuck in %s for %v (%s); %s",
+			st.FailedOp, now.Sub(st.HungSince).Round(time.Second), st.LastError, probes.Advice(probes.ReasonHung))}
+	default:
+		return &csi.VolumeCondition{Abnormal: true, Message: fmt.Sprintf("unhealthy (%s) after %d consecutive failed checks: %s; %s",
+			st.Reason, st.ConsecutiveErrors, st.LastError, probes.Advice(st.Reason))}
+	}
+}
+
+// Handler serves the agent's health routes (/healthz, /healthz/ready,
+// /healthz/live, /healthz/mounts, /) for mounting on the plugin's server;
+// pass opts.Metrics to add /metrics.
+func (h *Health) Handler(opts httpapi.Options) http.Handler { return httpapi.NewRouter(h.mon, opts) }

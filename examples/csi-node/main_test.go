@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/csihealth"
+)
+
+// TestNodeServerOverGRPC drives the example plugin as kubelet would, over
+// a unix socket: publish, stats (healthy), the volume breaks, stats
+// (abnormal with a message), unpublish, stats (NotFound).
+func TestNodeServerOverGRPC(t *testing.T) {
+	cfg := agent.DefaultConfig()
+	cfg.Hostname = "node-1"
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Interval, cfg.Timeout, cfg.MinRetry = 200*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+	mon, err := agent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = mon.Run(ctx) }()
+
+	sock := filepath.Join(t.TempDir(), "csi.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	csi.RegisterNodeServer(srv, &NodeServer{NodeID: "node-1", Health: csihealth.New(mon)})
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	node := csi.NewNodeClient(conn)
+
+	caps, err := node.NodeGetCapabilities(ctx, &csi.NodeGetCapabilitiesRequest{})
+	if err != nil || !strings.Contains(caps.String(), "VOLUME_CONDITION") {
+		t.Fatalf("capabilities %v %v", caps, err)
+	}
+	target := filepath.Join(t.TempDir(), "pods", "uid", "volumes", "efs-pv", "mount")
+	if _, err := node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: "fs-1", TargetPath: target}); err != nil {
+		t.Fatal(err)
+	}
+	cond := func() *csi.VolumeCondition {
+		t.Helper()
+		r, err := node.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: "fs-1", VolumePath: target})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.VolumeCondition
+	}
+	waitFor(t, func() bool { return strings.HasPrefix(cond().Message, "healthy") })
+	if c := cond(); c.Abnormal {
+		t.Fatalf("healthy volume abnormal: %v", c)
+	}
+	if err := os.RemoveAll(target); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return cond().Abnormal })
+	if c := cond(); !strings.Contains(c.Message, "not_mounted") {
+		t.Fatalf("abnormal condition message %q", c.Message)
+	}
+	start := time.Now()
+	if _, err := node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "fs-1", TargetPath: target}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Fatalf("unpublish took %v", d)
+	}
+	_, err = node.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: "fs-1", VolumePath: target})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("stats after unpublish: %v", err)
+	}
+	if _, err := node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: "fs-1", TargetPath: "relative"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("relative target: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
