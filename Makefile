@@ -35,3 +35,6 @@ clean: ## remove build output
 
 demo: build ## scripted fault timeline on a FUSE mount (needs root and /dev/fuse)
 	$(GO) run ./internal/demo -agent $(BIN)
+
+bench: ## run the benchmark suite (root, a few minutes) and rewrite BENCHMARKS.md
+	$(GO) run ./internal/bench -out BENCHMARKS.md

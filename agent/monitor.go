@@ -51,6 +51,7 @@ type Monitor struct {
 	orphans map[string]*mount
 
 	wake    chan struct{}
+	work    chan func() // hands a check to an idle worker
 	summary atomic.Pointer[Summary]
 	list    atomic.Pointer[[]*mount]
 }
@@ -107,6 +108,7 @@ func New(cfg Config) (*Monitor, error) {
 		unhealthySet: make(map[string]struct{}),
 		orphans:      make(map[string]*mount),
 		wake:         make(chan struct{}, 1),
+		work:         make(chan func()),
 		rnd:          rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 	m.mu.Lock()
@@ -379,7 +381,34 @@ func (mon *Monitor) launch(c *check) {
 	cleanup := c.m.needCleanup
 	c.m.needCleanup = false
 	mon.mu.Unlock()
-	go mon.runCheck(ctx, c, spec.Path, cleanup)
+	job := func() { mon.runCheck(ctx, c, spec.Path, cleanup) }
+	select {
+	case mon.work <- job:
+	default:
+		go mon.worker(job)
+	}
+}
+
+// workerIdle is how long an idle worker waits for another check before it
+// exits.
+const workerIdle = 10 * time.Second
+
+// worker runs checks handed to it until it has been idle for workerIdle.
+// Reusing goroutines saves their creation and stack growth on every check;
+// a worker stuck in the kernel simply never comes back for more, and a new
+// one is started when no idle worker takes a check.
+func (mon *Monitor) worker(job func()) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		job()
+		idle.Reset(workerIdle)
+		select {
+		case job = <-mon.work:
+		case <-idle.C:
+			return
+		}
+	}
 }
 
 func (mon *Monitor) runCheck(ctx context.Context, c *check, path string, cleanup bool) {

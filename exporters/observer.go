@@ -47,7 +47,37 @@ func (o observer) CheckStart(m agent.Mount, start time.Time) agent.CheckRecorder
 }
 
 func (o observer) CheckSkipped(m agent.Mount, _ time.Time) {
-	o.t.checks.Add(context.Background(), 1, metric.WithAttributes(outcomeFailure, attribute.String("reason", string(probes.ReasonHung))))
+	o.t.checks.Add(context.Background(), 1, checkAttrs(false, probes.ReasonHung))
+}
+
+// checkOpts holds the precomputed attribute sets of the check counter:
+// hashing a fresh set on every check costs more than the rest of the
+// recording.
+var checkOpts = func() map[probes.Reason][2]metric.AddOption {
+	m := map[probes.Reason][2]metric.AddOption{}
+	for _, r := range append([]probes.Reason{probes.ReasonNone}, probes.Reasons...) {
+		reason := attribute.String("reason", string(r))
+		m[r] = [2]metric.AddOption{
+			metric.WithAttributeSet(attribute.NewSet(outcomeFailure, reason)),
+			metric.WithAttributeSet(attribute.NewSet(outcomeSuccess, reason)),
+		}
+	}
+	return m
+}()
+
+func checkAttrs(success bool, r probes.Reason) metric.AddOption {
+	opts, ok := checkOpts[r]
+	if !ok {
+		outcome := outcomeFailure
+		if success {
+			outcome = outcomeSuccess
+		}
+		return metric.WithAttributes(outcome, attribute.String("reason", string(r)))
+	}
+	if success {
+		return opts[1]
+	}
+	return opts[0]
 }
 
 // recorder follows one check. The agent calls it from one goroutine at a
@@ -114,7 +144,7 @@ func (r *recorder) End(st *agent.MountStatus, at time.Time) {
 		r.span.SetStatus(codes.Error, st.LastError)
 	}
 	r.span.SetAttributes(SpanState.String(string(st.State)))
-	r.t.checks.Add(context.Background(), 1, metric.WithAttributes(outcome, attribute.String("reason", string(st.Reason))))
+	r.t.checks.Add(context.Background(), 1, checkAttrs(outcome == outcomeSuccess, st.Reason))
 	r.span.End(trace.WithTimestamp(at))
 	r.t.debug.add(r.t, r.path, debugCheck{
 		TraceID:    r.span.SpanContext().TraceID().String(),
