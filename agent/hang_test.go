@@ -147,7 +147,11 @@ func TestHungMount(t *testing.T) {
 	assertNoProbeFiles(t, fs.Mountpoint())
 }
 
-// TestFaults covers errno faults and slowness below the timeout.
+// TestFaults is the fault matrix: each errno on each operation it can hit,
+// slowness below and above the timeout, hangs in each operation, and a
+// flapping mount. For each: the state, reason, failing operation and
+// counters while the fault holds, recovery after it ends, and no probe
+// file left behind.
 func TestFaults(t *testing.T) {
 	fs := faultfs.MountT(t)
 	mon := newReal(t, 200*time.Millisecond, 150*time.Millisecond)
@@ -168,6 +172,12 @@ func TestFaults(t *testing.T) {
 		{"EACCES on create", faultfs.OpCreate, faultfs.Fault{Errno: syscall.EACCES}, probes.ReasonPermissionDenied, probes.OpWrite},
 		{"EIO on read", faultfs.OpRead, faultfs.Fault{Errno: syscall.EIO}, probes.ReasonIOError, probes.OpRead},
 		{"EIO on delete", faultfs.OpUnlink, faultfs.Fault{Errno: syscall.EIO}, probes.ReasonIOError, probes.OpDelete},
+		{"EIO on fsync", faultfs.OpFsync, faultfs.Fault{Errno: syscall.EIO}, probes.ReasonIOError, probes.OpWrite},
+		{"ESTALE on read open", faultfs.OpOpen, faultfs.Fault{Errno: syscall.ESTALE}, probes.ReasonStaleFileHandle, probes.OpRead},
+		{"EACCES on delete", faultfs.OpUnlink, faultfs.Fault{Errno: syscall.EACCES}, probes.ReasonPermissionDenied, probes.OpDelete},
+		{"EROFS on write after create", faultfs.OpWrite, faultfs.Fault{Errno: syscall.EROFS}, probes.ReasonReadOnly, probes.OpWrite},
+		{"EIO on statfs", faultfs.OpStatfs, faultfs.Fault{Errno: syscall.EIO}, probes.ReasonIOError, probes.OpStatfs},
+		{"slow fsync above the timeout", faultfs.OpFsync, faultfs.Fault{Delay: 400 * time.Millisecond}, probes.ReasonTimeout, probes.OpWrite},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -204,6 +214,42 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("write latency %v does not show the slow fsync", write)
 		}
 		fs.Clear()
+	})
+	for _, op := range []faultfs.Op{faultfs.OpCreate, faultfs.OpRead, faultfs.OpUnlink} {
+		t.Run("hang in "+string(op), func(t *testing.T) {
+			fs.Set(op, faultfs.Fault{Hang: true})
+			waitFor(t, "hung", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHung })
+			want := map[faultfs.Op]probes.Op{faultfs.OpCreate: probes.OpWrite, faultfs.OpRead: probes.OpRead, faultfs.OpUnlink: probes.OpDelete}[op]
+			if st := status(t, mon, fs.Mountpoint()); st.FailedOp != want || !strings.Contains(st.LastError, "in "+string(want)) {
+				t.Fatalf("hung in %s: %+v", op, st)
+			}
+			fs.Clear()
+			waitFor(t, "recovery", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+			assertNoProbeFiles(t, fs.Mountpoint())
+		})
+	}
+	t.Run("flapping: fails every other check", func(t *testing.T) {
+		var healthy, failed int
+		seen := status(t, mon, fs.Mountpoint()).Checks
+		for i := 0; i < 6; i++ {
+			if i%2 == 0 {
+				fs.Set(faultfs.OpWrite, faultfs.Fault{Errno: syscall.EIO, Times: 1})
+			}
+			waitFor(t, "next check", func() bool { return status(t, mon, fs.Mountpoint()).Checks > seen })
+			st := status(t, mon, fs.Mountpoint())
+			seen = st.Checks
+			if st.State == agent.StateHealthy {
+				healthy++
+			} else {
+				failed++
+			}
+		}
+		if healthy < 2 || failed < 2 {
+			t.Fatalf("flapping mount: %d healthy, %d failed checks", healthy, failed)
+		}
+		fs.Clear()
+		waitFor(t, "recovery", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+		assertNoProbeFiles(t, fs.Mountpoint())
 	})
 	t.Run("read-only filesystem", func(t *testing.T) {
 		fs.Set(faultfs.OpCreate, faultfs.Fault{Errno: syscall.EROFS})

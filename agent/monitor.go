@@ -606,6 +606,9 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 			// re-check at once, and clean up anything it left behind.
 			next.State = StateUnhealthy
 			next.HungSince = time.Time{}
+			next.Reason = probes.ReasonTimeout
+			next.LastError = fmt.Sprintf("timeout after %v in %s; the call returned after %v",
+				mon.cfg.Timeout, old.FailedOp, now.Sub(c.start).Round(time.Millisecond))
 			m.needCleanup = true
 			if m.idx >= 0 {
 				heap.Remove(&mon.due, m.idx)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -220,6 +221,16 @@ func TestStaleProbeFilesRemoved(t *testing.T) {
 	if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
 		t.Fatal(err)
 	}
+	// A FIFO under a probe-file name: opening it would block forever.
+	fifo := probes.HostPrefix("node-a") + "aaaaaaaaaaaaaaaa.tmp"
+	if err := syscall.Mkfifo(filepath.Join(dir, fifo), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A symlink to a directory under a probe-file name.
+	dirLink := probes.HostPrefix("node-a") + "bbbbbbbbbbbbbbbb.tmp"
+	if err := os.Symlink(filepath.Dir(target), filepath.Join(dir, dirLink)); err != nil {
+		t.Fatal(err)
+	}
 	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +238,7 @@ func TestStaleProbeFilesRemoved(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(dir, ours)); !os.IsNotExist(err) {
 		t.Errorf("this host's stale probe file was not removed: %v", err)
 	}
-	for _, keep := range []string{other, link} {
+	for _, keep := range []string{other, link, fifo, dirLink} {
 		if _, err := os.Lstat(filepath.Join(dir, keep)); err != nil {
 			t.Errorf("%s must not be touched: %v", keep, err)
 		}
