@@ -38,3 +38,7 @@ demo: build ## scripted fault timeline on a FUSE mount (needs root and /dev/fuse
 
 bench: ## run the benchmark suite (root, a few minutes) and rewrite BENCHMARKS.md
 	$(GO) run ./internal/bench -out BENCHMARKS.md
+
+soak: ## minutes-long soak with rotating faults and hung mounts, plus a 100,000-path churn; figures go to BENCHMARKS.md (root)
+	CHURN_MOUNTS=100000 $(GO) test -count=1 -run TestChurn -v ./agent
+	$(GO) run ./internal/soak -duration $${SOAK_DURATION:-3m} -out BENCHMARKS.md

@@ -586,5 +586,11 @@ func writeReport(path string, r *report) {
 		b.WriteString(l + "\n")
 	}
 	b.WriteString(notesText)
+	// Keep the section `make soak` writes.
+	if old, err := os.ReadFile(path); err == nil {
+		if i := strings.Index(string(old), "<!-- soak -->"); i >= 0 {
+			b.WriteString("\n" + string(old[i:]))
+		}
+	}
 	_ = os.WriteFile(path, []byte(b.String()), 0o644)
 }
