@@ -22,26 +22,42 @@ func heap() uint64 {
 
 // TestChurn: pods come and go and every pod has a new mount path. 20,000
 // distinct paths pass through, 100 at a time, each checked and scraped:
-// the scrape only ever holds the live ones and the heap stays flat.
+// the scrape only ever holds the live ones, the /debug/checks store stays
+// bounded, and the heap stays flat. Not parallel: it measures the heap.
 func TestChurn(t *testing.T) {
 	src := &source{}
 	tel := newTel(t, src, exporters.Options{})
 	const rounds, live = 200, 100
 	var base uint64
 	for r := 0; r < rounds; r++ {
+		// The last round's pods are gone, this round's are registered,
+		// then checked (the agent lists a mount before it checks it).
 		sts := make([]*agent.MountStatus, live)
 		for i := range sts {
 			p := fmt.Sprintf("/var/lib/kubelet/pods/pod-%d-%d/volumes/efs/mount", r, i)
 			sts[i] = &agent.MountStatus{Mount: agent.Mount{Path: p}, State: agent.StateHealthy, LastCheck: t0, ResponseTime: time.Millisecond, ErrorCount: uint64(i)}
-			runCheck(tel.Observer(), sts[i].Mount, t0, map[probes.Op]time.Duration{probes.OpWrite: time.Millisecond, probes.OpRead: time.Millisecond}, sts[i])
 		}
 		src.set(sts, agent.Summary{Mounts: live})
+		for _, st := range sts {
+			runCheck(tel.Observer(), st.Mount, t0, map[probes.Op]time.Duration{probes.OpWrite: time.Millisecond, probes.OpRead: time.Millisecond}, st)
+		}
 		body := scrape(t, tel, "")
 		if n := strings.Count(body, "efs_mount_health_status{"); n != live {
 			t.Fatalf("round %d: %d health series, want %d live mounts", r, n, live)
 		}
 		if r > 0 && strings.Contains(body, fmt.Sprintf("pod-%d-", r-1)) {
 			t.Fatalf("round %d: series of unregistered mounts remain", r)
+		}
+		// Without requests the store prunes itself as it grows; a request
+		// prunes it to the live mounts.
+		if n := exporters.DebugMounts(tel); n > 3*live+16 {
+			t.Fatalf("round %d: /debug/checks holds %d mounts for %d live", r, n, live)
+		}
+		if r%10 == 0 {
+			debugChecks(t, tel, "?mount=none")
+			if n := exporters.DebugMounts(tel); n != live {
+				t.Fatalf("round %d: /debug/checks holds %d mounts after a request, want %d", r, n, live)
+			}
 		}
 		if r == 20 {
 			base = heap()

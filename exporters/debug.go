@@ -2,21 +2,27 @@ package exporters
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"slices"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 )
 
-// PathDebugChecks serves the recent and slowest checks per mount.
+// PathDebugChecks is where DebugChecksHandler is meant to be mounted.
 const PathDebugChecks = "/debug/checks"
 
+// debugOp is one operation of a check, as /debug/checks shows it.
 type debugOp struct {
 	Op    string  `json:"op"`
 	Ms    float64 `json:"ms"`
 	Error string  `json:"error,omitempty"`
 }
 
+// debugCheck is one check, as /debug/checks shows it.
 type debugCheck struct {
 	TraceID    string    `json:"traceId"`
 	Start      time.Time `json:"start"`
@@ -28,54 +34,56 @@ type debugCheck struct {
 	Ops        []debugOp `json:"operations"`
 }
 
+// debugMount is one mount's history: the last n checks, oldest first, and
+// the n slowest since the mount was first seen, slowest first.
 type debugMount struct {
 	Recent  []debugCheck `json:"recent"`
 	Slowest []debugCheck `json:"slowest"`
 }
 
-// debugStore keeps, per mount, the last n checks and the n slowest.
+// debugStore keeps each mount's debugMount. Memory is bounded by 2n checks
+// per mount, and by the registered mounts: a mount's history is dropped
+// once the source no longer lists it (checked at every /debug/checks
+// request, and whenever the store holds more than twice the registered
+// mounts plus a margin).
 type debugStore struct {
 	n  int
 	mu sync.Mutex
 	m  map[string]*debugMount
 }
 
+// pruneMargin lets a few unregistered mounts linger in the store between
+// prunes, so that a prune does not run on every new mount.
+const pruneMargin = 16
+
 func newDebugStore(n int) *debugStore { return &debugStore{n: n, m: map[string]*debugMount{}} }
 
-func (d *debugStore) add(t *Telemetry, path string, c debugCheck) {
+// add files check c of path. It takes the store's lock briefly; when the
+// store has grown past the registered mounts it reads the source's mount
+// list (memory only) to drop the unregistered ones.
+func (d *debugStore) add(src Source, path string, c debugCheck) {
+	d.mu.Lock()
+	_, known := d.m[path]
+	grown := !known && src != nil && len(d.m) >= 2*src.Summary().Mounts+pruneMargin
+	d.mu.Unlock()
+	if grown {
+		d.prune(liveSet(src))
+	}
+
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	dm := d.m[path]
 	if dm == nil {
-		dm = &debugMount{}
+		dm = &debugMount{Recent: make([]debugCheck, 0, d.n)}
 		d.m[path] = dm
-		// Drop the history of unregistered mounts once the store holds
-		// noticeably more mounts than are registered.
-		if t.src != nil && len(d.m) > 2*t.src.Summary().Mounts+16 {
-			live := map[string]bool{}
-			for _, st := range t.src.Statuses() {
-				live[st.Path] = true
-			}
-			for p := range d.m {
-				if !live[p] && p != path {
-					delete(d.m, p)
-				}
-			}
-		}
+	}
+	if len(dm.Recent) == d.n {
+		copy(dm.Recent, dm.Recent[1:])
+		dm.Recent = dm.Recent[:d.n-1]
 	}
 	dm.Recent = append(dm.Recent, c)
-	if len(dm.Recent) > d.n {
-		dm.Recent = slices.Delete(dm.Recent, 0, len(dm.Recent)-d.n)
-	}
-	i, _ := slices.BinarySearchFunc(dm.Slowest, c, func(a, b debugCheck) int {
-		switch {
-		case a.DurationMs > b.DurationMs:
-			return -1
-		case a.DurationMs < b.DurationMs:
-			return 1
-		}
-		return 0
-	})
+	// Slowest first; among equals the earlier check stays ahead.
+	i := sort.Search(len(dm.Slowest), func(i int) bool { return dm.Slowest[i].DurationMs < c.DurationMs })
 	if i < d.n {
 		dm.Slowest = slices.Insert(dm.Slowest, i, c)
 		if len(dm.Slowest) > d.n {
@@ -84,45 +92,72 @@ func (d *debugStore) add(t *Telemetry, path string, c debugCheck) {
 	}
 }
 
-func (d *debugStore) snapshot(live map[string]bool) map[string]debugMount {
+// liveSet is the set of registered mount paths.
+func liveSet(src Source) map[string]bool {
+	sts := src.Statuses()
+	live := make(map[string]bool, len(sts))
+	for _, st := range sts {
+		live[st.Path] = true
+	}
+	return live
+}
+
+// prune drops the history of every mount not in live.
+func (d *debugStore) prune(live map[string]bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for p := range d.m {
+		if !live[p] {
+			delete(d.m, p)
+		}
+	}
+}
+
+// snapshot copies the store.
+func (d *debugStore) snapshot() map[string]debugMount {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := make(map[string]debugMount, len(d.m))
 	for p, dm := range d.m {
-		if live != nil && !live[p] {
-			continue
-		}
 		out[p] = debugMount{Recent: slices.Clone(dm.Recent), Slowest: slices.Clone(dm.Slowest)}
 	}
 	return out
 }
 
+// mounts is the number of mounts with a history (tests).
+func (d *debugStore) mounts() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.m)
+}
+
 // DebugChecksHandler serves /debug/checks: for each registered mount its
-// most recent and slowest checks with per-operation times, outcome and
-// trace id, newest last. ?mount=PATH limits it to one mount and
-// ?trace=ID to the checks with that trace id. It reads memory only.
+// most recent checks (oldest first) and its slowest checks since start
+// (slowest first), each with its start time, duration, per-operation
+// milliseconds, outcome, state, reason, error and the trace id of its
+// efs.mount.check span. Query parameters: mount=PATH keeps one mount,
+// trace=ID keeps the checks of that trace, format=text renders a plain
+// table instead of JSON. It reads memory only, and drops the history of
+// mounts that are no longer registered.
 func (t *Telemetry) DebugChecksHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var live map[string]bool
-		if t.src != nil {
-			live = map[string]bool{}
-			for _, st := range t.src.Statuses() {
-				live[st.Path] = true
-			}
+		if src := t.source(); src != nil {
+			t.debug.prune(liveSet(src))
 		}
-		snap := t.debug.snapshot(live)
-		if m := r.URL.Query().Get("mount"); m != "" {
+		snap := t.debug.snapshot()
+		q := r.URL.Query()
+		if m := q.Get("mount"); m != "" {
 			dm, ok := snap[m]
 			snap = map[string]debugMount{}
 			if ok {
 				snap[m] = dm
 			}
 		}
-		if id := r.URL.Query().Get("trace"); id != "" {
-			match := func(c debugCheck) bool { return c.TraceID != id }
+		if id := strings.ToLower(q.Get("trace")); id != "" {
+			other := func(c debugCheck) bool { return c.TraceID != id }
 			for p, dm := range snap {
-				dm.Recent = slices.DeleteFunc(dm.Recent, match)
-				dm.Slowest = slices.DeleteFunc(dm.Slowest, match)
+				dm.Recent = slices.DeleteFunc(dm.Recent, other)
+				dm.Slowest = slices.DeleteFunc(dm.Slowest, other)
 				if len(dm.Recent)+len(dm.Slowest) == 0 {
 					delete(snap, p)
 				} else {
@@ -130,10 +165,44 @@ func (t *Telemetry) DebugChecksHandler() http.Handler {
 				}
 			}
 		}
-		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
+		if q.Get("format") == "text" {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			writeDebugText(w, snap)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(snap)
 	})
+}
+
+// writeDebugText renders snap as one line per check, mounts sorted.
+func writeDebugText(w io.Writer, snap map[string]debugMount) {
+	paths := make([]string, 0, len(snap))
+	for p := range snap {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		dm := snap[p]
+		fmt.Fprintf(w, "%q\n", p)
+		for _, part := range []struct {
+			title  string
+			checks []debugCheck
+		}{{"recent (oldest first)", dm.Recent}, {"slowest", dm.Slowest}} {
+			fmt.Fprintf(w, "  %s:\n", part.title)
+			for _, c := range part.checks {
+				fmt.Fprintf(w, "    %s %10.3fms %-7s %-17s trace=%s", c.Start.Format(time.RFC3339Nano), c.DurationMs, c.Outcome, c.Reason, c.TraceID)
+				for _, o := range c.Ops {
+					fmt.Fprintf(w, " %s=%.3f", o.Op, o.Ms)
+				}
+				if c.Error != "" {
+					fmt.Fprintf(w, " error=%q", c.Error)
+				}
+				fmt.Fprintln(w)
+			}
+		}
+	}
 }

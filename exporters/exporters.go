@@ -8,7 +8,8 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,85 +20,114 @@ import (
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/resource"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 )
 
-// Source is what the metric callbacks and /debug/checks read.
-// *agent.Monitor implements it.
+// Source is what the metric callbacks and /debug/checks read: the
+// published mount statuses and the aggregate. *agent.Monitor implements it.
+// Both methods must be cheap and must not block on the filesystem.
 type Source interface {
+	// Statuses returns every registered mount's status.
 	Statuses() []*agent.MountStatus
+	// Summary returns the aggregate health.
 	Summary() *agent.Summary
 }
 
-// Options configures the pipeline.
+// Options configures the pipeline. The zero value is usable.
 type Options struct {
-	// ServiceName defaults to "efs-health-agent"; OTEL_SERVICE_NAME wins.
+	// ServiceName is the default service.name (default
+	// "efs-health-agent"); OTEL_SERVICE_NAME and a service.name in
+	// OTEL_RESOURCE_ATTRIBUTES win over it.
 	ServiceName string
-	// Version is reported in build info and as service.version.
+	// Version is reported in efs_health_agent_build_info and as
+	// service.version.
 	Version string
-	Logger  *slog.Logger
-	// Getenv reads the OTEL_* variables that decide whether to push
-	// (default os.Getenv). The OTLP exporters themselves read the process
-	// environment.
+	// Logger receives export errors (rate-limited) and configuration
+	// notes (default slog.Default()).
+	Logger *slog.Logger
+	// Getenv reads the OTEL_* variables that decide whether each signal is
+	// pushed, and the resource (OTEL_SERVICE_NAME,
+	// OTEL_RESOURCE_ATTRIBUTES); default os.Getenv. The exporters that
+	// autoexport builds read their own settings (endpoint, protocol,
+	// headers, TLS, OTEL_METRIC_EXPORT_INTERVAL, OTEL_BSP_*) from the
+	// process environment only, so Getenv should agree with it.
 	Getenv func(string) string
+	// Now is the clock of the error log rate limit (default time.Now).
+	// Span and check times come from the agent's events.
+	Now func() time.Time
 	// DebugChecks is how many recent and how many slowest checks
 	// /debug/checks keeps per mount (default 10).
 	DebugChecks int
-	// SpanExporter, if set, receives every span (tests, or a custom
-	// backend), in addition to any OTLP exporter.
-	SpanExporter sdktrace.SpanExporter
-	// MetricReader, if set, is added to the MeterProvider (tests).
+	// SpanProcessor, if set, also receives every span (tests use
+	// tracetest.SpanRecorder; wrap an exporter with
+	// sdktrace.NewSimpleSpanProcessor or NewBatchSpanProcessor).
+	SpanProcessor sdktrace.SpanProcessor
+	// MetricReader, if set, is added to the MeterProvider next to the
+	// Prometheus exporter (tests use sdkmetric.NewManualReader).
 	MetricReader sdkmetric.Reader
 }
 
-// Telemetry is the running pipeline.
+// Default option values.
+const (
+	DefaultServiceName = "efs-health-agent"
+	DefaultDebugChecks = 10
+)
+
+// instrumentationScope names the meter and the tracer.
+const instrumentationScope = "github.com/efs-health-agent/efs-health-agent"
+
+// Telemetry is the running pipeline: providers, the /metrics registry, the
+// Observer's instruments and the /debug/checks store.
 type Telemetry struct {
 	log      *slog.Logger
-	src      Source
+	src      atomic.Pointer[sourceRef]
 	mp       *sdkmetric.MeterProvider
 	tp       *sdktrace.TracerProvider
 	tracer   trace.Tracer
 	registry *prometheus.Registry
 	debug    *debugStore
+	errs     *errorLimiter
 
 	opDuration metric.Float64Histogram
 	checks     metric.Int64Counter
 
 	pushMetrics, pushTraces bool
+
+	shutdownOnce sync.Once
+	shutdownErr  error
 }
+
+type sourceRef struct{ Source }
 
 // MountPathKey is the metric attribute (and Prometheus label) of a mount.
 const MountPathKey = attribute.Key("mount_path")
 
 // Span attribute keys.
 const (
-	SpanMountPath     = attribute.Key("efs.mount.path")
-	SpanFSType        = attribute.Key("efs.mount.fstype")
-	SpanOperation     = attribute.Key("efs.mount.operation")
-	SpanBytes         = attribute.Key("efs.mount.bytes")
+	// SpanMountPath is the mount point of a check span.
+	SpanMountPath = attribute.Key("efs.mount.path")
+	// SpanFSType is the filesystem type of a check span, when known.
+	SpanFSType = attribute.Key("efs.mount.fstype")
+	// SpanOperation is the operation of an operation span.
+	SpanOperation = attribute.Key("efs.mount.operation")
+	// SpanBytes is the payload size of a write or read span.
+	SpanBytes = attribute.Key("efs.mount.bytes")
+	// SpanFailureReason is the probes.Reason of a failed check or operation.
 	SpanFailureReason = attribute.Key("efs.mount.failure_reason")
-	SpanState         = attribute.Key("efs.mount.state")
+	// SpanState is the agent.State a check span ended with.
+	SpanState = attribute.Key("efs.mount.state")
 )
 
-// pushEnabled reports whether the OTEL_* environment asks for a push of
-// signal ("METRICS" or "TRACES"): an exporter named explicitly (other than
-// "none"), or an OTLP endpoint configured. Nothing set means no push and no
-// background retries.
-func pushEnabled(getenv func(string) string, signal string) bool {
-	if v := strings.TrimSpace(getenv("OTEL_" + signal + "_EXPORTER")); v != "" {
-		return v != "none"
-	}
-	return getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT") != ""
-}
-
-// New builds the pipeline. src may be nil at first and set with SetSource
-// before the first collection (the monitor needs the Observer to be built,
-// and the callbacks need the monitor).
+// New builds the pipeline: the Prometheus exporter on a private registry,
+// OTLP push when the environment asks for it, and the tracer provider.
+//
+// src may be nil and set later with SetSource: the monitor needs the
+// Observer when it is built, and the callbacks need the monitor. Until a
+// source is set, /metrics shows only the build info.
 func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -105,44 +135,70 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	if opts.ServiceName == "" {
-		opts.ServiceName = "efs-health-agent"
+		opts.ServiceName = DefaultServiceName
 	}
 	if opts.DebugChecks <= 0 {
-		opts.DebugChecks = 10
+		opts.DebugChecks = DefaultDebugChecks
 	}
-	t := &Telemetry{log: opts.Logger, src: src, registry: prometheus.NewRegistry(), debug: newDebugStore(opts.DebugChecks)}
+	t := &Telemetry{
+		log:      opts.Logger,
+		registry: prometheus.NewRegistry(),
+		debug:    newDebugStore(opts.DebugChecks),
+		errs:     newErrorLimiter(opts.Logger, errorLogInterval, opts.Now),
+	}
+	t.SetSource(src)
+	installErrorHandler(t.errs)
 
-	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
-		semconv.ServiceName(opts.ServiceName), semconv.ServiceVersion(opts.Version)))
-	if err != nil {
+	res, err := newResource(ctx, opts.Getenv, opts.ServiceName, opts.Version)
+	if res == nil {
+		uninstallErrorHandler(t.errs)
 		return nil, fmt.Errorf("telemetry resource: %w", err)
 	}
-	// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over the defaults.
-	if envRes, err := resource.New(ctx, resource.WithFromEnv()); err == nil {
-		if merged, err := resource.Merge(res, envRes); err == nil {
-			res = merged
-		}
+	if err != nil {
+		t.log.Warn("telemetry resource", "err", err)
 	}
 
 	promExp, err := otelprom.New(
 		otelprom.WithRegisterer(t.registry),
-		// Names exactly as the view layer sets them: no unit or type
-		// suffixes, no scope labels, no target_info.
+		// The view layer (names.go) sets the exact Prometheus names, so the
+		// exporter must not add unit or type suffixes (_milliseconds,
+		// _ratio, _total), nor otel_scope_* labels, nor target_info: the
+		// documented scrape has exactly the documented series.
 		otelprom.WithTranslationStrategy(otlptranslator.UnderscoreEscapingWithoutSuffixes),
 		otelprom.WithoutScopeInfo(),
 		otelprom.WithoutTargetInfo(),
 	)
 	if err != nil {
+		uninstallErrorHandler(t.errs)
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
-	mopts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExp), sdkmetric.WithView(views()...)}
+	mopts := []sdkmetric.Option{
+		sdkmetric.WithResource(res),
+		sdkmetric.WithReader(promExp),
+		sdkmetric.WithView(views()...),
+		// Exemplars only from sampled spans (the SDK default, pinned so
+		// OTEL_METRICS_EXEMPLAR_FILTER cannot turn them off unnoticed).
+		sdkmetric.WithExemplarFilter(exemplar.TraceBasedFilter),
+	}
 	if opts.MetricReader != nil {
 		mopts = append(mopts, sdkmetric.WithReader(opts.MetricReader))
 	}
-	if pushEnabled(opts.Getenv, "METRICS") {
+	pm, pt := pushEnabled(opts.Getenv, signalMetrics), pushEnabled(opts.Getenv, signalTraces)
+	for _, d := range []pushDecision{pm, pt} {
+		if d.note != "" {
+			t.log.Info(d.note)
+		}
+	}
+	if pm.push {
+		// A periodic reader (OTEL_METRIC_EXPORT_INTERVAL, default 60s):
+		// collection and export run on its own goroutine.
 		r, err := autoexport.NewMetricReader(ctx)
 		if err != nil {
+			uninstallErrorHandler(t.errs)
 			return nil, fmt.Errorf("OTLP metric exporter (OTEL_METRICS_EXPORTER / OTEL_EXPORTER_OTLP_*): %w", err)
 		}
 		mopts = append(mopts, sdkmetric.WithReader(r))
@@ -151,21 +207,23 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	t.mp = sdkmetric.NewMeterProvider(mopts...)
 
 	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.AlwaysSample())}
-	if opts.SpanExporter != nil {
-		topts = append(topts, sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(opts.SpanExporter)))
+	if opts.SpanProcessor != nil {
+		topts = append(topts, sdktrace.WithSpanProcessor(opts.SpanProcessor))
 	}
-	if pushEnabled(opts.Getenv, "TRACES") {
+	if pt.push {
 		e, err := autoexport.NewSpanExporter(ctx)
 		if err != nil {
 			_ = t.mp.Shutdown(ctx)
+			uninstallErrorHandler(t.errs)
 			return nil, fmt.Errorf("OTLP span exporter (OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_*): %w", err)
 		}
-		// Batching keeps an unreachable collector off the check path.
+		// The batch processor queues ended spans and drops them when the
+		// queue is full, so an unreachable collector never blocks a check.
 		topts = append(topts, sdktrace.WithBatcher(e))
 		t.pushTraces = true
 	}
 	t.tp = sdktrace.NewTracerProvider(topts...)
-	t.tracer = t.tp.Tracer("github.com/efs-health-agent/efs-health-agent")
+	t.tracer = t.tp.Tracer(instrumentationScope)
 
 	if err := t.instruments(opts.Version); err != nil {
 		_ = t.Shutdown(ctx)
@@ -174,17 +232,32 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	return t, nil
 }
 
-// SetSource sets what the callbacks read; call it before serving /metrics.
-func (t *Telemetry) SetSource(src Source) { t.src = src }
+// SetSource sets what the metric callbacks and /debug/checks read. It is
+// safe to call at any time; a nil src reads as no mounts.
+func (t *Telemetry) SetSource(src Source) {
+	if src == nil {
+		t.src.Store(nil)
+		return
+	}
+	t.src.Store(&sourceRef{src})
+}
 
-// Pushing reports whether metrics and traces are pushed over OTLP.
+func (t *Telemetry) source() Source {
+	if r := t.src.Load(); r != nil {
+		return r.Source
+	}
+	return nil
+}
+
+// Pushing reports whether metrics and traces are pushed (OTLP or another
+// exporter named by OTEL_*_EXPORTER).
 func (t *Telemetry) Pushing() (metrics, traces bool) { return t.pushMetrics, t.pushTraces }
 
 // TracerProvider returns the provider of the check spans.
 func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tp }
 
 func (t *Telemetry) instruments(version string) error {
-	m := t.mp.Meter("github.com/efs-health-agent/efs-health-agent")
+	m := t.mp.Meter(instrumentationScope)
 	var errs []error
 	add := func(err error) { errs = append(errs, err) }
 
@@ -221,14 +294,15 @@ func (t *Telemetry) instruments(version string) error {
 
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(build, 1, buildAttrs)
-		if t.src == nil {
+		src := t.source()
+		if src == nil {
 			return nil
 		}
-		sum := t.src.Summary()
+		sum := src.Summary()
 		o.ObserveInt64(driver, b2i(sum.Healthy()))
 		o.ObserveInt64(inFlight, int64(sum.InFlight))
 		o.ObserveInt64(hungCount, int64(sum.Hung))
-		for _, st := range t.src.Statuses() {
+		for _, st := range src.Statuses() {
 			attrs := metric.WithAttributeSet(attribute.NewSet(MountPathKey.String(st.Path)))
 			o.ObserveInt64(errTotal, int64(st.ErrorCount), attrs)
 			o.ObserveInt64(consec, int64(st.ConsecutiveErrors), attrs)
@@ -266,14 +340,20 @@ func (t *Telemetry) MetricsHandler() http.Handler {
 	})
 }
 
-// Shutdown flushes and stops the providers within ctx.
+// Shutdown flushes pending spans and metrics and stops the providers,
+// within ctx: an unreachable collector costs at most the time left in ctx.
+// Later calls return the first call's result.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
-	var errs []error
-	if t.tp != nil {
-		errs = append(errs, t.tp.Shutdown(ctx))
-	}
-	if t.mp != nil {
-		errs = append(errs, t.mp.Shutdown(ctx))
-	}
-	return errors.Join(errs...)
+	t.shutdownOnce.Do(func() {
+		var errs []error
+		if t.tp != nil {
+			errs = append(errs, t.tp.Shutdown(ctx))
+		}
+		if t.mp != nil {
+			errs = append(errs, t.mp.Shutdown(ctx))
+		}
+		uninstallErrorHandler(t.errs)
+		t.shutdownErr = errors.Join(errs...)
+	})
+	return t.shutdownErr
 }

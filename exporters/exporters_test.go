@@ -2,9 +2,9 @@ package exporters_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
@@ -53,9 +53,21 @@ func (s *source) set(sts []*agent.MountStatus, sum agent.Summary) {
 	s.sts, s.sum = sts, sum
 }
 
+// live lists paths as healthy mounts.
+func live(paths ...string) ([]*agent.MountStatus, agent.Summary) {
+	var sts []*agent.MountStatus
+	for _, p := range paths {
+		sts = append(sts, &agent.MountStatus{Mount: agent.Mount{Path: p}, State: agent.StateHealthy, LastCheck: t0})
+	}
+	return sts, agent.Summary{Mounts: len(paths)}
+}
+
 var t0 = time.Date(2025, 1, 11, 15, 30, 45, 0, time.UTC)
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// noEnv is a Getenv with nothing set.
+func noEnv(string) string { return "" }
 
 func newTel(t *testing.T, src exporters.Source, opts exporters.Options) *exporters.Telemetry {
 	t.Helper()
@@ -63,7 +75,7 @@ func newTel(t *testing.T, src exporters.Source, opts exporters.Options) *exporte
 		opts.Logger = quiet()
 	}
 	if opts.Getenv == nil {
-		opts.Getenv = func(string) string { return "" }
+		opts.Getenv = noEnv
 	}
 	if opts.Version == "" {
 		opts.Version = "v1.2.3"
@@ -90,7 +102,9 @@ func scrape(t *testing.T, tel *exporters.Telemetry, accept string) string {
 	return rec.Body.String()
 }
 
-// runCheck drives the Observer the way the agent does for one check.
+// runCheck drives the Observer the way the agent does for one completed
+// check: each operation's start and end, then End with the status the
+// check produced (LastCheck = the end time, as the agent publishes it).
 func runCheck(obs agent.Observer, m agent.Mount, start time.Time, ops map[probes.Op]time.Duration, st *agent.MountStatus) {
 	rec := obs.CheckStart(m, start)
 	at := start
@@ -107,7 +121,10 @@ func runCheck(obs agent.Observer, m agent.Mount, start time.Time, ops map[probes
 		rec.OpEnd(op, d, err)
 		at = at.Add(d)
 	}
-	rec.End(st, at)
+	done := *st
+	done.Mount = m
+	done.LastCheck = at
+	rec.End(&done, at)
 }
 
 func fixture() ([]*agent.MountStatus, agent.Summary) {
@@ -120,7 +137,8 @@ func fixture() ([]*agent.MountStatus, agent.Summary) {
 	}, agent.Summary{Mounts: 3, Pending: 1, Unhealthy: 1, Hung: 1, InFlight: 1}
 }
 
-// TestGoldenScrape pins every exported name, type, HELP text and label.
+// TestGoldenScrape pins every exported name, type, HELP text and label of
+// the Prometheus text scrape (go test ./exporters -update rewrites it).
 func TestGoldenScrape(t *testing.T) {
 	t.Parallel()
 	src := &source{}
@@ -149,7 +167,8 @@ func TestGoldenScrape(t *testing.T) {
 	if got != string(want) {
 		t.Fatalf("scrape differs from %s (run go test ./exporters -update to accept):\n%s", golden, got)
 	}
-	// The four documented series, exactly as the design document writes them.
+	// The four documented series, exactly as the design document writes
+	// them, so that -update cannot silently accept a renamed one.
 	for _, line := range []string{
 		"# HELP efs_mount_health_status Health status of EFS mounts (1=healthy, 0=unhealthy)\n# TYPE efs_mount_health_status gauge\n",
 		`efs_mount_health_status{mount_path="/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount"} 1` + "\n",
@@ -163,154 +182,220 @@ func TestGoldenScrape(t *testing.T) {
 			t.Errorf("scrape lacks %q", line)
 		}
 	}
-	if strings.Contains(got, "otel_scope") || strings.Contains(got, "target_info") {
-		t.Error("scope labels or target_info leaked into the scrape")
+	for _, bad := range []string{"otel_scope", "target_info", "_milliseconds", "_ratio", "_total_total", `mount_path="/mnt/pending"} 0` + "\n# HELP efs_mount_hung"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("scrape contains %q", bad)
+		}
+	}
+	// A pending mount has error counters but no health series yet.
+	if strings.Contains(got, `efs_mount_health_status{mount_path="/mnt/pending"}`) {
+		t.Error("pending mount has a health series")
 	}
 }
 
-// TestExemplars: an OpenMetrics scrape links latency buckets to the trace
-// of the check that filled them.
-func TestExemplars(t *testing.T) {
+// TestOpenMetricsScrape: the OpenMetrics scrape names the same families
+// and links latency buckets to the trace of the check that filled them.
+func TestOpenMetricsScrape(t *testing.T) {
 	t.Parallel()
-	spans := tracetest.NewInMemoryExporter()
-	tel := newTel(t, &source{}, exporters.Options{SpanExporter: spans})
+	spans := tracetest.NewSpanRecorder()
+	src := &source{}
+	src.set(fixture())
+	tel := newTel(t, src, exporters.Options{SpanProcessor: spans})
 	runCheck(tel.Observer(), agent.Mount{Path: "/mnt/a"}, t0, map[probes.Op]time.Duration{probes.OpWrite: 700 * time.Millisecond}, &agent.MountStatus{State: agent.StateHealthy})
 	om := scrape(t, tel, "application/openmetrics-text; version=1.0.0")
-	var traceID string
-	for _, s := range spans.GetSpans() {
-		if s.Name == "efs.mount.check" {
-			traceID = s.SpanContext.TraceID().String()
+	if !strings.HasSuffix(om, "# EOF\n") {
+		t.Fatalf("not an OpenMetrics exposition:\n%s", om)
+	}
+	var traceID, writeSpan string
+	for _, s := range spans.Ended() {
+		switch s.Name() {
+		case "efs.mount.check":
+			traceID = s.SpanContext().TraceID().String()
+		case "efs.mount.write":
+			writeSpan = s.SpanContext().SpanID().String()
 		}
 	}
-	re := regexp.MustCompile(`efs_mount_operation_duration_seconds_bucket\{operation="write",le="1(\.0)?"\} 1 # \{[^}]*trace_id="([0-9a-f]{32})"`)
+	re := regexp.MustCompile(`efs_mount_operation_duration_seconds_bucket\{operation="write",le="1(\.0)?"\} 1 # \{([^}]*)\} 0\.7`)
 	m := re.FindStringSubmatch(om)
-	if m == nil || m[2] != traceID {
-		t.Fatalf("no exemplar with trace %s in:\n%s", traceID, om)
+	if m == nil || !strings.Contains(m[2], `trace_id="`+traceID+`"`) || !strings.Contains(m[2], `span_id="`+writeSpan+`"`) {
+		t.Fatalf("no exemplar with trace %s span %s in:\n%s", traceID, writeSpan, om)
 	}
-}
-
-// TestSpans: one check span with a child per operation; failures carry
-// the error and reason; a hung operation's span ends at the deadline.
-func TestSpans(t *testing.T) {
-	t.Parallel()
-	spans := tracetest.NewInMemoryExporter()
-	tel := newTel(t, &source{}, exporters.Options{SpanExporter: spans})
-	obs := tel.Observer()
-	runCheck(obs, agent.Mount{Path: "/mnt/a", FSType: "nfs4"}, t0,
-		map[probes.Op]time.Duration{probes.OpStatfs: time.Millisecond, probes.OpWrite: 9 * time.Millisecond, probes.OpRead: 4 * time.Millisecond, probes.OpDelete: 2 * time.Millisecond},
-		&agent.MountStatus{State: agent.StateHealthy})
-
-	// A hung write, as the agent reports it at the deadline.
-	r := obs.CheckStart(agent.Mount{Path: "/mnt/h"}, t0)
-	r.OpStart(probes.OpWrite, t0)
-	r.OpEnd(probes.OpWrite, 5*time.Second, fmt.Errorf("timeout after 5s in write: %w", agent.ErrTimeout))
-	r.End(&agent.MountStatus{State: agent.StateHung, Reason: probes.ReasonTimeout, LastError: "timeout after 5s in write"}, t0.Add(5*time.Second))
-
-	got := spans.GetSpans()
-	byName := map[string][]tracetest.SpanStub{}
-	for _, s := range got {
-		byName[s.Name] = append(byName[s.Name], s)
-	}
-	if len(byName["efs.mount.check"]) != 2 || len(byName["efs.mount.write"]) != 2 || len(byName["efs.mount.read"]) != 1 || len(byName["efs.mount.delete"]) != 1 {
-		t.Fatalf("spans: %v", names(got))
-	}
-	checks := byName["efs.mount.check"]
-	ok, hung := checks[0], checks[1]
-	for _, s := range got {
-		if s.Name != "efs.mount.check" && s.Parent.SpanID() != ok.SpanContext.SpanID() && s.Parent.SpanID() != hung.SpanContext.SpanID() {
-			t.Errorf("%s is not a child of a check span", s.Name)
+	for _, line := range []string{
+		"# TYPE efs_mount_health_status gauge\n",
+		"# TYPE efs_mount_error counter\n",
+		`efs_mount_error_total{mount_path="/mnt/hung"} 4.0` + "\n",
+		"# TYPE efs_mount_checks counter\n",
+	} {
+		if !strings.Contains(om, line) {
+			t.Errorf("OpenMetrics scrape lacks %q", line)
 		}
 	}
-	if attr(ok, "efs.mount.path") != "/mnt/a" || attr(ok, "efs.mount.fstype") != "nfs4" || ok.Status.Code == codes.Error {
-		t.Errorf("healthy check span: %+v", ok.Attributes)
-	}
-	var hungWrite tracetest.SpanStub
-	for _, s := range byName["efs.mount.write"] {
-		if s.Parent.SpanID() == hung.SpanContext.SpanID() {
-			hungWrite = s
-		}
-	}
-	if hungWrite.Status.Code != codes.Error || attr(hungWrite, "efs.mount.failure_reason") != "timeout" || len(hungWrite.Events) == 0 {
-		t.Errorf("hung write span: status %v attrs %v", hungWrite.Status, hungWrite.Attributes)
-	}
-	if d := hungWrite.EndTime.Sub(hungWrite.StartTime); d != 5*time.Second {
-		t.Errorf("hung write span lasted %v, want the 5s deadline", d)
-	}
-	if attr(hungWrite, "efs.mount.bytes") != "1024" {
-		t.Errorf("bytes attribute %q", attr(hungWrite, "efs.mount.bytes"))
-	}
-	if hung.Status.Code != codes.Error || attr(hung, "efs.mount.state") != "hung" {
-		t.Errorf("hung check span: %v %v", hung.Status, hung.Attributes)
-	}
 }
 
-func names(s tracetest.SpanStubs) []string {
-	var out []string
-	for _, x := range s {
-		out = append(out, x.Name)
+// debugChecks fetches /debug/checks with query q.
+func debugChecks(t *testing.T, tel *exporters.Telemetry, q string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	tel.DebugChecksHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/checks"+q, nil))
+	if rec.Code != 200 {
+		t.Fatalf("/debug/checks%s: %d", q, rec.Code)
 	}
-	return out
+	return rec.Body.String()
 }
 
-func attr(s tracetest.SpanStub, key string) string {
-	for _, a := range s.Attributes {
-		if string(a.Key) == key {
-			return a.Value.Emit()
-		}
-	}
-	return ""
+type debugCheck struct {
+	TraceID    string    `json:"traceId"`
+	Start      time.Time `json:"start"`
+	DurationMs float64   `json:"durationMs"`
+	Outcome    string    `json:"outcome"`
+	Reason     string    `json:"reason"`
+	Error      string    `json:"error"`
+	Ops        []struct {
+		Op    string  `json:"op"`
+		Ms    float64 `json:"ms"`
+		Error string  `json:"error"`
+	} `json:"operations"`
 }
 
-// TestDebugChecks: a slow check can be found by its trace id.
+type debugMount struct {
+	Recent  []debugCheck `json:"recent"`
+	Slowest []debugCheck `json:"slowest"`
+}
+
+// TestDebugChecks: per mount the last N and the N slowest checks with
+// their trace ids, so a slow check can be found by trace id; unregistered
+// mounts are dropped.
 func TestDebugChecks(t *testing.T) {
 	t.Parallel()
-	spans := tracetest.NewInMemoryExporter()
+	spans := tracetest.NewSpanRecorder()
 	src := &source{}
-	src.set([]*agent.MountStatus{{Mount: agent.Mount{Path: "/mnt/a"}, State: agent.StateHealthy}}, agent.Summary{Mounts: 1})
-	tel := newTel(t, src, exporters.Options{SpanExporter: spans, DebugChecks: 3})
+	src.set(live("/mnt/a", "/mnt/b"))
+	tel := newTel(t, src, exporters.Options{SpanProcessor: spans, DebugChecks: 3})
+	// Write times 1..10ms, except the 5th check: 900ms.
 	for i := 0; i < 10; i++ {
 		d := time.Duration(i+1) * time.Millisecond
 		if i == 4 {
 			d = 900 * time.Millisecond
 		}
-		runCheck(tel.Observer(), agent.Mount{Path: "/mnt/a"}, t0.Add(time.Duration(i)*time.Second), map[probes.Op]time.Duration{probes.OpWrite: d}, &agent.MountStatus{State: agent.StateHealthy})
+		st := &agent.MountStatus{State: agent.StateHealthy}
+		if i == 7 {
+			st = &agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonIOError, FailedOp: probes.OpWrite, LastError: "write: input/output error"}
+		}
+		runCheck(tel.Observer(), agent.Mount{Path: "/mnt/a"}, t0.Add(time.Duration(i)*time.Second), map[probes.Op]time.Duration{probes.OpWrite: d}, st)
 	}
+	runCheck(tel.Observer(), agent.Mount{Path: "/mnt/b"}, t0, map[probes.Op]time.Duration{probes.OpWrite: time.Millisecond}, &agent.MountStatus{State: agent.StateHealthy})
 	var slowTrace string
-	for _, s := range spans.GetSpans() {
-		if s.Name == "efs.mount.write" && s.EndTime.Sub(s.StartTime) == 900*time.Millisecond {
-			slowTrace = s.SpanContext.TraceID().String()
+	for _, s := range spans.Ended() {
+		if s.Name() == "efs.mount.write" && s.EndTime().Sub(s.StartTime()) == 900*time.Millisecond {
+			slowTrace = s.SpanContext().TraceID().String()
 		}
 	}
-	get := func(q string) string {
-		rec := httptest.NewRecorder()
-		tel.DebugChecksHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/checks"+q, nil))
-		return rec.Body.String()
+
+	var all map[string]debugMount
+	if err := json.Unmarshal([]byte(debugChecks(t, tel, "")), &all); err != nil {
+		t.Fatal(err)
 	}
-	all := get("")
-	if strings.Count(all, `"traceId"`) != 6 {
-		t.Fatalf("want 3 recent + 3 slowest checks:\n%s", all)
+	a := all["/mnt/a"]
+	durations := func(cs []debugCheck) (out []float64) {
+		for _, c := range cs {
+			out = append(out, c.DurationMs)
+		}
+		return out
 	}
-	one := get("?trace=" + slowTrace)
-	if !strings.Contains(one, `"ms": 900`) || !strings.Contains(one, slowTrace) || strings.Count(one, `"traceId"`) != 1 {
-		t.Fatalf("slow check by trace id:\n%s", one)
+	if got := durations(a.Recent); len(got) != 3 || got[0] != 8 || got[1] != 9 || got[2] != 10 {
+		t.Errorf("recent = %v, want the last three (8, 9, 10 ms), oldest first", got)
 	}
-	// An unregistered mount's history is not served.
-	src.set(nil, agent.Summary{})
-	if s := get(""); strings.Contains(s, "/mnt/a") {
+	if got := durations(a.Slowest); len(got) != 3 || got[0] != 900 || got[1] != 10 || got[2] != 9 {
+		t.Errorf("slowest = %v, want 900, 10, 9 ms", got)
+	}
+	if c := a.Recent[0]; c.Outcome != "failure" || c.Reason != "io_error" || c.Error == "" || c.Ops[0].Op != "write" || c.Ops[0].Error == "" {
+		t.Errorf("failed check: %+v", c)
+	}
+	if c := a.Slowest[0]; c.TraceID != slowTrace || !c.Start.Equal(t0.Add(4*time.Second)) || c.Ops[0].Ms != 900 {
+		t.Errorf("slowest check %+v, want trace %s", c, slowTrace)
+	}
+	if len(all["/mnt/b"].Recent) != 1 {
+		t.Errorf("/mnt/b: %+v", all["/mnt/b"])
+	}
+
+	var one map[string]debugMount
+	if err := json.Unmarshal([]byte(debugChecks(t, tel, "?trace="+slowTrace)), &one); err != nil {
+		t.Fatal(err)
+	}
+	if len(one) != 1 || len(one["/mnt/a"].Slowest) != 1 || len(one["/mnt/a"].Recent) != 0 || one["/mnt/a"].Slowest[0].TraceID != slowTrace {
+		t.Errorf("?trace=%s: %+v", slowTrace, one)
+	}
+	if s := debugChecks(t, tel, "?mount=/mnt/b"); strings.Contains(s, "/mnt/a") || !strings.Contains(s, "/mnt/b") {
+		t.Errorf("?mount=/mnt/b:\n%s", s)
+	}
+	text := debugChecks(t, tel, "?format=text&mount=/mnt/a")
+	if !strings.Contains(text, "trace="+slowTrace) || !strings.Contains(text, "write=900.000") || !strings.Contains(text, `error="write: input/output error"`) {
+		t.Errorf("text format:\n%s", text)
+	}
+
+	// Unregistering drops the history, from the output and from memory.
+	src.set(live("/mnt/b"))
+	if s := debugChecks(t, tel, ""); strings.Contains(s, "/mnt/a") || !strings.Contains(s, "/mnt/b") {
 		t.Fatalf("unregistered mount still listed:\n%s", s)
+	}
+	if n := exporters.DebugMounts(tel); n != 1 {
+		t.Fatalf("store holds %d mounts, want 1", n)
 	}
 }
 
+// TestNoPushWhenNothingSet: no OTEL_* variable, or exporters set to none,
+// means no exporter at all (hence no background retries).
 func TestNoPushWhenNothingSet(t *testing.T) {
 	t.Parallel()
-	tel := newTel(t, &source{}, exporters.Options{})
-	if m, tr := tel.Pushing(); m || tr {
-		t.Fatalf("pushing with no OTEL_* set: metrics=%v traces=%v", m, tr)
-	}
-	tel2 := newTel(t, &source{}, exporters.Options{Getenv: func(k string) string {
-		return map[string]string{"OTEL_METRICS_EXPORTER": "none", "OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}[k]
-	}})
-	if m, tr := tel2.Pushing(); m || tr {
-		t.Fatal("pushing although the exporters are set to none")
+	for _, env := range []map[string]string{
+		{},
+		{"OTEL_METRICS_EXPORTER": "none", "OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"},
+		{"OTEL_METRICS_EXPORTER": "prometheus", "OTEL_TRACES_EXPORTER": "none"},
+		{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_INSECURE": "true", "OTEL_SERVICE_NAME": "x"},
+	} {
+		tel := newTel(t, &source{}, exporters.Options{Getenv: func(k string) string { return env[k] }})
+		if m, tr := tel.Pushing(); m || tr {
+			t.Errorf("env %v: pushing metrics=%v traces=%v", env, m, tr)
+		}
 	}
 }
+
+// TestResourceFromGetenv: the service name and resource attributes come
+// from the injected environment, OTEL_SERVICE_NAME first.
+func TestResourceFromGetenv(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		want map[string]string
+	}{
+		{"defaults", nil, map[string]string{"service.name": "efs-health-agent", "service.version": "v1.2.3"}},
+		{"attributes", map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "k8s.node.name=node-1,deployment.environment=prod%20eu"},
+			map[string]string{"service.name": "efs-health-agent", "k8s.node.name": "node-1", "deployment.environment": "prod eu"}},
+		{"service.name attribute", map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "service.name=from-attrs"},
+			map[string]string{"service.name": "from-attrs"}},
+		{"OTEL_SERVICE_NAME wins", map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "service.name=from-attrs", "OTEL_SERVICE_NAME": "from-name"},
+			map[string]string{"service.name": "from-name"}},
+		{"malformed entry skipped", map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "a=1,broken,b=2"},
+			map[string]string{"a": "1", "b": "2"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			spans := tracetest.NewSpanRecorder()
+			tel := newTel(t, &source{}, exporters.Options{SpanProcessor: spans, Getenv: func(k string) string { return tc.env[k] }})
+			runCheck(tel.Observer(), agent.Mount{Path: "/mnt/a"}, t0, nil, &agent.MountStatus{State: agent.StateHealthy})
+			got := map[string]string{}
+			for _, kv := range spans.Ended()[0].Resource().Attributes() {
+				got[string(kv.Key)] = kv.Value.Emit()
+			}
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Errorf("%s = %q, want %q (resource %v)", k, got[k], v, got)
+				}
+			}
+		})
+	}
+}
+
+var _ sdktrace.SpanProcessor = (*tracetest.SpanRecorder)(nil)

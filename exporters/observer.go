@@ -36,6 +36,7 @@ var opAttrs = func() map[probes.Op]metric.RecordOption {
 	return m
 }()
 
+// CheckStart starts the check span efs.mount.check.
 func (o observer) CheckStart(m agent.Mount, start time.Time) agent.CheckRecorder {
 	attrs := []attribute.KeyValue{SpanMountPath.String(m.Path)}
 	if m.FSType != "" {
@@ -46,6 +47,8 @@ func (o observer) CheckStart(m agent.Mount, start time.Time) agent.CheckRecorder
 	return &recorder{t: o.t, path: m.Path, ctx: ctx, span: span, start: start}
 }
 
+// CheckSkipped counts a check that could not start because the previous
+// one is stuck: efs_mount_checks_total{outcome="failure",reason="hung"}.
 func (o observer) CheckSkipped(m agent.Mount, _ time.Time) {
 	o.t.checks.Add(context.Background(), 1, checkAttrs(false, probes.ReasonHung))
 }
@@ -80,8 +83,10 @@ func checkAttrs(success bool, r probes.Reason) metric.AddOption {
 	return opts[0]
 }
 
-// recorder follows one check. The agent calls it from one goroutine at a
-// time and never after End.
+// recorder follows one check: the check span, the open operation span
+// and the per-operation times for /debug/checks. The agent calls it from
+// one goroutine at a time (the check's, then the deadline timer's) and
+// never after End. Every method only records in memory.
 type recorder struct {
 	t      *Telemetry
 	path   string
@@ -92,14 +97,26 @@ type recorder struct {
 	opSpan trace.Span
 	opAt   time.Time
 	ops    []debugOp
+	// firstErr is the first operation error of this check.
+	firstErr error
 }
 
+// OpStart starts the operation's child span.
 func (r *recorder) OpStart(op probes.Op, at time.Time) {
+	if r.opSpan != nil {
+		// An operation that never reported its end: close it here.
+		r.opSpan.End(trace.WithTimestamp(at))
+	}
 	r.opCtx, r.opSpan = r.t.tracer.Start(r.ctx, "efs.mount."+string(op),
 		trace.WithTimestamp(at), trace.WithAttributes(SpanOperation.String(string(op))))
 	r.opAt = at
 }
 
+// OpEnd ends the operation's span d after its start, records the latency
+// histogram in the span's context (so the exemplar carries its trace), and
+// marks a failure with an error status, the error and its reason. At the
+// deadline the agent calls it for the stuck operation with an error
+// wrapping agent.ErrTimeout.
 func (r *recorder) OpEnd(op probes.Op, d time.Duration, err error) {
 	if r.opSpan == nil {
 		return
@@ -108,26 +125,31 @@ func (r *recorder) OpEnd(op probes.Op, d time.Duration, err error) {
 		r.opSpan.SetAttributes(SpanBytes.Int(probes.PayloadSize))
 	}
 	if err != nil {
-		reason := probes.Classify(err)
-		if isTimeout(err) {
-			reason = probes.ReasonTimeout
-		}
-		r.opSpan.SetAttributes(SpanFailureReason.String(string(reason)))
+		r.opSpan.SetAttributes(SpanFailureReason.String(string(reasonOf(err))))
 		r.opSpan.RecordError(err)
 		r.opSpan.SetStatus(codes.Error, err.Error())
+		if r.firstErr == nil {
+			r.firstErr = err
+		}
 	}
 	rec, ok := opAttrs[op]
 	if !ok {
 		rec = metric.WithAttributes(attribute.String("operation", string(op)))
 	}
-	// Recorded with the span's context, so the exemplar carries its trace.
 	r.t.opDuration.Record(r.opCtx, d.Seconds(), rec)
 	r.opSpan.End(trace.WithTimestamp(r.opAt.Add(d)))
 	r.opSpan, r.opCtx = nil, nil
-	r.ops = append(r.ops, debugOp{Op: string(op), Ms: float64(d.Microseconds()) / 1000, Error: errString(err)})
+	r.ops = append(r.ops, debugOp{Op: string(op), Ms: ms(d), Error: errString(err)})
 }
 
-func isTimeout(err error) bool { return errors.Is(err, agent.ErrTimeout) }
+// reasonOf classifies an operation error; the agent's deadline error is
+// a timeout.
+func reasonOf(err error) probes.Reason {
+	if errors.Is(err, agent.ErrTimeout) {
+		return probes.ReasonTimeout
+	}
+	return probes.Classify(err)
+}
 
 func errString(err error) string {
 	if err == nil {
@@ -136,24 +158,42 @@ func errString(err error) string {
 	return err.Error()
 }
 
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// End ends the check span at, counts the check by outcome and reason, and
+// files it for /debug/checks.
 func (r *recorder) End(st *agent.MountStatus, at time.Time) {
-	outcome := outcomeSuccess
-	if st.State == agent.StateUnhealthy || st.State == agent.StateHung {
-		outcome = outcomeFailure
-		r.span.SetAttributes(SpanFailureReason.String(string(st.Reason)))
-		r.span.SetStatus(codes.Error, st.LastError)
+	if r.opSpan != nil {
+		r.opSpan.End(trace.WithTimestamp(at))
+		r.opSpan = nil
 	}
-	r.span.SetAttributes(SpanState.String(string(st.State)))
-	r.t.checks.Add(context.Background(), 1, checkAttrs(outcome == outcomeSuccess, st.Reason))
+	state, reason, errMsg := st.State, st.Reason, st.LastError
+	if !st.LastCheck.Equal(at) || state == agent.StatePending {
+		// st is not this check's result: the mount was unregistered while
+		// the check ran, and the agent passes the last published status.
+		// Judge the check by its own operations.
+		state, reason, errMsg = agent.StateHealthy, probes.ReasonNone, ""
+		if r.firstErr != nil {
+			state, reason, errMsg = agent.StateUnhealthy, reasonOf(r.firstErr), r.firstErr.Error()
+		}
+	}
+	outcome := outcomeSuccess
+	if state == agent.StateUnhealthy || state == agent.StateHung {
+		outcome = outcomeFailure
+		r.span.SetAttributes(SpanFailureReason.String(string(reason)))
+		r.span.SetStatus(codes.Error, errMsg)
+	}
+	r.span.SetAttributes(SpanState.String(string(state)))
+	r.t.checks.Add(context.Background(), 1, checkAttrs(outcome == outcomeSuccess, reason))
 	r.span.End(trace.WithTimestamp(at))
-	r.t.debug.add(r.t, r.path, debugCheck{
+	r.t.debug.add(r.t.source(), r.path, debugCheck{
 		TraceID:    r.span.SpanContext().TraceID().String(),
 		Start:      r.start.UTC(),
-		DurationMs: float64(at.Sub(r.start).Microseconds()) / 1000,
+		DurationMs: ms(at.Sub(r.start)),
 		Outcome:    outcome.Value.AsString(),
-		State:      string(st.State),
-		Reason:     string(st.Reason),
-		Error:      st.LastError,
+		State:      string(state),
+		Reason:     string(reason),
+		Error:      errMsg,
 		Ops:        r.ops,
 	})
 }

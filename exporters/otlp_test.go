@@ -3,6 +3,8 @@ package exporters_test
 import (
 	"context"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +26,9 @@ type receiver struct {
 	mu      sync.Mutex
 	metrics []*metricspb.ResourceMetrics
 	spans   map[string]map[string]string // span name -> attributes
+	status  map[string]string            // span name -> status code
 	service string
+	node    string
 }
 
 func (r *receiver) Export(_ context.Context, req *colmetrics.ExportMetricsServiceRequest) (*colmetrics.ExportMetricsServiceResponse, error) {
@@ -44,8 +48,11 @@ func (t traceSvc) Export(_ context.Context, req *coltrace.ExportTraceServiceRequ
 	defer t.r.mu.Unlock()
 	for _, rs := range req.ResourceSpans {
 		for _, a := range rs.Resource.Attributes {
-			if a.Key == "service.name" {
+			switch a.Key {
+			case "service.name":
 				t.r.service = a.Value.GetStringValue()
+			case "k8s.node.name":
+				t.r.node = a.Value.GetStringValue()
 			}
 		}
 		for _, ss := range rs.ScopeSpans {
@@ -55,6 +62,7 @@ func (t traceSvc) Export(_ context.Context, req *coltrace.ExportTraceServiceRequ
 					attrs[a.Key] = a.Value.String()
 				}
 				t.r.spans[s.Name] = attrs
+				t.r.status[s.Name] = s.GetStatus().GetCode().String()
 			}
 		}
 	}
@@ -67,7 +75,7 @@ func startReceiver(t *testing.T) (*receiver, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &receiver{spans: map[string]map[string]string{}}
+	r := &receiver{spans: map[string]map[string]string{}, status: map[string]string{}}
 	s := grpc.NewServer()
 	colmetrics.RegisterMetricsServiceServer(s, r)
 	coltrace.RegisterTraceServiceServer(s, traceSvc{r: r})
@@ -112,9 +120,26 @@ func (r *receiver) gauge(name, path string) (float64, bool) {
 	return 0, false
 }
 
+// metric finds the last pushed metric called name.
+func (r *receiver) metric(name string) *metricspb.Metric {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.metrics) - 1; i >= 0; i-- {
+		for _, sm := range r.metrics[i].ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if m.Name == name {
+					return m
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // TestOTLPPush: with the standard environment pointing at a collector,
 // metrics (documented names, mount_path attribute, values) and spans
-// arrive; an unregistered mount stops being pushed.
+// arrive; an unregistered mount stops being pushed. Not parallel: the
+// OTLP exporters read the process environment (t.Setenv).
 func TestOTLPPush(t *testing.T) {
 	r, addr := startReceiver(t)
 	env := map[string]string{
@@ -124,6 +149,7 @@ func TestOTLPPush(t *testing.T) {
 		"OTEL_METRIC_EXPORT_INTERVAL": "100",
 		"OTEL_BSP_SCHEDULE_DELAY":     "50",
 		"OTEL_SERVICE_NAME":           "efs-health-agent-test",
+		"OTEL_RESOURCE_ATTRIBUTES":    "k8s.node.name=node-1",
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -136,6 +162,8 @@ func TestOTLPPush(t *testing.T) {
 		t.Fatalf("not pushing: metrics=%v traces=%v", m, tr)
 	}
 	runCheck(tel.Observer(), agent.Mount{Path: "/mnt/a"}, t0, map[probes.Op]time.Duration{probes.OpWrite: time.Millisecond}, &agent.MountStatus{State: agent.StateHealthy})
+	runCheck(tel.Observer(), agent.Mount{Path: "/mnt/b"}, t0, map[probes.Op]time.Duration{probes.OpRead: time.Millisecond},
+		&agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonIOError, FailedOp: probes.OpRead, LastError: "read: input/output error"})
 
 	healthy := "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount"
 	deadline := time.Now().Add(10 * time.Second)
@@ -158,16 +186,25 @@ func TestOTLPPush(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	r.mu.Lock()
-	if got := r.spans["efs.mount.check"]["efs.mount.path"]; !strings.Contains(got, "/mnt/a") {
+	if got := r.spans["efs.mount.check"]["efs.mount.path"]; !strings.Contains(got, `"/mnt/`) {
 		t.Errorf("span attribute efs.mount.path = %q", got)
 	}
 	if _, ok := r.spans["efs.mount.write"]; !ok {
 		t.Error("no efs.mount.write span")
 	}
-	if r.service != "efs-health-agent-test" {
-		t.Errorf("service.name = %q, want OTEL_SERVICE_NAME", r.service)
+	if r.status["efs.mount.read"] != "STATUS_CODE_ERROR" || !strings.Contains(r.spans["efs.mount.read"]["efs.mount.failure_reason"], "io_error") {
+		t.Errorf("failed read span: status %s attributes %v", r.status["efs.mount.read"], r.spans["efs.mount.read"])
+	}
+	if r.service != "efs-health-agent-test" || r.node != "node-1" {
+		t.Errorf("resource service.name = %q k8s.node.name = %q, want OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES", r.service, r.node)
 	}
 	r.mu.Unlock()
+	if m := r.metric("efs_mount_operation_duration_seconds"); m.GetHistogram() == nil || len(m.GetHistogram().DataPoints) == 0 || m.Unit != "s" {
+		t.Errorf("latency histogram not pushed: %v", m)
+	}
+	if m := r.metric("efs_mount_checks_total"); m.GetSum() == nil || !m.GetSum().IsMonotonic || len(m.GetSum().DataPoints) != 2 {
+		t.Errorf("checks counter not pushed as a monotonic sum: %v", m)
+	}
 
 	// Unregister everything: the next pushes no longer carry the mount.
 	src.set(nil, agent.Summary{})
@@ -184,7 +221,8 @@ func TestOTLPPush(t *testing.T) {
 }
 
 // TestUnreachableCollector: a collector that is not there slows neither
-// checks nor shutdown beyond its deadline.
+// checks, nor scrapes, nor shutdown beyond its deadline. Not parallel
+// (t.Setenv).
 func TestUnreachableCollector(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
@@ -208,6 +246,13 @@ func TestUnreachableCollector(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("200 checks took %v with the collector down", d)
+	}
+	time.Sleep(200 * time.Millisecond) // a few failed exports
+	start = time.Now()
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if d := time.Since(start); rec.Code != 200 || d > time.Second {
+		t.Errorf("scrape: %d after %v with the collector down", rec.Code, d)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()

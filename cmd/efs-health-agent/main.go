@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"go.opentelemetry.io/otel"
-
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/discovery"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
@@ -88,9 +86,10 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 // serve runs the agent until ctx is cancelled, then shuts down within
 // shutdownGrace without waiting for checks stuck in the kernel.
 func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.Listener, log *slog.Logger) error {
-	// The OTel SDK reports export failures through its global handler:
-	// log them, at most once a minute.
-	otel.SetErrorHandler(exporters.NewErrorHandler(log, time.Minute, nil))
+	// The monitor is built with the telemetry's Observer, and the metric
+	// callbacks read the monitor: the source is set once it exists. New
+	// also routes the OTel SDK's export errors to log, at most once a
+	// minute.
 	tel, err := exporters.New(ctx, nil, exporters.Options{Version: version, Logger: log, Getenv: getenv})
 	if err != nil {
 		ln.Close()
