@@ -5,10 +5,41 @@
 // with a span per check and per operation, and the /debug/checks view of
 // recent and slowest checks by trace id.
 //
+// # Names
+//
+// Instruments have OTel-style names (efs.mount.health.status, ...); the
+// view table in names.go renames each to its Prometheus name and HELP
+// text, in one place. The Prometheus exporter runs with the
+// UnderscoreEscapingWithoutSuffixes translation, without scope labels and
+// without target_info, so it adds nothing: no _milliseconds or _ratio unit
+// suffixes, no second _total, no otel_scope_* labels. The golden scrape
+// test pins the result. OTLP pushes carry the same names.
+//
+// # Lifetimes
+//
 // The per-mount series come from asynchronous instruments whose callback
-// reads the monitor's published statuses, so a mount that is unregistered
-// disappears at the next collection and memory does not grow with the
-// number of mounts ever seen. The synchronous instruments (operation
-// latency, checks by outcome) carry no mount label, so their cardinality
-// is fixed.
+// reads the source's published statuses, so a mount that is unregistered
+// disappears at the next collection (scrape or push) and memory does not
+// grow with the number of mounts ever seen. A pending mount (registered,
+// no check completed) has its error counters (0) but no health, response
+// time, hung or last-check series, so it cannot trip an "unhealthy" alert
+// before its first check. The synchronous instruments (operation latency,
+// checks by outcome) carry no mount label, so their cardinality is fixed;
+// their exemplars and spans say which mount a slow operation was on.
+//
+// # Environment
+//
+// Nothing is pushed, and nothing retries in the background, unless
+// OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_{METRICS,TRACES}_ENDPOINT
+// or OTEL_{METRICS,TRACES}_EXPORTER is set (Options.Getenv decides). The
+// exporters themselves come from go.opentelemetry.io/contrib/exporters/autoexport,
+// which, like the OTLP exporters and the SDK's readers and processors,
+// reads its settings from the process environment only.
+//
+// # Global state
+//
+// The SDK reports export errors only through the process-wide
+// otel.Handle. New installs a forwarder there once and points it at its
+// own rate-limited logger (at most one line a minute); Shutdown detaches
+// it. Nothing else is global: no default registry, no global providers.
 package exporters

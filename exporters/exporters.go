@@ -73,7 +73,10 @@ type Options struct {
 
 // Default option values.
 const (
+	// DefaultServiceName is the service.name when neither Options nor the
+	// environment set one.
 	DefaultServiceName = "efs-health-agent"
+	// DefaultDebugChecks is the default of Options.DebugChecks.
 	DefaultDebugChecks = 10
 )
 
