@@ -345,18 +345,28 @@ func (t *Telemetry) MetricsHandler() http.Handler {
 
 // Shutdown flushes pending spans and metrics and stops the providers,
 // within ctx: an unreachable collector costs at most the time left in ctx.
-// Later calls return the first call's result.
+// The two providers shut down concurrently, so a slow span flush does not
+// eat the final metric push's time. Later calls return the first call's
+// result.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
 	t.shutdownOnce.Do(func() {
-		var errs []error
+		var tErr, mErr error
+		var wg sync.WaitGroup
 		if t.tp != nil {
-			errs = append(errs, t.tp.Shutdown(ctx))
+			wg.Go(func() { tErr = t.tp.Shutdown(ctx) })
 		}
 		if t.mp != nil {
-			errs = append(errs, t.mp.Shutdown(ctx))
+			wg.Go(func() { mErr = t.mp.Shutdown(ctx) })
 		}
+		wg.Wait()
 		uninstallErrorHandler(t.errs)
-		t.shutdownErr = errors.Join(errs...)
+		if tErr != nil {
+			tErr = fmt.Errorf("traces: %w", tErr)
+		}
+		if mErr != nil {
+			mErr = fmt.Errorf("metrics: %w", mErr)
+		}
+		t.shutdownErr = errors.Join(tErr, mErr)
 	})
 	return t.shutdownErr
 }
