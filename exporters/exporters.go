@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/otlptranslator"
+	"github.com/prometheus/procfs"
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
@@ -69,6 +70,10 @@ type Options struct {
 	// MetricReader, if set, is added to the MeterProvider next to the
 	// Prometheus exporter (tests use sdkmetric.NewManualReader).
 	MetricReader sdkmetric.Reader
+	// MountStats reads the kernel's NFS client statistics (SelfMountStats
+	// in the agent); nil exports none. They are read by RunNFSStats in the
+	// background, never on a scrape.
+	MountStats MountStatsFunc
 }
 
 // Default option values.
@@ -97,6 +102,9 @@ type Telemetry struct {
 
 	opDuration metric.Float64Histogram
 	checks     metric.Int64Counter
+
+	mountStats MountStatsFunc
+	nfs        atomic.Pointer[map[string]*procfs.MountStatsNFS]
 
 	pushMetrics, pushTraces bool
 
@@ -148,10 +156,11 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		opts.DebugChecks = DefaultDebugChecks
 	}
 	t := &Telemetry{
-		log:      opts.Logger,
-		registry: prometheus.NewRegistry(),
-		debug:    newDebugStore(opts.DebugChecks),
-		errs:     newErrorLimiter(opts.Logger, errorLogInterval, opts.Now),
+		mountStats: opts.MountStats,
+		log:        opts.Logger,
+		registry:   prometheus.NewRegistry(),
+		debug:      newDebugStore(opts.DebugChecks),
+		errs:       newErrorLimiter(opts.Logger, errorLogInterval, opts.Now),
 	}
 	t.SetSource(src)
 	installErrorHandler(t.errs)
@@ -322,7 +331,7 @@ func (t *Telemetry) instruments(version string) error {
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
 	}
-	return nil
+	return t.nfsInstruments(m)
 }
 
 func b2i(b bool) int64 {

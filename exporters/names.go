@@ -45,6 +45,15 @@ var metricNames = []metricName{
 	// efs_mount_last_check_timestamp_seconds{mount_path}: Unix time of the
 	// last completed (or timed-out) check.
 	{"efs.mount.last_check.timestamp", "efs_mount_last_check_timestamp_seconds", "Unix time of the mount's last completed check in seconds", nil},
+	// NFS client statistics of registered NFS mounts, from
+	// /proc/self/mountstats, per operation (READ, WRITE, GETATTR, ...),
+	// in base units. They rise before checks start failing.
+	{"efs.nfs.rpc.requests", "efs_nfs_rpc_requests_total", "NFS RPC requests sent, per mount and operation", nil},
+	{"efs.nfs.rpc.retransmissions", "efs_nfs_rpc_retransmissions_total", "NFS RPC retransmissions (transmissions beyond the first), per mount and operation", nil},
+	{"efs.nfs.rpc.major_timeouts", "efs_nfs_rpc_major_timeouts_total", "NFS RPC major timeouts, per mount and operation", nil},
+	{"efs.nfs.rpc.rtt", "efs_nfs_rpc_rtt_seconds_total", "Cumulative NFS RPC round-trip time in seconds, per mount and operation", nil},
+	{"efs.nfs.rpc.execute", "efs_nfs_rpc_execute_seconds_total", "Cumulative NFS RPC execution time (queue and round trip) in seconds, per mount and operation", nil},
+	{"efs.nfs.transport.backlog", "efs_nfs_transport_backlog_total", "Cumulative NFS transport backlog queue length, sampled per request", nil},
 	// efs_health_agent_build_info{version,goversion}: always 1.
 	{"efs.health_agent.build_info", "efs_health_agent_build_info", "Build information of efs-health-agent (always 1)", nil},
 }

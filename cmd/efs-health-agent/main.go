@@ -90,7 +90,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 	// callbacks read the monitor: the source is set once it exists. New
 	// also routes the OTel SDK's export errors to log, at most once a
 	// minute.
-	tel, err := exporters.New(ctx, nil, exporters.Options{Version: version, Logger: log, Getenv: getenv})
+	tel, err := exporters.New(ctx, nil, exporters.Options{Version: version, Logger: log, Getenv: getenv, MountStats: exporters.SelfMountStats})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("telemetry: %w", err)
@@ -132,6 +132,8 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 
 	monDone := make(chan error, 1)
 	go func() { monDone <- mon.Run(ctx) }()
+	// NFS client statistics are read in the background, never on a scrape.
+	go tel.RunNFSStats(ctx, 15*time.Second)
 	go func() {
 		if err := watcher.Run(ctx, mon, cfg.Mounts); err != nil {
 			log.Error("mount table watcher stopped", "err", err)
