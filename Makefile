@@ -42,3 +42,6 @@ bench: ## run the benchmark suite (root, a few minutes) and rewrite BENCHMARKS.m
 soak: ## minutes-long soak with rotating faults and hung mounts, plus a 100,000-path churn; figures go to BENCHMARKS.md (root)
 	CHURN_MOUNTS=100000 $(GO) test -count=1 -run TestChurn -v ./agent
 	$(GO) run ./internal/soak -duration $${SOAK_DURATION:-3m} -out BENCHMARKS.md
+
+collector-e2e: ## build a minimal OTel Collector (slow the first time), validate otel-collector/config.yaml and run the agent through it
+	otel-collector/e2e.sh

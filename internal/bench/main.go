@@ -202,11 +202,9 @@ func overhead(r *report) {
 	// and the histogram.
 	tel := newTelemetry()
 	mon := newMonitor(50*time.Millisecond, 40*time.Millisecond, tel, 0)
-	var dirs []string
 	for i := 0; i < 50; i++ {
 		d := filepath.Join(dir, fmt.Sprintf("m%d", i))
 		_ = os.Mkdir(d, 0o755)
-		dirs = append(dirs, d)
 		_ = mon.Register(agent.Mount{Path: d})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
