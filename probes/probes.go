@@ -201,9 +201,8 @@ func Check(ctx context.Context, root string, opts Options) Result {
 	res := Result{Mode: ModeReadWrite}
 	t := timer{opts: &opts, res: &res}
 
-	dirfd, err := openRoot(root)
+	dirfd, err := t.openRoot(root)
 	if err != nil {
-		t.record(OpOpen, err)
 		return res
 	}
 	defer unix.Close(dirfd)
@@ -212,6 +211,7 @@ func Check(ctx context.Context, root string, opts Options) Result {
 	if err := t.run(OpStatfs, func() error { return fstatfs(dirfd, &st) }); err != nil {
 		return res
 	}
+	keep := len(res.Ops) // open and statfs stay when falling back to read-only
 	if st.Flags&stRDONLY != 0 {
 		res.Mode = ModeReadOnly
 		readOnly(ctx, dirfd, t)
@@ -220,15 +220,23 @@ func Check(ctx context.Context, root string, opts Options) Result {
 	if readWrite(ctx, dirfd, t) {
 		// Creation failed with EROFS: the mount is read-only. Check it as such.
 		res.Mode = ModeReadOnly
-		res.Ops, res.Err, res.FailedOp = res.Ops[:1], nil, ""
+		res.Ops, res.Err, res.FailedOp = res.Ops[:keep], nil, ""
 		readOnly(ctx, dirfd, t)
 	}
 	return res
 }
 
-// record notes an operation that failed before it could be timed.
-func (t timer) record(op Op, err error) {
-	_ = t.run(op, func() error { return err })
+// openRoot opens the mount root as a timed operation: on a hung mount the
+// open itself can block (the client revalidates the root), and the deadline
+// must then name it.
+func (t timer) openRoot(root string) (int, error) {
+	var fd int
+	err := t.run(OpOpen, func() error {
+		var err error
+		fd, err = openRoot(root)
+		return err
+	})
+	return fd, err
 }
 
 // CheckReadOnly runs only the read-only check (statfs, stat, bounded readdir).
@@ -236,9 +244,8 @@ func CheckReadOnly(ctx context.Context, root string, opts Options) Result {
 	opts.defaults()
 	res := Result{Mode: ModeReadOnly}
 	t := timer{opts: &opts, res: &res}
-	dirfd, err := openRoot(root)
+	dirfd, err := t.openRoot(root)
 	if err != nil {
-		t.record(OpOpen, err)
 		return res
 	}
 	defer unix.Close(dirfd)
@@ -248,4 +255,9 @@ func CheckReadOnly(ctx context.Context, root string, opts Options) Result {
 	}
 	readOnly(ctx, dirfd, t)
 	return res
+}
+
+// record notes an operation that failed before it could be timed.
+func (t timer) record(op Op, err error) {
+	_ = t.run(op, func() error { return err })
 }

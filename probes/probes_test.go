@@ -31,7 +31,7 @@ func TestReadWriteCheck(t *testing.T) {
 	if res.Err != nil || res.Mode != probes.ModeReadWrite {
 		t.Fatalf("check: %+v", res)
 	}
-	want := "start statfs,end statfs false,start write,end write false,start read,end read false,start delete,end delete false"
+	want := "start open,end open false,start statfs,end statfs false,start write,end write false,start read,end read false,start delete,end delete false"
 	if got := strings.Join(rec.events, ","); got != want {
 		t.Fatalf("events\n got %s\nwant %s", got, want)
 	}
@@ -91,7 +91,7 @@ func TestReadOnlyMount(t *testing.T) {
 	for _, o := range res.Ops {
 		ops = append(ops, string(o.Op))
 	}
-	if got := strings.Join(ops, ","); got != "statfs,stat,readdir" {
+	if got := strings.Join(ops, ","); got != "open,statfs,stat,readdir" {
 		t.Fatalf("ops %s", got)
 	}
 }
