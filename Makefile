@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 RUN_DIR   ?= /tmp/efs-health-agent-demo-mount
 RUN_ARGS  ?= --mount $(RUN_DIR) --check-interval 10s --check-timeout 2s
 
-.PHONY: help build run test vet fmt-check lint demo bench soak fuzz collector-e2e clean
+.PHONY: help build run test vet fmt-check staticcheck lint demo bench soak fuzz collector-e2e clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -18,7 +18,9 @@ run: build ## run the agent on a local directory; see http://localhost:9910/heal
 	mkdir -p $(RUN_DIR)
 	$(BIN) $(RUN_ARGS)
 
-test: vet fmt-check ## vet, gofmt and every test with the race detector (needs root and /dev/fuse for the fault-fs tests)
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+test: vet fmt-check staticcheck ## vet, gofmt, staticcheck and every test with the race detector (needs root and /dev/fuse for the fault-fs tests)
 	$(GO) test -race -count=1 -timeout 12m ./...
 
 vet: ## go vet
@@ -27,8 +29,18 @@ vet: ## go vet
 fmt-check: ## fail when gofmt would change a file
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-lint: vet fmt-check ## vet, gofmt and staticcheck
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+staticcheck: ## staticcheck, pinned version fetched through the module proxy
+	$(GO) run $(STATICCHECK) ./...
+
+lint: vet fmt-check staticcheck ## vet, gofmt and staticcheck
+
+FUZZTIME ?= 3m
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 3m); new findings land in testdata/fuzz
+	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./cmd/efs-health-agent
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./discovery
+	$(GO) test -run '^$$' -fuzz '^FuzzHostileMountPaths$$' -fuzztime $(FUZZTIME) ./httpapi
+	$(GO) test -run '^$$' -fuzz '^FuzzMetricsMountPaths$$' -fuzztime $(FUZZTIME) ./exporters
 
 clean: ## remove build output
 	rm -rf bin

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,6 +117,12 @@ type sourceRef struct{ Source }
 
 // MountPathKey is the metric attribute (and Prometheus label) of a mount.
 const MountPathKey = attribute.Key("mount_path")
+
+// pathValue is a mount path as an attribute value. A mount point may hold
+// any byte, but Prometheus label values and OTLP (protobuf) strings must be
+// UTF-8: an invalid one would make the scrape drop the mount's series and
+// the OTLP push fail as a whole. Invalid bytes become U+FFFD.
+func pathValue(p string) string { return strings.ToValidUTF8(p, "\uFFFD") }
 
 // Span attribute keys.
 const (
@@ -315,7 +322,7 @@ func (t *Telemetry) instruments(version string) error {
 		o.ObserveInt64(inFlight, int64(sum.InFlight))
 		o.ObserveInt64(hungCount, int64(sum.Hung))
 		for _, st := range src.Statuses() {
-			attrs := metric.WithAttributeSet(attribute.NewSet(MountPathKey.String(st.Path)))
+			attrs := metric.WithAttributeSet(attribute.NewSet(MountPathKey.String(pathValue(st.Path))))
 			o.ObserveInt64(errTotal, int64(st.ErrorCount), attrs)
 			o.ObserveInt64(consec, int64(st.ConsecutiveErrors), attrs)
 			if st.State == agent.StatePending {

@@ -387,7 +387,7 @@ func TestResourceFromGetenv(t *testing.T) {
 			runCheck(tel.Observer(), agent.Mount{Path: "/mnt/a"}, t0, nil, &agent.MountStatus{State: agent.StateHealthy})
 			got := map[string]string{}
 			for _, kv := range spans.Ended()[0].Resource().Attributes() {
-				got[string(kv.Key)] = kv.Value.Emit()
+				got[string(kv.Key)] = kv.Value.String()
 			}
 			for k, v := range tc.want {
 				if got[k] != v {

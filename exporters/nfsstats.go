@@ -99,7 +99,7 @@ func (t *Telemetry) nfsInstruments(m metric.Meter) error {
 			if !ok {
 				continue
 			}
-			path := MountPathKey.String(st.Path)
+			path := MountPathKey.String(pathValue(st.Path))
 			var bl uint64
 			for _, tr := range s.Transport {
 				bl += tr.CumulativeBacklog

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -38,9 +39,9 @@ var opAttrs = func() map[probes.Op]metric.RecordOption {
 
 // CheckStart starts the check span efs.mount.check.
 func (o observer) CheckStart(m agent.Mount, start time.Time) agent.CheckRecorder {
-	attrs := []attribute.KeyValue{SpanMountPath.String(m.Path)}
+	attrs := []attribute.KeyValue{SpanMountPath.String(pathValue(m.Path))}
 	if m.FSType != "" {
-		attrs = append(attrs, SpanFSType.String(m.FSType))
+		attrs = append(attrs, SpanFSType.String(pathValue(m.FSType)))
 	}
 	ctx, span := o.t.tracer.Start(context.Background(), "efs.mount.check",
 		trace.WithTimestamp(start), trace.WithAttributes(attrs...), trace.WithSpanKind(trace.SpanKindInternal))
@@ -126,8 +127,12 @@ func (r *recorder) OpEnd(op probes.Op, d time.Duration, err error) {
 	}
 	if err != nil {
 		r.opSpan.SetAttributes(SpanFailureReason.String(string(reasonOf(err))))
-		r.opSpan.RecordError(err)
-		r.opSpan.SetStatus(codes.Error, err.Error())
+		rerr := err
+		if msg := err.Error(); !utf8.ValidString(msg) { // errors may quote a mount path
+			rerr = errors.New(pathValue(msg))
+		}
+		r.opSpan.RecordError(rerr)
+		r.opSpan.SetStatus(codes.Error, rerr.Error())
 		if r.firstErr == nil {
 			r.firstErr = err
 		}
@@ -181,7 +186,7 @@ func (r *recorder) End(st *agent.MountStatus, at time.Time) {
 	if state == agent.StateUnhealthy || state == agent.StateHung {
 		outcome = outcomeFailure
 		r.span.SetAttributes(SpanFailureReason.String(string(reason)))
-		r.span.SetStatus(codes.Error, errMsg)
+		r.span.SetStatus(codes.Error, pathValue(errMsg))
 	}
 	r.span.SetAttributes(SpanState.String(string(state)))
 	r.t.checks.Add(context.Background(), 1, checkAttrs(outcome == outcomeSuccess, reason))

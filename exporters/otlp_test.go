@@ -156,6 +156,11 @@ func TestOTLPPush(t *testing.T) {
 	}
 	src := &source{}
 	sts, sum := fixture()
+	// A mount point may hold any byte; protobuf strings must be UTF-8, and
+	// one invalid path must not fail the push of every other mount.
+	hostile := "/mnt/bad\xff"
+	sts = append(sts, &agent.MountStatus{Mount: agent.Mount{Path: hostile}, State: agent.StateHealthy, LastCheck: t0})
+	sum.Mounts++
 	src.set(sts, sum)
 	tel := newTel(t, src, exporters.Options{Getenv: func(k string) string { return env[k] }})
 	if m, tr := tel.Pushing(); !m || !tr {
@@ -164,6 +169,8 @@ func TestOTLPPush(t *testing.T) {
 	runCheck(tel.Observer(), agent.Mount{Path: "/mnt/a"}, t0, map[probes.Op]time.Duration{probes.OpWrite: time.Millisecond}, &agent.MountStatus{State: agent.StateHealthy})
 	runCheck(tel.Observer(), agent.Mount{Path: "/mnt/b"}, t0, map[probes.Op]time.Duration{probes.OpRead: time.Millisecond},
 		&agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonIOError, FailedOp: probes.OpRead, LastError: "read: input/output error"})
+	runCheck(tel.Observer(), agent.Mount{Path: hostile}, t0, map[probes.Op]time.Duration{probes.OpWrite: time.Millisecond},
+		&agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonNotMounted, LastError: "not mounted: " + hostile})
 
 	healthy := "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount"
 	deadline := time.Now().Add(10 * time.Second)
@@ -174,14 +181,15 @@ func TestOTLPPush(t *testing.T) {
 		r.mu.Lock()
 		_, spanOK := r.spans["efs.mount.check"]
 		r.mu.Unlock()
-		if ok && ok2 && ok3 && spanOK {
+		_, ok4 := r.gauge("efs_mount_health_status", "/mnt/bad\uFFFD")
+		if ok && ok2 && ok3 && ok4 && spanOK {
 			if v != 1 || e != 4 || rt != 15 {
 				t.Fatalf("pushed values: health %v errors %v response %v", v, e, rt)
 			}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("OTLP data did not arrive (health %v, errors %v, response %v, span %v)", ok, ok2, ok3, spanOK)
+			t.Fatalf("OTLP data did not arrive (health %v, errors %v, response %v, hostile path %v, span %v)", ok, ok2, ok3, ok4, spanOK)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -202,7 +210,7 @@ func TestOTLPPush(t *testing.T) {
 	if m := r.metric("efs_mount_operation_duration_seconds"); m.GetHistogram() == nil || len(m.GetHistogram().DataPoints) == 0 || m.Unit != "s" {
 		t.Errorf("latency histogram not pushed: %v", m)
 	}
-	if m := r.metric("efs_mount_checks_total"); m.GetSum() == nil || !m.GetSum().IsMonotonic || len(m.GetSum().DataPoints) != 2 {
+	if m := r.metric("efs_mount_checks_total"); m.GetSum() == nil || !m.GetSum().IsMonotonic || len(m.GetSum().DataPoints) != 3 { // success, io_error, not_mounted
 		t.Errorf("checks counter not pushed as a monotonic sum: %v", m)
 	}
 
