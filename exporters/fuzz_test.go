@@ -22,8 +22,8 @@ func FuzzMetricsMountPaths(f *testing.F) {
 	f.Add("/mnt/\xff\xfe", "/mnt/a\\b")
 	f.Add("/mnt/}{,=", "/mnt/\u2028#")
 	f.Fuzz(func(t *testing.T, a, b string) {
-		if a == b {
-			return
+		if strings.ToValidUTF8(a, "\uFFFD") == strings.ToValidUTF8(b, "\uFFFD") {
+			return // one label value for both: a documented limit
 		}
 		src := &source{}
 		sts, sum := live(a, b)
