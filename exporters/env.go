@@ -54,13 +54,17 @@ func pushEnabled(getenv func(string) string, signal string) pushDecision {
 
 // newResource describes this process: service.name (OTEL_SERVICE_NAME,
 // else service.name in OTEL_RESOURCE_ATTRIBUTES, else serviceName),
-// service.version, the attributes of OTEL_RESOURCE_ATTRIBUTES, the host
+// service.instance.id (from OTEL_RESOURCE_ATTRIBUTES, else instanceID when
+// not empty), service.version, the attributes of OTEL_RESOURCE_ATTRIBUTES, the host
 // name and the SDK. It reads the environment through getenv, unlike
 // resource.Default and resource.WithFromEnv, which read the process
 // environment. A malformed OTEL_RESOURCE_ATTRIBUTES entry is skipped and
 // reported in the returned error next to a usable resource.
-func newResource(ctx context.Context, getenv func(string) string, serviceName, version string) (*resource.Resource, error) {
+func newResource(ctx context.Context, getenv func(string) string, serviceName, instanceID, version string) (*resource.Resource, error) {
 	attrs := []attribute.KeyValue{semconv.ServiceName(serviceName)}
+	if instanceID != "" {
+		attrs = append(attrs, semconv.ServiceInstanceID(instanceID))
+	}
 	if version != "" {
 		attrs = append(attrs, semconv.ServiceVersion(version))
 	}

@@ -10,7 +10,36 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 )
+
+// TestResourceInstanceID: service.instance.id defaults to the node name
+// the agent was given, and OTEL_RESOURCE_ATTRIBUTES overrides it.
+func TestResourceInstanceID(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ env, instance, want string }{
+		{"", "node-a", "node-a"},
+		{"k8s.node.name=node-a", "node-a", "node-a"},
+		{"service.instance.id=pod-7", "node-a", "pod-7"},
+		{"", "", ""},
+	}
+	for _, tc := range tests {
+		getenv := func(k string) string {
+			if k == envResourceAttrs {
+				return tc.env
+			}
+			return ""
+		}
+		res, err := newResource(t.Context(), getenv, "svc", tc.instance, "v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := res.Set().Value(attribute.Key("service.instance.id"))
+		if got.AsString() != tc.want {
+			t.Errorf("env %q, instance %q: service.instance.id = %q, want %q", tc.env, tc.instance, got.AsString(), tc.want)
+		}
+	}
+}
 
 func TestPushEnabled(t *testing.T) {
 	t.Parallel()

@@ -45,6 +45,11 @@ type Options struct {
 	// "efs-health-agent"); OTEL_SERVICE_NAME and a service.name in
 	// OTEL_RESOURCE_ATTRIBUTES win over it.
 	ServiceName string
+	// InstanceID is the default service.instance.id, normally the node
+	// name, so that the pushes of many agents stay distinct series in a
+	// collector (its Prometheus exporter turns it into the instance
+	// label). A service.instance.id in OTEL_RESOURCE_ATTRIBUTES wins.
+	InstanceID string
 	// Version is reported in efs_health_agent_build_info and as
 	// service.version.
 	Version string
@@ -172,7 +177,7 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	t.SetSource(src)
 	installErrorHandler(t.errs)
 
-	res, err := newResource(ctx, opts.Getenv, opts.ServiceName, opts.Version)
+	res, err := newResource(ctx, opts.Getenv, opts.ServiceName, opts.InstanceID, opts.Version)
 	if res == nil {
 		uninstallErrorHandler(t.errs)
 		return nil, fmt.Errorf("telemetry resource: %w", err)

@@ -23,12 +23,13 @@ import (
 // receiver is an in-process OTLP gRPC receiver.
 type receiver struct {
 	colmetrics.UnimplementedMetricsServiceServer
-	mu      sync.Mutex
-	metrics []*metricspb.ResourceMetrics
-	spans   map[string]map[string]string // span name -> attributes
-	status  map[string]string            // span name -> status code
-	service string
-	node    string
+	mu       sync.Mutex
+	metrics  []*metricspb.ResourceMetrics
+	spans    map[string]map[string]string // span name -> attributes
+	status   map[string]string            // span name -> status code
+	service  string
+	node     string
+	instance string
 }
 
 func (r *receiver) Export(_ context.Context, req *colmetrics.ExportMetricsServiceRequest) (*colmetrics.ExportMetricsServiceResponse, error) {
@@ -53,6 +54,8 @@ func (t traceSvc) Export(_ context.Context, req *coltrace.ExportTraceServiceRequ
 				t.r.service = a.Value.GetStringValue()
 			case "k8s.node.name":
 				t.r.node = a.Value.GetStringValue()
+			case "service.instance.id":
+				t.r.instance = a.Value.GetStringValue()
 			}
 		}
 		for _, ss := range rs.ScopeSpans {
@@ -162,7 +165,7 @@ func TestOTLPPush(t *testing.T) {
 	sts = append(sts, &agent.MountStatus{Mount: agent.Mount{Path: hostile}, State: agent.StateHealthy, LastCheck: t0})
 	sum.Mounts++
 	src.set(sts, sum)
-	tel := newTel(t, src, exporters.Options{Getenv: func(k string) string { return env[k] }})
+	tel := newTel(t, src, exporters.Options{InstanceID: "node-1", Getenv: func(k string) string { return env[k] }})
 	if m, tr := tel.Pushing(); !m || !tr {
 		t.Fatalf("not pushing: metrics=%v traces=%v", m, tr)
 	}
@@ -203,8 +206,8 @@ func TestOTLPPush(t *testing.T) {
 	if r.status["efs.mount.read"] != "STATUS_CODE_ERROR" || !strings.Contains(r.spans["efs.mount.read"]["efs.mount.failure_reason"], "io_error") {
 		t.Errorf("failed read span: status %s attributes %v", r.status["efs.mount.read"], r.spans["efs.mount.read"])
 	}
-	if r.service != "efs-health-agent-test" || r.node != "node-1" {
-		t.Errorf("resource service.name = %q k8s.node.name = %q, want OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES", r.service, r.node)
+	if r.service != "efs-health-agent-test" || r.node != "node-1" || r.instance != "node-1" {
+		t.Errorf("resource service.name = %q k8s.node.name = %q service.instance.id = %q, want OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES and Options.InstanceID", r.service, r.node, r.instance)
 	}
 	r.mu.Unlock()
 	if m := r.metric("efs_mount_operation_duration_seconds"); m.GetHistogram() == nil || len(m.GetHistogram().DataPoints) == 0 || m.Unit != "s" {

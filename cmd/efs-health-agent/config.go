@@ -48,7 +48,7 @@ var settings = []setting{
 	{"port", "port", "HEALTH_PORT", "9910", "TCP port of the health, metrics and status endpoints (1-65535)"},
 	{"bind", "bind-address", "HEALTH_BIND_ADDRESS", "", "address to listen on (default: all interfaces)"},
 	{"mounts", "mount", "HEALTH_MOUNTS", "", "absolute mount path to check; flag repeatable, variable comma-separated"},
-	{"node", "node-name", "HEALTH_NODE_NAME", "", "name of this node in probe file names (default: $NODE_NAME, else the hostname)"},
+	{"node", "node-name", "HEALTH_NODE_NAME", "", "name of this node in probe file names and service.instance.id (default: $NODE_NAME, else the hostname)"},
 	{"loglevel", "log-level", "HEALTH_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
 	{"logformat", "log-format", "HEALTH_LOG_FORMAT", "text", "log format: text or json"},
 	{"debug", "enable-debug", "HEALTH_ENABLE_DEBUG", "false", "serve /debug/pprof/ (off by default)"},

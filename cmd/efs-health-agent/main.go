@@ -90,7 +90,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 	// callbacks read the monitor: the source is set once it exists. New
 	// also routes the OTel SDK's export errors to log, at most once a
 	// minute.
-	tel, err := exporters.New(ctx, nil, exporters.Options{Version: version, Logger: log, Getenv: getenv, MountStats: exporters.SelfMountStats})
+	tel, err := exporters.New(ctx, nil, exporters.Options{Version: version, InstanceID: cfg.NodeName, Logger: log, Getenv: getenv, MountStats: exporters.SelfMountStats})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("telemetry: %w", err)
