@@ -69,7 +69,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // noEnv is a Getenv with nothing set.
 func noEnv(string) string { return "" }
 
-func newTel(t *testing.T, src exporters.Source, opts exporters.Options) *exporters.Telemetry {
+func newTel(t testing.TB, src exporters.Source, opts exporters.Options) *exporters.Telemetry {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = quiet()
@@ -88,7 +88,7 @@ func newTel(t *testing.T, src exporters.Source, opts exporters.Options) *exporte
 	return tel
 }
 
-func scrape(t *testing.T, tel *exporters.Telemetry, accept string) string {
+func scrape(t testing.TB, tel *exporters.Telemetry, accept string) string {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	if accept != "" {

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"os"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -52,11 +54,16 @@ func readWrite(ctx context.Context, dirfd int, t timer) (readOnly bool) {
 		t.record(OpWrite, err)
 		return false
 	}
-	payload := make([]byte, PayloadSize)
-	if _, err := rand.Read(payload); err != nil {
-		t.record(OpWrite, fmt.Errorf("random payload: %w", err))
+	bufs, err := getBuffers()
+	if err != nil {
+		t.record(OpWrite, err)
 		return false
 	}
+	// Back to the pool only here: a check stuck in the kernel keeps its
+	// buffers until the call returns.
+	defer bufPool.Put(bufs)
+	payload := bufs.payload[:]
+	_, _ = bufs.rng.Read(payload) // ChaCha8 never fails
 
 	created := false
 	err = t.run(OpWrite, func() error {
@@ -85,7 +92,7 @@ func readWrite(ctx context.Context, dirfd int, t timer) (readOnly bool) {
 		return false
 	}
 	if err == nil && ctx.Err() == nil {
-		_ = t.run(OpRead, func() error { return readBack(dirfd, name, payload) })
+		_ = t.run(OpRead, func() error { return readBack(dirfd, name, payload, bufs.aligned()) })
 	}
 	// Always try to remove what was created, even after a failure or a
 	// timeout, so no probe file is left behind.
@@ -118,23 +125,48 @@ func writeAll(fd int, b []byte) error {
 // directAlign is the buffer alignment and size used for O_DIRECT reads.
 const directAlign = 4096
 
-func alignedBuffer() []byte {
-	raw := make([]byte, 2*directAlign)
-	off := int(uintptr(unsafe.Pointer(&raw[0])) & (directAlign - 1))
+// buffers are one check's payload and read buffer, pooled: allocating
+// them for every check was most of a check's garbage.
+type buffers struct {
+	raw     [2 * directAlign]byte
+	payload [PayloadSize]byte
+	// rng fills the payload: ChaCha8, seeded from crypto/rand when the
+	// buffers are made, so payloads stay unpredictable without a
+	// getrandom call per check.
+	rng *mrand.ChaCha8
+}
+
+var bufPool sync.Pool
+
+func getBuffers() (*buffers, error) {
+	if b, ok := bufPool.Get().(*buffers); ok {
+		return b, nil
+	}
+	var seed [32]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("random payload: %w", err)
+	}
+	return &buffers{rng: mrand.NewChaCha8(seed)}, nil
+}
+
+// aligned returns a directAlign-sized, directAlign-aligned slice of raw
+// (heap objects do not move).
+func (b *buffers) aligned() []byte {
+	off := int(uintptr(unsafe.Pointer(&b.raw[0])) & (directAlign - 1))
 	if off != 0 {
 		off = directAlign - off
 	}
-	return raw[off : off+directAlign]
+	return b.raw[off : off+directAlign]
 }
 
 // readBack reads the probe file, with O_DIRECT where the filesystem accepts
 // it so the data comes from the server rather than the client page cache,
 // and compares it with want.
-func readBack(dirfd int, name string, want []byte) error {
-	got, err := readFile(dirfd, name, true)
+func readBack(dirfd int, name string, want, buf []byte) error {
+	got, err := readFile(dirfd, name, true, buf)
 	if errors.Is(err, unix.EINVAL) {
 		// O_DIRECT refused at open or at read: fall back to buffered I/O.
-		got, err = readFile(dirfd, name, false)
+		got, err = readFile(dirfd, name, false, buf)
 	}
 	if err != nil {
 		return err
@@ -145,7 +177,9 @@ func readBack(dirfd int, name string, want []byte) error {
 	return nil
 }
 
-func readFile(dirfd int, name string, direct bool) ([]byte, error) {
+// readFile reads up to PayloadSize bytes of the file into buf, which must
+// be aligned for O_DIRECT and directAlign bytes long.
+func readFile(dirfd int, name string, direct bool, buf []byte) ([]byte, error) {
 	flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	if direct {
 		flags |= unix.O_DIRECT
@@ -156,7 +190,6 @@ func readFile(dirfd int, name string, direct bool) ([]byte, error) {
 		return nil, fmt.Errorf("open: %w", err)
 	}
 	defer unix.Close(fd)
-	buf := alignedBuffer()
 	total := 0
 	for total < PayloadSize {
 		n, err := unix.Read(fd, buf[total:])

@@ -1,0 +1,47 @@
+package exporters_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/exporters"
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+// Benchmarks of the telemetry hot paths, for benchstat:
+//
+//	go test -run '^$' -bench . -count 10 ./exporters > new.txt
+
+// BenchmarkObserveCheck is the telemetry of one healthy check: the check
+// span and one span per operation, the latency histogram, the check
+// counter and the /debug/checks record.
+func BenchmarkObserveCheck(b *testing.B) {
+	tel := newTel(b, &source{}, exporters.Options{})
+	obs := tel.Observer()
+	m := agent.Mount{Path: "/mnt/efs"}
+	ops := map[probes.Op]time.Duration{probes.OpStatfs: 5 * time.Microsecond, probes.OpWrite: 200 * time.Microsecond,
+		probes.OpRead: 100 * time.Microsecond, probes.OpDelete: 50 * time.Microsecond}
+	st := &agent.MountStatus{State: agent.StateHealthy}
+	start := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		runCheck(obs, m, start, ops, st)
+	}
+}
+
+// BenchmarkScrape renders /metrics with 1,000 mounts.
+func BenchmarkScrape(b *testing.B) {
+	var paths []string
+	for i := 0; i < 1000; i++ {
+		paths = append(paths, fmt.Sprintf("/var/lib/kubelet/pods/%08d/volumes/kubernetes.io~csi/pv/mount", i))
+	}
+	src := &source{}
+	src.set(live(paths...))
+	tel := newTel(b, src, exporters.Options{})
+	b.ReportAllocs()
+	for b.Loop() {
+		scrape(b, tel, "")
+	}
+}
