@@ -33,7 +33,7 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
-var cpuProfile string
+var cpuProfile, scaleProfile string
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -43,6 +43,7 @@ func main() {
 	out := flag.String("out", "BENCHMARKS.md", "file to write")
 	scaleDur := flag.Duration("scale-duration", 90*time.Second, "how long the 10,000-mount CPU run lasts")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the agent part of figure 1 here, and stop")
+	flag.StringVar(&scaleProfile, "scaleprofile", "", "run only figure 3, write a CPU profile of its measured part here, and stop")
 	flag.Parse()
 	if *load != "" {
 		runLoad(strings.Split(*load, ","), *dur)
@@ -127,6 +128,10 @@ func run(out string, scaleDur time.Duration) int {
 	r.add("Machine: %d cores (%s), kernel %s, %s, %s", runtime.NumCPU(), cpu, strings.TrimRight(string(uts.Release[:]), "\x00"), runtime.Version(), time.Now().UTC().Format("2006-01-02"))
 	r.add("")
 
+	if scaleProfile != "" {
+		scale(r, scaleDur)
+		return 0
+	}
 	overhead(r)
 	if cpuProfile != "" {
 		return 0
@@ -536,6 +541,11 @@ func scale(r *report, d time.Duration) {
 		prev[st.Path] = st.Checks
 	}
 	buckets := map[int64]int{}
+	if scaleProfile != "" {
+		f, _ := os.Create(scaleProfile)
+		_ = pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	c0, w0 := cpuTime(), time.Now()
 	for time.Since(w0) < d {
 		time.Sleep(time.Second)
