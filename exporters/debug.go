@@ -74,22 +74,37 @@ func (d *debugStore) add(src Source, path string, c debugCheck) {
 	defer d.mu.Unlock()
 	dm := d.m[path]
 	if dm == nil {
-		dm = &debugMount{Recent: make([]debugCheck, 0, d.n)}
+		dm = &debugMount{}
 		d.m[path] = dm
 	}
+	// Both lists grow with the checks a mount has had, up to n: a mount
+	// with one check costs one record, not n.
 	if len(dm.Recent) == d.n {
 		copy(dm.Recent, dm.Recent[1:])
-		dm.Recent = dm.Recent[:d.n-1]
+		dm.Recent[d.n-1] = c
+	} else {
+		dm.Recent = append(growTo(dm.Recent, d.n), c)
 	}
-	dm.Recent = append(dm.Recent, c)
 	// Slowest first; among equals the earlier check stays ahead.
 	i := sort.Search(len(dm.Slowest), func(i int) bool { return dm.Slowest[i].DurationMs < c.DurationMs })
-	if i < d.n {
-		dm.Slowest = slices.Insert(dm.Slowest, i, c)
-		if len(dm.Slowest) > d.n {
-			dm.Slowest = dm.Slowest[:d.n]
-		}
+	switch {
+	case i >= d.n:
+	case len(dm.Slowest) == d.n:
+		copy(dm.Slowest[i+1:], dm.Slowest[i:d.n-1])
+		dm.Slowest[i] = c
+	default:
+		dm.Slowest = slices.Insert(growTo(dm.Slowest, d.n), i, c)
 	}
+}
+
+// growTo makes room for one more element in s, doubling its capacity but
+// never beyond n, so that a full list holds exactly n.
+func growTo(s []debugCheck, n int) []debugCheck {
+	if len(s) < cap(s) {
+		return s
+	}
+	c := min(max(2*cap(s), 1), n)
+	return slices.Grow(s, c-len(s))
 }
 
 // liveSet is the set of registered mount paths.
