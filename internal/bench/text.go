@@ -36,35 +36,66 @@ compared with each other; the absolute numbers drift on shared machines.
 `
 
 const notesText = `
-## Targets missed, and why (profile of figure 1, ` + "`go run ./internal/bench -cpuprofile cpu.prof`" + `)
+## Targets missed, and why
 
-- **Overhead per check (target ≤ 1.3×).** On tmpfs the whole syscall sequence
-  costs under 30 µs of CPU, so any per-check machinery weighs heavily. The CPU
-  profile of the agent run splits roughly as: the probe's syscalls ~31% (about
-  twice the bare loop's cost per call: the agent's checks run on many threads
-  and 50 directories, the bare loop hot on one), the Go scheduler parking and
-  waking goroutines ~20% (a check hands off between the scheduler loop, a
-  worker and a deadline timer), OpenTelemetry spans ~15% (five spans per check:
-  the check and one per operation), GC ~6%, the rest the histogram, deadline
-  timers and status publication. Fixed so far: each check used to start a fresh
-  goroutine whose stack grew on every check (10% of CPU; workers are now reused)
-  and hashed a new attribute set for the check counter (7.5%; now precomputed).
-  What remains is mostly the price of per-operation tracing and of never
-  blocking the scheduler on a check; on EFS, where one check costs milliseconds
-  of network latency but the same CPU, the relative overhead is immaterial.
-- **CPU at scale (target ≤ 2% of a core).** 10,000 mounts at 30 s are ~333
-  checks/s; at the measured CPU per check that is several percent of a core.
-  The next steps are sampling the per-operation child spans (keeping the check
-  span and exemplars for every check) and batching deadline bookkeeping into
-  the scheduler loop instead of one timer per check.
-- **/metrics at 10,000 mounts (target ≤ 100 ms)** is close to the target:
-  the OTel Prometheus exporter rebuilds ~70,000 series per scrape.
+Profiles: ` + "`go run ./internal/bench -cpuprofile cpu.prof`" + ` (figure 1) and
+` + "`go run ./internal/bench -scaleprofile scale.prof -scale-duration 60s -out \"\"`" + `
+(figure 3), read with ` + "`go tool pprof -top -cum`" + `. The Go benchmarks split a
+check into its parts, each measured alone in a tight loop on tmpfs
+(2026-11-25, same machine):
+
+| part of one check | time | allocated |
+|---|---|---|
+| probe alone (` + "`BenchmarkCheck`" + `, probes) | 17.7 µs | 877 B |
+| probe + monitor bookkeeping, synchronous (` + "`BenchmarkCheck`" + `, agent) | 19.1 µs | 1962 B |
+| telemetry of one check: 5 spans, histogram, counter, /debug/checks (` + "`BenchmarkObserveCheck`" + `) | 4.5 µs | 5768 B |
+
+So run back to back on one goroutine, probe + monitor + telemetry is about
+24 µs, 1.5× the bare loop. The rest of what figure 1 measures is the price of
+running every check concurrently, on a worker goroutine with its own
+deadline, which is what keeps a hung mount from stalling anything else.
+
+- **Overhead per check (target ≤ 1.3×, missed).** The profile of the
+  10,000-mount run before the buffer pool below (101 µs of CPU per check)
+  split as: the probe's syscalls 29% (about 30 µs: cache-cold across 10,000
+  directories, against 16 µs for the bare loop hot on one), the Go scheduler
+  parking and waking goroutines 12% (each check passes from the scheduler loop
+  to a worker and back), GC 13%, OpenTelemetry spans 10%, timer re-arms that
+  wake the network poller 5%, the getrandom call for the payload 4%, the
+  once-a-second stale scan 4%. Fixed: the 8 KiB O_DIRECT buffer and the
+  payload were allocated per check, 9 of the probe's 10 KiB of garbage; they
+  are now pooled and the payload filled from a ChaCha8 generator seeded from
+  crypto/rand (probe benchmark 20.2 µs, 9064 B/op before; 17.7 µs, 877 B/op
+  after; figure 1 on 2026-11-25: 93 µs per check, 5.75×, before; 84 µs,
+  5.21×, and 77 µs, 4.95×, in the two runs after). Fixed earlier: a fresh goroutine per check whose stack grew every
+  time (10% of CPU; workers are reused) and a new attribute set hashed per
+  check for the counter (7.5%; precomputed). What remains is per-operation
+  tracing and the goroutine hand-offs that make checks hang-proof. On EFS a
+  check costs milliseconds of network round trips and the same few tens of
+  microseconds of agent CPU, so there the relative overhead is small.
+- **CPU at scale (target ≤ 2% of a core, missed).** 10,000 mounts at 30 s are
+  333 checks per second, so 2% of a core leaves 60 µs per check; the
+  cache-cold syscalls alone take half of that. Next steps, in order of
+  expected gain: sample the per-operation child spans (keeping the check span
+  and the exemplars for every check), coalesce the scheduler's wake-ups so one
+  wake starts every check due within a few milliseconds, and fold the
+  per-check deadline timers into the scheduler loop. A node has at most a few
+  hundred EFS mounts, where the same cost is well under 0.1% of a core.
+- **/metrics at 10,000 mounts (target ≤ 100 ms)**: met in the latest run; an
+  earlier run on a slower machine took 117 ms. About 70,000 series: the
+  profile (` + "`go test -bench Scrape -cpuprofile`" + ` in exporters) is the OTel
+  Prometheus exporter building a descriptor and a const metric per series and
+  client_golang sorting and encoding them (together ~75%), the agent's own
+  callback ~17%.
+- **Memory per mount (target ≤ 2 KiB): regression found and fixed.** The
+  /debug/checks history reserved room for 10 checks per mount when the mount
+  was first seen: 2,841 B per mount at 10,000 mounts. It now grows with the
+  checks a mount has had, up to 10: 1,580 B.
 
 ## Notes
 
-- Go benchmarks for the hot paths (one check, publishing a status, a scrape)
-  live beside the code: ` + "`go test -run XXX -bench . ./agent ./exporters ./httpapi`" + `;
-  compare runs with benchstat.
+- Go benchmarks for the hot paths: ` + "`go test -run '^$' -bench . -count 10 ./probes ./agent ./exporters ./httpapi`" + `
+  (on a tmpfs when run as root); compare runs with benchstat.
 - Kubernetes requests/limits in deploy/ (10m CPU, 32Mi; 100m, 128Mi) are sized
   from figures 2 and 3 with a wide margin: a node has at most a few hundred mounts.
 `
