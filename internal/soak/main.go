@@ -133,6 +133,20 @@ func run() int {
 	time.Sleep(5 * time.Second)
 	g0, t0, rss0 := runtime.NumGoroutine(), procStatus("Threads"), procStatus("VmRSS")
 	maxG, maxT, maxRSS := g0, t0, rss0
+	// A sample a minute: RSS alone cannot tell a leak from the heap and
+	// the runtime settling, the live heap after a GC can.
+	type sample struct {
+		at             time.Duration
+		g, t           int
+		rss, liveHeapK uint64
+	}
+	take := func(at time.Duration) sample {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return sample{at, runtime.NumGoroutine(), procStatus("Threads"), uint64(procStatus("VmRSS")), ms.HeapAlloc >> 10}
+	}
+	samples := []sample{take(0)}
 	start := time.Now()
 	round := 0
 	for time.Since(start) < *dur {
@@ -152,6 +166,9 @@ func run() int {
 			maxG = max(maxG, runtime.NumGoroutine())
 			maxT = max(maxT, procStatus("Threads"))
 			maxRSS = max(maxRSS, procStatus("VmRSS"))
+			if el := time.Since(start); el >= time.Duration(len(samples))*time.Minute {
+				samples = append(samples, take(el.Round(time.Second)))
+			}
 		}
 		round++
 	}
@@ -181,6 +198,11 @@ func run() int {
 		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), dur.Round(time.Second))
 	fmt.Fprintf(&b, "| measure | start | end | max during |\n|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| goroutines | %d | %d | %d |\n| OS threads | %d | %d | %d |\n| RSS | %d MiB | %d MiB | %d MiB |\n\n", g0, g1, maxG, t0, t1, maxT, rss0>>10, rss1>>10, maxRSS>>10)
+	fmt.Fprintf(&b, "Every minute (live heap after a forced GC):\n\n| time | goroutines | OS threads | RSS | live heap |\n|---|---|---|---|---|\n")
+	for _, x := range samples {
+		fmt.Fprintf(&b, "| %v | %d | %d | %d MiB | %d KiB |\n", x.at, x.g, x.t, x.rss>>10, x.liveHeapK)
+	}
+	fmt.Fprintf(&b, "\n")
 	fmt.Fprintf(&b, "Hung mounts at the end: %d. Checks completed: %d. Probe files left behind after the faults cleared: %d.\n\n", s.Hung, checks, leaked)
 	fmt.Fprintf(&b, "| endpoint | requests | errors | slowest |\n|---|---|---|---|\n")
 	for _, p := range paths {
