@@ -43,9 +43,12 @@ type Monitor struct {
 	running      bool
 	heartbeat    time.Time
 	lastScan     time.Time
-	listDirty    bool
-	setDirty     bool
-	rnd          *rand.Rand
+	// wakeAt is when the scheduler loop will next look at the due heap on
+	// its own; complete wakes it only when it would otherwise be late.
+	wakeAt    time.Time
+	listDirty bool
+	setDirty  bool
+	rnd       *rand.Rand
 	// orphans holds unregistered mounts whose check is still stuck, so a
 	// re-registration of the same path cannot start a second check there.
 	orphans map[string]*mount
@@ -283,20 +286,14 @@ func (mon *Monitor) Run(ctx context.Context) error {
 	tick := make(chan struct{}, 1)
 	var timer Timer
 	for {
-		starts, next := mon.dispatch()
+		starts, wakeAt := mon.dispatch()
 		for _, c := range starts {
 			mon.launch(c)
 		}
 		if timer != nil {
 			timer.Stop()
 		}
-		sleep := next.Sub(mon.clock.Now())
-		if sleep > heartbeatEvery || next.IsZero() {
-			sleep = heartbeatEvery
-		}
-		if sleep < 0 {
-			sleep = 0
-		}
+		sleep := max(wakeAt.Sub(mon.clock.Now()), 0)
 		timer = mon.clock.AfterFunc(sleep, func() {
 			select {
 			case tick <- struct{}{}:
@@ -314,7 +311,8 @@ func (mon *Monitor) Run(ctx context.Context) error {
 }
 
 // dispatch pops due mounts while there is capacity, and returns the checks
-// to start and the time the loop should next wake.
+// to start and the time the loop should next wake: the next due mount,
+// at most heartbeatEvery from now.
 func (mon *Monitor) dispatch() ([]*check, time.Time) {
 	mon.mu.Lock()
 	defer mon.mu.Unlock()
@@ -344,11 +342,11 @@ func (mon *Monitor) dispatch() ([]*check, time.Time) {
 		starts = append(starts, c)
 	}
 	mon.publishSummaryLocked()
-	var next time.Time
-	if mon.due.Len() > 0 && mon.inFlight < mon.cfg.MaxConcurrent {
-		next = mon.due[0].due
+	mon.wakeAt = now.Add(heartbeatEvery)
+	if mon.due.Len() > 0 && mon.inFlight < mon.cfg.MaxConcurrent && mon.due[0].due.Before(mon.wakeAt) {
+		mon.wakeAt = mon.due[0].due
 	}
-	return starts, next
+	return starts, mon.wakeAt
 }
 
 // scanStaleLocked counts mounts whose last check is older than
@@ -654,6 +652,12 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 		mon.setStatusLocked(m, old, &next)
 		heap.Push(&mon.due, m)
 	}
+	// Wake the scheduler loop only if it would otherwise be late: a mount
+	// is due before the loop's next wake. That covers this mount's retry,
+	// a re-registration released above, and mounts held back for lack of
+	// capacity (they are overdue). A healthy check's next run is an
+	// interval away, so usually the loop sleeps on.
+	wake := mon.due.Len() > 0 && mon.due[0].due.Before(mon.wakeAt)
 	mon.publishSummaryLocked()
 	mon.mu.Unlock()
 	if !expired {
@@ -662,7 +666,9 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 		}
 		c.rec.End(st, now)
 	}
-	mon.poke()
+	if wake {
+		mon.poke()
+	}
 }
 
 // healthyDelay is the wait before the next check of a healthy mount. After

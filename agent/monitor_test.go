@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -299,4 +300,32 @@ func TestLiveFollowsRun(t *testing.T) {
 	if mon.Live() {
 		t.Fatal("live after Run returned")
 	}
+}
+
+// TestCapacityFreedStartsNextCheck: with room for one check at a time, a
+// check that completes lets the next due mount start at once, without the
+// clock moving: the scheduler loop is woken when it held checks back.
+func TestCapacityFreedStartsNextCheck(t *testing.T) {
+	t.Parallel()
+	mon, _ := newFake(t, func(c *agent.Config) { c.MaxConcurrent = 1 })
+	base := t.TempDir()
+	var paths []string
+	for i := 0; i < 5; i++ {
+		p := filepath.Join(base, fmt.Sprintf("vol%d", i))
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := mon.Register(agent.Mount{Path: p}); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	waitFor(t, "every mount checked once, one at a time, with the clock stopped", func() bool {
+		for _, p := range paths {
+			if status(t, mon, p).Checks != 1 {
+				return false
+			}
+		}
+		return true
+	})
 }
