@@ -4,12 +4,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
 // PathDebugChecks is where DebugChecksHandler is meant to be mounted.
@@ -34,11 +40,102 @@ type debugCheck struct {
 	Ops        []debugOp `json:"operations"`
 }
 
-// debugMount is one mount's history: the last n checks, oldest first, and
-// the n slowest since the mount was first seen, slowest first.
+// debugMount is one mount's history as /debug/checks shows it: the last n
+// checks, oldest first, and the n slowest since the mount was first seen,
+// slowest first.
 type debugMount struct {
 	Recent  []debugCheck `json:"recent"`
 	Slowest []debugCheck `json:"slowest"`
+}
+
+// maxDebugOps bounds the operations kept per check; a check reports at
+// most seven (mounttable, tunnel, open, statfs, write, read, delete).
+const maxDebugOps = 8
+
+// debugRecord is a check as the store keeps it: 88 bytes, and for a
+// check without errors nothing allocated besides, so that a mount's full
+// history stays small and cheap for the GC. It is turned into a
+// debugCheck only when /debug/checks is requested.
+type debugRecord struct {
+	trace trace.TraceID
+	start int64 // Unix nanoseconds
+	dur   time.Duration
+	fail  *debugFailure // nil unless the check or an operation failed
+	state uint8         // index into debugStates
+	nops  uint8
+	ops   [maxDebugOps]uint8  // index into knownOps
+	opUs  [maxDebugOps]uint32 // microseconds, saturating
+}
+
+// debugStates are the states a check can end in, stored by index.
+var debugStates = []agent.State{agent.StatePending, agent.StateHealthy, agent.StateUnhealthy, agent.StateHung}
+
+func stateCode(s agent.State) uint8 {
+	if i := slices.Index(debugStates, s); i >= 0 {
+		return uint8(i)
+	}
+	return math.MaxUint8
+}
+
+func (r *debugRecord) stateName() agent.State {
+	if int(r.state) < len(debugStates) {
+		return debugStates[r.state]
+	}
+	return "unknown"
+}
+
+// debugFailure is what a failed check adds to its record.
+type debugFailure struct {
+	reason probes.Reason
+	err    string
+	opErrs [maxDebugOps]string
+}
+
+// addOp appends an operation, keeping the first maxDebugOps.
+func (r *debugRecord) addOp(op probes.Op, d time.Duration, err error) {
+	if int(r.nops) == maxDebugOps {
+		return
+	}
+	i := r.nops
+	r.ops[i] = opCode(op)
+	r.opUs[i] = uint32(min(max(d.Microseconds(), 0), math.MaxUint32))
+	if err != nil {
+		if r.fail == nil {
+			r.fail = &debugFailure{}
+		}
+		r.fail.opErrs[i] = err.Error()
+	}
+	r.nops++
+}
+
+// check renders the record.
+func (r *debugRecord) check() debugCheck {
+	c := debugCheck{
+		TraceID:    r.trace.String(),
+		Start:      time.Unix(0, r.start).UTC(),
+		DurationMs: ms(r.dur),
+		Outcome:    outcomeSuccess.Value.AsString(),
+		State:      string(r.stateName()),
+		Ops:        make([]debugOp, r.nops),
+	}
+	if st := r.stateName(); st == agent.StateUnhealthy || st == agent.StateHung {
+		c.Outcome = outcomeFailure.Value.AsString()
+	}
+	for i := range c.Ops {
+		c.Ops[i] = debugOp{Op: string(opName(r.ops[i])), Ms: float64(r.opUs[i]) / 1000}
+		if r.fail != nil {
+			c.Ops[i].Error = r.fail.opErrs[i]
+		}
+	}
+	if r.fail != nil {
+		c.Reason, c.Error = string(r.fail.reason), r.fail.err
+	}
+	return c
+}
+
+// records is a mount's history in the store.
+type records struct {
+	recent, slowest []debugRecord
 }
 
 // debugStore keeps each mount's debugMount. Memory is bounded by 2n checks
@@ -49,19 +146,19 @@ type debugMount struct {
 type debugStore struct {
 	n  int
 	mu sync.Mutex
-	m  map[string]*debugMount
+	m  map[string]*records
 }
 
 // pruneMargin lets a few unregistered mounts linger in the store between
 // prunes, so that a prune does not run on every new mount.
 const pruneMargin = 16
 
-func newDebugStore(n int) *debugStore { return &debugStore{n: n, m: map[string]*debugMount{}} }
+func newDebugStore(n int) *debugStore { return &debugStore{n: n, m: map[string]*records{}} }
 
 // add files check c of path. It takes the store's lock briefly; when the
 // store has grown past the registered mounts it reads the source's mount
 // list (memory only) to drop the unregistered ones.
-func (d *debugStore) add(src Source, path string, c debugCheck) {
+func (d *debugStore) add(src Source, path string, c debugRecord) {
 	d.mu.Lock()
 	_, known := d.m[path]
 	grown := !known && src != nil && len(d.m) >= 2*src.Summary().Mounts+pruneMargin
@@ -72,34 +169,34 @@ func (d *debugStore) add(src Source, path string, c debugCheck) {
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	dm := d.m[path]
-	if dm == nil {
-		dm = &debugMount{}
-		d.m[path] = dm
+	h := d.m[path]
+	if h == nil {
+		h = &records{}
+		d.m[path] = h
 	}
 	// Both lists grow with the checks a mount has had, up to n: a mount
 	// with one check costs one record, not n.
-	if len(dm.Recent) == d.n {
-		copy(dm.Recent, dm.Recent[1:])
-		dm.Recent[d.n-1] = c
+	if len(h.recent) == d.n {
+		copy(h.recent, h.recent[1:])
+		h.recent[d.n-1] = c
 	} else {
-		dm.Recent = append(growTo(dm.Recent, d.n), c)
+		h.recent = append(growTo(h.recent, d.n), c)
 	}
 	// Slowest first; among equals the earlier check stays ahead.
-	i := sort.Search(len(dm.Slowest), func(i int) bool { return dm.Slowest[i].DurationMs < c.DurationMs })
+	i := sort.Search(len(h.slowest), func(i int) bool { return h.slowest[i].dur < c.dur })
 	switch {
 	case i >= d.n:
-	case len(dm.Slowest) == d.n:
-		copy(dm.Slowest[i+1:], dm.Slowest[i:d.n-1])
-		dm.Slowest[i] = c
+	case len(h.slowest) == d.n:
+		copy(h.slowest[i+1:], h.slowest[i:d.n-1])
+		h.slowest[i] = c
 	default:
-		dm.Slowest = slices.Insert(growTo(dm.Slowest, d.n), i, c)
+		h.slowest = slices.Insert(growTo(h.slowest, d.n), i, c)
 	}
 }
 
 // growTo makes room for one more element in s, doubling its capacity but
 // never beyond n, so that a full list holds exactly n.
-func growTo(s []debugCheck, n int) []debugCheck {
+func growTo(s []debugRecord, n int) []debugRecord {
 	if len(s) < cap(s) {
 		return s
 	}
@@ -128,13 +225,24 @@ func (d *debugStore) prune(live map[string]bool) {
 	}
 }
 
-// snapshot copies the store.
+// snapshot copies the store (the records, under the lock) and renders it.
 func (d *debugStore) snapshot() map[string]debugMount {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make(map[string]debugMount, len(d.m))
-	for p, dm := range d.m {
-		out[p] = debugMount{Recent: slices.Clone(dm.Recent), Slowest: slices.Clone(dm.Slowest)}
+	raw := make(map[string]records, len(d.m))
+	for p, h := range d.m {
+		raw[p] = records{recent: slices.Clone(h.recent), slowest: slices.Clone(h.slowest)}
+	}
+	d.mu.Unlock()
+	render := func(rs []debugRecord) []debugCheck {
+		out := make([]debugCheck, len(rs))
+		for i := range rs {
+			out[i] = rs[i].check()
+		}
+		return out
+	}
+	out := make(map[string]debugMount, len(raw))
+	for p, h := range raw {
+		out[p] = debugMount{Recent: render(h.recent), Slowest: render(h.slowest)}
 	}
 	return out
 }

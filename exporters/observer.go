@@ -3,6 +3,8 @@ package exporters
 import (
 	"context"
 	"errors"
+	"math"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -26,16 +28,38 @@ var (
 	outcomeFailure = attribute.String("outcome", "failure")
 )
 
+// knownOps are the operations a check reports. Their histogram attribute
+// sets are precomputed, and /debug/checks stores an operation as its
+// index here.
+var knownOps = []probes.Op{probes.OpWrite, probes.OpRead, probes.OpDelete, probes.OpStatfs, probes.OpStat,
+	probes.OpReaddir, probes.OpOpen, probes.OpMountTable, probes.OpTunnel}
+
 // opAttrs are the precomputed attribute sets of the histogram, one per
 // operation, so recording allocates nothing.
 var opAttrs = func() map[probes.Op]metric.RecordOption {
 	m := map[probes.Op]metric.RecordOption{}
-	for _, op := range []probes.Op{probes.OpWrite, probes.OpRead, probes.OpDelete, probes.OpStatfs, probes.OpStat,
-		probes.OpReaddir, probes.OpOpen, probes.OpMountTable, probes.OpTunnel} {
+	for _, op := range knownOps {
 		m[op] = metric.WithAttributeSet(attribute.NewSet(attribute.String("operation", string(op))))
 	}
 	return m
 }()
+
+// opOther stands for an operation missing from knownOps in /debug/checks.
+const opOther = probes.Op("other")
+
+func opCode(op probes.Op) uint8 {
+	if i := slices.Index(knownOps, op); i >= 0 {
+		return uint8(i)
+	}
+	return math.MaxUint8
+}
+
+func opName(code uint8) probes.Op {
+	if int(code) < len(knownOps) {
+		return knownOps[code]
+	}
+	return opOther
+}
 
 // CheckStart starts the check span efs.mount.check.
 func (o observer) CheckStart(m agent.Mount, start time.Time) agent.CheckRecorder {
@@ -97,7 +121,8 @@ type recorder struct {
 	opCtx  context.Context
 	opSpan trace.Span
 	opAt   time.Time
-	ops    []debugOp
+	// rec collects the operations for /debug/checks.
+	rec debugRecord
 	// firstErr is the first operation error of this check.
 	firstErr error
 }
@@ -144,7 +169,7 @@ func (r *recorder) OpEnd(op probes.Op, d time.Duration, err error) {
 	r.t.opDuration.Record(r.opCtx, d.Seconds(), rec)
 	r.opSpan.End(trace.WithTimestamp(r.opAt.Add(d)))
 	r.opSpan, r.opCtx = nil, nil
-	r.ops = append(r.ops, debugOp{Op: string(op), Ms: ms(d), Error: errString(err)})
+	r.rec.addOp(op, d, err)
 }
 
 // reasonOf classifies an operation error; the agent's deadline error is
@@ -154,13 +179,6 @@ func reasonOf(err error) probes.Reason {
 		return probes.ReasonTimeout
 	}
 	return probes.Classify(err)
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -191,14 +209,15 @@ func (r *recorder) End(st *agent.MountStatus, at time.Time) {
 	r.span.SetAttributes(SpanState.String(string(state)))
 	r.t.checks.Add(context.Background(), 1, checkAttrs(outcome == outcomeSuccess, reason))
 	r.span.End(trace.WithTimestamp(at))
-	r.t.debug.add(r.t.source(), r.path, debugCheck{
-		TraceID:    r.span.SpanContext().TraceID().String(),
-		Start:      r.start.UTC(),
-		DurationMs: ms(at.Sub(r.start)),
-		Outcome:    outcome.Value.AsString(),
-		State:      string(state),
-		Reason:     string(reason),
-		Error:      errMsg,
-		Ops:        r.ops,
-	})
+	r.rec.trace = r.span.SpanContext().TraceID()
+	r.rec.start = r.start.UnixNano()
+	r.rec.dur = at.Sub(r.start)
+	r.rec.state = stateCode(state)
+	if reason != probes.ReasonNone || errMsg != "" {
+		if r.rec.fail == nil {
+			r.rec.fail = &debugFailure{}
+		}
+		r.rec.fail.reason, r.rec.fail.err = reason, errMsg
+	}
+	r.t.debug.add(r.t.source(), r.path, r.rec)
 }

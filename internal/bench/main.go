@@ -274,25 +274,66 @@ func withMounts(dir string, n int, tel *exporters.Telemetry) (*agent.Monitor, fu
 func memory(r *report) {
 	r.add("## 2. Memory per mount (target: ≤ 2 KiB per mount, linear)")
 	r.add("")
-	r.add("| mounts | heap before | heap after checks + scrapes | per mount |")
-	r.add("|---|---|---|---|")
-	for _, n := range []int{1000, 10000} {
+	r.add("| mounts | checks per mount | heap before | heap after checks + scrapes | per mount |")
+	r.add("|---|---|---|---|---|")
+	for _, row := range []struct{ n, checks int }{{1000, 1}, {10000, 1}, {1000, 12}} {
 		dir, done := tmpfsDir()
 		base := heapAlloc()
 		tel := newTelemetry()
-		mon, stop := withMounts(dir, n, tel)
+		var mon *agent.Monitor
+		var stop func()
+		if row.checks == 1 {
+			mon, stop = withMounts(dir, row.n, tel)
+		} else {
+			mon, stop = withChecks(dir, row.n, row.checks, tel)
+		}
 		h := httpapi.NewRouter(mon, httpapi.Options{Metrics: tel.MetricsHandler()})
 		for _, p := range []string{"/metrics", "/healthz/mounts", "/"} {
 			serve(h, p)
 		}
+		serve(tel.DebugChecksHandler(), exporters.PathDebugChecks)
 		after := heapAlloc()
-		r.add("| %d | %d KiB | %d KiB | %.0f B |", n, base>>10, after>>10, float64(after-base)/float64(n))
+		label := "1 (first check)"
+		if row.checks > 1 {
+			label = fmt.Sprintf("≥ %d (histories full)", row.checks)
+		}
+		r.add("| %d | %s | %d KiB | %d KiB | %.0f B |", row.n, label, base>>10, after>>10, float64(after-base)/float64(row.n))
 		stop()
 		_ = tel.Shutdown(context.Background())
 		runtime.KeepAlive(mon)
 		done()
 	}
 	r.add("")
+}
+
+// withChecks registers n tmpfs directories, checks them every 100 ms until
+// each has had k checks (enough to fill its /debug/checks and latency
+// histories), then stops the scheduler and lets the checks in flight end,
+// so that the heap holds the steady state and no check's garbage.
+func withChecks(dir string, n, k int, tel *exporters.Telemetry) (*agent.Monitor, func()) {
+	mon := newMonitor(100*time.Millisecond, 50*time.Millisecond, tel, 64)
+	for i := 0; i < n; i++ {
+		d := filepath.Join(dir, fmt.Sprintf("s%05d", i))
+		_ = os.Mkdir(d, 0o755)
+		_ = mon.Register(agent.Mount{Path: d, FSType: "nfs4", Source: "fs-0123456789abcdef.efs.us-east-1.amazonaws.com:/"})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _ = mon.Run(ctx) }()
+	for {
+		least := uint64(k)
+		for _, st := range mon.Statuses() {
+			least = min(least, st.Checks)
+		}
+		if least >= uint64(k) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	for mon.Summary().InFlight > 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return mon, func() {}
 }
 
 type discard struct{ h http.Header }
