@@ -30,6 +30,7 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/exporters"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
 	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/tmpfs"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -71,11 +72,12 @@ func cpuTime() time.Duration {
 // tmpfsDir mounts a fresh tmpfs (falls back to a temp dir without root).
 func tmpfsDir() (string, func()) {
 	d, _ := os.MkdirTemp("", "efs-bench")
-	if err := unix.Mount("tmpfs", d, "tmpfs", 0, "size=512m,nr_inodes=0"); err != nil {
-		fmt.Fprintln(os.Stderr, "bench: no tmpfs (", err, "), using", d)
+	unmount, err := tmpfs.Mount(d, "size=512m,nr_inodes=0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err, "- using", d)
 		return d, func() { os.RemoveAll(d) }
 	}
-	return d, func() { _ = unix.Unmount(d, unix.MNT_DETACH); os.RemoveAll(d) }
+	return d, func() { unmount(); os.RemoveAll(d) }
 }
 
 func newMonitor(interval, timeout time.Duration, tel *exporters.Telemetry, conc int) *agent.Monitor {

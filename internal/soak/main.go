@@ -22,12 +22,11 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
 	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/tmpfs"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -56,8 +55,8 @@ func run() int {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	root, _ := os.MkdirTemp("", "efs-soak")
 	defer os.RemoveAll(root)
-	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=256m"); err == nil {
-		defer unix.Unmount(root, unix.MNT_DETACH)
+	if unmount, err := tmpfs.Mount(root, "size=256m"); err == nil {
+		defer unmount()
 	}
 	tel, _ := exporters.New(context.Background(), nil, exporters.Options{Logger: quiet, Getenv: func(string) string { return "" }})
 	cfg := agent.DefaultConfig()

@@ -1,3 +1,4 @@
-// Package tmpfs gives benchmarks a directory on a fresh tmpfs, so that they
-// measure the agent's CPU cost rather than the disk's fsync latency.
+// Package tmpfs mounts fresh tmpfs directories for benchmarks, make bench
+// and make soak, so that they measure the agent's CPU cost rather than the
+// disk's fsync latency.
 package tmpfs
