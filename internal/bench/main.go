@@ -255,15 +255,22 @@ func heapAlloc() uint64 {
 	return m.HeapAlloc
 }
 
-// withMounts registers n tmpfs directories, runs the checks until each has
-// completed one, and returns the monitor and telemetry.
-func withMounts(dir string, n int, tel *exporters.Telemetry) (*agent.Monitor, func()) {
-	mon := newMonitor(30*time.Second, 5*time.Second, tel, 64)
+// registerDirs makes n directories under dir and registers them as NFS
+// mounts on a monitor checking every interval.
+func registerDirs(dir string, n int, interval, timeout time.Duration, tel *exporters.Telemetry) *agent.Monitor {
+	mon := newMonitor(interval, timeout, tel, 64)
 	for i := 0; i < n; i++ {
 		d := filepath.Join(dir, fmt.Sprintf("v%05d", i))
 		_ = os.Mkdir(d, 0o755)
 		_ = mon.Register(agent.Mount{Path: d, FSType: "nfs4", Source: "fs-0123456789abcdef.efs.us-east-1.amazonaws.com:/"})
 	}
+	return mon
+}
+
+// withMounts registers n tmpfs directories, runs the checks until each has
+// completed one, and returns the monitor and the function that stops it.
+func withMounts(dir string, n int, tel *exporters.Telemetry) (*agent.Monitor, func()) {
+	mon := registerDirs(dir, n, 30*time.Second, 5*time.Second, tel)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { _ = mon.Run(ctx) }()
 	for mon.Summary().Pending > 0 {
@@ -283,11 +290,11 @@ func memory(r *report) {
 		base := heapAlloc()
 		tel := newTelemetry()
 		var mon *agent.Monitor
-		var stop func()
+		stop := func() {}
 		if row.checks == 1 {
 			mon, stop = withMounts(dir, row.n, tel)
 		} else {
-			mon, stop = withChecks(dir, row.n, row.checks, tel)
+			mon = withChecks(dir, row.n, row.checks, tel)
 		}
 		h := httpapi.NewRouter(mon, httpapi.Options{Metrics: tel.MetricsHandler()})
 		for _, p := range []string{"/metrics", "/healthz/mounts", "/"} {
@@ -312,13 +319,8 @@ func memory(r *report) {
 // each has had k checks (enough to fill its /debug/checks and latency
 // histories), then stops the scheduler and lets the checks in flight end,
 // so that the heap holds the steady state and no check's garbage.
-func withChecks(dir string, n, k int, tel *exporters.Telemetry) (*agent.Monitor, func()) {
-	mon := newMonitor(100*time.Millisecond, 50*time.Millisecond, tel, 64)
-	for i := 0; i < n; i++ {
-		d := filepath.Join(dir, fmt.Sprintf("s%05d", i))
-		_ = os.Mkdir(d, 0o755)
-		_ = mon.Register(agent.Mount{Path: d, FSType: "nfs4", Source: "fs-0123456789abcdef.efs.us-east-1.amazonaws.com:/"})
-	}
+func withChecks(dir string, n, k int, tel *exporters.Telemetry) *agent.Monitor {
+	mon := registerDirs(dir, n, 100*time.Millisecond, 50*time.Millisecond, tel)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { _ = mon.Run(ctx) }()
 	for {
@@ -335,7 +337,7 @@ func withChecks(dir string, n, k int, tel *exporters.Telemetry) (*agent.Monitor,
 	for mon.Summary().InFlight > 0 {
 		time.Sleep(10 * time.Millisecond)
 	}
-	return mon, func() {}
+	return mon
 }
 
 type discard struct{ h http.Header }
