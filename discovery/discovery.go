@@ -84,6 +84,14 @@ func (e Entry) Mount() agent.Mount {
 	return agent.Mount{Path: e.Mountpoint, FSType: e.FSType, Source: e.Source, TunnelAddr: e.TunnelAddr()}
 }
 
+// Bounds of Config.Interval: under MinInterval re-reading a large mount
+// table becomes a steady CPU cost; over MaxInterval a change the kernel
+// failed to signal would go unnoticed for too long.
+const (
+	MinInterval = time.Second
+	MaxInterval = time.Hour
+)
+
 // Config configures discovery.
 type Config struct {
 	// MountInfo is the mount table to read, e.g. /proc/self/mountinfo or,
@@ -94,7 +102,8 @@ type Config struct {
 	FSTypes []string
 	// Prefix limits registration to mounts under this directory.
 	Prefix string
-	// Interval is the longest time between two reads of the table.
+	// Interval is the longest time between two reads of the table, from
+	// MinInterval to MaxInterval.
 	Interval time.Duration
 	Logger   *slog.Logger
 }
@@ -117,8 +126,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("filesystem type %q: must be a single non-empty word", t)
 		}
 	}
-	if c.Interval <= 0 {
-		return fmt.Errorf("discovery interval %v: must be positive", c.Interval)
+	if c.Interval < MinInterval || c.Interval > MaxInterval {
+		return fmt.Errorf("discovery interval %v: must be from %v to %v", c.Interval, MinInterval, MaxInterval)
 	}
 	return nil
 }
