@@ -22,7 +22,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("garbage\n"))
 	f.Add([]byte("1 1 0:1 / /a rw shared:1 master:2 - nfs4 x addr=127.0.0.1,port=2049,port=1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		table, err := Parse(bytes.NewReader(data))
+		table, err := Parse(bytes.NewReader(data), nil)
 		if err != nil {
 			return
 		}

@@ -159,7 +159,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 	// The mount table is followed from the start: checks use it to tell
 	// an unmounted path (now local disk) from the registered mount.
 	watcher, err := discovery.New(discovery.Config{MountInfo: cfg.MountInfo, FSTypes: cfg.DiscoverFSTypes,
-		Prefix: cfg.DiscoverPrefix, Interval: cfg.DiscoveryInterval, Logger: log})
+		Prefix: cfg.DiscoverPrefix, Paths: cfg.Mounts, Interval: cfg.DiscoveryInterval, Logger: log})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("discovery: %w", err)
