@@ -14,6 +14,7 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/discovery"
+	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 )
 
 // Bounds of the duration settings. A check interval or timeout under
@@ -162,7 +163,9 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 			usage(out, fs)
 			return nil, nil, err
 		}
-		return nil, nil, err
+		// The flag package quotes some values but not all (an unknown
+		// flag's name is printed as given).
+		return nil, nil, errors.New(pathesc.Display(err.Error()))
 	}
 	if *showVersion {
 		return nil, nil, errVersion

@@ -344,3 +344,43 @@ func TestLogsEscapeControls(t *testing.T) {
 type stringer string
 
 func (s stringer) String() string { return string(s) }
+
+// TestCheckOutputEscapesControls checks paths holding terminal escapes,
+// bidi overrides, line separators and invalid UTF-8: the output shows them
+// escaped by pathesc.Display, so nothing reaches the terminal raw.
+func TestCheckOutputEscapesControls(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	healthy := filepath.Join(dir, "ok\x1b[2J\x1b]0;title\x07\u202e\u2066\u2028\xff")
+	if err := os.Mkdir(healthy, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "gone\x1b[31m\u202e\r")
+	var out, errb bytes.Buffer
+	if code := run([]string{"check", healthy, missing}, env(nil), &out, &errb); code != 1 {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	for _, r := range out.String() {
+		if r != '\n' && !unicode.IsPrint(r) {
+			t.Fatalf("output holds %U:\n%q", r, out.String())
+		}
+	}
+	for _, p := range []string{healthy, missing} {
+		if !strings.Contains(out.String(), pathesc.Display(p)+"\n") {
+			t.Errorf("output lacks the path %q:\n%s", pathesc.Display(p), out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "HEALTHY") || !strings.Contains(out.String(), "not_mounted") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	// The flag package prints an unknown flag's name as given.
+	out.Reset()
+	if code := run([]string{"check", "--\x1b[2J\u202e", dir}, env(nil), &out, &errb); code != 2 {
+		t.Fatalf("unknown flag: exit %d", code)
+	}
+	for _, r := range errb.String() {
+		if r != '\n' && !unicode.IsPrint(r) {
+			t.Fatalf("stderr holds %U: %q", r, errb.String())
+		}
+	}
+}
