@@ -65,7 +65,7 @@ var settings = []setting{
 	{"node", "node-name", "HEALTH_NODE_NAME", "", "name of this node in probe file names and service.instance.id (default: $NODE_NAME, else the hostname)"},
 	{"loglevel", "log-level", "HEALTH_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
 	{"logformat", "log-format", "HEALTH_LOG_FORMAT", "text", "log format: text or json"},
-	{"debug", "enable-debug", "HEALTH_ENABLE_DEBUG", "false", "serve /debug/pprof/ (off by default; the flag alone means true)"},
+	{"debug", "enable-debug", "HEALTH_ENABLE_DEBUG", "false", "serve /debug/pprof/ (off by default); the flag alone means true, or give --enable-debug=false"},
 	{"fstypes", "discover-fstypes", "HEALTH_DISCOVER_FSTYPES", "", "comma-separated filesystem types to discover from the mount table, e.g. nfs4,nfs,efs (default: no discovery)"},
 	{"prefix", "discover-prefix", "HEALTH_DISCOVER_PREFIX", "/var/lib/kubelet/pods", "only mounts under this directory are discovered"},
 	{"mountinfo", "mountinfo", "HEALTH_MOUNTINFO", "/proc/self/mountinfo", "mount table to follow (e.g. /host/proc/1/mountinfo)"},
@@ -113,11 +113,7 @@ Settings (flag, environment variable, default). Flags win over the environment.
 		if def == "" {
 			def = "none"
 		}
-		name := s.flag
-		if s.isBool() {
-			name += "[=true|false]"
-		}
-		fmt.Fprintf(w, "  --%-16s %-24s default %s\n      %s\n", name, s.env, def, s.usage)
+		fmt.Fprintf(w, "  --%-16s %-24s default %s\n      %s\n", s.flag, s.env, def, s.usage)
 	}
 	fmt.Fprint(w, `
 OpenTelemetry export is configured by the standard OTEL_* variables
