@@ -41,6 +41,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 3m); new findings land
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./discovery
 	$(GO) test -run '^$$' -fuzz '^FuzzHostileMountPaths$$' -fuzztime $(FUZZTIME) ./httpapi
 	$(GO) test -run '^$$' -fuzz '^FuzzMetricsMountPaths$$' -fuzztime $(FUZZTIME) ./exporters
+	$(GO) test -run '^$$' -fuzz '^FuzzEscape$$' -fuzztime $(FUZZTIME) ./internal/pathesc
 
 clean: ## remove build output
 	rm -rf bin

@@ -53,6 +53,12 @@ type MountTable interface {
 	Lookup(path string) (fstype, source string, ok bool)
 }
 
+// MaxInterval is the longest check interval and timeout a Monitor
+// accepts. It keeps every sum of times the scheduler and the readiness
+// rule form (interval + timeout, backed-off retries) far from overflowing
+// a time.Duration.
+const MaxInterval = 24 * time.Hour
+
 // DefaultConfig returns the documented defaults: interval 30s, timeout 5s.
 func DefaultConfig() Config {
 	return Config{
@@ -73,6 +79,12 @@ func (c Config) Validate() error {
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("check timeout %v: must be positive", c.Timeout))
+	}
+	if c.Interval > MaxInterval {
+		errs = append(errs, fmt.Errorf("check interval %v: must not exceed %v", c.Interval, MaxInterval))
+	}
+	if c.Timeout > MaxInterval {
+		errs = append(errs, fmt.Errorf("check timeout %v: must not exceed %v", c.Timeout, MaxInterval))
 	}
 	if c.Timeout > 0 && c.Interval > 0 && c.Timeout > c.Interval {
 		errs = append(errs, fmt.Errorf("check timeout %v: must not exceed the check interval %v", c.Timeout, c.Interval))

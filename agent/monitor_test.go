@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -261,6 +262,8 @@ func TestConfigValidate(t *testing.T) {
 		{"zero interval", func(c *agent.Config) { c.Interval = 0 }, "check interval 0s"},
 		{"negative timeout", func(c *agent.Config) { c.Timeout = -time.Second }, "check timeout -1s"},
 		{"timeout over interval", func(c *agent.Config) { c.Timeout = time.Minute }, "must not exceed the check interval 30s"},
+		{"interval near the int64 maximum", func(c *agent.Config) { c.Interval = math.MaxInt64 - 1 }, "must not exceed 24h0m0s"},
+		{"timeout over a day", func(c *agent.Config) { c.Interval, c.Timeout = math.MaxInt64, 25*time.Hour }, "check timeout 25h0m0s: must not exceed 24h0m0s"},
 		{"no hostname", func(c *agent.Config) { c.Hostname = "" }, "hostname"},
 		{"bad jitter", func(c *agent.Config) { c.Jitter = 1 }, "jitter 1"},
 	}

@@ -29,17 +29,25 @@ type Entry struct {
 	Options string
 }
 
-// Parse reads a mountinfo table. Where several mounts stack on one mount
-// point, the last (topmost) wins.
-func Parse(r io.Reader) (map[string]Entry, error) {
-	infos, err := mountinfo.GetMountsFromReader(r, nil)
+// Parse reads a mountinfo table, one line at a time, and returns the
+// entries keep accepts (all of them when keep is nil), by mount point.
+// Where several mounts stack on one mount point, the last (topmost) one
+// decides: if keep rejects it, the mount point is absent even when a mount
+// below it was accepted. Memory is proportional to the entries kept, not
+// to the size of the table.
+func Parse(r io.Reader, keep func(mountpoint, fstype string) bool) (map[string]Entry, error) {
+	out := map[string]Entry{}
+	_, err := mountinfo.GetMountsFromReader(r, func(in *mountinfo.Info) (skip, stop bool) {
+		if keep == nil || keep(in.Mountpoint, in.FSType) {
+			out[in.Mountpoint] = Entry{Mountpoint: in.Mountpoint, FSType: in.FSType, Source: in.Source,
+				Options: in.Options + "," + in.VFSOptions}
+		} else {
+			delete(out, in.Mountpoint)
+		}
+		return true, false // kept here, not in the library's list
+	})
 	if err != nil {
 		return nil, fmt.Errorf("parse mountinfo: %w", err)
-	}
-	out := make(map[string]Entry, len(infos))
-	for _, in := range infos {
-		out[in.Mountpoint] = Entry{Mountpoint: in.Mountpoint, FSType: in.FSType, Source: in.Source,
-			Options: in.Options + "," + in.VFSOptions}
 	}
 	return out, nil
 }
@@ -84,6 +92,14 @@ func (e Entry) Mount() agent.Mount {
 	return agent.Mount{Path: e.Mountpoint, FSType: e.FSType, Source: e.Source, TunnelAddr: e.TunnelAddr()}
 }
 
+// Bounds of Config.Interval: under MinInterval re-reading a large mount
+// table becomes a steady CPU cost; over MaxInterval a change the kernel
+// failed to signal would go unnoticed for too long.
+const (
+	MinInterval = time.Second
+	MaxInterval = time.Hour
+)
+
 // Config configures discovery.
 type Config struct {
 	// MountInfo is the mount table to read, e.g. /proc/self/mountinfo or,
@@ -94,7 +110,14 @@ type Config struct {
 	FSTypes []string
 	// Prefix limits registration to mounts under this directory.
 	Prefix string
-	// Interval is the longest time between two reads of the table.
+	// Paths are mount points kept from the table whatever their type:
+	// the statically configured mounts, which the agent looks up to tell
+	// a mount from the directory left by an unmount. Of the rest of the
+	// table only mounts of FSTypes under Prefix are kept, so the copy in
+	// memory is proportional to what is monitored.
+	Paths []string
+	// Interval is the longest time between two reads of the table, from
+	// MinInterval to MaxInterval.
 	Interval time.Duration
 	Logger   *slog.Logger
 }
@@ -117,8 +140,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("filesystem type %q: must be a single non-empty word", t)
 		}
 	}
-	if c.Interval <= 0 {
-		return fmt.Errorf("discovery interval %v: must be positive", c.Interval)
+	if c.Interval < MinInterval || c.Interval > MaxInterval {
+		return fmt.Errorf("discovery interval %v: must be from %v to %v", c.Interval, MinInterval, MaxInterval)
 	}
 	return nil
 }
@@ -134,6 +157,7 @@ type Registry interface {
 type Watcher struct {
 	cfg   Config
 	log   *slog.Logger
+	paths map[string]bool // Config.Paths
 	table atomic.Pointer[map[string]Entry]
 
 	mu    sync.Mutex
@@ -148,27 +172,38 @@ func New(cfg Config) (*Watcher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	w := &Watcher{cfg: cfg, log: cfg.Logger, owned: map[string]agent.Mount{}}
+	w := &Watcher{cfg: cfg, log: cfg.Logger, owned: map[string]agent.Mount{}, paths: make(map[string]bool, len(cfg.Paths))}
+	for _, p := range cfg.Paths {
+		w.paths[p] = true
+	}
 	empty := map[string]Entry{}
 	w.table.Store(&empty)
 	return w, nil
 }
 
+// keep reports whether an entry of the table is kept in memory: a mount
+// point in Paths, or a mount that discovery would register.
+func (w *Watcher) keep(mountpoint, fstype string) bool {
+	return w.paths[mountpoint] || (typeWanted(fstype, w.cfg.FSTypes) && under(mountpoint, w.cfg.Prefix))
+}
+
 // Lookup reports the filesystem mounted at path, from the last read of the
-// table. It never touches path.
+// table. It never touches path. Only paths in Config.Paths and mounts of
+// Config.FSTypes under Config.Prefix are known; for any other path it
+// reports ok false.
 func (w *Watcher) Lookup(path string) (fstype, source string, ok bool) {
 	e, ok := (*w.table.Load())[path]
 	return e.FSType, e.Source, ok
 }
 
-// Refresh re-reads the mount table.
+// Refresh re-reads the mount table and returns the entries kept.
 func (w *Watcher) Refresh() (map[string]Entry, error) {
 	f, err := os.Open(w.cfg.MountInfo)
 	if err != nil {
 		return nil, fmt.Errorf("read mount table: %w", err)
 	}
 	defer f.Close()
-	t, err := Parse(f)
+	t, err := Parse(f, w.keep)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", w.cfg.MountInfo, err)
 	}

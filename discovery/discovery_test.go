@@ -2,10 +2,12 @@ package discovery_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -26,7 +28,7 @@ func fixture(t *testing.T) map[string]discovery.Entry {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	tab, err := discovery.Parse(f)
+	tab, err := discovery.Parse(f, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,6 +110,8 @@ func TestConfigValidate(t *testing.T) {
 		{discovery.Config{MountInfo: "/proc/self/mountinfo", FSTypes: []string{"nfs4"}, Prefix: "pods", Interval: time.Second}, `discovery prefix`},
 		{discovery.Config{MountInfo: "/proc/self/mountinfo", FSTypes: []string{"nfs 4"}, Prefix: "/p", Interval: time.Second}, `filesystem type "nfs 4"`},
 		{discovery.Config{MountInfo: "/proc/self/mountinfo", Interval: 0}, "discovery interval 0s"},
+		{discovery.Config{MountInfo: "/proc/self/mountinfo", Interval: time.Nanosecond}, "discovery interval 1ns: must be from 1s to 1h0m0s"},
+		{discovery.Config{MountInfo: "/proc/self/mountinfo", Interval: time.Hour + 1}, "discovery interval 1h0m0.000000001s: must be from 1s"},
 	} {
 		if err := tc.cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate(%+v) = %v, want %q", tc.cfg, err, tc.want)
@@ -206,4 +210,81 @@ func TestFollowsRealMounts(t *testing.T) {
 	if mon.Summary().Mounts != 2 {
 		t.Fatalf("%d mounts registered, want static and pod-b", mon.Summary().Mounts)
 	}
+}
+
+// TestTableKeepsWhatIsMonitored reads a 100,000-line mount table: only the
+// mounts of the wanted types under the prefix and the configured mount
+// points stay in memory, the topmost of stacked mounts decides, and the
+// heap kept is a small fraction of what the whole table would cost.
+// Not parallel, so that no other test allocates during the measurement.
+func TestTableKeepsWhatIsMonitored(t *testing.T) {
+	const lines, wanted = 100_000, 100
+	static := "/mnt/static"                      // configured, of an unwanted type
+	covered := pods + "/covered/volumes/x/mount" // nfs4 under a later tmpfs
+	uncovered := "/mnt/uncovered"                // configured, tmpfs then nfs4 on top
+	var b strings.Builder
+	b.WriteString("22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n")
+	fmt.Fprintf(&b, "23 22 0:30 / %s rw - ext4 /dev/vdb rw\n", static)
+	fmt.Fprintf(&b, "24 22 0:31 / %s rw - nfs4 fs-1:/ rw,addr=10.0.0.1\n", covered)
+	fmt.Fprintf(&b, "25 24 0:32 / %s rw - tmpfs tmpfs rw\n", covered)
+	fmt.Fprintf(&b, "26 22 0:33 / %s rw - tmpfs tmpfs rw\n", uncovered)
+	fmt.Fprintf(&b, "27 26 0:34 / %s rw - nfs4 fs-2:/ rw,addr=10.0.0.2\n", uncovered)
+	for i := 0; i < lines-6; i++ {
+		switch {
+		case i < wanted:
+			fmt.Fprintf(&b, "%d 22 0:%d / %s/pod-%06d/volumes/kubernetes.io~csi/pv/mount rw,relatime shared:%d - nfs4 fs-%d.efs.us-east-1.amazonaws.com:/ rw,vers=4.1,rsize=1048576,wsize=1048576,hard,proto=tcp,timeo=600,retrans=2,addr=10.0.1.20\n", 100+i, 100+i, pods, i, i, i)
+		case i%3 == 0: // the wanted type outside the prefix
+			fmt.Fprintf(&b, "%d 22 0:%d / /mnt/other/%06d rw,relatime shared:%d - nfs4 fs-%d:/ rw,vers=4.1,addr=10.0.1.21\n", 100+i, 100+i, i, i, i)
+		default: // other types under the prefix: projected volumes, empty dirs, overlay
+			fmt.Fprintf(&b, "%d 22 0:%d / %s/pod-%06d/volumes/kubernetes.io~projected/token-%06d rw,relatime shared:%d - tmpfs tmpfs rw,size=1024k,inode64,noswap,some,more,options\n", 100+i, 100+i, pods, i, i, i)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "mountinfo")
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(b.String(), "\n"); n != lines {
+		t.Fatalf("generated %d lines, want %d", n, lines)
+	}
+	b = strings.Builder{}
+	w, err := discovery.New(discovery.Config{MountInfo: file, FSTypes: []string{"nfs4"}, Prefix: pods,
+		Paths: []string{static, uncovered, "/mnt/not-a-mount"}, Interval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	table, err := w.Refresh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if len(table) != wanted+2 {
+		t.Fatalf("kept %d entries, want %d (the wanted mounts and two configured ones)", len(table), wanted+2)
+	}
+	for _, c := range []struct {
+		path, fstype string
+		ok           bool
+	}{
+		{static, "ext4", true},
+		{uncovered, "nfs4", true},
+		{covered, "", false},
+		{"/mnt/not-a-mount", "", false},
+		{"/mnt/other/000300", "", false},
+		{pods + "/pod-000101/volumes/kubernetes.io~projected/token-000101", "", false},
+		{pods + "/pod-000099/volumes/kubernetes.io~csi/pv/mount", "nfs4", true},
+	} {
+		if fstype, _, ok := w.Lookup(c.path); ok != c.ok || fstype != c.fstype {
+			t.Errorf("Lookup(%q) = %q, %v; want %q, %v", c.path, fstype, ok, c.fstype, c.ok)
+		}
+	}
+	// About 100 kept entries of a few hundred bytes each; the whole table
+	// held in memory costs tens of megabytes.
+	const bound = 2 << 20
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > bound {
+		t.Errorf("heap grew by %d bytes reading the table, want at most %d", grew, bound)
+	}
+	runtime.KeepAlive(table)
 }

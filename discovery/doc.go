@@ -1,8 +1,11 @@
 // Package discovery follows the kernel's mount table. It keeps an
-// in-memory copy that the agent consults to tell whether a path is still
-// the mount it registered (without touching the path), and, when asked,
-// registers every mount of given filesystem types under a prefix (the
-// kubelet's pods directory) and unregisters each one that disappears.
+// in-memory copy of the entries that matter, the configured mount points
+// and the mounts of the wanted types under the prefix (so its size follows
+// what is monitored, not the size of the table), which the agent consults
+// to tell whether a path is still the mount it registered (without
+// touching the path); and, when asked, it registers every mount of given
+// filesystem types under a prefix (the kubelet's pods directory) and
+// unregisters each one that disappears.
 //
 // It reads /proc/<pid>/mountinfo only, parsed by github.com/moby/sys/mountinfo;
 // it never stats or opens a mount point, so a hung mount cannot block it.

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 )
 
 // Source is what the metric callbacks and /debug/checks read: the
@@ -123,11 +123,14 @@ type sourceRef struct{ Source }
 // MountPathKey is the metric attribute (and Prometheus label) of a mount.
 const MountPathKey = attribute.Key("mount_path")
 
-// pathValue is a mount path as an attribute value. A mount point may hold
-// any byte, but Prometheus label values and OTLP (protobuf) strings must be
-// UTF-8: an invalid one would make the scrape drop the mount's series and
-// the OTLP push fail as a whole. Invalid bytes become U+FFFD.
-func pathValue(p string) string { return strings.ToValidUTF8(p, "\uFFFD") }
+// pathValue is a mount path (or a message that may quote one) as an
+// attribute value. A mount point may hold any byte, but Prometheus label
+// values and OTLP (protobuf) strings must be UTF-8: an invalid one would
+// make the scrape drop the mount's series and the OTLP push fail as a
+// whole. pathesc.Escape writes invalid bytes as \xNN and a backslash as
+// \\, reversibly, so two paths that differ only in invalid bytes stay two
+// series; a valid UTF-8 path without a backslash is unchanged.
+func pathValue(p string) string { return pathesc.Escape(p) }
 
 // Span attribute keys.
 const (

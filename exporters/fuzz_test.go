@@ -10,20 +10,24 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
+	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 )
 
 // FuzzMetricsMountPaths scrapes /metrics with mount paths made of any bytes
 // (quotes, backslashes, newlines, invalid UTF-8): the scrape must succeed,
 // parse as Prometheus text, and carry exactly one efs_mount_health_status
-// series per mount, labelled with the path (invalid UTF-8 replaced, since
-// a label value must be UTF-8).
+// series per mount, labelled with the path escaped by pathesc.Escape
+// (invalid UTF-8 as \xNN, since a label value must be UTF-8): distinct
+// paths are always distinct series.
 func FuzzMetricsMountPaths(f *testing.F) {
 	f.Add("/mnt/\"quoted\"", "/mnt/line\nbreak")
 	f.Add("/mnt/\xff\xfe", "/mnt/a\\b")
 	f.Add("/mnt/}{,=", "/mnt/\u2028#")
+	f.Add("/mnt/a\xff", "/mnt/a\xfe")
+	f.Add("/mnt/a\xff", `/mnt/a\xff`)
 	f.Fuzz(func(t *testing.T, a, b string) {
-		if strings.ToValidUTF8(a, "\uFFFD") == strings.ToValidUTF8(b, "\uFFFD") {
-			return // one label value for both: a documented limit
+		if a == b {
+			return
 		}
 		src := &source{}
 		sts, sum := live(a, b)
@@ -40,7 +44,7 @@ func FuzzMetricsMountPaths(f *testing.F) {
 		if fam == nil || len(fam.Metric) != 2 {
 			t.Fatalf("efs_mount_health_status: %v\n%s", fam, body)
 		}
-		want := map[string]float64{strings.ToValidUTF8(a, "\uFFFD"): 1, strings.ToValidUTF8(b, "\uFFFD"): 0}
+		want := map[string]float64{pathesc.Escape(a): 1, pathesc.Escape(b): 0}
 		for _, m := range fam.Metric {
 			var path string
 			for _, l := range m.Label {

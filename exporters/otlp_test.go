@@ -184,7 +184,7 @@ func TestOTLPPush(t *testing.T) {
 		r.mu.Lock()
 		_, spanOK := r.spans["efs.mount.check"]
 		r.mu.Unlock()
-		_, ok4 := r.gauge("efs_mount_health_status", "/mnt/bad\uFFFD")
+		_, ok4 := r.gauge("efs_mount_health_status", `/mnt/bad\xff`)
 		if ok && ok2 && ok3 && ok4 && spanOK {
 			if v != 1 || e != 4 || rt != 15 {
 				t.Fatalf("pushed values: health %v errors %v response %v", v, e, rt)

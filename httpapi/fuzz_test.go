@@ -5,22 +5,27 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"unicode/utf8"
+	"unicode"
 
 	"golang.org/x/net/html"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
+	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 )
 
 // FuzzHostileMountPaths renders mount paths with any bytes (quotes,
-// newlines, invalid UTF-8, markup) in /healthz/mounts, /healthz and the
-// status page: the JSON must stay valid with one entry per mount, and the
-// HTML must never carry the raw markup.
+// newlines, invalid UTF-8, markup, controls) in /healthz/mounts, /healthz
+// and the status page: the JSON must stay valid with one entry per mount,
+// keyed by the path escaped with pathesc.Escape, and the HTML must show
+// each path escaped with pathesc.Display, as text, never as markup.
 func FuzzHostileMountPaths(f *testing.F) {
 	f.Add("/mnt/\"quoted\"", "/mnt/line\nbreak")
 	f.Add("/mnt/\xff\xfe", "/mnt/<script>alert(1)</script>")
 	f.Add("/mnt/\u2028", "/mnt/a\\b")
+	f.Add("/mnt/a\xff", "/mnt/a\xfe")
+	f.Add("/mnt/a\xff", `/mnt/a\xff`)
+	f.Add("/mnt/\x1b[2J\u202e", "/mnt/\x00\r\f")
 	f.Fuzz(func(t *testing.T, a, b string) {
 		if a == b {
 			return
@@ -40,21 +45,30 @@ func FuzzHostileMountPaths(f *testing.F) {
 		if err := json.Unmarshal([]byte(body), &raw); err != nil {
 			t.Fatalf("invalid JSON for %q, %q: %v\n%s", a, b, err, body)
 		}
-		// Invalid UTF-8 is replaced, so two paths may collide only then.
-		if len(raw) != 2 && utf8.ValidString(a) && utf8.ValidString(b) {
+		if len(raw) != 2 {
 			t.Fatalf("%d entries for 2 mounts", len(raw))
+		}
+		for _, p := range []string{a, b} {
+			var m httpapi.MountJSON
+			if err := json.Unmarshal(raw[pathesc.Escape(p)], &m); err != nil || m.MountPath != pathesc.Escape(p) {
+				t.Fatalf("no entry %q for %q: %v\n%s", pathesc.Escape(p), p, err, body)
+			}
 		}
 		_, page, _ := get(t, h, http.MethodGet, "/")
 		// Parsed back, each path is the text of its <code> cell: markup in
-		// a path stays text. (HTML parsing rewrites NUL, CR and invalid
-		// UTF-8, so such paths are only checked for not breaking the page.)
+		// a path stays text, and no control or bidi character is left.
 		codes := codeTexts(t, page)
 		if len(codes) != 2 {
 			t.Fatalf("%d mount cells in the page, want 2", len(codes))
 		}
 		for _, p := range []string{a, b} {
-			if utf8.ValidString(p) && !strings.ContainsAny(p, "\x00\r\f") && !codes[p] {
-				t.Fatalf("path %q not rendered as text; cells %v", p, codes)
+			if !codes[pathesc.Display(p)] {
+				t.Fatalf("path %q not rendered as %q; cells %v", p, pathesc.Display(p), codes)
+			}
+		}
+		for _, r := range page {
+			if !unicode.IsPrint(r) && r != '\n' {
+				t.Fatalf("the page holds %U", r)
 			}
 		}
 		code, text, _ := get(t, h, http.MethodGet, "/healthz")

@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 )
 
 // Route paths served by the agent.
@@ -204,7 +205,10 @@ func (h *handlers) live(w http.ResponseWriter, _ *http.Request) {
 }
 
 // MountJSON is one mount in /healthz/mounts. The first seven fields are the
-// documented ones; the rest add detail.
+// documented ones; the rest add detail. MountPath, like the key of the
+// mount in the response, is the path escaped by pathesc.Escape: invalid
+// UTF-8 bytes as \xNN and a backslash as \\, so that distinct paths stay
+// distinct keys.
 type MountJSON struct {
 	MountPath         string             `json:"mountPath"`
 	IsHealthy         bool               `json:"isHealthy"`
@@ -225,7 +229,7 @@ type MountJSON struct {
 // ToJSON converts a status to its JSON form; now is used for hungForMs.
 func ToJSON(st *agent.MountStatus, now time.Time) MountJSON {
 	j := MountJSON{
-		MountPath:         st.Path,
+		MountPath:         pathesc.Escape(st.Path),
 		IsHealthy:         st.Healthy(),
 		ResponseTimeMs:    st.ResponseTime.Milliseconds(),
 		ErrorCount:        st.ErrorCount,
@@ -265,7 +269,7 @@ func (h *handlers) mounts(w http.ResponseWriter, _ *http.Request) {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		if err := enc.Encode(st.Path); err != nil {
+		if err := enc.Encode(pathesc.Escape(st.Path)); err != nil {
 			http.Error(w, "encoding error", http.StatusInternalServerError)
 			return
 		}

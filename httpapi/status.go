@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -137,8 +138,8 @@ func (h *handlers) status(w http.ResponseWriter, _ *http.Request) {
 	}
 	for _, st := range sts {
 		r := statusRow{
-			Path: st.Path, State: string(st.State), Reason: string(st.Reason), Mode: string(st.Mode),
-			LastError: st.LastError, Age: age(now, st.LastCheck), Errors: st.ErrorCount,
+			Path: pathesc.Display(st.Path), State: string(st.State), Reason: string(st.Reason), Mode: string(st.Mode),
+			LastError: pathesc.Display(st.LastError), Age: age(now, st.LastCheck), Errors: st.ErrorCount,
 			Consecutive: st.ConsecutiveErrors, Spark: sparkline(st.History), Rank: stateRank(st.State),
 		}
 		if st.State != agent.StatePending {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
@@ -55,5 +56,35 @@ func TestStatusPage(t *testing.T) {
 	}
 	if strings.Contains(body, "http://") || strings.Contains(body, "https://") {
 		t.Error("page refers to an external asset")
+	}
+}
+
+// TestStatusPageEscapesControls shows a path and an error holding terminal
+// escapes, bidi overrides and isolates, line separators and invalid UTF-8:
+// the page shows them escaped (pathesc.Display), so a path cannot be made
+// to read as another one, and two paths differing in an invalid byte stay
+// two rows.
+func TestStatusPageEscapesControls(t *testing.T) {
+	t.Parallel()
+	evil := "/mnt/\u202egnp.exe\u202c\u2066x\u2069\u2028\x1b[31m\u0085\xff"
+	src := &fakeSource{live: true, sum: agent.Summary{Mounts: 3, Unhealthy: 1},
+		sts: []*agent.MountStatus{
+			{Mount: agent.Mount{Path: evil}, State: agent.StateUnhealthy, LastCheck: now, Reason: probes.ReasonIOError,
+				LastError: "open " + evil + "/probe: input/output error"},
+			{Mount: agent.Mount{Path: "/mnt/a\xfe"}, State: agent.StateHealthy, LastCheck: now},
+			{Mount: agent.Mount{Path: "/mnt/a\xff"}, State: agent.StateHealthy, LastCheck: now},
+		}}
+	h := httpapi.NewRouter(src, httpapi.Options{Now: func() time.Time { return now }})
+	_, body, _ := get(t, h, http.MethodGet, "/")
+	for _, r := range body {
+		if r != '\n' && !unicode.IsPrint(r) {
+			t.Fatalf("page holds %U", r)
+		}
+	}
+	want := `/mnt/\u202egnp.exe\u202c\u2066x\u2069\u2028\x1b[31m\u0085\xff`
+	for _, w := range []string{"<code>" + want + "</code>", "open " + want + "/probe: input/output error", `<code>/mnt/a\xfe</code>`, `<code>/mnt/a\xff</code>`} {
+		if !strings.Contains(body, w) {
+			t.Errorf("page lacks %q", w)
+		}
 	}
 }

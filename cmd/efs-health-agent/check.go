@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -81,11 +82,13 @@ func runCheck(args []string, getenv func(string) string, stdout, stderr io.Write
 			}
 		}(p, outs[i])
 	}
+	// Paths and error messages are printed through pathesc.Display: a path
+	// may hold terminal escape sequences, bidi overrides or invalid UTF-8.
 	healthy := true
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	for i, p := range paths {
 		o := <-outs[i]
-		fmt.Fprintf(tw, "%s\n", p)
+		fmt.Fprintf(tw, "%s\n", pathesc.Display(p))
 		if o.timedOut {
 			healthy = false
 			fmt.Fprintf(tw, "  %s\tstuck\n", o.stuckOp)
@@ -96,14 +99,14 @@ func runCheck(args []string, getenv func(string) string, stdout, stderr io.Write
 		for _, op := range o.res.Ops {
 			status := "ok"
 			if op.Err != nil {
-				status = op.Err.Error()
+				status = pathesc.Display(op.Err.Error())
 			}
 			fmt.Fprintf(tw, "  %s\t%.3f ms\t%s\n", op.Op, float64(op.Duration.Microseconds())/1000, status)
 		}
 		if o.res.Err != nil {
 			healthy = false
 			reason := probes.Classify(o.res.Err)
-			fmt.Fprintf(tw, "  verdict\tUNHEALTHY\t%v (reason: %s)\n", o.res.Err, reason)
+			fmt.Fprintf(tw, "  verdict\tUNHEALTHY\t%s (reason: %s)\n", pathesc.Display(o.res.Err.Error()), reason)
 			fmt.Fprintf(tw, "  action\t%s\n", probes.Advice(reason))
 		} else {
 			fmt.Fprintf(tw, "  verdict\tHEALTHY\t%s, %.3f ms\n", o.res.Mode, float64(o.res.Duration().Microseconds())/1000)

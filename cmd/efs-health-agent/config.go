@@ -7,12 +7,26 @@ import (
 	"io"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/discovery"
+	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 )
+
+// Bounds of the duration settings. A check interval or timeout under
+// minCheckInterval turns the agent into a busy loop on the mounts it
+// guards; the upper bounds keep every sum of times far from overflowing.
+const (
+	minCheckInterval = 100 * time.Millisecond
+	maxCheckInterval = agent.MaxInterval
+)
+
+// errVersion is returned by parseConfig for --version.
+var errVersion = errors.New("version requested")
 
 // config is every setting of the agent, parsed once here: flags win over
 // environment variables, which win over defaults.
@@ -43,19 +57,19 @@ type setting struct {
 }
 
 var settings = []setting{
-	{"interval", "check-interval", "HEALTH_CHECK_INTERVAL", "30s", "how often each mount is checked (Go duration)"},
-	{"timeout", "check-timeout", "HEALTH_CHECK_TIMEOUT", "5s", "deadline of one check; must not exceed the interval"},
+	{"interval", "check-interval", "HEALTH_CHECK_INTERVAL", "30s", "how often each mount is checked (Go duration, 100ms to 24h)"},
+	{"timeout", "check-timeout", "HEALTH_CHECK_TIMEOUT", "5s", "deadline of one check (100ms to 24h); must not exceed the interval"},
 	{"port", "port", "HEALTH_PORT", "9910", "TCP port of the health, metrics and status endpoints (1-65535)"},
 	{"bind", "bind-address", "HEALTH_BIND_ADDRESS", "", "address to listen on (default: all interfaces)"},
 	{"mounts", "mount", "HEALTH_MOUNTS", "", "absolute mount path to check; flag repeatable, variable comma-separated"},
 	{"node", "node-name", "HEALTH_NODE_NAME", "", "name of this node in probe file names and service.instance.id (default: $NODE_NAME, else the hostname)"},
 	{"loglevel", "log-level", "HEALTH_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
 	{"logformat", "log-format", "HEALTH_LOG_FORMAT", "text", "log format: text or json"},
-	{"debug", "enable-debug", "HEALTH_ENABLE_DEBUG", "false", "serve /debug/pprof/ (off by default)"},
+	{"debug", "enable-debug", "HEALTH_ENABLE_DEBUG", "false", "serve /debug/pprof/ (off by default); the flag alone means true, or give --enable-debug=false"},
 	{"fstypes", "discover-fstypes", "HEALTH_DISCOVER_FSTYPES", "", "comma-separated filesystem types to discover from the mount table, e.g. nfs4,nfs,efs (default: no discovery)"},
 	{"prefix", "discover-prefix", "HEALTH_DISCOVER_PREFIX", "/var/lib/kubelet/pods", "only mounts under this directory are discovered"},
 	{"mountinfo", "mountinfo", "HEALTH_MOUNTINFO", "/proc/self/mountinfo", "mount table to follow (e.g. /host/proc/1/mountinfo)"},
-	{"discoveryinterval", "discovery-interval", "HEALTH_DISCOVERY_INTERVAL", "10s", "longest time between two reads of the mount table (changes are also noticed at once)"},
+	{"discoveryinterval", "discovery-interval", "HEALTH_DISCOVERY_INTERVAL", "10s", "longest time between two reads of the mount table, 1s to 1h (changes are also noticed at once)"},
 }
 
 // repeated is a flag that may be given several times.
@@ -64,6 +78,23 @@ type repeated []string
 func (r *repeated) String() string     { return strings.Join(*r, ",") }
 func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
 
+// boolText is the flag of a boolean setting: given alone (--enable-debug)
+// it means true; --enable-debug=false is accepted too. The text is
+// validated with the other settings, so errors name the flag.
+type boolText struct{ v *string }
+
+func (b boolText) String() string {
+	if b.v == nil {
+		return ""
+	}
+	return *b.v
+}
+func (b boolText) Set(v string) error { *b.v = v; return nil }
+func (boolText) IsBoolFlag() bool     { return true }
+
+// isBool reports whether a setting is a boolean (its default is one).
+func (s setting) isBool() bool { return s.def == "true" || s.def == "false" }
+
 // usage prints the help text documenting every setting.
 func usage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, `Usage:
@@ -71,6 +102,9 @@ func usage(w io.Writer, fs *flag.FlagSet) {
   efs-health-agent check [flags] PATH...
                                     check each PATH once and print the result
                                     (exit 0 when all are healthy, 1 otherwise)
+  efs-health-agent --version        print the version
+
+Exit status 2 means a setting is invalid; the message names it.
 
 Settings (flag, environment variable, default). Flags win over the environment.
 `)
@@ -111,14 +145,26 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 			fs.Var(&mounts, s.flag, s.usage)
 			continue
 		}
+		if s.isBool() {
+			v := new(string)
+			fs.Var(boolText{v}, s.flag, s.usage)
+			vals[s.key] = v
+			continue
+		}
 		vals[s.key] = fs.String(s.flag, "", s.usage)
 	}
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(out, fs)
 			return nil, nil, err
 		}
-		return nil, nil, err
+		// The flag package quotes some values but not all (an unknown
+		// flag's name is printed as given).
+		return nil, nil, errors.New(pathesc.Display(err.Error()))
+	}
+	if *showVersion {
+		return nil, nil, errVersion
 	}
 	fs.Visit(func(f *flag.Flag) {
 		for _, s := range settings {
@@ -142,10 +188,10 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 		return fmt.Errorf("invalid %s=%q: %s", origin[key], raw[key], why)
 	}
 	var err error
-	if c.Interval, err = parsePositiveDuration(raw["interval"]); err != nil {
+	if c.Interval, err = parseDuration(raw["interval"], minCheckInterval, maxCheckInterval); err != nil {
 		return nil, nil, bad("interval", err.Error())
 	}
-	if c.Timeout, err = parsePositiveDuration(raw["timeout"]); err != nil {
+	if c.Timeout, err = parseDuration(raw["timeout"], minCheckInterval, maxCheckInterval); err != nil {
 		return nil, nil, bad("timeout", err.Error())
 	}
 	if c.Timeout > c.Interval {
@@ -211,7 +257,7 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 	if err := agent.ValidatePath(c.MountInfo); err != nil {
 		return nil, nil, bad("mountinfo", "must be an absolute, clean file path")
 	}
-	if c.DiscoveryInterval, err = parsePositiveDuration(raw["discoveryinterval"]); err != nil {
+	if c.DiscoveryInterval, err = parseDuration(raw["discoveryinterval"], discovery.MinInterval, discovery.MaxInterval); err != nil {
 		return nil, nil, bad("discoveryinterval", err.Error())
 	}
 	return c, fs.Args(), nil
@@ -222,15 +268,36 @@ func lookup(getenv func(string) string, key string) (string, bool) {
 	return v, v != ""
 }
 
-func parsePositiveDuration(s string) (time.Duration, error) {
-	d, err := time.ParseDuration(strings.TrimSpace(s))
-	if err != nil {
+// durationSyntax matches what time.ParseDuration accepts, so that a
+// value it rejects anyway is known to be out of range.
+var durationSyntax = regexp.MustCompile(`^[-+]?([0-9]*(\.[0-9]*)?(ns|us|µs|μs|ms|s|m|h))+$`)
+
+// parseDuration parses a Go duration from lo to hi inclusive.
+func parseDuration(s string, lo, hi time.Duration) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	rng := "must be from " + short(lo) + " to " + short(hi)
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil && durationSyntax.MatchString(s) && strings.ContainsAny(s, "0123456789"):
+		return 0, errors.New("out of range: " + rng)
+	case err != nil:
 		return 0, errors.New("not a duration (examples: 30s, 1m, 500ms)")
-	}
-	if d <= 0 {
-		return 0, errors.New("must be greater than zero")
+	case d < lo || d > hi:
+		return 0, errors.New(rng)
 	}
 	return d, nil
+}
+
+// short writes a duration without zero units: 24h rather than 24h0m0s.
+func short(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // listenAddr is the host:port the server binds.

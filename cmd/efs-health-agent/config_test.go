@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -9,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+
+	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 )
 
 func env(m map[string]string) func(string) string {
@@ -25,8 +30,20 @@ func TestBadConfigExits2(t *testing.T) {
 	}{
 		{"interval not a duration (env)", nil, map[string]string{"HEALTH_CHECK_INTERVAL": "soon"}, `HEALTH_CHECK_INTERVAL="soon": not a duration`},
 		{"interval not a duration (flag)", []string{"--check-interval", "10"}, nil, `--check-interval="10": not a duration`},
-		{"zero interval", []string{"--check-interval=0s"}, nil, `--check-interval="0s": must be greater than zero`},
-		{"negative timeout", nil, map[string]string{"HEALTH_CHECK_TIMEOUT": "-5s"}, `HEALTH_CHECK_TIMEOUT="-5s": must be greater than zero`},
+		{"zero interval", []string{"--check-interval=0s"}, nil, `--check-interval="0s": must be from 100ms to 24h`},
+		{"negative timeout", nil, map[string]string{"HEALTH_CHECK_TIMEOUT": "-5s"}, `HEALTH_CHECK_TIMEOUT="-5s": must be from 100ms to 24h`},
+		{"interval 1ns", []string{"--check-interval", "1ns", "--check-timeout", "1ns"}, nil, `--check-interval="1ns": must be from 100ms to 24h`},
+		{"interval just under the minimum", nil, map[string]string{"HEALTH_CHECK_INTERVAL": "99ms"}, `HEALTH_CHECK_INTERVAL="99ms": must be from 100ms to 24h`},
+		{"interval over a day", []string{"--check-interval=24h1ms"}, nil, `--check-interval="24h1ms": must be from 100ms to 24h`},
+		{"interval at the int64 maximum", []string{"--check-interval=9223372036854775807ns"}, nil, `--check-interval="9223372036854775807ns": must be from 100ms to 24h`},
+		{"interval over the int64 maximum", nil, map[string]string{"HEALTH_CHECK_INTERVAL": "2562048h"}, `HEALTH_CHECK_INTERVAL="2562048h": out of range: must be from 100ms to 24h`},
+		{"timeout 1ns", []string{"--check-timeout=1ns"}, nil, `--check-timeout="1ns": must be from 100ms to 24h`},
+		{"timeout near the int64 maximum", []string{"--check-interval=24h", "--check-timeout=2562047h"}, nil, `--check-timeout="2562047h": must be from 100ms to 24h`},
+		{"discovery interval 1ns", []string{"--discovery-interval=1ns"}, nil, `--discovery-interval="1ns": must be from 1s to 1h`},
+		{"discovery interval over an hour", nil, map[string]string{"HEALTH_DISCOVERY_INTERVAL": "61m"}, `HEALTH_DISCOVERY_INTERVAL="61m": must be from 1s to 1h`},
+		{"discovery interval overflows", nil, map[string]string{"HEALTH_DISCOVERY_INTERVAL": "99999999999h"}, `HEALTH_DISCOVERY_INTERVAL="99999999999h": out of range`},
+		{"bad boolean (env)", nil, map[string]string{"HEALTH_ENABLE_DEBUG": "maybe"}, `HEALTH_ENABLE_DEBUG="maybe": must be true or false`},
+		{"bad boolean (flag)", []string{"--enable-debug=yes please"}, nil, `--enable-debug="yes please": must be true or false`},
 		{"timeout over interval", []string{"--check-interval=5s", "--check-timeout=6s"}, nil, `--check-timeout="6s": must not exceed the check interval (--check-interval="5s")`},
 		{"timeout over default interval", nil, map[string]string{"HEALTH_CHECK_TIMEOUT": "31s"}, `HEALTH_CHECK_TIMEOUT="31s": must not exceed the check interval (30s, the default)`},
 		{"port zero", nil, map[string]string{"HEALTH_PORT": "0"}, `HEALTH_PORT="0": must be a port number from 1 to 65535`},
@@ -59,6 +76,132 @@ func TestBadConfigExits2(t *testing.T) {
 				t.Fatalf("error is not one line: %q", msg)
 			}
 		})
+	}
+}
+
+// freePort returns a loopback port nothing listens on (the listener used
+// to find it is closed again).
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// TestBadMountTableExits2 starts the agent with a mount table that cannot
+// be read or parsed: like every other bad setting, one line naming it and
+// exit status 2.
+func TestBadMountTableExits2(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage")
+	if err := os.WriteFile(garbage, []byte("not a mount table\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, mountinfo, want string }{
+		{"missing", filepath.Join(dir, "missing"), `invalid HEALTH_MOUNTINFO="` + filepath.Join(dir, "missing") + `": read mount table: open`},
+		{"a directory", dir, `invalid HEALTH_MOUNTINFO="` + dir + `"`},
+		{"not a mount table", garbage, `invalid HEALTH_MOUNTINFO="` + garbage + `"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var out, errb bytes.Buffer
+			e := env(map[string]string{"HEALTH_MOUNTINFO": tc.mountinfo, "HEALTH_PORT": freePort(t), "HEALTH_LOG_LEVEL": "error"})
+			code := run([]string{"--bind-address", "127.0.0.1", "--mount", dir}, e, &out, &errb)
+			msg := errb.String()
+			if code != 2 || !strings.Contains(msg, tc.want) || strings.Count(strings.TrimSpace(msg), "\n") != 0 {
+				t.Fatalf("exit %d, stderr %q; want 2 and one line containing %q", code, msg, tc.want)
+			}
+		})
+	}
+}
+
+func TestBounds(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		args []string
+		want func(c *config) bool
+	}{
+		{[]string{"--check-interval=100ms", "--check-timeout=100ms"}, func(c *config) bool { return c.Interval == 100*time.Millisecond && c.Timeout == 100*time.Millisecond }},
+		{[]string{"--check-interval=24h", "--check-timeout=24h"}, func(c *config) bool { return c.Interval == 24*time.Hour && c.Timeout == 24*time.Hour }},
+		{[]string{"--discovery-interval=1s"}, func(c *config) bool { return c.DiscoveryInterval == time.Second }},
+		{[]string{"--discovery-interval=1h"}, func(c *config) bool { return c.DiscoveryInterval == time.Hour }},
+	}
+	for _, tc := range cases {
+		c, _, err := parseConfig("t", tc.args, env(nil), &bytes.Buffer{})
+		if err != nil || !tc.want(c) {
+			t.Errorf("%v: %+v, %v", tc.args, c, err)
+		}
+		if err == nil {
+			ac := c.agentConfig()
+			ac.Hostname = "node"
+			if err := ac.Validate(); err != nil {
+				t.Errorf("%v: the agent rejects a setting within bounds: %v", tc.args, err)
+			}
+		}
+	}
+}
+
+func TestBooleanFlags(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		args []string
+		env  map[string]string
+		want bool
+		rest []string
+	}{
+		{nil, nil, false, nil},
+		{[]string{"--enable-debug"}, nil, true, nil},
+		{[]string{"-enable-debug"}, nil, true, nil},
+		{[]string{"--enable-debug", "--port=9911"}, nil, true, nil},
+		{[]string{"--enable-debug=false"}, map[string]string{"HEALTH_ENABLE_DEBUG": "true"}, false, nil},
+		{[]string{"--enable-debug=1"}, nil, true, nil},
+		{nil, map[string]string{"HEALTH_ENABLE_DEBUG": "true"}, true, nil},
+		// A boolean flag takes no separate value, as with Go's flag package.
+		{[]string{"--enable-debug", "/mnt/x"}, nil, true, []string{"/mnt/x"}},
+	}
+	for _, tc := range cases {
+		c, rest, err := parseConfig("t", tc.args, env(tc.env), &bytes.Buffer{})
+		if err != nil || c.EnableDebug != tc.want || strings.Join(rest, " ") != strings.Join(tc.rest, " ") {
+			t.Errorf("%v %v: debug %v rest %q err %v; want %v", tc.args, tc.env, c != nil && c.EnableDebug, rest, err, tc.want)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"--version"}, {"-version"}, {"version"}, {"--port=1", "--version"}} {
+		var out, errb bytes.Buffer
+		if code := run(args, env(nil), &out, &errb); code != 0 || out.String() != "efs-health-agent "+version+"\n" || errb.Len() != 0 {
+			t.Errorf("%v: exit %d stdout %q stderr %q", args, code, out.String(), errb.String())
+		}
+	}
+}
+
+func TestWarnNothingMonitored(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		env  map[string]string
+		warn bool
+	}{
+		{nil, true},
+		{map[string]string{"HEALTH_MOUNTS": "/mnt/a"}, false},
+		{map[string]string{"HEALTH_DISCOVER_FSTYPES": "nfs4"}, false},
+	}
+	for _, tc := range cases {
+		c, _, err := parseConfig("t", nil, env(tc.env), &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		warnNothingMonitored(c, newLogger(c, &logs))
+		if got := strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), "nothing is monitored"); got != tc.warn {
+			t.Errorf("%v: logged %q, want warning %v", tc.env, logs.String(), tc.warn)
+		}
 	}
 }
 
@@ -144,5 +287,100 @@ func TestCheckSubcommand(t *testing.T) {
 	}
 	if code := run([]string{"check", "rel"}, env(nil), &out, &errb); code != 2 {
 		t.Fatalf("relative path: exit %d", code)
+	}
+}
+
+// TestLogsEscapeControls logs a hostile mount path and an error quoting it
+// in both formats: no control or bidi character reaches the log, invalid
+// UTF-8 is escaped rather than replaced, and the JSON stays one valid
+// object per line.
+func TestLogsEscapeControls(t *testing.T) {
+	t.Parallel()
+	hostile := "/mnt/\x1b[2J\x1b]0;owned\x07\u202eevil\u2066\u2028\r\nlevel=ERROR fake\xff"
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			c, _, err := parseConfig("t", []string{"--log-format=" + format}, env(nil), &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			log := newLogger(c, &buf)
+			log.Warn("mount gone "+hostile, "mount", hostile, "err", fmt.Errorf("open %s: %w", hostile, os.ErrNotExist),
+				"op", stringer(hostile), "count", 3)
+			out := buf.String()
+			if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") {
+				t.Fatalf("not one line: %q", out)
+			}
+			for _, r := range strings.TrimSuffix(out, "\n") {
+				if !unicode.IsPrint(r) {
+					t.Fatalf("log line keeps %U: %q", r, out)
+				}
+			}
+			if strings.Contains(out, "\uFFFD") {
+				t.Fatalf("invalid UTF-8 replaced instead of escaped: %q", out)
+			}
+			want := pathesc.Display(hostile)
+			if format == "json" {
+				var rec map[string]any
+				if err := json.Unmarshal([]byte(out), &rec); err != nil {
+					t.Fatalf("invalid JSON %q: %v", out, err)
+				}
+				if rec["mount"] != want || rec["op"] != want || rec["msg"] != "mount gone "+want || rec["count"] != 3.0 {
+					t.Fatalf("record %v, want mount %q", rec, want)
+				}
+				if back, err := pathesc.Unescape(rec["mount"].(string)); err != nil || back != hostile {
+					t.Fatalf("mount %q does not unescape to the path: %q %v", rec["mount"], back, err)
+				}
+				return
+			}
+			if !strings.Contains(out, "mount="+strconv.Quote(want)) {
+				t.Fatalf("text log %q lacks mount=%q", out, want)
+			}
+		})
+	}
+}
+
+type stringer string
+
+func (s stringer) String() string { return string(s) }
+
+// TestCheckOutputEscapesControls checks paths holding terminal escapes,
+// bidi overrides, line separators and invalid UTF-8: the output shows them
+// escaped by pathesc.Display, so nothing reaches the terminal raw.
+func TestCheckOutputEscapesControls(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	healthy := filepath.Join(dir, "ok\x1b[2J\x1b]0;title\x07\u202e\u2066\u2028\xff")
+	if err := os.Mkdir(healthy, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "gone\x1b[31m\u202e\r")
+	var out, errb bytes.Buffer
+	if code := run([]string{"check", healthy, missing}, env(nil), &out, &errb); code != 1 {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	for _, r := range out.String() {
+		if r != '\n' && !unicode.IsPrint(r) {
+			t.Fatalf("output holds %U:\n%q", r, out.String())
+		}
+	}
+	for _, p := range []string{healthy, missing} {
+		if !strings.Contains(out.String(), pathesc.Display(p)+"\n") {
+			t.Errorf("output lacks the path %q:\n%s", pathesc.Display(p), out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "HEALTHY") || !strings.Contains(out.String(), "not_mounted") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	// The flag package prints an unknown flag's name as given.
+	out.Reset()
+	if code := run([]string{"check", "--\x1b[2J\u202e", dir}, env(nil), &out, &errb); code != 2 {
+		t.Fatalf("unknown flag: exit %d", code)
+	}
+	for _, r := range errb.String() {
+		if r != '\n' && !unicode.IsPrint(r) {
+			t.Fatalf("stderr holds %U: %q", r, errb.String())
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/discovery"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
+	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -46,8 +47,16 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	if len(args) > 0 && args[0] == "check" {
 		return runCheck(args[1:], getenv, stdout, stderr)
 	}
+	if len(args) == 1 && args[0] == "version" {
+		fmt.Fprintf(stdout, "efs-health-agent %s\n", version)
+		return 0
+	}
 	cfg, rest, err := parseConfig("efs-health-agent", args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if errors.Is(err, errVersion) {
+		fmt.Fprintf(stdout, "efs-health-agent %s\n", version)
 		return 0
 	}
 	if err != nil {
@@ -64,23 +73,75 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 2
 	}
 	log := newLogger(cfg, stderr)
+	warnNothingMonitored(cfg, log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := serve(ctx, cfg, getenv, ln, log); err != nil {
+		var se *settingError
+		if errors.As(err, &se) {
+			fmt.Fprintf(stderr, "efs-health-agent: %s\n", pathesc.Display(se.Error()))
+			return 2
+		}
 		log.Error("agent failed", "err", err)
 		return 1
 	}
 	return 0
 }
 
+// settingError is a start-up failure caused by a setting, such as a mount
+// table that cannot be read; its message names the setting and the
+// program exits 2, as for any other bad setting.
+type settingError struct{ err error }
+
+func (e *settingError) Error() string { return e.err.Error() }
+func (e *settingError) Unwrap() error { return e.err }
+
+// warnNothingMonitored logs a warning when the agent starts with no mount
+// to check and no discovery to find one: it would report healthy forever.
+func warnNothingMonitored(cfg *config, log *slog.Logger) {
+	if len(cfg.Mounts) == 0 && len(cfg.DiscoverFSTypes) == 0 {
+		log.Warn("nothing is monitored: no mount is configured and discovery is off; set --mount (HEALTH_MOUNTS) or --discover-fstypes (HEALTH_DISCOVER_FSTYPES)")
+	}
+}
+
+// newLogger returns the agent's logger. Every string it writes (messages,
+// values, errors) goes through pathesc.Display: a mount path or an error
+// quoting one cannot put terminal control sequences or bidi overrides in
+// the log, and invalid UTF-8 stays distinguishable instead of replaced.
 func newLogger(cfg *config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: escapeAttr}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// escapeAttr is the loggers' ReplaceAttr: strings, errors and Stringers
+// are escaped with pathesc.Display (messages too, which slog passes here
+// under slog.MessageKey).
+func escapeAttr(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindString:
+		if s := a.Value.String(); pathesc.Display(s) != s {
+			a.Value = slog.StringValue(pathesc.Display(s))
+		}
+	case slog.KindAny:
+		switch v := a.Value.Any().(type) {
+		case error:
+			a.Value = slog.StringValue(pathesc.Display(v.Error()))
+		case fmt.Stringer:
+			a.Value = slog.StringValue(pathesc.Display(v.String()))
+		case []string:
+			esc := make([]string, len(v))
+			for i, s := range v {
+				esc[i] = pathesc.Display(s)
+			}
+			a.Value = slog.AnyValue(esc)
+		}
+	}
+	return a
 }
 
 // serve runs the agent until ctx is cancelled, then shuts down within
@@ -98,14 +159,14 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 	// The mount table is followed from the start: checks use it to tell
 	// an unmounted path (now local disk) from the registered mount.
 	watcher, err := discovery.New(discovery.Config{MountInfo: cfg.MountInfo, FSTypes: cfg.DiscoverFSTypes,
-		Prefix: cfg.DiscoverPrefix, Interval: cfg.DiscoveryInterval, Logger: log})
+		Prefix: cfg.DiscoverPrefix, Paths: cfg.Mounts, Interval: cfg.DiscoveryInterval, Logger: log})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("discovery: %w", err)
 	}
 	if _, err := watcher.Refresh(); err != nil {
 		ln.Close()
-		return fmt.Errorf("%s=%q: %w", cfg.origin["mountinfo"], cfg.MountInfo, err)
+		return &settingError{fmt.Errorf("invalid %s=%q: %w", cfg.origin["mountinfo"], cfg.MountInfo, err)}
 	}
 	ac := cfg.agentConfig()
 	ac.Logger = log
