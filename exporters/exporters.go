@@ -69,6 +69,13 @@ type Options struct {
 	// DebugChecks is how many recent and how many slowest checks
 	// /debug/checks keeps per mount (default 10).
 	DebugChecks int
+	// TraceSlowThreshold: a check that takes at least this long always
+	// keeps its span tree, like a failed or timed-out one (default
+	// DefaultTraceSlowThreshold). Healthy checks faster than this keep
+	// their spans only as the sampler chosen by OTEL_TRACES_SAMPLER and
+	// OTEL_TRACES_SAMPLER_ARG (read through Getenv) decides; see
+	// DefaultHealthySampler.
+	TraceSlowThreshold time.Duration
 	// SpanProcessor, if set, also receives every span (tests use
 	// tracetest.SpanRecorder; wrap an exporter with
 	// sdktrace.NewSimpleSpanProcessor or NewBatchSpanProcessor).
@@ -102,6 +109,10 @@ type Telemetry struct {
 	mp       *sdkmetric.MeterProvider
 	tp       *sdktrace.TracerProvider
 	tracer   trace.Tracer
+	// slow and sampler decide which checks keep their spans; sampler is
+	// nil when no healthy, fast check does.
+	slow    time.Duration
+	sampler sdktrace.Sampler
 	registry *prometheus.Registry
 	debug    *debugStore
 	errs     *errorLimiter
@@ -167,12 +178,24 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	if opts.DebugChecks <= 0 {
 		opts.DebugChecks = DefaultDebugChecks
 	}
+	if opts.TraceSlowThreshold <= 0 {
+		opts.TraceSlowThreshold = DefaultTraceSlowThreshold
+	}
+	sampler, err := healthySampler(opts.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if sampler.Description() == sdktrace.NeverSample().Description() {
+		sampler = nil
+	}
 	t := &Telemetry{
 		mountStats: opts.MountStats,
 		log:        opts.Logger,
 		registry:   prometheus.NewRegistry(),
 		debug:      newDebugStore(opts.DebugChecks),
 		errs:       newErrorLimiter(opts.Logger, errorLogInterval, opts.Now),
+		slow:       opts.TraceSlowThreshold,
+		sampler:    sampler,
 	}
 	t.SetSource(src)
 	installErrorHandler(t.errs)
@@ -230,7 +253,11 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	}
 	t.mp = sdkmetric.NewMeterProvider(mopts...)
 
-	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.AlwaysSample())}
+	// The sampling decision is taken when a check ends (sampling.go):
+	// every span the observer creates is kept, under the trace id the
+	// decision was made with.
+	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithIDGenerator(idGenerator{})}
 	if opts.SpanProcessor != nil {
 		topts = append(topts, sdktrace.WithSpanProcessor(opts.SpanProcessor))
 	}
