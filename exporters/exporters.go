@@ -104,15 +104,15 @@ const instrumentationScope = "github.com/efs-health-agent/efs-health-agent"
 // Telemetry is the running pipeline: providers, the /metrics registry, the
 // Observer's instruments and the /debug/checks store.
 type Telemetry struct {
-	log      *slog.Logger
-	src      atomic.Pointer[sourceRef]
-	mp       *sdkmetric.MeterProvider
-	tp       *sdktrace.TracerProvider
-	tracer   trace.Tracer
+	log    *slog.Logger
+	src    atomic.Pointer[sourceRef]
+	mp     *sdkmetric.MeterProvider
+	tp     *sdktrace.TracerProvider
+	tracer trace.Tracer
 	// slow and sampler decide which checks keep their spans; sampler is
 	// nil when no healthy, fast check does.
-	slow    time.Duration
-	sampler sdktrace.Sampler
+	slow     time.Duration
+	sampler  sdktrace.Sampler
 	registry *prometheus.Registry
 	debug    *debugStore
 	errs     *errorLimiter
