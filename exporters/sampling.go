@@ -85,6 +85,13 @@ func healthySampler(getenv func(string) string) (sdktrace.Sampler, error) {
 	return nil, fmt.Errorf("invalid %s=%q: must be one of %s", envSampler, getenv(envSampler), strings.Join(samplerNames, ", "))
 }
 
+// ValidateEnv reports a bad OTEL_TRACES_SAMPLER or OTEL_TRACES_SAMPLER_ARG
+// in getenv, naming the variable and the value, as New would.
+func ValidateEnv(getenv func(string) string) error {
+	_, err := healthySampler(getenv)
+	return err
+}
+
 // sampled asks s whether a healthy, fast check with trace id tid keeps its
 // spans.
 func sampled(s sdktrace.Sampler, tid trace.TraceID) bool {

@@ -58,6 +58,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "efs-health-agent: unexpected argument %q (use --mount PATH, or the check subcommand)\n", rest[0])
 		return 2
 	}
+	if err := exporters.ValidateEnv(getenv); err != nil {
+		fmt.Fprintf(stderr, "efs-health-agent: %v\n", err)
+		return 2
+	}
 	ln, err := net.Listen("tcp", cfg.listenAddr())
 	if err != nil {
 		fmt.Fprintf(stderr, "efs-health-agent: invalid %s=%d: cannot listen on %s: %v\n", cfg.origin["port"], cfg.Port, cfg.listenAddr(), err)
@@ -90,7 +94,8 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 	// callbacks read the monitor: the source is set once it exists. New
 	// also routes the OTel SDK's export errors to log, at most once a
 	// minute.
-	tel, err := exporters.New(ctx, nil, exporters.Options{Version: version, InstanceID: cfg.NodeName, Logger: log, Getenv: getenv, MountStats: exporters.SelfMountStats})
+	tel, err := exporters.New(ctx, nil, exporters.Options{Version: version, InstanceID: cfg.NodeName, Logger: log, Getenv: getenv,
+		MountStats: exporters.SelfMountStats, TraceSlowThreshold: cfg.TraceSlowThreshold})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("telemetry: %w", err)
