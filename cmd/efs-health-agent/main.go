@@ -20,6 +20,7 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/discovery"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
+	"github.com/efs-health-agent/efs-health-agent/nfsstats"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -94,8 +95,9 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 	// callbacks read the monitor: the source is set once it exists. New
 	// also routes the OTel SDK's export errors to log, at most once a
 	// minute.
+	nfs := nfsstats.NewCache(nfsstats.Self, log)
 	tel, err := exporters.New(ctx, nil, exporters.Options{Version: version, InstanceID: cfg.NodeName, Logger: log, Getenv: getenv,
-		MountStats: exporters.SelfMountStats, TraceSlowThreshold: cfg.TraceSlowThreshold})
+		NFSStats: nfs.Snapshot, TraceSlowThreshold: cfg.TraceSlowThreshold})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("telemetry: %w", err)
@@ -138,7 +140,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 	monDone := make(chan error, 1)
 	go func() { monDone <- mon.Run(ctx) }()
 	// NFS client statistics are read in the background, never on a scrape.
-	go tel.RunNFSStats(ctx, 15*time.Second)
+	go nfs.Run(ctx, 15*time.Second)
 	go func() {
 		if err := watcher.Run(ctx, mon, cfg.Mounts); err != nil {
 			log.Error("mount table watcher stopped", "err", err)
