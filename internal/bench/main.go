@@ -288,15 +288,20 @@ func overhead(r *report) {
 			}
 			return s
 		}
+		var profFile *os.File
 		if profile {
 			f, _ := os.Create(cpuProfile)
-			_ = pprof.StartCPUProfile(f)
+			profFile = f
+			if err := pprof.StartCPUProfile(f); err != nil {
+				fmt.Fprintln(os.Stderr, "bench: cpu profile:", err)
+			}
 		}
 		k0, c1, w1 := checks(), cpuTime(), time.Now()
 		time.Sleep(overheadRun)
 		k1, c2, w2 := checks(), cpuTime(), time.Now()
 		if profile {
 			pprof.StopCPUProfile()
+			_ = profFile.Close()
 		}
 		_ = srv.Close()
 		cancel()
