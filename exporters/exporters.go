@@ -111,8 +111,11 @@ type Telemetry struct {
 	tracer trace.Tracer
 	// slow and sampler decide which checks keep their spans; sampler is
 	// nil when no healthy, fast check does.
-	slow     time.Duration
-	sampler  sdktrace.Sampler
+	slow    time.Duration
+	sampler sdktrace.Sampler
+	// recorders recycles the Observer's check recorders.
+	recorders sync.Pool
+
 	registry *prometheus.Registry
 	debug    *debugStore
 	errs     *errorLimiter

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math"
 	"slices"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -65,13 +64,13 @@ func opName(code uint8) probes.Op {
 // checkSpanName is the root span of a check.
 const checkSpanName = "efs.mount.check"
 
-// recorders recycles the recorders: End is the last call the agent makes.
-var recorders = sync.Pool{New: func() any { return new(recorder) }}
-
 // CheckStart starts recording a check. No span is created yet: End
 // decides whether the check keeps its spans.
 func (o observer) CheckStart(m agent.Mount, start time.Time) agent.CheckRecorder {
-	r := recorders.Get().(*recorder)
+	r, _ := o.t.recorders.Get().(*recorder)
+	if r == nil {
+		r = new(recorder)
+	}
 	*r = recorder{t: o.t, mount: m, start: start}
 	return r
 }
@@ -261,9 +260,12 @@ func (r *recorder) End(st *agent.MountStatus, at time.Time) {
 		}
 		r.rec.fail.reason, r.rec.fail.err = reason, errMsg
 	}
-	r.t.debug.add(r.t.source(), r.mount.Path, r.rec)
+	t := r.t
+	t.debug.add(t.source(), r.mount.Path, r.rec)
+	// End is the last call the agent makes (agent.CheckRecorder): the
+	// recorder is reused by a later check.
 	*r = recorder{}
-	recorders.Put(r)
+	t.recorders.Put(r)
 }
 
 // spans creates the check's span tree after the fact, with trace id tid
