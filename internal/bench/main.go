@@ -791,9 +791,16 @@ func scale(r *report, d time.Duration) {
 	}
 	buckets := map[int64]int{}
 	if scaleProfile != "" {
-		f, _ := os.Create(scaleProfile)
-		_ = pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
+		f, err := os.Create(scaleProfile)
+		if err != nil {
+			panic(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			panic(err)
+		}
+		// Closed only once the profile is written: an unreachable *os.File
+		// is closed by its finalizer.
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
 	c0, w0 := cpuTime(), time.Now()
 	for time.Since(w0) < d {
