@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
 	"github.com/efs-health-agent/efs-health-agent/probes"
@@ -14,20 +17,31 @@ import (
 //
 //	go test -run '^$' -bench . -count 10 ./exporters > new.txt
 
-// BenchmarkObserveCheck is the telemetry of one healthy check: the check
-// span and one span per operation, the latency histogram, the check
-// counter and the /debug/checks record.
+// BenchmarkObserveCheck is the telemetry of one healthy, fast check: the
+// latency histogram, the check counter and the /debug/checks record, and
+// the span tree (the check span and one span per operation, sent to a
+// batch processor with a discarding exporter) when the check is sampled:
+// "sampled" keeps every check's spans (OTEL_TRACES_SAMPLER=always_on),
+// "default" the default share of healthy checks.
 func BenchmarkObserveCheck(b *testing.B) {
-	tel := newTel(b, &source{}, exporters.Options{})
-	obs := tel.Observer()
-	m := agent.Mount{Path: "/mnt/efs"}
-	ops := map[probes.Op]time.Duration{probes.OpStatfs: 5 * time.Microsecond, probes.OpWrite: 200 * time.Microsecond,
-		probes.OpRead: 100 * time.Microsecond, probes.OpDelete: 50 * time.Microsecond}
-	st := &agent.MountStatus{State: agent.StateHealthy}
-	start := time.Now()
-	b.ReportAllocs()
-	for b.Loop() {
-		runCheck(obs, m, start, ops, st)
+	for _, bc := range []struct {
+		name   string
+		getenv func(string) string
+	}{{"default", noEnv}, {"sampled", traceAll}} {
+		b.Run(bc.name, func(b *testing.B) {
+			tel := newTel(b, &source{}, exporters.Options{Getenv: bc.getenv,
+				SpanProcessor: sdktrace.NewBatchSpanProcessor(tracetest.NewNoopExporter())})
+			obs := tel.Observer()
+			m := agent.Mount{Path: "/mnt/efs"}
+			ops := map[probes.Op]time.Duration{probes.OpStatfs: 5 * time.Microsecond, probes.OpWrite: 200 * time.Microsecond,
+				probes.OpRead: 100 * time.Microsecond, probes.OpDelete: 50 * time.Microsecond}
+			st := &agent.MountStatus{State: agent.StateHealthy}
+			start := time.Now()
+			b.ReportAllocs()
+			for b.Loop() {
+				runCheck(obs, m, start, ops, st)
+			}
+		})
 	}
 }
 

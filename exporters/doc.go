@@ -2,14 +2,15 @@
 // MeterProvider whose views fix the documented Prometheus metric names, a
 // Prometheus exporter on a private registry for /metrics, optional OTLP
 // push configured by the standard OTEL_* environment, a TracerProvider
-// with a span per check and per operation, and the /debug/checks view of
-// recent and slowest checks by trace id.
+// with a tail-sampled span per check and per operation, and the
+// /debug/checks view of recent and slowest checks by trace id.
 //
 // # Names
 //
-// Instruments have OTel-style names (efs.mount.health.status, ...); the
-// view table in names.go renames each to its Prometheus name and HELP
-// text, in one place. The Prometheus exporter runs with the
+// Instruments have OTel-style names (efs.mount.health.status, ...). The
+// table in names.go has one row per metric: New creates every instrument
+// from it, and its views rename each to its Prometheus name and HELP text;
+// a new metric is one row plus what records or observes it. The Prometheus exporter runs with the
 // UnderscoreEscapingWithoutSuffixes translation, without scope labels and
 // without target_info, so it adds nothing: no _milliseconds or _ratio unit
 // suffixes, no second _total, no otel_scope_* labels. The golden scrape
@@ -26,6 +27,20 @@
 // before its first check. The synchronous instruments (operation latency,
 // checks by outcome) carry no mount label, so their cardinality is fixed;
 // their exemplars and spans say which mount a slow operation was on.
+//
+// # Traces
+//
+// Spans are tail-sampled (sampling.go). While a check runs, the Observer
+// only timestamps its operations into a fixed array; when the check ends
+// it keeps the span tree of a failed, timed-out or slow check
+// (Options.TraceSlowThreshold) always, and of a healthy, fast one when the
+// sampler of OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG says so, and
+// creates the spans after the fact with explicit timestamps. The latency
+// histogram sees every operation; it is recorded in the span's context
+// for a kept check, so its exemplars point only at traces that exist.
+//
+// The NFS client statistics come from the nfsstats package through
+// Options.NFSStats: reading /proc is an input, not an export.
 //
 // # Environment
 //

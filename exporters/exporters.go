@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/otlptranslator"
-	"github.com/prometheus/procfs"
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
+	"github.com/efs-health-agent/efs-health-agent/nfsstats"
 )
 
 // Source is what the metric callbacks and /debug/checks read: the
@@ -69,6 +69,13 @@ type Options struct {
 	// DebugChecks is how many recent and how many slowest checks
 	// /debug/checks keeps per mount (default 10).
 	DebugChecks int
+	// TraceSlowThreshold: a check that takes at least this long always
+	// keeps its span tree, like a failed or timed-out one (default
+	// DefaultTraceSlowThreshold). Healthy checks faster than this keep
+	// their spans only as the sampler chosen by OTEL_TRACES_SAMPLER and
+	// OTEL_TRACES_SAMPLER_ARG (read through Getenv) decides; see
+	// DefaultHealthySampler.
+	TraceSlowThreshold time.Duration
 	// SpanProcessor, if set, also receives every span (tests use
 	// tracetest.SpanRecorder; wrap an exporter with
 	// sdktrace.NewSimpleSpanProcessor or NewBatchSpanProcessor).
@@ -76,10 +83,10 @@ type Options struct {
 	// MetricReader, if set, is added to the MeterProvider next to the
 	// Prometheus exporter (tests use sdkmetric.NewManualReader).
 	MetricReader sdkmetric.Reader
-	// MountStats reads the kernel's NFS client statistics (SelfMountStats
-	// in the agent); nil exports none. They are read by RunNFSStats in the
-	// background, never on a scrape.
-	MountStats MountStatsFunc
+	// NFSStats returns the latest NFS client statistics by mount point,
+	// from memory (the agent passes (*nfsstats.Cache).Snapshot, refreshed
+	// in the background, so a scrape never reads /proc); nil exports none.
+	NFSStats func() nfsstats.Snapshot
 }
 
 // Default option values.
@@ -97,11 +104,18 @@ const instrumentationScope = "github.com/efs-health-agent/efs-health-agent"
 // Telemetry is the running pipeline: providers, the /metrics registry, the
 // Observer's instruments and the /debug/checks store.
 type Telemetry struct {
-	log      *slog.Logger
-	src      atomic.Pointer[sourceRef]
-	mp       *sdkmetric.MeterProvider
-	tp       *sdktrace.TracerProvider
-	tracer   trace.Tracer
+	log    *slog.Logger
+	src    atomic.Pointer[sourceRef]
+	mp     *sdkmetric.MeterProvider
+	tp     *sdktrace.TracerProvider
+	tracer trace.Tracer
+	// slow and sampler decide which checks keep their spans; sampler is
+	// nil when no healthy, fast check does.
+	slow    time.Duration
+	sampler sdktrace.Sampler
+	// recorders recycles the Observer's check recorders.
+	recorders sync.Pool
+
 	registry *prometheus.Registry
 	debug    *debugStore
 	errs     *errorLimiter
@@ -109,8 +123,7 @@ type Telemetry struct {
 	opDuration metric.Float64Histogram
 	checks     metric.Int64Counter
 
-	mountStats MountStatsFunc
-	nfs        atomic.Pointer[map[string]*procfs.MountStatsNFS]
+	nfsStats func() nfsstats.Snapshot
 
 	pushMetrics, pushTraces bool
 
@@ -170,12 +183,24 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	if opts.DebugChecks <= 0 {
 		opts.DebugChecks = DefaultDebugChecks
 	}
+	if opts.TraceSlowThreshold <= 0 {
+		opts.TraceSlowThreshold = DefaultTraceSlowThreshold
+	}
+	sampler, err := healthySampler(opts.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if sampler.Description() == sdktrace.NeverSample().Description() {
+		sampler = nil
+	}
 	t := &Telemetry{
-		mountStats: opts.MountStats,
-		log:        opts.Logger,
-		registry:   prometheus.NewRegistry(),
-		debug:      newDebugStore(opts.DebugChecks),
-		errs:       newErrorLimiter(opts.Logger, errorLogInterval, opts.Now),
+		nfsStats: opts.NFSStats,
+		log:      opts.Logger,
+		registry: prometheus.NewRegistry(),
+		debug:    newDebugStore(opts.DebugChecks),
+		errs:     newErrorLimiter(opts.Logger, errorLogInterval, opts.Now),
+		slow:     opts.TraceSlowThreshold,
+		sampler:  sampler,
 	}
 	t.SetSource(src)
 	installErrorHandler(t.errs)
@@ -233,7 +258,11 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	}
 	t.mp = sdkmetric.NewMeterProvider(mopts...)
 
-	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.AlwaysSample())}
+	// The sampling decision is taken when a check ends (sampling.go):
+	// every span the observer creates is kept, under the trace id the
+	// decision was made with.
+	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithIDGenerator(idGenerator{})}
 	if opts.SpanProcessor != nil {
 		topts = append(topts, sdktrace.WithSpanProcessor(opts.SpanProcessor))
 	}
@@ -283,42 +312,21 @@ func (t *Telemetry) Pushing() (metrics, traces bool) { return t.pushMetrics, t.p
 // TracerProvider returns the provider of the check spans.
 func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tp }
 
+// instruments creates every instrument from the names table and registers
+// the callbacks of the observable ones.
 func (t *Telemetry) instruments(version string) error {
 	m := t.mp.Meter(instrumentationScope)
-	var errs []error
-	add := func(err error) { errs = append(errs, err) }
-
-	var err error
-	t.opDuration, err = m.Float64Histogram("efs.mount.operation.duration", metric.WithUnit("s"))
-	add(err)
-	t.checks, err = m.Int64Counter("efs.mount.checks")
-	add(err)
-
-	health, err := m.Int64ObservableGauge("efs.mount.health.status")
-	add(err)
-	respTime, err := m.Float64ObservableGauge("efs.mount.response_time", metric.WithUnit("ms"))
-	add(err)
-	errTotal, err := m.Int64ObservableCounter("efs.mount.errors")
-	add(err)
-	driver, err := m.Int64ObservableGauge("efs.csi_driver.healthy")
-	add(err)
-	inFlight, err := m.Int64ObservableGauge("efs.mount.checks.in_flight")
-	add(err)
-	hungCount, err := m.Int64ObservableGauge("efs.mounts.hung")
-	add(err)
-	hung, err := m.Int64ObservableGauge("efs.mount.hung")
-	add(err)
-	consec, err := m.Int64ObservableGauge("efs.mount.consecutive_errors")
-	add(err)
-	lastCheck, err := m.Float64ObservableGauge("efs.mount.last_check.timestamp", metric.WithUnit("s"))
-	add(err)
-	build, err := m.Int64ObservableGauge("efs.health_agent.build_info")
-	add(err)
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("create instruments: %w", err)
+	in, err := newInstruments(m)
+	if err != nil {
+		return err
 	}
-	buildAttrs := metric.WithAttributes(attribute.String("version", version), attribute.String("goversion", runtime.Version()))
+	t.opDuration, t.checks = in.histogram(mOpDuration), in.counter(mChecks)
 
+	health, respTime, errTotal := in.int64Observable(mHealth), in.float64Observable(mResponseTime), in.int64Observable(mErrors)
+	driver, inFlight, hungCount := in.int64Observable(mDriverHealthy), in.int64Observable(mInFlight), in.int64Observable(mHungMounts)
+	hung, consec, lastCheck := in.int64Observable(mHung), in.int64Observable(mConsecutiveErrors), in.float64Observable(mLastCheck)
+	build := in.int64Observable(mBuildInfo)
+	buildAttrs := metric.WithAttributes(attribute.String("version", version), attribute.String("goversion", runtime.Version()))
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(build, 1, buildAttrs)
 		src := t.source()
@@ -342,11 +350,11 @@ func (t *Telemetry) instruments(version string) error {
 			o.ObserveFloat64(lastCheck, float64(st.LastCheck.UnixMilli())/1000, attrs)
 		}
 		return nil
-	}, health, respTime, errTotal, driver, inFlight, hungCount, hung, consec, lastCheck, build)
+	}, in.observables(mounts)...)
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
 	}
-	return t.nfsInstruments(m)
+	return t.nfsInstruments(m, in)
 }
 
 func b2i(b bool) int64 {

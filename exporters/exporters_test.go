@@ -69,6 +69,14 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // noEnv is a Getenv with nothing set.
 func noEnv(string) string { return "" }
 
+// traceAll is a Getenv that keeps the spans of every check.
+func traceAll(k string) string {
+	if k == "OTEL_TRACES_SAMPLER" {
+		return "always_on"
+	}
+	return ""
+}
+
 func newTel(t testing.TB, src exporters.Source, opts exporters.Options) *exporters.Telemetry {
 	t.Helper()
 	if opts.Logger == nil {
@@ -383,7 +391,13 @@ func TestResourceFromGetenv(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			spans := tracetest.NewSpanRecorder()
-			tel := newTel(t, &source{}, exporters.Options{SpanProcessor: spans, Getenv: func(k string) string { return tc.env[k] }})
+			getenv := func(k string) string {
+				if v, ok := tc.env[k]; ok {
+					return v
+				}
+				return traceAll(k)
+			}
+			tel := newTel(t, &source{}, exporters.Options{SpanProcessor: spans, Getenv: getenv})
 			runCheck(tel.Observer(), agent.Mount{Path: "/mnt/a"}, t0, nil, &agent.MountStatus{State: agent.StateHealthy})
 			got := map[string]string{}
 			for _, kv := range spans.Ended()[0].Resource().Attributes() {

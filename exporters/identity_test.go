@@ -20,7 +20,7 @@ func TestSpanPathsStayDistinct(t *testing.T) {
 	t.Parallel()
 	good, bad := "/mnt/vol\xff", "/mnt/vol\xfe"
 	spans := tracetest.NewSpanRecorder()
-	tel := newTel(t, &source{}, exporters.Options{SpanProcessor: spans})
+	tel := newTel(t, &source{}, exporters.Options{SpanProcessor: spans, Getenv: traceAll})
 	runCheck(tel.Observer(), agent.Mount{Path: good}, t0, map[probes.Op]time.Duration{probes.OpWrite: time.Millisecond},
 		&agent.MountStatus{State: agent.StateHealthy})
 	runCheck(tel.Observer(), agent.Mount{Path: bad}, t0, map[probes.Op]time.Duration{probes.OpWrite: time.Millisecond},

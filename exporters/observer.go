@@ -61,15 +61,18 @@ func opName(code uint8) probes.Op {
 	return opOther
 }
 
-// CheckStart starts the check span efs.mount.check.
+// checkSpanName is the root span of a check.
+const checkSpanName = "efs.mount.check"
+
+// CheckStart starts recording a check. No span is created yet: End
+// decides whether the check keeps its spans.
 func (o observer) CheckStart(m agent.Mount, start time.Time) agent.CheckRecorder {
-	attrs := []attribute.KeyValue{SpanMountPath.String(pathValue(m.Path))}
-	if m.FSType != "" {
-		attrs = append(attrs, SpanFSType.String(pathValue(m.FSType)))
+	r, _ := o.t.recorders.Get().(*recorder)
+	if r == nil {
+		r = new(recorder)
 	}
-	ctx, span := o.t.tracer.Start(context.Background(), "efs.mount.check",
-		trace.WithTimestamp(start), trace.WithAttributes(attrs...), trace.WithSpanKind(trace.SpanKindInternal))
-	return &recorder{t: o.t, path: m.Path, ctx: ctx, span: span, start: start}
+	*r = recorder{t: o.t, mount: m, start: start}
+	return r
 }
 
 // CheckSkipped counts a check that could not start because the previous
@@ -108,68 +111,94 @@ func checkAttrs(success bool, r probes.Reason) metric.AddOption {
 	return opts[0]
 }
 
-// recorder follows one check: the check span, the open operation span
-// and the per-operation times for /debug/checks. The agent calls it from
-// one goroutine at a time (the check's, then the deadline timer's) and
-// never after End. Every method only records in memory.
+// maxOps bounds the operations a check records for its spans; a check
+// reports at most seven (mounttable, tunnel, open, statfs, write, read,
+// delete). Further operations are still timed into the histogram.
+const maxOps = 8
+
+// opRecord is one operation as a check records it: enough to create its
+// span after the fact.
+type opRecord struct {
+	op    probes.Op
+	start time.Time
+	d     time.Duration
+	err   error
+	// ended is set by OpEnd; an operation that never reported its end is
+	// closed by the next OpStart or by End, with no latency recorded.
+	ended bool
+}
+
+// recorder follows one check. It records the operations in a fixed array
+// and creates no span until End, which keeps the span tree only for a
+// failed, timed-out, slow or sampled check. The agent calls it from one
+// goroutine at a time (the check's, then the deadline timer's) and never
+// after End. Every method only records in memory.
 type recorder struct {
-	t      *Telemetry
-	path   string
-	ctx    context.Context
-	span   trace.Span
-	start  time.Time
-	opCtx  context.Context
-	opSpan trace.Span
-	opAt   time.Time
+	t     *Telemetry
+	mount agent.Mount
+	start time.Time
+	ops   [maxOps]opRecord
+	nops  int
+	// open is set while ops[nops-1] has started and not ended.
+	open bool
+	// overflow is set while an operation beyond maxOps is open.
+	overflow bool
 	// rec collects the operations for /debug/checks.
 	rec debugRecord
 	// firstErr is the first operation error of this check.
 	firstErr error
 }
 
-// OpStart starts the operation's child span.
+// OpStart notes the operation's start.
 func (r *recorder) OpStart(op probes.Op, at time.Time) {
-	if r.opSpan != nil {
-		// An operation that never reported its end: close it here.
-		r.opSpan.End(trace.WithTimestamp(at))
-	}
-	r.opCtx, r.opSpan = r.t.tracer.Start(r.ctx, "efs.mount."+string(op),
-		trace.WithTimestamp(at), trace.WithAttributes(SpanOperation.String(string(op))))
-	r.opAt = at
-}
-
-// OpEnd ends the operation's span d after its start, records the latency
-// histogram in the span's context (so the exemplar carries its trace), and
-// marks a failure with an error status, the error and its reason. At the
-// deadline the agent calls it for the stuck operation with an error
-// wrapping agent.ErrTimeout.
-func (r *recorder) OpEnd(op probes.Op, d time.Duration, err error) {
-	if r.opSpan == nil {
+	r.closeOpen(at)
+	if r.nops == maxOps {
+		r.overflow = true
 		return
 	}
-	if op == probes.OpWrite || op == probes.OpRead {
-		r.opSpan.SetAttributes(SpanBytes.Int(probes.PayloadSize))
+	r.ops[r.nops] = opRecord{op: op, start: at}
+	r.nops++
+	r.open = true
+}
+
+// closeOpen ends an operation that never reported its end at at.
+func (r *recorder) closeOpen(at time.Time) {
+	if r.open {
+		o := &r.ops[r.nops-1]
+		o.d = at.Sub(o.start)
+		r.open = false
 	}
-	if err != nil {
-		r.opSpan.SetAttributes(SpanFailureReason.String(string(reasonOf(err))))
-		rerr := err
-		if msg := err.Error(); !utf8.ValidString(msg) { // errors may quote a mount path
-			rerr = errors.New(pathValue(msg))
-		}
-		r.opSpan.RecordError(rerr)
-		r.opSpan.SetStatus(codes.Error, rerr.Error())
-		if r.firstErr == nil {
-			r.firstErr = err
-		}
+	r.overflow = false
+}
+
+// OpEnd notes the operation's duration and error. At the deadline the
+// agent calls it for the stuck operation with an error wrapping
+// agent.ErrTimeout. The latency is recorded into the histogram at End,
+// in the context of the operation's span when the check keeps its spans,
+// so that the exemplar carries its trace.
+func (r *recorder) OpEnd(op probes.Op, d time.Duration, err error) {
+	switch {
+	case r.open:
+		o := &r.ops[r.nops-1]
+		o.d, o.err, o.ended = d, err, true
+		r.open = false
+	case r.overflow:
+		r.t.opDuration.Record(context.Background(), d.Seconds(), opRecordOption(op))
+		r.overflow = false
+	default:
+		return // no OpStart
 	}
-	rec, ok := opAttrs[op]
-	if !ok {
-		rec = metric.WithAttributes(attribute.String("operation", string(op)))
+	if err != nil && r.firstErr == nil {
+		r.firstErr = err
 	}
-	r.t.opDuration.Record(r.opCtx, d.Seconds(), rec)
-	r.opSpan.End(trace.WithTimestamp(r.opAt.Add(d)))
-	r.opSpan, r.opCtx = nil, nil
 	r.rec.addOp(op, d, err)
+}
+
+func opRecordOption(op probes.Op) metric.RecordOption {
+	if rec, ok := opAttrs[op]; ok {
+		return rec
+	}
+	return metric.WithAttributes(attribute.String("operation", string(op)))
 }
 
 // reasonOf classifies an operation error; the agent's deadline error is
@@ -183,13 +212,14 @@ func reasonOf(err error) probes.Reason {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// End ends the check span at, counts the check by outcome and reason, and
-// files it for /debug/checks.
+// End counts the check by outcome and reason, decides whether it keeps its
+// spans (always when it failed, hit its deadline or took at least the
+// slow threshold; otherwise when the healthy-check sampler says so),
+// creates them after the fact if so, records every operation's latency,
+// and files the check for /debug/checks with its trace id (zero when no
+// span was kept).
 func (r *recorder) End(st *agent.MountStatus, at time.Time) {
-	if r.opSpan != nil {
-		r.opSpan.End(trace.WithTimestamp(at))
-		r.opSpan = nil
-	}
+	r.closeOpen(at)
 	state, reason, errMsg := st.State, st.Reason, st.LastError
 	if !st.LastCheck.Equal(at) || state == agent.StatePending {
 		// st is not this check's result: the mount was unregistered while
@@ -200,16 +230,27 @@ func (r *recorder) End(st *agent.MountStatus, at time.Time) {
 			state, reason, errMsg = agent.StateUnhealthy, reasonOf(r.firstErr), r.firstErr.Error()
 		}
 	}
-	outcome := outcomeSuccess
-	if state == agent.StateUnhealthy || state == agent.StateHung {
-		outcome = outcomeFailure
-		r.span.SetAttributes(SpanFailureReason.String(string(reason)))
-		r.span.SetStatus(codes.Error, pathValue(errMsg))
+	failed := state == agent.StateUnhealthy || state == agent.StateHung
+	r.t.checks.Add(context.Background(), 1, checkAttrs(!failed, reason))
+
+	var tid trace.TraceID
+	keep := failed || at.Sub(r.start) >= r.t.slow
+	if keep || r.t.sampler != nil {
+		tid = newTraceID()
+		keep = keep || sampled(r.t.sampler, tid)
 	}
-	r.span.SetAttributes(SpanState.String(string(state)))
-	r.t.checks.Add(context.Background(), 1, checkAttrs(outcome == outcomeSuccess, reason))
-	r.span.End(trace.WithTimestamp(at))
-	r.rec.trace = r.span.SpanContext().TraceID()
+	if keep {
+		r.spans(tid, state, reason, errMsg, failed, at)
+	} else {
+		tid = trace.TraceID{}
+		for i := range r.ops[:r.nops] {
+			if o := &r.ops[i]; o.ended {
+				r.t.opDuration.Record(context.Background(), o.d.Seconds(), opRecordOption(o.op))
+			}
+		}
+	}
+
+	r.rec.trace = tid
 	r.rec.start = r.start.UnixNano()
 	r.rec.dur = at.Sub(r.start)
 	r.rec.state = stateCode(state)
@@ -219,5 +260,56 @@ func (r *recorder) End(st *agent.MountStatus, at time.Time) {
 		}
 		r.rec.fail.reason, r.rec.fail.err = reason, errMsg
 	}
-	r.t.debug.add(r.t.source(), r.path, r.rec)
+	t := r.t
+	t.debug.add(t.source(), r.mount.Path, r.rec)
+	// End is the last call the agent makes (agent.CheckRecorder): the
+	// recorder is reused by a later check.
+	*r = recorder{}
+	t.recorders.Put(r)
+}
+
+// spans creates the check's span tree after the fact, with trace id tid
+// and the recorded timestamps: efs.mount.check and a child per operation,
+// children first, as they would have ended. Each operation's latency is
+// recorded in its span's context, so the histogram's exemplar points at
+// it.
+func (r *recorder) spans(tid trace.TraceID, state agent.State, reason probes.Reason, errMsg string, failed bool, at time.Time) {
+	attrs := make([]attribute.KeyValue, 0, 4)
+	attrs = append(attrs, SpanMountPath.String(pathValue(r.mount.Path)))
+	if r.mount.FSType != "" {
+		attrs = append(attrs, SpanFSType.String(pathValue(r.mount.FSType)))
+	}
+	attrs = append(attrs, SpanState.String(string(state)))
+	if failed {
+		attrs = append(attrs, SpanFailureReason.String(string(reason)))
+	}
+	ctx := context.WithValue(context.Background(), traceIDKey{}, &tid)
+	ctx, span := r.t.tracer.Start(ctx, checkSpanName,
+		trace.WithTimestamp(r.start), trace.WithAttributes(attrs...), trace.WithSpanKind(trace.SpanKindInternal))
+	for i := range r.ops[:r.nops] {
+		o := &r.ops[i]
+		end := o.start.Add(o.d)
+		opCtx, opSpan := r.t.tracer.Start(ctx, "efs.mount."+string(o.op),
+			trace.WithTimestamp(o.start), trace.WithAttributes(SpanOperation.String(string(o.op))))
+		if o.ended {
+			if o.op == probes.OpWrite || o.op == probes.OpRead {
+				opSpan.SetAttributes(SpanBytes.Int(probes.PayloadSize))
+			}
+			if o.err != nil {
+				opSpan.SetAttributes(SpanFailureReason.String(string(reasonOf(o.err))))
+				rerr := o.err
+				if msg := o.err.Error(); !utf8.ValidString(msg) { // errors may quote a mount path
+					rerr = errors.New(pathValue(msg))
+				}
+				opSpan.RecordError(rerr, trace.WithTimestamp(end))
+				opSpan.SetStatus(codes.Error, rerr.Error())
+			}
+			r.t.opDuration.Record(opCtx, o.d.Seconds(), opRecordOption(o.op))
+		}
+		opSpan.End(trace.WithTimestamp(end))
+	}
+	if failed {
+		span.SetStatus(codes.Error, pathValue(errMsg))
+	}
+	span.End(trace.WithTimestamp(at))
 }

@@ -127,7 +127,7 @@ func TestSpans(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			spans := tracetest.NewSpanRecorder()
-			tel := newTel(t, &source{}, exporters.Options{SpanProcessor: spans})
+			tel := newTel(t, &source{}, exporters.Options{SpanProcessor: spans, Getenv: traceAll})
 			rec := tel.Observer().CheckStart(tc.mount, t0)
 			at := t0
 			for _, s := range tc.steps {
@@ -329,7 +329,7 @@ func TestInstruments(t *testing.T) {
 func TestWithMonitor(t *testing.T) {
 	t.Parallel()
 	spans := tracetest.NewSpanRecorder()
-	tel := newTel(t, nil, exporters.Options{SpanProcessor: spans})
+	tel := newTel(t, nil, exporters.Options{SpanProcessor: spans, Getenv: traceAll})
 	cfg := agent.DefaultConfig()
 	cfg.Hostname = "node-a"
 	cfg.Clock = fakeclock.New(t0)

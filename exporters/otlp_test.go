@@ -2,6 +2,7 @@ package exporters_test
 
 import (
 	"context"
+	"encoding/hex"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,12 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
+// pushedSpan is a span as the receiver got it.
+type pushedSpan struct {
+	name, path, status string
+	trace, id, parent  string
+}
+
 // receiver is an in-process OTLP gRPC receiver.
 type receiver struct {
 	colmetrics.UnimplementedMetricsServiceServer
@@ -27,6 +34,7 @@ type receiver struct {
 	metrics  []*metricspb.ResourceMetrics
 	spans    map[string]map[string]string // span name -> attributes
 	status   map[string]string            // span name -> status code
+	all      []pushedSpan
 	service  string
 	node     string
 	instance string
@@ -66,6 +74,8 @@ func (t traceSvc) Export(_ context.Context, req *coltrace.ExportTraceServiceRequ
 				}
 				t.r.spans[s.Name] = attrs
 				t.r.status[s.Name] = s.GetStatus().GetCode().String()
+				t.r.all = append(t.r.all, pushedSpan{name: s.Name, path: attrs["efs.mount.path"], status: s.GetStatus().GetCode().String(),
+					trace: hex.EncodeToString(s.TraceId), id: hex.EncodeToString(s.SpanId), parent: hex.EncodeToString(s.ParentSpanId)})
 			}
 		}
 	}
@@ -271,5 +281,69 @@ func TestUnreachableCollector(t *testing.T) {
 	_ = tel.Shutdown(ctx)
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Shutdown took %v with a 500ms deadline", d)
+	}
+}
+
+// TestFailedCheckInOTLP: with healthy checks not sampled at all, a failed
+// check's whole span tree (the check span and a child per operation, the
+// failed one with an error status) still reaches the collector, and the
+// healthy checks' spans do not. Not parallel (t.Setenv).
+func TestFailedCheckInOTLP(t *testing.T) {
+	r, addr := startReceiver(t)
+	env := map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + addr,
+		"OTEL_EXPORTER_OTLP_INSECURE": "true",
+		"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+		"OTEL_METRICS_EXPORTER":       "none",
+		"OTEL_BSP_SCHEDULE_DELAY":     "50",
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	env["OTEL_TRACES_SAMPLER"] = "always_off"
+	tel, err := exporters.New(context.Background(), &source{}, exporters.Options{Logger: quiet(), Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := map[probes.Op]time.Duration{probes.OpStatfs: time.Millisecond, probes.OpWrite: time.Millisecond, probes.OpRead: time.Millisecond, probes.OpDelete: time.Millisecond}
+	for i := 0; i < 20; i++ {
+		runCheck(tel.Observer(), agent.Mount{Path: "/mnt/ok"}, t0, ops, &agent.MountStatus{State: agent.StateHealthy})
+	}
+	runCheck(tel.Observer(), agent.Mount{Path: "/mnt/bad"}, t0, ops,
+		&agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonIOError, FailedOp: probes.OpWrite, LastError: "write: input/output error"})
+	// Shutdown flushes the batch processor: everything kept has arrived.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tel.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var root pushedSpan
+	for _, s := range r.all {
+		if s.name == "efs.mount.check" {
+			if s.path != `string_value:"/mnt/bad"` || root.id != "" {
+				t.Fatalf("check span of %s pushed; want only the failed check's", s.path)
+			}
+			root = s
+		}
+	}
+	if root.id == "" || root.status != "STATUS_CODE_ERROR" {
+		t.Fatalf("failed check span not pushed with an error status: %+v (all %+v)", root, r.all)
+	}
+	children := map[string]string{}
+	for _, s := range r.all {
+		if s.name != "efs.mount.check" && s.trace == root.trace && s.parent == root.id {
+			children[s.name] = s.status
+		}
+	}
+	want := map[string]string{"efs.mount.statfs": "STATUS_CODE_UNSET", "efs.mount.write": "STATUS_CODE_ERROR", "efs.mount.read": "STATUS_CODE_UNSET", "efs.mount.delete": "STATUS_CODE_UNSET"}
+	if len(r.all) != 5 || len(children) != len(want) {
+		t.Fatalf("pushed %d spans, children %v, want %v", len(r.all), children, want)
+	}
+	for n, st := range want {
+		if children[n] != st {
+			t.Errorf("%s status %s, want %s", n, children[n], st)
+		}
 	}
 }

@@ -46,6 +46,8 @@ type config struct {
 	MountInfo         string
 	DiscoveryInterval time.Duration
 
+	TraceSlowThreshold time.Duration
+
 	// origin names where each setting came from ("--port", "HEALTH_PORT"
 	// or "default"), so errors name what the user has to fix.
 	origin map[string]string
@@ -70,6 +72,7 @@ var settings = []setting{
 	{"prefix", "discover-prefix", "HEALTH_DISCOVER_PREFIX", "/var/lib/kubelet/pods", "only mounts under this directory are discovered"},
 	{"mountinfo", "mountinfo", "HEALTH_MOUNTINFO", "/proc/self/mountinfo", "mount table to follow (e.g. /host/proc/1/mountinfo)"},
 	{"discoveryinterval", "discovery-interval", "HEALTH_DISCOVERY_INTERVAL", "10s", "longest time between two reads of the mount table, 1s to 1h (changes are also noticed at once)"},
+	{"traceslow", "trace-slow-threshold", "HEALTH_TRACE_SLOW_THRESHOLD", "500ms", "a check at least this slow always keeps its spans, like a failed one; faster healthy checks are sampled (OTEL_TRACES_SAMPLER)"},
 }
 
 // repeated is a flag that may be given several times.
@@ -119,7 +122,9 @@ Settings (flag, environment variable, default). Flags win over the environment.
 OpenTelemetry export is configured by the standard OTEL_* variables
 (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER,
 OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_METRIC_EXPORT_INTERVAL).
-With none set, nothing is pushed.
+With none set, nothing is pushed. Failed, timed-out and slow checks always
+keep their spans; healthy ones are sampled by OTEL_TRACES_SAMPLER and
+OTEL_TRACES_SAMPLER_ARG (default parentbased_traceidratio, 0.01).
 `)
 }
 
@@ -259,6 +264,9 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 	}
 	if c.DiscoveryInterval, err = parseDuration(raw["discoveryinterval"], discovery.MinInterval, discovery.MaxInterval); err != nil {
 		return nil, nil, bad("discoveryinterval", err.Error())
+	}
+	if c.TraceSlowThreshold, err = parseDuration(raw["traceslow"], time.Millisecond, agent.MaxInterval); err != nil {
+		return nil, nil, bad("traceslow", err.Error())
 	}
 	return c, fs.Args(), nil
 }

@@ -58,6 +58,9 @@ func TestBadConfigExits2(t *testing.T) {
 		{"relative mountinfo", []string{"--mountinfo", "proc/1/mountinfo"}, nil, `--mountinfo="proc/1/mountinfo"`},
 		{"bad discovery interval", nil, map[string]string{"HEALTH_DISCOVERY_INTERVAL": "often"}, `HEALTH_DISCOVERY_INTERVAL="often": not a duration`},
 		{"bad fstype", nil, map[string]string{"HEALTH_DISCOVER_FSTYPES": "nfs4,a/b"}, `HEALTH_DISCOVER_FSTYPES="nfs4,a/b"`},
+		{"bad trace slow threshold", nil, map[string]string{"HEALTH_TRACE_SLOW_THRESHOLD": "0"}, `HEALTH_TRACE_SLOW_THRESHOLD="0": must be from 1ms to 24h`},
+		{"bad trace sampler", nil, map[string]string{"OTEL_TRACES_SAMPLER": "sometimes"}, `invalid OTEL_TRACES_SAMPLER="sometimes"`},
+		{"bad trace sampler ratio", nil, map[string]string{"OTEL_TRACES_SAMPLER_ARG": "2"}, `invalid OTEL_TRACES_SAMPLER_ARG="2": must be a ratio from 0 to 1`},
 		{"stray argument", []string{"/mnt/x"}, nil, `unexpected argument "/mnt/x"`},
 	}
 	for _, tc := range cases {

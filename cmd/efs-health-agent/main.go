@@ -21,6 +21,7 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/exporters"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
+	"github.com/efs-health-agent/efs-health-agent/nfsstats"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -65,6 +66,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	if len(rest) > 0 {
 		fmt.Fprintf(stderr, "efs-health-agent: unexpected argument %q (use --mount PATH, or the check subcommand)\n", rest[0])
+		return 2
+	}
+	if err := exporters.ValidateEnv(getenv); err != nil {
+		fmt.Fprintf(stderr, "efs-health-agent: %v\n", err)
 		return 2
 	}
 	ln, err := net.Listen("tcp", cfg.listenAddr())
@@ -151,7 +156,9 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 	// callbacks read the monitor: the source is set once it exists. New
 	// also routes the OTel SDK's export errors to log, at most once a
 	// minute.
-	tel, err := exporters.New(ctx, nil, exporters.Options{Version: version, InstanceID: cfg.NodeName, Logger: log, Getenv: getenv, MountStats: exporters.SelfMountStats})
+	nfs := nfsstats.NewCache(nfsstats.Self, log)
+	tel, err := exporters.New(ctx, nil, exporters.Options{Version: version, InstanceID: cfg.NodeName, Logger: log, Getenv: getenv,
+		NFSStats: nfs.Snapshot, TraceSlowThreshold: cfg.TraceSlowThreshold})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("telemetry: %w", err)
@@ -194,7 +201,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 	monDone := make(chan error, 1)
 	go func() { monDone <- mon.Run(ctx) }()
 	// NFS client statistics are read in the background, never on a scrape.
-	go tel.RunNFSStats(ctx, 15*time.Second)
+	go nfs.Run(ctx, 15*time.Second)
 	go func() {
 		if err := watcher.Run(ctx, mon, cfg.Mounts); err != nil {
 			log.Error("mount table watcher stopped", "err", err)
