@@ -66,9 +66,12 @@ type Options struct {
 	// Now is the clock of the error log rate limit (default time.Now).
 	// Span and check times come from the agent's events.
 	Now func() time.Time
-	// DebugChecks is how many recent and how many slowest checks
-	// /debug/checks keeps per mount (default 10).
-	DebugChecks int
+	// DebugRecent, DebugSlowest and DebugFailures size the /debug/checks
+	// store, for all mounts together: the most recent checks, the slowest
+	// since start, and how many mounts' last failed check are kept
+	// (defaults DefaultDebugRecent, DefaultDebugSlowest,
+	// DefaultDebugFailures).
+	DebugRecent, DebugSlowest, DebugFailures int
 	// SpanProcessor, if set, also receives every span (tests use
 	// tracetest.SpanRecorder; wrap an exporter with
 	// sdktrace.NewSimpleSpanProcessor or NewBatchSpanProcessor).
@@ -87,8 +90,6 @@ const (
 	// DefaultServiceName is the service.name when neither Options nor the
 	// environment set one.
 	DefaultServiceName = "efs-health-agent"
-	// DefaultDebugChecks is the default of Options.DebugChecks.
-	DefaultDebugChecks = 10
 )
 
 // instrumentationScope names the meter and the tracer.
@@ -164,14 +165,20 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	if opts.ServiceName == "" {
 		opts.ServiceName = DefaultServiceName
 	}
-	if opts.DebugChecks <= 0 {
-		opts.DebugChecks = DefaultDebugChecks
+	if opts.DebugRecent <= 0 {
+		opts.DebugRecent = DefaultDebugRecent
+	}
+	if opts.DebugSlowest <= 0 {
+		opts.DebugSlowest = DefaultDebugSlowest
+	}
+	if opts.DebugFailures <= 0 {
+		opts.DebugFailures = DefaultDebugFailures
 	}
 	t := &Telemetry{
 		mountStats: opts.MountStats,
 		log:        opts.Logger,
 		registry:   prometheus.NewRegistry(),
-		debug:      newDebugStore(opts.DebugChecks),
+		debug:      newDebugStore(opts.DebugRecent, opts.DebugSlowest, opts.DebugFailures),
 		errs:       newErrorLimiter(opts.Logger, errorLogInterval, opts.Now),
 	}
 	t.SetSource(src)

@@ -219,5 +219,5 @@ func (r *recorder) End(st *agent.MountStatus, at time.Time) {
 		}
 		r.rec.fail.reason, r.rec.fail.err = reason, errMsg
 	}
-	r.t.debug.add(r.t.source(), r.path, r.rec)
+	r.t.debug.add(r.path, r.rec)
 }

@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -123,12 +121,10 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 			return fmt.Errorf("register %q: %w", p, err)
 		}
 	}
-	extra := map[string]http.Handler{exporters.PathDebugChecks: tel.DebugChecksHandler()}
-	if cfg.EnableDebug {
-		extra["/debug/pprof/*"] = http.HandlerFunc(pprofIndex)
-	}
-	router := httpapi.NewRouter(mon, httpapi.Options{Metrics: tel.MetricsHandler(), Extra: extra, Logger: log})
+	router := httpapi.NewRouter(mon, httpapi.Options{Metrics: tel.MetricsHandler(), DebugChecks: tel.DebugChecksHandler(),
+		Pprof: cfg.EnableDebug, Logger: log})
 	srv := httpapi.NewServer(ln.Addr().String(), router, log)
+	srv.MaxConnections = cfg.MaxConnections
 
 	monDone := make(chan error, 1)
 	go func() { monDone <- mon.Run(ctx) }()
@@ -164,19 +160,4 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 		log.Warn("telemetry flush", "err", err)
 	}
 	return runErr
-}
-
-func pprofIndex(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case "/debug/pprof/cmdline":
-		pprof.Cmdline(w, r)
-	case "/debug/pprof/profile":
-		pprof.Profile(w, r)
-	case "/debug/pprof/symbol":
-		pprof.Symbol(w, r)
-	case "/debug/pprof/trace":
-		pprof.Trace(w, r)
-	default:
-		pprof.Index(w, r)
-	}
 }

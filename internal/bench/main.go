@@ -300,7 +300,7 @@ func memory(r *report) {
 		for _, p := range []string{"/metrics", "/healthz/mounts", "/"} {
 			serve(h, p)
 		}
-		serve(tel.DebugChecksHandler(), exporters.PathDebugChecks)
+		serve(tel.DebugChecksHandler(), httpapi.PathDebugChecks)
 		after := heapAlloc()
 		label := "1 (first check)"
 		if row.checks > 1 {
