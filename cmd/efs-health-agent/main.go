@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/discovery"
@@ -62,6 +65,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 2
 	}
 	log := newLogger(cfg, stderr)
+	setMemoryLimit(log, getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := serve(ctx, cfg, getenv, ln, log); err != nil {
@@ -69,6 +73,37 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 1
 	}
 	return 0
+}
+
+// memoryLimitRatio is the share of the container's memory limit given to
+// the Go runtime as its soft limit; the rest is headroom for memory the
+// runtime does not count (thread stacks, page tables, the binary).
+const memoryLimitRatio = 0.9
+
+// setMemoryLimit sets the Go runtime's soft memory limit to
+// memoryLimitRatio of the cgroup's memory limit (v1 or v2), so that the
+// garbage collector works harder before the kernel OOM-kills the agent,
+// unless GOMEMLIMIT is set (the runtime has read it already) or
+// AUTOMEMLIMIT=off. It logs the limit in force and where it came from.
+func setMemoryLimit(log *slog.Logger, getenv func(string) string) {
+	limit, err := memlimit.Set(memlimit.WithRatio(memoryLimitRatio), memlimit.WithProvider(memlimit.FromCgroup))
+	source := "cgroup"
+	switch {
+	case getenv("GOMEMLIMIT") != "":
+		source = "GOMEMLIMIT"
+	case strings.EqualFold(getenv("AUTOMEMLIMIT"), "off"):
+		source = "AUTOMEMLIMIT=off"
+	case err != nil:
+		source = "none"
+		log.Warn("cannot read the cgroup memory limit; the Go runtime has no soft memory limit", "err", err)
+	case limit == math.MaxInt64:
+		source = "none (no cgroup memory limit)"
+	}
+	attrs := []any{"source", source, "go_memory_limit_bytes", limit}
+	if limit != math.MaxInt64 {
+		attrs = append(attrs, "go_memory_limit", fmt.Sprintf("%.1f MiB", float64(limit)/(1<<20)))
+	}
+	log.Info("memory limit", attrs...)
 }
 
 func newLogger(cfg *config, w io.Writer) *slog.Logger {
