@@ -329,19 +329,22 @@ func (r *hostileResult) ok() bool {
 }
 
 // markdown is the phase's section of BENCHMARKS.md.
-func (r *hostileResult) markdown(dur time.Duration) string {
+func (r *hostileResult) markdown(dur time.Duration, note string) string {
 	var b strings.Builder
-	v := "v1 (memory controller)"
+	v := "cgroup v1 memory controller"
 	if r.cgroupV2 {
-		v = "v2"
+		v = "cgroup v2"
 	}
 	fmt.Fprintf(&b, "## Hostile load (`make soak`, phase 2)\n\n")
-	fmt.Fprintf(&b, "%s, %d cores, %s; the machine was shared with other builds and tests while it ran, so latencies are upper bounds. "+
+	if note != "" {
+		note = " " + strings.TrimSpace(note)
+	}
+	fmt.Fprintf(&b, "%s, %d cores, %s.%s "+
 		"The agent binary runs in a %d MiB memory cgroup (%s), as in the manifests (no CPU limit here), with %d tmpfs mounts checked every 2 s (timeout 1 s) "+
-		"and discovery of nfs4 under the default prefix following a %d-line mountinfo fixture (`HEALTH_MOUNTINFO`, overlay, tmpfs and nfs4 lines outside the prefix) every 2 s. "+
+		"and discovery of nfs4 under the default prefix following a %s-line mountinfo fixture (`HEALTH_MOUNTINFO`, overlay, tmpfs and nfs4 lines outside the prefix) every 2 s. "+
 		"For %v, from loopback at once: 8 clients open keep-alive connections continuously, send one request on each and leave it idle, holding up to %d open; "+
 		"%d clients request `/debug/checks?limit=1000` in a loop; a probe requests `/healthz/live` on a fresh connection every 100 ms.\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), hostileMemory>>20, v, hostileMounts, hostileTableLines,
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), note, hostileMemory>>20, v, hostileMounts, thousands(hostileTableLines),
 		dur.Round(time.Second), hostileIdleConns, hostileDebug)
 	fmt.Fprintf(&b, "| measure | value |\n|---|---|\n")
 	fmt.Fprintf(&b, "| agent RSS before the load | %.1f MiB |\n", float64(r.baseRSS)/(1<<20))
@@ -384,4 +387,13 @@ func buildAgent(dir string) (string, error) {
 		return "", fmt.Errorf("go build: %w\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// thousands formats n with comma separators.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

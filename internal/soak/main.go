@@ -54,13 +54,14 @@ func run() int {
 	out := flag.String("out", "BENCHMARKS.md", "file whose soak sections are rewritten")
 	agentBin := flag.String("agent", "", "agent binary for the hostile-load phase (default: built from ./cmd/efs-health-agent)")
 	hostile := flag.Duration("hostile", time.Minute, "how long the hostile-load phase lasts (0 skips it)")
+	note := flag.String("note", "", "sentence added to the hostile-load figures' method line (e.g. that the machine was shared)")
 	flag.Parse()
 	code := 0
 	if *dur > 0 {
 		code = rotating(*dur, out)
 	}
 	if *hostile > 0 {
-		if c := hostilePhase(*agentBin, *hostile, *out); c != 0 {
+		if c := hostilePhase(*agentBin, *hostile, *note, *out); c != 0 {
 			code = c
 		}
 	}
@@ -68,7 +69,7 @@ func run() int {
 }
 
 // hostilePhase runs the hostile-load phase and records it in out.
-func hostilePhase(bin string, dur time.Duration, out string) int {
+func hostilePhase(bin string, dur time.Duration, note, out string) int {
 	if bin == "" {
 		dir, err := os.MkdirTemp("", "efs-soak-bin")
 		if err != nil {
@@ -86,7 +87,7 @@ func hostilePhase(bin string, dur time.Duration, out string) int {
 		fmt.Fprintln(os.Stderr, "soak: hostile load:", err)
 		return 1
 	}
-	md := res.markdown(dur)
+	md := res.markdown(dur, note)
 	fmt.Print(md)
 	if out != "" {
 		if err := replaceSection(out, "<!-- soak-hostile -->\n", "<!-- /soak-hostile -->\n", md); err != nil {
