@@ -287,7 +287,9 @@ func TestMemoryLimitFollowsCgroup(t *testing.T) {
 			cmd := g.Command(agentBinary(t), "--bind-address", "127.0.0.1", "--port", strconv.Itoa(freePort(t)))
 			cmd.Env = append(os.Environ(), tc.env...)
 			logs := &syncBuffer{}
-			cmd.Stdout, cmd.Stderr = logs, logs
+			// Only Write: the embedded Buffer's ReadFrom would bypass the lock.
+			w := writeOnly{logs}
+			cmd.Stdout, cmd.Stderr = w, w
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -300,3 +302,8 @@ func TestMemoryLimitFollowsCgroup(t *testing.T) {
 		})
 	}
 }
+
+// writeOnly hides every method of its writer but Write.
+type writeOnly struct{ w io.Writer }
+
+func (o writeOnly) Write(p []byte) (int, error) { return o.w.Write(p) }

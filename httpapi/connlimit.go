@@ -84,13 +84,6 @@ func (l *connLimiter) connState(c net.Conn, s http.ConnState) {
 	}
 }
 
-// open is the number of connections held (tests).
-func (l *connLimiter) open() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.conns)
-}
-
 // limitListener applies a connLimiter to the connections it accepts.
 type limitListener struct {
 	net.Listener
