@@ -242,12 +242,23 @@ func (d *debugStore) records() int {
 // debugQuery selects what a /debug/checks response shows.
 type debugQuery struct {
 	mount string // "" for every mount
-	trace string // lower-case hex, "" for any
+	trace string // hex, "" for any
 	limit int
 }
 
-func (q debugQuery) match(e *debugEntry) bool {
-	return (q.mount == "" || e.path == q.mount) && (q.trace == "" || e.rec.trace.String() == q.trace)
+// matcher returns the test of q for an entry: the trace id is parsed once
+// (a malformed one matches nothing).
+func (q debugQuery) matcher() func(e *debugEntry) bool {
+	var id trace.TraceID
+	bad := false
+	if q.trace != "" {
+		var err error
+		id, err = trace.TraceIDFromHex(q.trace)
+		bad = err != nil
+	}
+	return func(e *debugEntry) bool {
+		return !bad && (q.mount == "" || e.path == q.mount) && (q.trace == "" || e.rec.trace == id)
+	}
 }
 
 // debugSelection is a query's answer: up to limit entries of each list,
@@ -263,6 +274,7 @@ type debugSelection struct {
 // recent is oldest first (the last q.limit), slowest slowest first,
 // failures newest first.
 func (d *debugStore) selectChecks(q debugQuery) debugSelection {
+	match := q.matcher()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := debugSelection{checks: d.seq}
@@ -270,7 +282,7 @@ func (d *debugStore) selectChecks(q debugQuery) debugSelection {
 	n := len(d.recent)
 	for k := 0; k < n; k++ {
 		e := &d.recent[(d.next-1-k+2*n)%n]
-		if q.match(e) {
+		if match(e) {
 			s.recentTotal++
 			if len(s.recent) < q.limit {
 				s.recent = append(s.recent, *e)
@@ -279,7 +291,7 @@ func (d *debugStore) selectChecks(q debugQuery) debugSelection {
 	}
 	slices.Reverse(s.recent)
 	for i := range d.slowest {
-		if e := &d.slowest[i]; q.match(e) {
+		if e := &d.slowest[i]; match(e) {
 			s.slowestTotal++
 			if len(s.slowest) < q.limit {
 				s.slowest = append(s.slowest, *e)
@@ -288,7 +300,7 @@ func (d *debugStore) selectChecks(q debugQuery) debugSelection {
 	}
 	var fails []debugEntry
 	for _, e := range d.failures {
-		if q.match(&e) {
+		if match(&e) {
 			fails = append(fails, e)
 		}
 	}
