@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -86,11 +87,15 @@ const memoryLimitRatio = 0.9
 // unless GOMEMLIMIT is set (the runtime has read it already) or
 // AUTOMEMLIMIT=off. It logs the limit in force and where it came from.
 func setMemoryLimit(log *slog.Logger, getenv func(string) string) {
+	if v := getenv("GOMEMLIMIT"); v != "" {
+		logMemoryLimit(log, "GOMEMLIMIT", debug.SetMemoryLimit(-1))
+		return
+	}
+	// The library reads AUTOMEMLIMIT (off, or a ratio) from the process
+	// environment itself.
 	limit, err := memlimit.Set(memlimit.WithRatio(memoryLimitRatio), memlimit.WithProvider(memlimit.FromCgroup))
 	source := "cgroup"
 	switch {
-	case getenv("GOMEMLIMIT") != "":
-		source = "GOMEMLIMIT"
 	case strings.EqualFold(getenv("AUTOMEMLIMIT"), "off"):
 		source = "AUTOMEMLIMIT=off"
 	case err != nil:
@@ -99,6 +104,11 @@ func setMemoryLimit(log *slog.Logger, getenv func(string) string) {
 	case limit == math.MaxInt64:
 		source = "none (no cgroup memory limit)"
 	}
+	logMemoryLimit(log, source, limit)
+}
+
+// logMemoryLimit logs the Go runtime's soft memory limit and its source.
+func logMemoryLimit(log *slog.Logger, source string, limit int64) {
 	attrs := []any{"source", source, "go_memory_limit_bytes", limit}
 	if limit != math.MaxInt64 {
 		attrs = append(attrs, "go_memory_limit", fmt.Sprintf("%.1f MiB", float64(limit)/(1<<20)))
