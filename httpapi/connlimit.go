@@ -13,9 +13,10 @@ const DefaultMaxConnections = 256
 // connLimiter caps the open connections of a server. When the cap is
 // reached, a new connection is admitted by closing the connection that has
 // been waiting longest without a request in progress (idle between
-// keep-alive requests, or accepted and not yet sending one), so that a
-// flood of idle connections can never lock out a new client such as the
-// kubelet's probe. Only when every open connection is in the middle of a
+// keep-alive requests, or accepted and not yet through its request
+// headers: net/http reports a connection active only once a request's
+// headers are read), so that a flood of idle or dribbling connections can
+// never lock out a new client such as the kubelet's probe. Only when every open connection is in the middle of a
 // request is the newcomer closed instead.
 //
 // The listener side (Accept) and the server side (ConnState) share the

@@ -157,3 +157,27 @@ func TestConnectionCapAllBusy(t *testing.T) {
 	waitIdle(t, s, 2)
 	dialIdle(t, addr) // both are idle now: the oldest makes room
 }
+
+// TestConnectionCapSlowHeaders: connections dribbling their request
+// headers count as waiting, so they make room for a new client in the
+// order they came.
+func TestConnectionCapSlowHeaders(t *testing.T) {
+	t.Parallel()
+	addr, _ := serveLimited(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }), 2)
+	var slow []*keepAlive
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n"); err != nil { // no blank line yet
+			t.Fatal(err)
+		}
+		slow = append(slow, &keepAlive{Conn: c, r: bufio.NewReader(c)})
+	}
+	dialIdle(t, addr)
+	if !slow[0].closedByServer() {
+		t.Error("the oldest connection still sending its headers was not closed for a new one")
+	}
+}

@@ -166,7 +166,7 @@ func NewServer(addr string, h http.Handler, log *slog.Logger) *Server {
 // Serve accepts connections on ln and serves them. When MaxConnections
 // connections are open, a new one is admitted by closing the one that has
 // waited longest without a request in progress (idle keep-alive, or not
-// yet sending), so that a flood of idle connections never locks out the
+// yet through its request headers), so that a flood of idle connections never locks out the
 // kubelet's probe; only when every connection is busy with a request is
 // the new one closed instead. Serve may be called once.
 func (s *Server) Serve(ln net.Listener) error {
