@@ -29,7 +29,7 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/agent"
 )
 
-// Source is what the metric callbacks and /debug/checks read: the
+// Source is what the metric callbacks read: the
 // published mount statuses and the aggregate. *agent.Monitor implements it.
 // Both methods must be cheap and must not block on the filesystem.
 type Source interface {
@@ -263,7 +263,7 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	return t, nil
 }
 
-// SetSource sets what the metric callbacks and /debug/checks read. It is
+// SetSource sets what the metric callbacks read. It is
 // safe to call at any time; a nil src reads as no mounts.
 func (t *Telemetry) SetSource(src Source) {
 	if src == nil {
