@@ -45,8 +45,8 @@ type debugCheck struct {
 const maxDebugOps = 8
 
 // debugRecord is a check as the store keeps it: 88 bytes, and for a
-// check without errors nothing allocated besides, so that a mount's full
-// history stays small and cheap for the GC. It is turned into a
+// check without errors nothing allocated besides, so that the store stays
+// small and cheap for the GC. It is turned into a
 // debugCheck only when /debug/checks is requested.
 type debugRecord struct {
 	trace trace.TraceID
@@ -169,7 +169,7 @@ type debugEntry struct {
 // start, and the last failed check of up to maxFailures mounts (the
 // mount whose last failure is oldest makes room). Its size does not depend
 // on the number of mounts: at most nRecent + nSlowest + maxFailures
-// records of 104 bytes, plus for a failed check its error texts, each cut
+// records of 112 bytes, plus for a failed check its error texts, each cut
 // at maxDebugText bytes. A mount path is the agent's own string, not a
 // copy.
 type debugStore struct {

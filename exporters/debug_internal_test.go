@@ -150,6 +150,9 @@ func TestDebugRecordRendering(t *testing.T) {
 	if got := unsafe.Sizeof(r); got != 88 {
 		t.Errorf("debugRecord is %d bytes; its doc says 88", got)
 	}
+	if got := unsafe.Sizeof(debugEntry{}); got != 112 {
+		t.Errorf("debugEntry is %d bytes; the store's doc and README say 112", got)
+	}
 	ok := debugRecord{state: stateCode(agent.StateHealthy), nops: 1}
 	if c := ok.check(); c.Outcome != "success" || c.Reason != "" || c.Error != "" || c.Ops[0].Error != "" {
 		t.Fatalf("healthy record rendered as %+v", c)
