@@ -52,9 +52,9 @@ demo: build ## scripted fault timeline on a FUSE mount (needs root and /dev/fuse
 bench: ## run the benchmark suite (root, a few minutes) and rewrite BENCHMARKS.md
 	$(GO) run ./internal/bench -out BENCHMARKS.md
 
-soak: ## minutes-long soak with rotating faults and hung mounts, plus a 100,000-path churn; figures go to BENCHMARKS.md (root)
+soak: build ## minutes-long soak with rotating faults and hung mounts, a 100,000-path churn, then hostile load in a 128 MiB cgroup; figures go to BENCHMARKS.md (root)
 	CHURN_MOUNTS=100000 $(GO) test -count=1 -run TestChurn -v ./agent
-	$(GO) run ./internal/soak -duration $${SOAK_DURATION:-3m} -out BENCHMARKS.md
+	$(GO) run ./internal/soak -duration $${SOAK_DURATION:-3m} -hostile $${SOAK_HOSTILE_DURATION:-1m} -agent $(BIN) -note "$${SOAK_NOTE:-}" -out BENCHMARKS.md
 
 collector-e2e: ## build a minimal OTel Collector (slow the first time), validate otel-collector/config.yaml and run the agent through it
 	otel-collector/e2e.sh

@@ -1,6 +1,7 @@
 package exporters
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,11 +17,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
-
-// PathDebugChecks is where DebugChecksHandler is meant to be mounted.
-const PathDebugChecks = "/debug/checks"
 
 // debugOp is one operation of a check, as /debug/checks shows it.
 type debugOp struct {
@@ -30,7 +30,8 @@ type debugOp struct {
 
 // debugCheck is one check, as /debug/checks shows it.
 type debugCheck struct {
-	TraceID    string    `json:"traceId"`
+	MountPath  string    `json:"mountPath"`
+	TraceID    string    `json:"traceId,omitempty"`
 	Start      time.Time `json:"start"`
 	DurationMs float64   `json:"durationMs"`
 	Outcome    string    `json:"outcome"`
@@ -40,21 +41,13 @@ type debugCheck struct {
 	Ops        []debugOp `json:"operations"`
 }
 
-// debugMount is one mount's history as /debug/checks shows it: the last n
-// checks, oldest first, and the n slowest since the mount was first seen,
-// slowest first.
-type debugMount struct {
-	Recent  []debugCheck `json:"recent"`
-	Slowest []debugCheck `json:"slowest"`
-}
-
 // maxDebugOps bounds the operations kept per check; a check reports at
 // most seven (mounttable, tunnel, open, statfs, write, read, delete).
 const maxDebugOps = 8
 
 // debugRecord is a check as the store keeps it: 88 bytes, and for a
-// check without errors nothing allocated besides, so that a mount's full
-// history stays small and cheap for the GC. It is turned into a
+// check without errors nothing allocated besides, so that the store stays
+// small and cheap for the GC. It is turned into a
 // debugCheck only when /debug/checks is requested.
 type debugRecord struct {
 	trace trace.TraceID
@@ -84,6 +77,24 @@ func (r *debugRecord) stateName() agent.State {
 	return "unknown"
 }
 
+// maxDebugText bounds each error text a record keeps, so that a failure
+// costs at most a few KiB whatever its error quotes.
+const maxDebugText = 1 << 10
+
+// clip cuts s to maxDebugText bytes.
+func clip(s string) string {
+	if len(s) <= maxDebugText {
+		return s
+	}
+	return strings.Clone(s[:maxDebugText]) + "…"
+}
+
+// failed reports whether the check ended unhealthy or hung.
+func (r *debugRecord) failed() bool {
+	st := r.stateName()
+	return st == agent.StateUnhealthy || st == agent.StateHung
+}
+
 // debugFailure is what a failed check adds to its record.
 type debugFailure struct {
 	reason probes.Reason
@@ -103,7 +114,7 @@ func (r *debugRecord) addOp(op probes.Op, d time.Duration, err error) {
 		if r.fail == nil {
 			r.fail = &debugFailure{}
 		}
-		r.fail.opErrs[i] = err.Error()
+		r.fail.opErrs[i] = clip(err.Error())
 	}
 	r.nops++
 }
@@ -111,14 +122,16 @@ func (r *debugRecord) addOp(op probes.Op, d time.Duration, err error) {
 // check renders the record.
 func (r *debugRecord) check() debugCheck {
 	c := debugCheck{
-		TraceID:    r.trace.String(),
 		Start:      time.Unix(0, r.start).UTC(),
 		DurationMs: ms(r.dur),
 		Outcome:    outcomeSuccess.Value.AsString(),
 		State:      string(r.stateName()),
 		Ops:        make([]debugOp, r.nops),
 	}
-	if st := r.stateName(); st == agent.StateUnhealthy || st == agent.StateHung {
+	if r.trace.IsValid() { // a check whose spans were dropped has none
+		c.TraceID = r.trace.String()
+	}
+	if r.failed() {
 		c.Outcome = outcomeFailure.Value.AsString()
 	}
 	for i := range c.Ops {
@@ -133,199 +146,280 @@ func (r *debugRecord) check() debugCheck {
 	return c
 }
 
-// records is a mount's history in the store.
-type records struct {
-	recent, slowest []debugRecord
+// Default sizes of the /debug/checks store (Options.DebugRecent,
+// DebugSlowest, DebugFailures) and of a response.
+const (
+	DefaultDebugRecent   = 256
+	DefaultDebugSlowest  = 32
+	DefaultDebugFailures = 128
+	// DefaultDebugLimit is how many checks of each list a response
+	// shows unless ?limit= asks for more.
+	DefaultDebugLimit = 20
+	// MaxDebugLimit is the largest ?limit=.
+	MaxDebugLimit = 1000
+)
+
+// debugEntry is a record in the store with its mount and its sequence
+// number (the order checks ended in).
+type debugEntry struct {
+	path string
+	seq  uint64
+	rec  debugRecord
 }
 
-// debugStore keeps each mount's debugMount. Memory is bounded by 2n checks
-// per mount, and by the registered mounts: a mount's history is dropped
-// once the source no longer lists it (checked at every /debug/checks
-// request, and whenever the store holds more than twice the registered
-// mounts plus a margin).
+// debugStore keeps the checks /debug/checks shows, for all mounts
+// together: the last nRecent checks (a ring), the nSlowest slowest since
+// start, and the last failed check of up to maxFailures mounts (the
+// mount whose last failure is oldest makes room). Its size does not depend
+// on the number of mounts: at most nRecent + nSlowest + maxFailures
+// records of 112 bytes, plus for a failed check its error texts, each cut
+// at maxDebugText bytes. A mount path is the agent's own string, not a
+// copy.
 type debugStore struct {
-	n  int
-	mu sync.Mutex
-	m  map[string]*records
+	nSlowest, maxFailures int
+
+	mu       sync.Mutex
+	recent   []debugEntry // ring; next is the slot written next
+	next     int
+	slowest  []debugEntry // slowest first; among equals the earlier ahead
+	failures map[string]debugEntry
+	seq      uint64 // checks recorded since start
 }
 
-// pruneMargin lets a few unregistered mounts linger in the store between
-// prunes, so that a prune does not run on every new mount.
-const pruneMargin = 16
-
-func newDebugStore(n int) *debugStore { return &debugStore{n: n, m: map[string]*records{}} }
-
-// add files check c of path. It takes the store's lock briefly; when the
-// store has grown past the registered mounts it reads the source's mount
-// list (memory only) to drop the unregistered ones.
-func (d *debugStore) add(src Source, path string, c debugRecord) {
-	d.mu.Lock()
-	_, known := d.m[path]
-	grown := !known && src != nil && len(d.m) >= 2*src.Summary().Mounts+pruneMargin
-	d.mu.Unlock()
-	if grown {
-		d.prune(liveSet(src))
+func newDebugStore(nRecent, nSlowest, maxFailures int) *debugStore {
+	return &debugStore{
+		nSlowest: nSlowest, maxFailures: maxFailures,
+		recent:   make([]debugEntry, 0, nRecent),
+		failures: make(map[string]debugEntry, maxFailures),
 	}
+}
 
+// add files check rec of path. It only takes the store's own lock.
+func (d *debugStore) add(path string, rec debugRecord) {
+	if rec.fail != nil {
+		rec.fail.err = clip(rec.fail.err)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	h := d.m[path]
-	if h == nil {
-		h = &records{}
-		d.m[path] = h
+	d.seq++
+	e := debugEntry{path: path, seq: d.seq, rec: rec}
+	if len(d.recent) < cap(d.recent) {
+		d.recent = append(d.recent, e)
+	} else if len(d.recent) > 0 {
+		d.recent[d.next] = e
 	}
-	// Both lists grow with the checks a mount has had, up to n: a mount
-	// with one check costs one record, not n.
-	if len(h.recent) == d.n {
-		copy(h.recent, h.recent[1:])
-		h.recent[d.n-1] = c
-	} else {
-		h.recent = append(growTo(h.recent, d.n), c)
+	if cap(d.recent) > 0 {
+		d.next = (d.next + 1) % cap(d.recent)
 	}
-	// Slowest first; among equals the earlier check stays ahead.
-	i := sort.Search(len(h.slowest), func(i int) bool { return h.slowest[i].dur < c.dur })
+	i := sort.Search(len(d.slowest), func(i int) bool { return d.slowest[i].rec.dur < rec.dur })
 	switch {
-	case i >= d.n:
-	case len(h.slowest) == d.n:
-		copy(h.slowest[i+1:], h.slowest[i:d.n-1])
-		h.slowest[i] = c
+	case i >= d.nSlowest:
+	case len(d.slowest) == d.nSlowest:
+		copy(d.slowest[i+1:], d.slowest[i:d.nSlowest-1])
+		d.slowest[i] = e
 	default:
-		h.slowest = slices.Insert(growTo(h.slowest, d.n), i, c)
+		d.slowest = slices.Insert(d.slowest, i, e)
 	}
-}
-
-// growTo makes room for one more element in s, doubling its capacity but
-// never beyond n, so that a full list holds exactly n.
-func growTo(s []debugRecord, n int) []debugRecord {
-	if len(s) < cap(s) {
-		return s
-	}
-	c := min(max(2*cap(s), 1), n)
-	return slices.Grow(s, c-len(s))
-}
-
-// liveSet is the set of registered mount paths.
-func liveSet(src Source) map[string]bool {
-	sts := src.Statuses()
-	live := make(map[string]bool, len(sts))
-	for _, st := range sts {
-		live[st.Path] = true
-	}
-	return live
-}
-
-// prune drops the history of every mount not in live.
-func (d *debugStore) prune(live map[string]bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for p := range d.m {
-		if !live[p] {
-			delete(d.m, p)
-		}
-	}
-}
-
-// snapshot copies the store (the records, under the lock) and renders it.
-func (d *debugStore) snapshot() map[string]debugMount {
-	d.mu.Lock()
-	raw := make(map[string]records, len(d.m))
-	for p, h := range d.m {
-		raw[p] = records{recent: slices.Clone(h.recent), slowest: slices.Clone(h.slowest)}
-	}
-	d.mu.Unlock()
-	render := func(rs []debugRecord) []debugCheck {
-		out := make([]debugCheck, len(rs))
-		for i := range rs {
-			out[i] = rs[i].check()
-		}
-		return out
-	}
-	out := make(map[string]debugMount, len(raw))
-	for p, h := range raw {
-		out[p] = debugMount{Recent: render(h.recent), Slowest: render(h.slowest)}
-	}
-	return out
-}
-
-// mounts is the number of mounts with a history (tests).
-func (d *debugStore) mounts() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.m)
-}
-
-// DebugChecksHandler serves /debug/checks: for each registered mount its
-// most recent checks (oldest first) and its slowest checks since start
-// (slowest first), each with its start time, duration, per-operation
-// milliseconds, outcome, state, reason, error and the trace id of its
-// efs.mount.check span. Query parameters: mount=PATH keeps one mount,
-// trace=ID keeps the checks of that trace, format=text renders a plain
-// table instead of JSON. It reads memory only, and drops the history of
-// mounts that are no longer registered.
-func (t *Telemetry) DebugChecksHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if src := t.source(); src != nil {
-			t.debug.prune(liveSet(src))
-		}
-		snap := t.debug.snapshot()
-		q := r.URL.Query()
-		if m := q.Get("mount"); m != "" {
-			dm, ok := snap[m]
-			snap = map[string]debugMount{}
-			if ok {
-				snap[m] = dm
-			}
-		}
-		if id := strings.ToLower(q.Get("trace")); id != "" {
-			other := func(c debugCheck) bool { return c.TraceID != id }
-			for p, dm := range snap {
-				dm.Recent = slices.DeleteFunc(dm.Recent, other)
-				dm.Slowest = slices.DeleteFunc(dm.Slowest, other)
-				if len(dm.Recent)+len(dm.Slowest) == 0 {
-					delete(snap, p)
-				} else {
-					snap[p] = dm
+	if rec.failed() && d.maxFailures > 0 {
+		if _, ok := d.failures[path]; !ok && len(d.failures) >= d.maxFailures {
+			oldest := ""
+			var seq uint64 = math.MaxUint64
+			for p, f := range d.failures {
+				if f.seq < seq {
+					oldest, seq = p, f.seq
 				}
 			}
+			delete(d.failures, oldest)
 		}
+		d.failures[path] = e
+	}
+}
+
+// records is the number of records the store holds (tests).
+func (d *debugStore) records() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.recent) + len(d.slowest) + len(d.failures)
+}
+
+// debugQuery selects what a /debug/checks response shows.
+type debugQuery struct {
+	mount string // "" for every mount
+	trace string // hex, "" for any
+	limit int
+}
+
+// matcher returns the test of q for an entry: the trace id is parsed once
+// (a malformed one matches nothing).
+func (q debugQuery) matcher() func(e *debugEntry) bool {
+	var id trace.TraceID
+	bad := false
+	mount := q.mount
+	if mount != "" {
+		// The filter names a mount as /healthz/mounts and mountPath show
+		// it: escaped.
+		var err error
+		mount, err = pathesc.Unescape(mount)
+		bad = err != nil
+	}
+	if q.trace != "" && !bad {
+		var err error
+		id, err = trace.TraceIDFromHex(q.trace)
+		bad = err != nil
+	}
+	return func(e *debugEntry) bool {
+		return !bad && (mount == "" || e.path == mount) && (q.trace == "" || e.rec.trace == id)
+	}
+}
+
+// debugSelection is a query's answer: up to limit entries of each list,
+// and how many matched in all.
+type debugSelection struct {
+	checks                                 uint64
+	recent, slowest, failures              []debugEntry
+	recentTotal, slowestTotal, failedTotal int
+}
+
+// selectChecks copies, under the lock, the entries q selects: at most
+// q.limit per list, so the copy is bounded whatever the store holds.
+// recent is oldest first (the last q.limit), slowest slowest first,
+// failures newest first.
+func (d *debugStore) selectChecks(q debugQuery) debugSelection {
+	match := q.matcher()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := debugSelection{checks: d.seq}
+	// The ring from newest to oldest, keeping the first limit matches.
+	n := len(d.recent)
+	for k := 0; k < n; k++ {
+		e := &d.recent[(d.next-1-k+2*n)%n]
+		if match(e) {
+			s.recentTotal++
+			if len(s.recent) < q.limit {
+				s.recent = append(s.recent, *e)
+			}
+		}
+	}
+	slices.Reverse(s.recent)
+	for i := range d.slowest {
+		if e := &d.slowest[i]; match(e) {
+			s.slowestTotal++
+			if len(s.slowest) < q.limit {
+				s.slowest = append(s.slowest, *e)
+			}
+		}
+	}
+	var fails []debugEntry
+	for _, e := range d.failures {
+		if match(&e) {
+			fails = append(fails, e)
+		}
+	}
+	slices.SortFunc(fails, func(a, b debugEntry) int { return -cmpSeq(a.seq, b.seq) })
+	s.failedTotal = len(fails)
+	s.failures = fails[:min(len(fails), q.limit)]
+	return s
+}
+
+func cmpSeq(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// render turns an entry into its JSON form.
+func (e *debugEntry) render() debugCheck {
+	c := e.rec.check()
+	c.MountPath = pathesc.Escape(e.path)
+	return c
+}
+
+// DebugChecksHandler serves /debug/checks: the most recent checks of all
+// mounts (oldest first), the slowest since start (slowest first) and each
+// mount's last failed check (newest first), each with its mount, trace id
+// (of its efs.mount.check span), start time, duration, per-operation
+// milliseconds, outcome, state, reason and error. Query parameters:
+// mount=PATH keeps one mount, trace=ID the checks of one trace, limit=N
+// shows at most N checks per list (default DefaultDebugLimit, at most
+// MaxDebugLimit), format=text renders a plain table instead of JSON. The
+// response reports how many checks matched in each list. It reads memory
+// only, copies at most limit records per list under the store's lock and
+// writes each check as it is rendered.
+func (t *Telemetry) DebugChecksHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := r.URL.Query()
+		q := debugQuery{mount: v.Get("mount"), trace: strings.ToLower(v.Get("trace")), limit: DefaultDebugLimit}
+		if l := v.Get("limit"); l != "" {
+			n, err := strconv.Atoi(l)
+			if err != nil || n < 1 || n > MaxDebugLimit {
+				http.Error(w, fmt.Sprintf("invalid limit=%q: must be a number from 1 to %d", l, MaxDebugLimit), http.StatusBadRequest)
+				return
+			}
+			q.limit = n
+		}
+		sel := t.debug.selectChecks(q)
 		w.Header().Set("Cache-Control", "no-store")
-		if q.Get("format") == "text" {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if v.Get("format") == "text" {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			writeDebugText(w, snap)
+			writeDebugText(w, sel, q.limit)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(snap)
+		writeDebugJSON(w, sel, q.limit)
 	})
 }
 
-// writeDebugText renders snap as one line per check, mounts sorted.
-func writeDebugText(w io.Writer, snap map[string]debugMount) {
-	paths := make([]string, 0, len(snap))
-	for p := range snap {
-		paths = append(paths, p)
-	}
-	slices.Sort(paths)
-	for _, p := range paths {
-		dm := snap[p]
-		fmt.Fprintf(w, "%q\n", p)
-		for _, part := range []struct {
-			title  string
-			checks []debugCheck
-		}{{"recent (oldest first)", dm.Recent}, {"slowest", dm.Slowest}} {
-			fmt.Fprintf(w, "  %s:\n", part.title)
-			for _, c := range part.checks {
-				fmt.Fprintf(w, "    %s %10.3fms %-7s %-17s trace=%s", c.Start.Format(time.RFC3339Nano), c.DurationMs, c.Outcome, c.Reason, c.TraceID)
-				for _, o := range c.Ops {
-					fmt.Fprintf(w, " %s=%.3f", o.Op, o.Ms)
-				}
-				if c.Error != "" {
-					fmt.Fprintf(w, " error=%q", c.Error)
-				}
-				fmt.Fprintln(w)
+// writeDebugJSON writes sel as one JSON object, one check at a time.
+func writeDebugJSON(w io.Writer, sel debugSelection, limit int) {
+	bw := bufio.NewWriterSize(w, 4<<10)
+	defer bw.Flush()
+	enc := json.NewEncoder(bw)
+	fmt.Fprintf(bw, "{\"checksRecorded\":%d,\"limit\":%d", sel.checks, limit)
+	for _, part := range []struct {
+		name  string
+		total int
+		es    []debugEntry
+	}{{"recent", sel.recentTotal, sel.recent}, {"slowest", sel.slowestTotal, sel.slowest}, {"lastFailures", sel.failedTotal, sel.failures}} {
+		fmt.Fprintf(bw, ",\n%q:%d,\n%q:[", part.name+"Total", part.total, part.name)
+		for i := range part.es {
+			if i > 0 {
+				bw.WriteByte(',')
 			}
+			bw.WriteByte('\n')
+			_ = enc.Encode(part.es[i].render()) // ends in a newline
+		}
+		bw.WriteByte(']')
+	}
+	bw.WriteString("}\n")
+}
+
+// writeDebugText renders sel as one line per check.
+func writeDebugText(w io.Writer, sel debugSelection, limit int) {
+	bw := bufio.NewWriterSize(w, 4<<10)
+	defer bw.Flush()
+	fmt.Fprintf(bw, "checks recorded: %d\n", sel.checks)
+	for _, part := range []struct {
+		title string
+		total int
+		es    []debugEntry
+	}{{"recent (oldest first)", sel.recentTotal, sel.recent}, {"slowest", sel.slowestTotal, sel.slowest},
+		{"last failure per mount (newest first)", sel.failedTotal, sel.failures}} {
+		fmt.Fprintf(bw, "%s: %d of %d (limit %d)\n", part.title, len(part.es), part.total, limit)
+		for i := range part.es {
+			c := part.es[i].render()
+			fmt.Fprintf(bw, "  %s %10.3fms %-7s %-17s trace=%s mount=%q", c.Start.Format(time.RFC3339Nano), c.DurationMs, c.Outcome, c.Reason, c.TraceID, c.MountPath)
+			for _, o := range c.Ops {
+				fmt.Fprintf(bw, " %s=%.3f", o.Op, o.Ms)
+			}
+			if c.Error != "" {
+				fmt.Fprintf(bw, " error=%q", c.Error)
+			}
+			bw.WriteByte('\n')
 		}
 	}
 }

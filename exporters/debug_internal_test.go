@@ -2,9 +2,11 @@ package exporters
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -13,33 +15,114 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
-// TestDebugStoreWindows: a mount's history holds its last n checks in order
-// and its n slowest, slowest first with ties in arrival order, through
-// the lists filling up and the windows sliding.
+// TestDebugStoreWindows: the store holds the last n checks of all mounts
+// in order and the n slowest, slowest first with ties in arrival order,
+// through the lists filling up and the windows sliding; a query returns
+// them in that order, up to its limit, with the totals.
 func TestDebugStoreWindows(t *testing.T) {
 	t.Parallel()
 	const n = 10
-	d := newDebugStore(n)
+	d := newDebugStore(n, n, n)
 	rnd := rand.New(rand.NewPCG(1, 2))
-	var all []debugRecord
-	same := func(a, b debugRecord) bool { return a.trace == b.trace && a.dur == b.dur }
+	var all []debugEntry
+	same := func(a, b debugEntry) bool {
+		return a.path == b.path && a.rec.trace == b.rec.trace && a.rec.dur == b.rec.dur
+	}
 	for i := 0; i < 200; i++ {
 		c := debugRecord{dur: time.Duration(rnd.IntN(20)) * time.Millisecond}
 		c.trace[0], c.trace[1] = byte(i), byte(i>>8)
-		all = append(all, c)
-		d.add(nil, "/mnt/a", c)
+		path := fmt.Sprintf("/mnt/%d", i%7)
+		all = append(all, debugEntry{path: path, rec: c})
+		d.add(path, c)
 
-		h := d.m["/mnt/a"]
+		sel := d.selectChecks(debugQuery{limit: n})
 		want := all[max(0, len(all)-n):]
-		if !slices.EqualFunc(h.recent, want, same) {
-			t.Fatalf("after %d checks, recent = %v, want %v", i+1, h.recent, want)
+		if !slices.EqualFunc(sel.recent, want, same) || sel.recentTotal != len(want) {
+			t.Fatalf("after %d checks, recent = %v (total %d), want %v", i+1, sel.recent, sel.recentTotal, want)
 		}
 		slow := slices.Clone(all)
-		sort.SliceStable(slow, func(a, b int) bool { return slow[a].dur > slow[b].dur })
+		sort.SliceStable(slow, func(a, b int) bool { return slow[a].rec.dur > slow[b].rec.dur })
 		slow = slow[:min(n, len(slow))]
-		if !slices.EqualFunc(h.slowest, slow, same) {
-			t.Fatalf("after %d checks, slowest = %v, want %v", i+1, h.slowest, slow)
+		if !slices.EqualFunc(sel.slowest, slow, same) {
+			t.Fatalf("after %d checks, slowest = %v, want %v", i+1, sel.slowest, slow)
 		}
+		if sel.checks != uint64(i+1) {
+			t.Fatalf("checks recorded = %d, want %d", sel.checks, i+1)
+		}
+	}
+	// A mount filter and a limit: the newest of that mount, oldest first,
+	// and how many matched.
+	sel := d.selectChecks(debugQuery{mount: "/mnt/3", limit: 1})
+	var mine []debugEntry
+	for _, e := range all[len(all)-n:] {
+		if e.path == "/mnt/3" {
+			mine = append(mine, e)
+		}
+	}
+	if sel.recentTotal != len(mine) || len(sel.recent) != 1 || !same(sel.recent[0], mine[len(mine)-1]) {
+		t.Fatalf("?mount=/mnt/3&limit=1: %v of %d, want the last of %v", sel.recent, sel.recentTotal, mine)
+	}
+}
+
+// TestDebugStoreBounded: the store's records and the bytes they hold are
+// the same for 1,000 mounts as for 20,000, each with full histories and
+// failures quoting long paths; each mount's last failure is kept for the
+// most recently failed mounts, the oldest making room.
+func TestDebugStoreBounded(t *testing.T) {
+	t.Parallel()
+	size := func(mounts int) (records, bytes int, d *debugStore) {
+		d = newDebugStore(DefaultDebugRecent, DefaultDebugSlowest, DefaultDebugFailures)
+		long := strings.Repeat("x", 4000)
+		for round := 0; round < 3; round++ {
+			for m := 0; m < mounts; m++ {
+				path := fmt.Sprintf("/var/lib/kubelet/pods/%08d/%s", m, long)
+				var r debugRecord
+				r.dur = time.Duration(m+round) * time.Microsecond
+				r.state = stateCode(agent.StateHealthy)
+				if m%2 == 0 {
+					r.state = stateCode(agent.StateUnhealthy)
+					r.addOp(probes.OpWrite, time.Millisecond, errors.New("write "+path+": input/output error"))
+					r.fail.reason, r.fail.err = probes.ReasonIOError, "write "+path+": input/output error"
+				}
+				d.add(path, r)
+			}
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		count := func(e *debugEntry) {
+			records++
+			bytes += int(unsafe.Sizeof(*e))
+			if f := e.rec.fail; f != nil {
+				bytes += int(unsafe.Sizeof(*f)) + len(f.err)
+				for _, s := range f.opErrs {
+					bytes += len(s)
+				}
+			}
+		}
+		for i := range d.recent {
+			count(&d.recent[i])
+		}
+		for i := range d.slowest {
+			count(&d.slowest[i])
+		}
+		for _, e := range d.failures {
+			count(&e)
+		}
+		return records, bytes, d
+	}
+	r1, b1, _ := size(1000)
+	r2, b2, d := size(20000)
+	most := DefaultDebugRecent + DefaultDebugSlowest + DefaultDebugFailures
+	if r2 > most || b2 > most*(int(unsafe.Sizeof(debugEntry{}))+int(unsafe.Sizeof(debugFailure{}))+2*maxDebugText+8) {
+		t.Fatalf("20,000 mounts: %d records, %d bytes; bound %d records", r2, b2, most)
+	}
+	if r2 != r1 || b2 > b1*11/10 {
+		t.Fatalf("the store grows with the mounts: %d records, %d bytes for 1,000 mounts; %d, %d for 20,000", r1, b1, r2, b2)
+	}
+	// The last failures are those of the mounts that failed last.
+	sel := d.selectChecks(debugQuery{limit: MaxDebugLimit})
+	if sel.failedTotal != DefaultDebugFailures || !strings.Contains(sel.failures[0].path, "/00019998/") {
+		t.Fatalf("last failures: %d, newest %q", sel.failedTotal, sel.failures[0].path[:40])
 	}
 }
 
@@ -66,6 +149,9 @@ func TestDebugRecordRendering(t *testing.T) {
 	}
 	if got := unsafe.Sizeof(r); got != 88 {
 		t.Errorf("debugRecord is %d bytes; its doc says 88", got)
+	}
+	if got := unsafe.Sizeof(debugEntry{}); got != 112 {
+		t.Errorf("debugEntry is %d bytes; the store's doc and README say 112", got)
 	}
 	ok := debugRecord{state: stateCode(agent.StateHealthy), nops: 1}
 	if c := ok.check(); c.Outcome != "success" || c.Reason != "" || c.Error != "" || c.Ops[0].Error != "" {

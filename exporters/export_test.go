@@ -1,4 +1,4 @@
 package exporters
 
-// DebugMounts is the number of mounts /debug/checks holds a history for.
-func DebugMounts(t *Telemetry) int { return t.debug.mounts() }
+// DebugRecords is the number of records the /debug/checks store holds.
+func DebugRecords(t *Telemetry) int { return t.debug.records() }

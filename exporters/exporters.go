@@ -29,7 +29,7 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/nfsstats"
 )
 
-// Source is what the metric callbacks and /debug/checks read: the
+// Source is what the metric callbacks read: the
 // published mount statuses and the aggregate. *agent.Monitor implements it.
 // Both methods must be cheap and must not block on the filesystem.
 type Source interface {
@@ -66,9 +66,6 @@ type Options struct {
 	// Now is the clock of the error log rate limit (default time.Now).
 	// Span and check times come from the agent's events.
 	Now func() time.Time
-	// DebugChecks is how many recent and how many slowest checks
-	// /debug/checks keeps per mount (default 10).
-	DebugChecks int
 	// TraceSlowThreshold: a check that takes at least this long always
 	// keeps its span tree, like a failed or timed-out one (default
 	// DefaultTraceSlowThreshold). Healthy checks faster than this keep
@@ -76,6 +73,12 @@ type Options struct {
 	// OTEL_TRACES_SAMPLER_ARG (read through Getenv) decides; see
 	// DefaultHealthySampler.
 	TraceSlowThreshold time.Duration
+	// DebugRecent, DebugSlowest and DebugFailures size the /debug/checks
+	// store, for all mounts together: the most recent checks, the slowest
+	// since start, and how many mounts' last failed check are kept
+	// (defaults DefaultDebugRecent, DefaultDebugSlowest,
+	// DefaultDebugFailures).
+	DebugRecent, DebugSlowest, DebugFailures int
 	// SpanProcessor, if set, also receives every span (tests use
 	// tracetest.SpanRecorder; wrap an exporter with
 	// sdktrace.NewSimpleSpanProcessor or NewBatchSpanProcessor).
@@ -94,8 +97,6 @@ const (
 	// DefaultServiceName is the service.name when neither Options nor the
 	// environment set one.
 	DefaultServiceName = "efs-health-agent"
-	// DefaultDebugChecks is the default of Options.DebugChecks.
-	DefaultDebugChecks = 10
 )
 
 // instrumentationScope names the meter and the tracer.
@@ -180,8 +181,14 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	if opts.ServiceName == "" {
 		opts.ServiceName = DefaultServiceName
 	}
-	if opts.DebugChecks <= 0 {
-		opts.DebugChecks = DefaultDebugChecks
+	if opts.DebugRecent <= 0 {
+		opts.DebugRecent = DefaultDebugRecent
+	}
+	if opts.DebugSlowest <= 0 {
+		opts.DebugSlowest = DefaultDebugSlowest
+	}
+	if opts.DebugFailures <= 0 {
+		opts.DebugFailures = DefaultDebugFailures
 	}
 	if opts.TraceSlowThreshold <= 0 {
 		opts.TraceSlowThreshold = DefaultTraceSlowThreshold
@@ -197,7 +204,7 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		nfsStats: opts.NFSStats,
 		log:      opts.Logger,
 		registry: prometheus.NewRegistry(),
-		debug:    newDebugStore(opts.DebugChecks),
+		debug:    newDebugStore(opts.DebugRecent, opts.DebugSlowest, opts.DebugFailures),
 		errs:     newErrorLimiter(opts.Logger, errorLogInterval, opts.Now),
 		slow:     opts.TraceSlowThreshold,
 		sampler:  sampler,
@@ -288,7 +295,7 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	return t, nil
 }
 
-// SetSource sets what the metric callbacks and /debug/checks read. It is
+// SetSource sets what the metric callbacks read. It is
 // safe to call at any time; a nil src reads as no mounts.
 func (t *Telemetry) SetSource(src Source) {
 	if src == nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -252,10 +253,12 @@ func debugChecks(t *testing.T, tel *exporters.Telemetry, q string) string {
 }
 
 type debugCheck struct {
+	MountPath  string    `json:"mountPath"`
 	TraceID    string    `json:"traceId"`
 	Start      time.Time `json:"start"`
 	DurationMs float64   `json:"durationMs"`
 	Outcome    string    `json:"outcome"`
+	State      string    `json:"state"`
 	Reason     string    `json:"reason"`
 	Error      string    `json:"error"`
 	Ops        []struct {
@@ -265,20 +268,38 @@ type debugCheck struct {
 	} `json:"operations"`
 }
 
-type debugMount struct {
-	Recent  []debugCheck `json:"recent"`
-	Slowest []debugCheck `json:"slowest"`
+type debugResponse struct {
+	ChecksRecorded    uint64       `json:"checksRecorded"`
+	Limit             int          `json:"limit"`
+	RecentTotal       int          `json:"recentTotal"`
+	Recent            []debugCheck `json:"recent"`
+	SlowestTotal      int          `json:"slowestTotal"`
+	Slowest           []debugCheck `json:"slowest"`
+	LastFailuresTotal int          `json:"lastFailuresTotal"`
+	LastFailures      []debugCheck `json:"lastFailures"`
 }
 
-// TestDebugChecks: per mount the last N and the N slowest checks with
-// their trace ids, so a slow check can be found by trace id; unregistered
-// mounts are dropped.
+func debugJSON(t *testing.T, tel *exporters.Telemetry, q string) debugResponse {
+	t.Helper()
+	var r debugResponse
+	body := debugChecks(t, tel, q)
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		t.Fatalf("/debug/checks%s: %v\n%s", q, err, body)
+	}
+	return r
+}
+
+// TestDebugChecks: the last checks of all mounts and the slowest, with
+// their mounts and trace ids, so a slow check can be found by trace id;
+// each mount's last failure; a mount filter and a limit with the totals.
 func TestDebugChecks(t *testing.T) {
 	t.Parallel()
 	spans := tracetest.NewSpanRecorder()
 	src := &source{}
 	src.set(live("/mnt/a", "/mnt/b"))
-	tel := newTel(t, src, exporters.Options{SpanProcessor: spans, DebugChecks: 3})
+	tel := newTel(t, src, exporters.Options{SpanProcessor: spans, DebugRecent: 4, DebugSlowest: 3})
 	// Write times 1..10ms, except the 5th check: 900ms.
 	for i := 0; i < 10; i++ {
 		d := time.Duration(i+1) * time.Millisecond
@@ -299,55 +320,55 @@ func TestDebugChecks(t *testing.T) {
 		}
 	}
 
-	var all map[string]debugMount
-	if err := json.Unmarshal([]byte(debugChecks(t, tel, "")), &all); err != nil {
-		t.Fatal(err)
-	}
-	a := all["/mnt/a"]
+	all := debugJSON(t, tel, "")
 	durations := func(cs []debugCheck) (out []float64) {
 		for _, c := range cs {
 			out = append(out, c.DurationMs)
 		}
 		return out
 	}
-	if got := durations(a.Recent); len(got) != 3 || got[0] != 8 || got[1] != 9 || got[2] != 10 {
-		t.Errorf("recent = %v, want the last three (8, 9, 10 ms), oldest first", got)
+	if all.ChecksRecorded != 11 || all.Limit != exporters.DefaultDebugLimit || all.RecentTotal != 4 || all.SlowestTotal != 3 || all.LastFailuresTotal != 1 {
+		t.Errorf("counts: %+v", all)
 	}
-	if got := durations(a.Slowest); len(got) != 3 || got[0] != 900 || got[1] != 10 || got[2] != 9 {
+	if got := durations(all.Recent); !slices.Equal(got, []float64{8, 9, 10, 1}) || all.Recent[3].MountPath != "/mnt/b" {
+		t.Errorf("recent = %v, want the last four (8, 9, 10 ms of /mnt/a, 1 ms of /mnt/b), oldest first", got)
+	}
+	if got := durations(all.Slowest); !slices.Equal(got, []float64{900, 10, 9}) {
 		t.Errorf("slowest = %v, want 900, 10, 9 ms", got)
 	}
-	if c := a.Recent[0]; c.Outcome != "failure" || c.Reason != "io_error" || c.Error == "" || c.Ops[0].Op != "write" || c.Ops[0].Error == "" {
+	if c := all.Recent[0]; c.MountPath != "/mnt/a" || c.Outcome != "failure" || c.State != "unhealthy" || c.Reason != "io_error" || c.Error == "" || c.Ops[0].Op != "write" || c.Ops[0].Error == "" {
 		t.Errorf("failed check: %+v", c)
 	}
-	if c := a.Slowest[0]; c.TraceID != slowTrace || !c.Start.Equal(t0.Add(4*time.Second)) || c.Ops[0].Ms != 900 {
+	if len(all.LastFailures) != 1 || all.LastFailures[0].DurationMs != 8 || all.LastFailures[0].MountPath != "/mnt/a" {
+		t.Errorf("last failures: %+v", all.LastFailures)
+	}
+	if c := all.Slowest[0]; c.TraceID != slowTrace || !c.Start.Equal(t0.Add(4*time.Second)) || c.Ops[0].Ms != 900 {
 		t.Errorf("slowest check %+v, want trace %s", c, slowTrace)
 	}
-	if len(all["/mnt/b"].Recent) != 1 {
-		t.Errorf("/mnt/b: %+v", all["/mnt/b"])
-	}
 
-	var one map[string]debugMount
-	if err := json.Unmarshal([]byte(debugChecks(t, tel, "?trace="+slowTrace)), &one); err != nil {
-		t.Fatal(err)
-	}
-	if len(one) != 1 || len(one["/mnt/a"].Slowest) != 1 || len(one["/mnt/a"].Recent) != 0 || one["/mnt/a"].Slowest[0].TraceID != slowTrace {
+	one := debugJSON(t, tel, "?trace="+slowTrace)
+	if one.RecentTotal != 0 || one.SlowestTotal != 1 || len(one.Slowest) != 1 || one.Slowest[0].TraceID != slowTrace {
 		t.Errorf("?trace=%s: %+v", slowTrace, one)
 	}
-	if s := debugChecks(t, tel, "?mount=/mnt/b"); strings.Contains(s, "/mnt/a") || !strings.Contains(s, "/mnt/b") {
-		t.Errorf("?mount=/mnt/b:\n%s", s)
+	b := debugJSON(t, tel, "?mount=/mnt/b")
+	if b.RecentTotal != 1 || len(b.Recent) != 1 || b.Recent[0].MountPath != "/mnt/b" || b.SlowestTotal != 0 || b.LastFailuresTotal != 0 {
+		t.Errorf("?mount=/mnt/b: %+v", b)
+	}
+	lim := debugJSON(t, tel, "?mount=/mnt/a&limit=1")
+	if lim.Limit != 1 || lim.RecentTotal != 3 || len(lim.Recent) != 1 || lim.Recent[0].DurationMs != 10 || lim.SlowestTotal != 3 || len(lim.Slowest) != 1 || lim.Slowest[0].DurationMs != 900 {
+		t.Errorf("?mount=/mnt/a&limit=1: %+v", lim)
 	}
 	text := debugChecks(t, tel, "?format=text&mount=/mnt/a")
-	if !strings.Contains(text, "trace="+slowTrace) || !strings.Contains(text, "write=900.000") || !strings.Contains(text, `error="write: input/output error"`) {
+	if !strings.Contains(text, "trace="+slowTrace) || !strings.Contains(text, "write=900.000") || !strings.Contains(text, `error="write: input/output error"`) ||
+		!strings.Contains(text, "slowest: 3 of 3") {
 		t.Errorf("text format:\n%s", text)
 	}
-
-	// Unregistering drops the history, from the output and from memory.
-	src.set(live("/mnt/b"))
-	if s := debugChecks(t, tel, ""); strings.Contains(s, "/mnt/a") || !strings.Contains(s, "/mnt/b") {
-		t.Fatalf("unregistered mount still listed:\n%s", s)
-	}
-	if n := exporters.DebugMounts(tel); n != 1 {
-		t.Fatalf("store holds %d mounts, want 1", n)
+	for _, q := range []string{"?limit=0", "?limit=x", "?limit=1001", "?limit=-1"} {
+		rec := httptest.NewRecorder()
+		tel.DebugChecksHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/checks"+q, nil))
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "limit=") {
+			t.Errorf("%s: %d %q, want 400 naming limit", q, rec.Code, rec.Body.String())
+		}
 	}
 }
 

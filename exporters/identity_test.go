@@ -1,6 +1,8 @@
 package exporters_test
 
 import (
+	"encoding/json"
+	"net/url"
 	"testing"
 	"time"
 
@@ -50,5 +52,35 @@ func TestSpanPathsStayDistinct(t *testing.T) {
 	}
 	if m := msgs[pathesc.Escape(bad)]; m != "open "+pathesc.Escape(bad)+"/probe: input/output error" {
 		t.Fatalf("status message %q", m)
+	}
+}
+
+// TestDebugChecksPathIdentity: /debug/checks names a mount as
+// /healthz/mounts does (escaped), its ?mount= filter takes that form, and
+// a check whose spans were dropped shows no trace id.
+func TestDebugChecksPathIdentity(t *testing.T) {
+	t.Parallel()
+	good, bad := "/mnt/vol\xff", "/mnt/vol\xfe"
+	tel := newTel(t, &source{}, exporters.Options{}) // default sampler: healthy fast checks drop their spans
+	for _, p := range []string{good, bad} {
+		runCheck(tel.Observer(), agent.Mount{Path: p}, t0, map[probes.Op]time.Duration{probes.OpWrite: time.Millisecond},
+			&agent.MountStatus{State: agent.StateHealthy})
+	}
+	var got struct {
+		RecentTotal int `json:"recentTotal"`
+		Recent      []struct {
+			MountPath string  `json:"mountPath"`
+			TraceID   *string `json:"traceId"`
+		} `json:"recent"`
+	}
+	body := debugChecks(t, tel, "?mount="+url.QueryEscape(pathesc.Escape(bad)))
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.RecentTotal != 1 || len(got.Recent) != 1 || got.Recent[0].MountPath != pathesc.Escape(bad) {
+		t.Fatalf("?mount=%s: %s", pathesc.Escape(bad), body)
+	}
+	if got.Recent[0].TraceID != nil {
+		t.Errorf("a check without kept spans shows trace id %q", *got.Recent[0].TraceID)
 	}
 }

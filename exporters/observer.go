@@ -261,7 +261,7 @@ func (r *recorder) End(st *agent.MountStatus, at time.Time) {
 		r.rec.fail.reason, r.rec.fail.err = reason, errMsg
 	}
 	t := r.t
-	t.debug.add(t.source(), r.mount.Path, r.rec)
+	t.debug.add(r.mount.Path, r.rec)
 	// End is the last call the agent makes (agent.CheckRecorder): the
 	// recorder is reused by a later check.
 	*r = recorder{}

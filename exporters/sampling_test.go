@@ -181,15 +181,16 @@ func TestSlowCheckExemplar(t *testing.T) {
 		t.Errorf("the unsampled fast check left an exemplar:\n%s", om)
 	}
 
-	var all map[string]struct {
+	var all struct {
 		Slowest []struct {
-			TraceID string `json:"traceId"`
+			MountPath string `json:"mountPath"`
+			TraceID   string `json:"traceId"`
 		} `json:"slowest"`
 	}
 	if err := json.Unmarshal([]byte(debugChecks(t, tel, "?trace="+traceID)), &all); err != nil {
 		t.Fatal(err)
 	}
-	if s := all["/mnt/a"].Slowest; len(s) != 1 || s[0].TraceID != traceID {
+	if s := all.Slowest; len(s) != 1 || s[0].TraceID != traceID || s[0].MountPath != "/mnt/a" {
 		t.Errorf("/debug/checks?trace=%s: %+v", traceID, all)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -40,8 +41,14 @@ type Source interface {
 type Options struct {
 	// Metrics serves /metrics when set.
 	Metrics http.Handler
-	// Extra mounts further read-only handlers (e.g. "/debug/checks").
-	Extra map[string]http.Handler
+	// DebugChecks serves /debug/checks when set, at most
+	// DebugConcurrency requests at once (default
+	// DefaultDebugConcurrency); further ones get 429 with Retry-After.
+	DebugChecks      http.Handler
+	DebugConcurrency int
+	// Pprof serves the Go profiler under /debug/pprof/, one request at a
+	// time.
+	Pprof bool
 	// Now is the clock used to report how long a mount has been hung.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -53,8 +60,11 @@ func Routes(opts Options) []string {
 	if opts.Metrics != nil {
 		r = append(r, PathMetrics)
 	}
-	for p := range opts.Extra {
-		r = append(r, p)
+	if opts.DebugChecks != nil {
+		r = append(r, PathDebugChecks)
+	}
+	if opts.Pprof {
+		r = append(r, PathPprof)
 	}
 	return r
 }
@@ -77,8 +87,15 @@ func NewRouter(src Source, opts Options) http.Handler {
 	if opts.Metrics != nil {
 		r.Method(http.MethodGet, PathMetrics, opts.Metrics)
 	}
-	for p, hd := range opts.Extra {
-		r.Method(http.MethodGet, p, hd)
+	if opts.DebugChecks != nil {
+		n := opts.DebugConcurrency
+		if n <= 0 {
+			n = DefaultDebugConcurrency
+		}
+		r.Method(http.MethodGet, PathDebugChecks, limitConcurrency(n, opts.DebugChecks))
+	}
+	if opts.Pprof {
+		r.Method(http.MethodGet, PathPprof+"*", limitConcurrency(1, pprofHandler()))
 	}
 	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -112,22 +129,74 @@ type headWriter struct{ http.ResponseWriter }
 
 func (h headWriter) Write(b []byte) (int, error) { return len(b), nil }
 
-// NewServer returns an http.Server with timeouts and header limits suited
-// to a node agent probed by kubelet and scraped by Prometheus.
-func NewServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+// IdleTimeout is how long a keep-alive connection may wait for its next
+// request. It is short: probes and scrapes come every few seconds at most
+// and open new connections anyway, and an idle connection holds memory.
+const IdleTimeout = 5 * time.Second
+
+// Server is an http.Server that holds at most MaxConnections connections
+// at once (see Serve).
+type Server struct {
+	*http.Server
+	// MaxConnections caps the open connections (default
+	// DefaultMaxConnections). Set it before Serve.
+	MaxConnections int
+
+	limiter *connLimiter
+}
+
+// NewServer returns a Server with timeouts and header limits suited to a
+// node agent probed by kubelet and scraped by Prometheus, and the default
+// connection cap.
+func NewServer(addr string, h http.Handler, log *slog.Logger) *Server {
 	s := &http.Server{
 		Addr:              addr,
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       60 * time.Second,
+		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 	}
 	if log != nil {
 		s.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	}
-	return s
+	return &Server{Server: s, MaxConnections: DefaultMaxConnections}
+}
+
+// Serve accepts connections on ln and serves them. When MaxConnections
+// connections are open, a new one is admitted by closing the one that has
+// waited longest without a request in progress (idle keep-alive, or not
+// yet through its request headers), so that a flood of idle connections never locks out the
+// kubelet's probe; only when every connection is busy with a request is
+// the new one closed instead. Serve may be called once.
+func (s *Server) Serve(ln net.Listener) error {
+	max := s.MaxConnections
+	if max <= 0 {
+		max = DefaultMaxConnections
+	}
+	s.limiter = newConnLimiter(max)
+	prev := s.ConnState
+	s.ConnState = func(c net.Conn, st http.ConnState) {
+		s.limiter.connState(c, st)
+		if prev != nil {
+			prev(c, st)
+		}
+	}
+	return s.Server.Serve(&limitListener{Listener: ln, l: s.limiter})
+}
+
+// ListenAndServe listens on s.Addr and calls Serve.
+func (s *Server) ListenAndServe() error {
+	addr := s.Addr
+	if addr == "" {
+		addr = ":http"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return s.Serve(ln)
 }
 
 type handlers struct {

@@ -40,6 +40,8 @@ type config struct {
 	LogLevel    string
 	LogFormat   string
 	EnableDebug bool
+	// MaxConnections caps the open HTTP connections.
+	MaxConnections int
 
 	DiscoverFSTypes   []string
 	DiscoverPrefix    string
@@ -67,6 +69,7 @@ var settings = []setting{
 	{"node", "node-name", "HEALTH_NODE_NAME", "", "name of this node in probe file names and service.instance.id (default: $NODE_NAME, else the hostname)"},
 	{"loglevel", "log-level", "HEALTH_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
 	{"logformat", "log-format", "HEALTH_LOG_FORMAT", "text", "log format: text or json"},
+	{"maxconns", "max-connections", "HEALTH_MAX_CONNECTIONS", "256", "most HTTP connections open at once (16-65536); at the cap the longest-idle one is closed to admit a new one"},
 	{"debug", "enable-debug", "HEALTH_ENABLE_DEBUG", "false", "serve /debug/pprof/ (off by default); the flag alone means true, or give --enable-debug=false"},
 	{"fstypes", "discover-fstypes", "HEALTH_DISCOVER_FSTYPES", "", "comma-separated filesystem types to discover from the mount table, e.g. nfs4,nfs,efs (default: no discovery)"},
 	{"prefix", "discover-prefix", "HEALTH_DISCOVER_PREFIX", "/var/lib/kubelet/pods", "only mounts under this directory are discovered"},
@@ -242,6 +245,9 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 	case "text", "json":
 	default:
 		return nil, nil, bad("logformat", "must be text or json")
+	}
+	if c.MaxConnections, err = strconv.Atoi(strings.TrimSpace(raw["maxconns"])); err != nil || c.MaxConnections < 16 || c.MaxConnections > 65536 {
+		return nil, nil, bad("maxconns", "must be a number from 16 to 65536")
 	}
 	if c.EnableDebug, err = strconv.ParseBool(raw["debug"]); err != nil {
 		return nil, nil, bad("debug", "must be true or false")

@@ -57,6 +57,8 @@ func TestBadConfigExits2(t *testing.T) {
 		{"relative discovery prefix", nil, map[string]string{"HEALTH_DISCOVER_PREFIX": "pods"}, `HEALTH_DISCOVER_PREFIX="pods": must be an absolute`},
 		{"relative mountinfo", []string{"--mountinfo", "proc/1/mountinfo"}, nil, `--mountinfo="proc/1/mountinfo"`},
 		{"bad discovery interval", nil, map[string]string{"HEALTH_DISCOVERY_INTERVAL": "often"}, `HEALTH_DISCOVERY_INTERVAL="often": not a duration`},
+		{"too few connections", nil, map[string]string{"HEALTH_MAX_CONNECTIONS": "2"}, `HEALTH_MAX_CONNECTIONS="2": must be a number from 16 to 65536`},
+		{"connections not a number", []string{"--max-connections", "many"}, nil, `--max-connections="many"`},
 		{"bad fstype", nil, map[string]string{"HEALTH_DISCOVER_FSTYPES": "nfs4,a/b"}, `HEALTH_DISCOVER_FSTYPES="nfs4,a/b"`},
 		{"bad trace slow threshold", nil, map[string]string{"HEALTH_TRACE_SLOW_THRESHOLD": "0"}, `HEALTH_TRACE_SLOW_THRESHOLD="0": must be from 1ms to 24h`},
 		{"bad trace sampler", nil, map[string]string{"OTEL_TRACES_SAMPLER": "sometimes"}, `invalid OTEL_TRACES_SAMPLER="sometimes"`},

@@ -7,14 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/discovery"
@@ -79,6 +81,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	log := newLogger(cfg, stderr)
 	warnNothingMonitored(cfg, log)
+	setMemoryLimit(log, getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := serve(ctx, cfg, getenv, ln, log); err != nil {
@@ -91,6 +94,46 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 1
 	}
 	return 0
+}
+
+// memoryLimitRatio is the share of the container's memory limit given to
+// the Go runtime as its soft limit; the rest is headroom for memory the
+// runtime does not count (thread stacks, page tables, the binary).
+const memoryLimitRatio = 0.9
+
+// setMemoryLimit sets the Go runtime's soft memory limit to
+// memoryLimitRatio of the cgroup's memory limit (v1 or v2), so that the
+// garbage collector works harder before the kernel OOM-kills the agent,
+// unless GOMEMLIMIT is set (the runtime has read it already) or
+// AUTOMEMLIMIT=off. It logs the limit in force and where it came from.
+func setMemoryLimit(log *slog.Logger, getenv func(string) string) {
+	if v := getenv("GOMEMLIMIT"); v != "" {
+		logMemoryLimit(log, "GOMEMLIMIT", debug.SetMemoryLimit(-1))
+		return
+	}
+	// The library reads AUTOMEMLIMIT (off, or a ratio) from the process
+	// environment itself.
+	limit, err := memlimit.Set(memlimit.WithRatio(memoryLimitRatio), memlimit.WithProvider(memlimit.FromCgroup))
+	source := "cgroup"
+	switch {
+	case strings.EqualFold(getenv("AUTOMEMLIMIT"), "off"):
+		source = "AUTOMEMLIMIT=off"
+	case err != nil:
+		source = "none"
+		log.Warn("cannot read the cgroup memory limit; the Go runtime has no soft memory limit", "err", err)
+	case limit == math.MaxInt64:
+		source = "none (no cgroup memory limit)"
+	}
+	logMemoryLimit(log, source, limit)
+}
+
+// logMemoryLimit logs the Go runtime's soft memory limit and its source.
+func logMemoryLimit(log *slog.Logger, source string, limit int64) {
+	attrs := []any{"source", source, "go_memory_limit_bytes", limit}
+	if limit != math.MaxInt64 {
+		attrs = append(attrs, "go_memory_limit", fmt.Sprintf("%.1f MiB", float64(limit)/(1<<20)))
+	}
+	log.Info("memory limit", attrs...)
 }
 
 // settingError is a start-up failure caused by a setting, such as a mount
@@ -191,12 +234,10 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 			return fmt.Errorf("register %q: %w", p, err)
 		}
 	}
-	extra := map[string]http.Handler{exporters.PathDebugChecks: tel.DebugChecksHandler()}
-	if cfg.EnableDebug {
-		extra["/debug/pprof/*"] = http.HandlerFunc(pprofIndex)
-	}
-	router := httpapi.NewRouter(mon, httpapi.Options{Metrics: tel.MetricsHandler(), Extra: extra, Logger: log})
+	router := httpapi.NewRouter(mon, httpapi.Options{Metrics: tel.MetricsHandler(), DebugChecks: tel.DebugChecksHandler(),
+		Pprof: cfg.EnableDebug, Logger: log})
 	srv := httpapi.NewServer(ln.Addr().String(), router, log)
+	srv.MaxConnections = cfg.MaxConnections
 
 	monDone := make(chan error, 1)
 	go func() { monDone <- mon.Run(ctx) }()
@@ -232,19 +273,4 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 		log.Warn("telemetry flush", "err", err)
 	}
 	return runErr
-}
-
-func pprofIndex(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case "/debug/pprof/cmdline":
-		pprof.Cmdline(w, r)
-	case "/debug/pprof/profile":
-		pprof.Profile(w, r)
-	case "/debug/pprof/symbol":
-		pprof.Symbol(w, r)
-	case "/debug/pprof/trace":
-		pprof.Trace(w, r)
-	default:
-		pprof.Index(w, r)
-	}
 }

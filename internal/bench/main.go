@@ -277,7 +277,7 @@ func overhead(r *report) {
 		go func() { defer close(monDone); _ = mon.Run(ctx) }()
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
 		srv := httpapi.NewServer("", httpapi.NewRouter(mon, httpapi.Options{Metrics: tel.MetricsHandler(),
-			Extra: map[string]http.Handler{exporters.PathDebugChecks: tel.DebugChecksHandler()}}), quiet)
+			DebugChecks: tel.DebugChecksHandler()}), quiet)
 		go func() { _ = srv.Serve(ln) }()
 		// Two intervals for the random first phase to settle.
 		time.Sleep(2 * overheadInterval)
@@ -394,7 +394,7 @@ func memory(r *report) {
 		for _, p := range []string{"/metrics", "/healthz/mounts", "/"} {
 			serve(h, p)
 		}
-		serve(tel.DebugChecksHandler(), exporters.PathDebugChecks)
+		serve(tel.DebugChecksHandler(), httpapi.PathDebugChecks)
 		after := heapAlloc()
 		label := "1 (first check)"
 		if row.checks > 1 {
@@ -568,7 +568,7 @@ func idleRSS(r *report) {
 			return
 		}
 	}
-	for _, p := range []string{"/healthz", "/healthz/ready", "/healthz/mounts", "/metrics", "/", exporters.PathDebugChecks} {
+	for _, p := range []string{"/healthz", "/healthz/ready", "/healthz/mounts", "/metrics", "/", httpapi.PathDebugChecks} {
 		if resp, err := http.Get(base + p); err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
