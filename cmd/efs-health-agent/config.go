@@ -31,6 +31,7 @@ type config struct {
 	DiscoverPrefix    string
 	MountInfo         string
 	DiscoveryInterval time.Duration
+	EFSStateDir       string
 
 	// origin names where each setting came from ("--port", "HEALTH_PORT"
 	// or "default"), so errors name what the user has to fix.
@@ -55,6 +56,7 @@ var settings = []setting{
 	{"fstypes", "discover-fstypes", "HEALTH_DISCOVER_FSTYPES", "", "comma-separated filesystem types to discover from the mount table, e.g. nfs4,nfs,efs (default: no discovery)"},
 	{"prefix", "discover-prefix", "HEALTH_DISCOVER_PREFIX", "/var/lib/kubelet/pods", "only mounts under this directory are discovered"},
 	{"mountinfo", "mountinfo", "HEALTH_MOUNTINFO", "/proc/self/mountinfo", "mount table to follow (e.g. /host/proc/1/mountinfo)"},
+	{"statedir", "efs-state-dir", "HEALTH_EFS_STATE_DIR", "/var/run/efs", "efs-utils state directory, read to tell the file system of a mount through its TLS tunnel (127.0.0.1:/)"},
 	{"discoveryinterval", "discovery-interval", "HEALTH_DISCOVERY_INTERVAL", "10s", "longest time between two reads of the mount table (changes are also noticed at once)"},
 }
 
@@ -210,6 +212,10 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 	c.MountInfo = strings.TrimSpace(raw["mountinfo"])
 	if err := agent.ValidatePath(c.MountInfo); err != nil {
 		return nil, nil, bad("mountinfo", "must be an absolute, clean file path")
+	}
+	c.EFSStateDir = strings.TrimSpace(raw["statedir"])
+	if err := agent.ValidatePath(c.EFSStateDir); err != nil {
+		return nil, nil, bad("statedir", "must be an absolute, clean directory path")
 	}
 	if c.DiscoveryInterval, err = parsePositiveDuration(raw["discoveryinterval"]); err != nil {
 		return nil, nil, bad("discoveryinterval", err.Error())

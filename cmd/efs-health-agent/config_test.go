@@ -39,6 +39,7 @@ func TestBadConfigExits2(t *testing.T) {
 		{"unknown flag", []string{"--frobnicate"}, nil, "frobnicate"},
 		{"relative discovery prefix", nil, map[string]string{"HEALTH_DISCOVER_PREFIX": "pods"}, `HEALTH_DISCOVER_PREFIX="pods": must be an absolute`},
 		{"relative mountinfo", []string{"--mountinfo", "proc/1/mountinfo"}, nil, `--mountinfo="proc/1/mountinfo"`},
+		{"relative state dir", nil, map[string]string{"HEALTH_EFS_STATE_DIR": "var/run/efs"}, `HEALTH_EFS_STATE_DIR="var/run/efs"`},
 		{"bad discovery interval", nil, map[string]string{"HEALTH_DISCOVERY_INTERVAL": "often"}, `HEALTH_DISCOVERY_INTERVAL="often": not a duration`},
 		{"bad fstype", nil, map[string]string{"HEALTH_DISCOVER_FSTYPES": "nfs4,a/b"}, `HEALTH_DISCOVER_FSTYPES="nfs4,a/b"`},
 		{"stray argument", []string{"/mnt/x"}, nil, `unexpected argument "/mnt/x"`},
