@@ -143,6 +143,15 @@ const (
 	SpanFailureReason = attribute.Key("efs.mount.failure_reason")
 	// SpanState is the agent.State a check span ended with.
 	SpanState = attribute.Key("efs.mount.state")
+	// SpanFileSystemID is the EFS file system of a check span, when known.
+	SpanFileSystemID = attribute.Key("efs.mount.filesystem_id")
+	// SpanAccessPoint is the EFS access point of a check span, when known.
+	SpanAccessPoint = attribute.Key("efs.mount.access_point")
+	// SpanPodUID is the UID of the pod whose volume the mount is, when known.
+	SpanPodUID = attribute.Key("k8s.pod.uid")
+	// SpanVolume is the kubelet's name of the volume (the PersistentVolume
+	// of a CSI volume), when known.
+	SpanVolume = attribute.Key("k8s.volume.name")
 )
 
 // New builds the pipeline: the Prometheus exporter on a private registry,
@@ -311,6 +320,8 @@ func (t *Telemetry) instruments(version string) error {
 	add(err)
 	build, err := m.Int64ObservableGauge("efs.health_agent.build_info")
 	add(err)
+	info, err := m.Int64ObservableGauge("efs.mount.info")
+	add(err)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("create instruments: %w", err)
 	}
@@ -328,6 +339,7 @@ func (t *Telemetry) instruments(version string) error {
 		o.ObserveInt64(hungCount, int64(sum.Hung))
 		for _, st := range src.Statuses() {
 			attrs := metric.WithAttributeSet(attribute.NewSet(MountPathKey.String(pathValue(st.Path))))
+			o.ObserveInt64(info, 1, infoAttrs(st.Mount))
 			o.ObserveInt64(errTotal, int64(st.ErrorCount), attrs)
 			o.ObserveInt64(consec, int64(st.ConsecutiveErrors), attrs)
 			if st.State == agent.StatePending {
@@ -339,11 +351,43 @@ func (t *Telemetry) instruments(version string) error {
 			o.ObserveFloat64(lastCheck, float64(st.LastCheck.UnixMilli())/1000, attrs)
 		}
 		return nil
-	}, health, respTime, errTotal, driver, inFlight, hungCount, hung, consec, lastCheck, build)
+	}, health, respTime, errTotal, driver, inFlight, hungCount, hung, consec, lastCheck, build, info)
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
 	}
 	return t.nfsInstruments(m)
+}
+
+// infoAttrs are the labels of efs_mount_info: the mount path and each
+// attribution that is known.
+func infoAttrs(m agent.Mount) metric.ObserveOption {
+	kvs := make([]attribute.KeyValue, 1, 5)
+	kvs[0] = MountPathKey.String(pathValue(m.Path))
+	a := m.Attribution
+	for _, kv := range [...]struct {
+		k attribute.Key
+		v string
+	}{{"filesystem_id", a.FileSystemID}, {"access_point", a.AccessPoint}, {"pod_uid", a.PodUID}, {"volume", a.Volume}} {
+		if kv.v != "" {
+			kvs = append(kvs, kv.k.String(pathValue(kv.v)))
+		}
+	}
+	return metric.WithAttributeSet(attribute.NewSet(kvs...))
+}
+
+// spanAttribution appends the known attribution of m to a check span's
+// attributes.
+func spanAttribution(attrs []attribute.KeyValue, m agent.Mount) []attribute.KeyValue {
+	a := m.Attribution
+	for _, kv := range [...]struct {
+		k attribute.Key
+		v string
+	}{{SpanFileSystemID, a.FileSystemID}, {SpanAccessPoint, a.AccessPoint}, {SpanPodUID, a.PodUID}, {SpanVolume, a.Volume}} {
+		if kv.v != "" {
+			attrs = append(attrs, kv.k.String(pathValue(kv.v)))
+		}
+	}
+	return attrs
 }
 
 func b2i(b bool) int64 {

@@ -67,6 +67,7 @@ func (o observer) CheckStart(m agent.Mount, start time.Time) agent.CheckRecorder
 	if m.FSType != "" {
 		attrs = append(attrs, SpanFSType.String(pathValue(m.FSType)))
 	}
+	attrs = spanAttribution(attrs, m)
 	ctx, span := o.t.tracer.Start(context.Background(), "efs.mount.check",
 		trace.WithTimestamp(start), trace.WithAttributes(attrs...), trace.WithSpanKind(trace.SpanKindInternal))
 	return &recorder{t: o.t, path: m.Path, ctx: ctx, span: span, start: start}
