@@ -220,6 +220,11 @@ type MountJSON struct {
 	OperationsMs      map[string]float64 `json:"operationsMs,omitempty"`
 	HungForMs         int64              `json:"hungForMs,omitempty"`
 	FSType            string             `json:"fsType,omitempty"`
+	// What the mount is, where known (see the attribution package).
+	FileSystemID string `json:"filesystemId,omitempty"`
+	AccessPoint  string `json:"accessPoint,omitempty"`
+	PodUID       string `json:"podUid,omitempty"`
+	Volume       string `json:"volume,omitempty"`
 }
 
 // ToJSON converts a status to its JSON form; now is used for hungForMs.
@@ -236,6 +241,10 @@ func ToJSON(st *agent.MountStatus, now time.Time) MountJSON {
 		Reason:            string(st.Reason),
 		FailedOperation:   string(st.FailedOp),
 		FSType:            st.FSType,
+		FileSystemID:      st.Attribution.FileSystemID,
+		AccessPoint:       st.Attribution.AccessPoint,
+		PodUID:            st.Attribution.PodUID,
+		Volume:            st.Attribution.Volume,
 	}
 	if !st.LastCheck.IsZero() {
 		t := st.LastCheck.UTC().Format(time.RFC3339)
