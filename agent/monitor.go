@@ -73,7 +73,10 @@ type mount struct {
 }
 
 type check struct {
-	m      *mount
+	m *mount
+	// spec is m.spec when the check started: Register may update m.spec
+	// (under Monitor.mu) while the check runs.
+	spec   Mount
 	clock  Clock
 	start  time.Time
 	rec    CheckRecorder
@@ -335,7 +338,7 @@ func (mon *Monitor) dispatch() ([]*check, time.Time) {
 			break
 		}
 		heap.Pop(&mon.due)
-		c := &check{m: m, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now}
+		c := &check{m: m, spec: m.spec, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now}
 		m.cur = c
 		m.lastStart = now
 		mon.inFlight++
@@ -366,7 +369,7 @@ func (mon *Monitor) scanStaleLocked(now time.Time) {
 
 // launch starts a check's goroutine and deadline.
 func (mon *Monitor) launch(c *check) {
-	spec := c.m.spec
+	spec := c.spec
 	if mon.obs != nil {
 		c.rec = mon.obs.CheckStart(spec, c.start)
 	} else {
@@ -438,7 +441,7 @@ func (mon *Monitor) runCheck(ctx context.Context, c *check, path string, cleanup
 // tunnel accepts connections. A failure here means the mount is not
 // touched at all.
 func (mon *Monitor) preflight(ctx context.Context, c *check) (probes.Result, bool) {
-	spec := c.m.spec
+	spec := c.spec
 	if mon.cfg.MountTable != nil && spec.FSType != "" {
 		c.OpStart(probes.OpMountTable)
 		start := mon.clock.Now()

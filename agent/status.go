@@ -3,6 +3,7 @@ package agent
 import (
 	"time"
 
+	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -33,6 +34,9 @@ type Mount struct {
 	// TunnelAddr is the host:port of a local TLS tunnel the mount goes
 	// through, if any (EFS mounts with the tls option).
 	TunnelAddr string
+	// Attribution is what the mount is (EFS file system and access point,
+	// pod and volume), as far as the node knows; empty fields are unknown.
+	Attribution attribution.Attribution
 }
 
 // OpTiming is the duration of one operation of the last check.

@@ -8,6 +8,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
@@ -23,12 +24,28 @@ func New(mon *agent.Monitor) *Health { return &Health{mon: mon, now: time.Now} }
 
 // Publish starts monitoring a published volume's mount (call it at the end
 // of a successful NodePublishVolume). m.Path is the target path; FSType,
-// Source and TunnelAddr, when known, sharpen diagnosis. It is idempotent.
+// Source and TunnelAddr, when known, sharpen diagnosis. The pod UID and
+// volume name not set in m.Attribution are taken from the target path when
+// it follows the kubelet's layout, and the file system id from an EFS
+// Source. It is idempotent.
 func (h *Health) Publish(m agent.Mount) error {
+	m.Attribution = m.Attribution.Or(attribution.FromSource(m.Source)).Or(attribution.FromPath(m.Path))
 	if err := h.mon.Register(m); err != nil {
 		return fmt.Errorf("monitor volume at %q: %w", m.Path, err)
 	}
 	return nil
+}
+
+// PublishVolume is Publish for an EFS CSI volume: the file system and
+// access point not set in m.Attribution come from the volume id, in the
+// forms the EFS CSI driver accepts ("fs-…", "fs-…::fsap-…",
+// "fs-…:/subpath:fsap-…", optionally prefixed "efs:"). A volume id of
+// another form adds nothing; the volume is monitored all the same.
+func (h *Health) PublishVolume(volumeID string, m agent.Mount) error {
+	if a, err := attribution.FromVolumeID(volumeID); err == nil {
+		m.Attribution = m.Attribution.Or(a)
+	}
+	return h.Publish(m)
 }
 
 // Unpublish stops monitoring the target path (call it in

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/attribution"
 )
 
 // Entry is one mount from the mount table.
@@ -27,6 +28,10 @@ type Entry struct {
 	Source     string
 	// Options are the per-mount and superblock options, comma-separated.
 	Options string
+	// Tunnel is the attribution from efs-utils' state file of the mount's
+	// local TLS tunnel, filled by Watcher.Refresh; Mount adds what the
+	// source and the path say.
+	Tunnel attribution.Attribution
 }
 
 // Parse reads a mountinfo table, one line at a time, and returns the
@@ -87,9 +92,34 @@ func (e Entry) TunnelAddr() string {
 	return addr + ":" + port
 }
 
+// tunnelPort is the local port an NFS mount through a loopback tunnel
+// talks to (2049 when the port option is absent, as efs-utils' watchdog
+// assumes), or false for any other mount.
+func (e Entry) tunnelPort() (int, bool) {
+	if !strings.HasPrefix(e.FSType, "nfs") {
+		return 0, false
+	}
+	if addr, ok := option(e.Options, "addr"); !ok || (addr != "127.0.0.1" && addr != "::1") {
+		return 0, false
+	}
+	port, ok := option(e.Options, "port")
+	if !ok {
+		return 2049, true
+	}
+	n, err := strconv.Atoi(port)
+	return n, err == nil && n > 0 && n <= 65535
+}
+
+// Attribution is what the entry is: from its tunnel's state file, its
+// source and its kubelet path, in that order.
+func (e Entry) Attribution() attribution.Attribution {
+	return e.Tunnel.Or(attribution.FromSource(e.Source)).Or(attribution.FromPath(e.Mountpoint))
+}
+
 // Mount converts an entry to what the agent registers.
 func (e Entry) Mount() agent.Mount {
-	return agent.Mount{Path: e.Mountpoint, FSType: e.FSType, Source: e.Source, TunnelAddr: e.TunnelAddr()}
+	return agent.Mount{Path: e.Mountpoint, FSType: e.FSType, Source: e.Source, TunnelAddr: e.TunnelAddr(),
+		Attribution: e.Attribution()}
 }
 
 // Bounds of Config.Interval: under MinInterval re-reading a large mount
@@ -119,6 +149,10 @@ type Config struct {
 	// Interval is the longest time between two reads of the table, from
 	// MinInterval to MaxInterval.
 	Interval time.Duration
+	// StateDir is efs-utils' state directory (attribution.DefaultStateDir),
+	// read with the table to attribute mounts through its TLS tunnel
+	// (source 127.0.0.1:/); empty: not read.
+	StateDir string
 	Logger   *slog.Logger
 }
 
@@ -140,6 +174,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("filesystem type %q: must be a single non-empty word", t)
 		}
 	}
+	if c.StateDir != "" && !filepath.IsAbs(c.StateDir) {
+		return fmt.Errorf("efs-utils state dir %q: must be absolute", c.StateDir)
+	}
 	if c.Interval < MinInterval || c.Interval > MaxInterval {
 		return fmt.Errorf("discovery interval %v: must be from %v to %v", c.Interval, MinInterval, MaxInterval)
 	}
@@ -151,6 +188,7 @@ func (c Config) Validate() error {
 type Registry interface {
 	Register(agent.Mount) error
 	Unregister(path string) bool
+	Status(path string) (*agent.MountStatus, bool)
 }
 
 // Watcher follows the mount table. Its Lookup implements agent.MountTable.
@@ -162,6 +200,10 @@ type Watcher struct {
 
 	mu    sync.Mutex
 	owned map[string]agent.Mount // registered by discovery
+
+	stateMu  sync.Mutex
+	state    *attribution.StateDir
+	stateErr string // last state dir problem logged
 }
 
 // New returns a Watcher; call Refresh or Run to read the table.
@@ -172,7 +214,8 @@ func New(cfg Config) (*Watcher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	w := &Watcher{cfg: cfg, log: cfg.Logger, owned: map[string]agent.Mount{}, paths: make(map[string]bool, len(cfg.Paths))}
+	w := &Watcher{cfg: cfg, log: cfg.Logger, owned: map[string]agent.Mount{}, paths: make(map[string]bool, len(cfg.Paths)),
+		state: attribution.NewStateDir(cfg.StateDir)}
 	for _, p := range cfg.Paths {
 		w.paths[p] = true
 	}
@@ -207,8 +250,41 @@ func (w *Watcher) Refresh() (map[string]Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", w.cfg.MountInfo, err)
 	}
+	w.attributeTunnels(t)
 	w.table.Store(&t)
 	return t, nil
+}
+
+// attributeTunnels fills Entry.Tunnel of the mounts through a loopback
+// tunnel from efs-utils' state files, read here (bounded by the
+// attribution package), never on a request or check path.
+func (w *Watcher) attributeTunnels(t map[string]Entry) {
+	if w.cfg.StateDir == "" {
+		return
+	}
+	read := false
+	w.stateMu.Lock()
+	defer w.stateMu.Unlock()
+	for p, e := range t {
+		port, ok := e.tunnelPort()
+		if !ok {
+			continue
+		}
+		if !read {
+			read = true
+			// Log a problem once, not on every refresh.
+			if err := w.state.Refresh(); err != nil && err.Error() != w.stateErr {
+				w.stateErr = err.Error()
+				w.log.Warn("efs-utils state files", "err", err)
+			} else if err == nil {
+				w.stateErr = ""
+			}
+		}
+		if ts, ok := w.state.Lookup(p, port); ok {
+			e.Tunnel = ts.Attribution()
+			t[p] = e
+		}
+	}
 }
 
 // Diff returns the mounts of table that should be registered and are not
@@ -262,7 +338,9 @@ func (w *Watcher) sync(table map[string]Entry, reg Registry, static map[string]b
 		if !static[m.Path] {
 			w.owned[m.Path] = m
 		}
-		w.log.Info("mount discovered", "mount", m.Path, "fstype", m.FSType, "source", m.Source, "tunnel", m.TunnelAddr)
+		w.log.Info("mount discovered", "mount", m.Path, "fstype", m.FSType, "source", m.Source, "tunnel", m.TunnelAddr,
+			"filesystem_id", m.Attribution.FileSystemID, "access_point", m.Attribution.AccessPoint,
+			"pod_uid", m.Attribution.PodUID, "volume", m.Attribution.Volume)
 	}
 	for _, p := range remove {
 		delete(w.owned, p)
@@ -271,6 +349,26 @@ func (w *Watcher) sync(table map[string]Entry, reg Registry, static map[string]b
 		}
 		reg.Unregister(p)
 		w.log.Info("mount gone", "mount", p)
+	}
+}
+
+// attributeStatic gives mounts registered by configuration the attribution
+// the table knows for their path, keeping the rest of their registration.
+func (w *Watcher) attributeStatic(table map[string]Entry, reg Registry, static []string) {
+	for _, p := range static {
+		want := attribution.FromPath(p)
+		if e, ok := table[p]; ok {
+			want = e.Attribution()
+		}
+		st, ok := reg.Status(p)
+		if !ok || st.Attribution == want {
+			continue
+		}
+		spec := st.Mount
+		spec.Attribution = want
+		if err := reg.Register(spec); err != nil {
+			w.log.Warn("attribute configured mount", "mount", p, "err", err)
+		}
 	}
 }
 
@@ -296,8 +394,11 @@ func (w *Watcher) Run(ctx context.Context, reg Registry, static []string) error 
 			table, err := w.Refresh()
 			if err != nil {
 				w.log.Warn("mount table", "err", err)
-			} else if len(w.cfg.FSTypes) > 0 {
-				w.sync(table, reg, st)
+			} else {
+				if len(w.cfg.FSTypes) > 0 {
+					w.sync(table, reg, st)
+				}
+				w.attributeStatic(table, reg, static)
 			}
 			next = time.Now().Add(w.cfg.Interval)
 			changed = false

@@ -7,8 +7,12 @@
 // filesystem types under a prefix (the kubelet's pods directory) and
 // unregisters each one that disappears.
 //
-// It reads /proc/<pid>/mountinfo only, parsed by github.com/moby/sys/mountinfo;
-// it never stats or opens a mount point, so a hung mount cannot block it.
+// It reads /proc/<pid>/mountinfo, parsed by github.com/moby/sys/mountinfo,
+// and, when a mount goes through efs-utils' local TLS tunnel, efs-utils'
+// state directory (a local directory, bounded by package attribution); it
+// never stats or opens a mount point, so a hung mount cannot block it.
+// Each entry says what the mount is (Entry.Attribution): EFS file system
+// and access point, pod and volume.
 // Changes are noticed at once through the kernel's notification on the
 // mountinfo file (poll with POLLPRI), with a periodic re-read as fallback.
 package discovery

@@ -160,6 +160,15 @@ const (
 	SpanFailureReason = attribute.Key("efs.mount.failure_reason")
 	// SpanState is the agent.State a check span ended with.
 	SpanState = attribute.Key("efs.mount.state")
+	// SpanFileSystemID is the EFS file system of a check span, when known.
+	SpanFileSystemID = attribute.Key("efs.mount.filesystem_id")
+	// SpanAccessPoint is the EFS access point of a check span, when known.
+	SpanAccessPoint = attribute.Key("efs.mount.access_point")
+	// SpanPodUID is the UID of the pod whose volume the mount is, when known.
+	SpanPodUID = attribute.Key("k8s.pod.uid")
+	// SpanVolume is the kubelet's name of the volume (the PersistentVolume
+	// of a CSI volume), when known.
+	SpanVolume = attribute.Key("k8s.volume.name")
 )
 
 // New builds the pipeline: the Prometheus exporter on a private registry,
@@ -332,7 +341,7 @@ func (t *Telemetry) instruments(version string) error {
 	health, respTime, errTotal := in.int64Observable(mHealth), in.float64Observable(mResponseTime), in.int64Observable(mErrors)
 	driver, inFlight, hungCount := in.int64Observable(mDriverHealthy), in.int64Observable(mInFlight), in.int64Observable(mHungMounts)
 	hung, consec, lastCheck := in.int64Observable(mHung), in.int64Observable(mConsecutiveErrors), in.float64Observable(mLastCheck)
-	build := in.int64Observable(mBuildInfo)
+	build, info := in.int64Observable(mBuildInfo), in.int64Observable(mInfo)
 	buildAttrs := metric.WithAttributes(attribute.String("version", version), attribute.String("goversion", runtime.Version()))
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(build, 1, buildAttrs)
@@ -346,6 +355,7 @@ func (t *Telemetry) instruments(version string) error {
 		o.ObserveInt64(hungCount, int64(sum.Hung))
 		for _, st := range src.Statuses() {
 			attrs := metric.WithAttributeSet(attribute.NewSet(MountPathKey.String(pathValue(st.Path))))
+			o.ObserveInt64(info, 1, infoAttrs(st.Mount))
 			o.ObserveInt64(errTotal, int64(st.ErrorCount), attrs)
 			o.ObserveInt64(consec, int64(st.ConsecutiveErrors), attrs)
 			if st.State == agent.StatePending {
@@ -362,6 +372,38 @@ func (t *Telemetry) instruments(version string) error {
 		return fmt.Errorf("register metric callback: %w", err)
 	}
 	return t.nfsInstruments(m, in)
+}
+
+// infoAttrs are the labels of efs_mount_info: the mount path and each
+// attribution that is known.
+func infoAttrs(m agent.Mount) metric.ObserveOption {
+	kvs := make([]attribute.KeyValue, 1, 5)
+	kvs[0] = MountPathKey.String(pathValue(m.Path))
+	a := m.Attribution
+	for _, kv := range [...]struct {
+		k attribute.Key
+		v string
+	}{{"filesystem_id", a.FileSystemID}, {"access_point", a.AccessPoint}, {"pod_uid", a.PodUID}, {"volume", a.Volume}} {
+		if kv.v != "" {
+			kvs = append(kvs, kv.k.String(pathValue(kv.v)))
+		}
+	}
+	return metric.WithAttributeSet(attribute.NewSet(kvs...))
+}
+
+// spanAttribution appends the known attribution of m to a check span's
+// attributes.
+func spanAttribution(attrs []attribute.KeyValue, m agent.Mount) []attribute.KeyValue {
+	a := m.Attribution
+	for _, kv := range [...]struct {
+		k attribute.Key
+		v string
+	}{{SpanFileSystemID, a.FileSystemID}, {SpanAccessPoint, a.AccessPoint}, {SpanPodUID, a.PodUID}, {SpanVolume, a.Volume}} {
+		if kv.v != "" {
+			attrs = append(attrs, kv.k.String(pathValue(kv.v)))
+		}
+	}
+	return attrs
 }
 
 func b2i(b bool) int64 {

@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
@@ -138,7 +139,8 @@ func runCheck(obs agent.Observer, m agent.Mount, start time.Time, ops map[probes
 
 func fixture() ([]*agent.MountStatus, agent.Summary) {
 	return []*agent.MountStatus{
-		{Mount: agent.Mount{Path: "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount"}, State: agent.StateHealthy,
+		{Mount: agent.Mount{Path: "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount", Attribution: attribution.Attribution{
+			FileSystemID: "fs-0123456789abcdef0", AccessPoint: "fsap-0fedcba9876543210", PodUID: "abc123", Volume: "efs-pv"}}, State: agent.StateHealthy,
 			LastCheck: t0, ResponseTime: 15 * time.Millisecond, Checks: 3},
 		{Mount: agent.Mount{Path: "/mnt/hung"}, State: agent.StateHung, LastCheck: t0, ResponseTime: 5 * time.Second,
 			ErrorCount: 4, ConsecutiveErrors: 2, Reason: probes.ReasonTimeout},
@@ -186,6 +188,9 @@ func TestGoldenScrape(t *testing.T) {
 		"# HELP efs_mount_error_total Total number of errors for mount health checks\n# TYPE efs_mount_error_total counter\n",
 		`efs_mount_error_total{mount_path="/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount"} 0` + "\n",
 		"# HELP efs_csi_driver_healthy Overall health status of the CSI driver (1=healthy, 0=unhealthy)\n# TYPE efs_csi_driver_healthy gauge\nefs_csi_driver_healthy 0\n",
+		// Attribution goes through the info series only; unknown labels are omitted.
+		`efs_mount_info{access_point="fsap-0fedcba9876543210",filesystem_id="fs-0123456789abcdef0",mount_path="/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount",pod_uid="abc123",volume="efs-pv"} 1` + "\n",
+		`efs_mount_info{mount_path="/mnt/pending"} 1` + "\n",
 	} {
 		if !strings.Contains(got, line) {
 			t.Errorf("scrape lacks %q", line)

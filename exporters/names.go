@@ -30,6 +30,7 @@ const (
 	mNFSRTT
 	mNFSExecute
 	mNFSBacklog
+	mInfo
 	mBuildInfo
 	numMetrics
 )
@@ -115,6 +116,11 @@ var metricNames = [numMetrics]metricName{
 	mNFSRTT:             {"efs.nfs.rpc.rtt", "efs_nfs_rpc_rtt_seconds_total", "Cumulative NFS RPC round-trip time in seconds, per mount and operation", "s", float64ObservableCounter, nfs, nil},
 	mNFSExecute:         {"efs.nfs.rpc.execute", "efs_nfs_rpc_execute_seconds_total", "Cumulative NFS RPC execution time (queue and round trip) in seconds, per mount and operation", "s", float64ObservableCounter, nfs, nil},
 	mNFSBacklog:         {"efs.nfs.transport.backlog", "efs_nfs_transport_backlog_total", "Cumulative NFS transport backlog queue length, sampled per request", "", int64ObservableCounter, nfs, nil},
+	// efs_mount_info{mount_path,filesystem_id,access_point,pod_uid,volume}:
+	// always 1, one series per registered mount, labels of unknown values
+	// omitted. Join on mount_path to add them to the series above, as
+	// kube-state-metrics' *_info series are joined.
+	mInfo: {"efs.mount.info", "efs_mount_info", "What the mount is: EFS file system, access point, pod UID and volume where known (always 1)", "", int64Gauge, mounts, nil},
 	// efs_health_agent_build_info{version,goversion}: always 1.
 	mBuildInfo: {"efs.health_agent.build_info", "efs_health_agent_build_info", "Build information of efs-health-agent (always 1)", "", int64Gauge, mounts, nil},
 }

@@ -274,11 +274,12 @@ func (r *recorder) End(st *agent.MountStatus, at time.Time) {
 // recorded in its span's context, so the histogram's exemplar points at
 // it.
 func (r *recorder) spans(tid trace.TraceID, state agent.State, reason probes.Reason, errMsg string, failed bool, at time.Time) {
-	attrs := make([]attribute.KeyValue, 0, 4)
+	attrs := make([]attribute.KeyValue, 0, 8)
 	attrs = append(attrs, SpanMountPath.String(pathValue(r.mount.Path)))
 	if r.mount.FSType != "" {
 		attrs = append(attrs, SpanFSType.String(pathValue(r.mount.FSType)))
 	}
+	attrs = spanAttribution(attrs, r.mount)
 	attrs = append(attrs, SpanState.String(string(state)))
 	if failed {
 		attrs = append(attrs, SpanFailureReason.String(string(reason)))

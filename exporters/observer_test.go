@@ -318,8 +318,8 @@ func TestInstruments(t *testing.T) {
 			t.Errorf("%s escaped the view layer", name)
 		}
 	}
-	if len(got) != 12 {
-		t.Errorf("%d metrics, want 12", len(got))
+	if len(got) != 13 {
+		t.Errorf("%d metrics, want 13", len(got))
 	}
 }
 

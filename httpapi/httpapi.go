@@ -293,6 +293,11 @@ type MountJSON struct {
 	OperationsMs      map[string]float64 `json:"operationsMs,omitempty"`
 	HungForMs         int64              `json:"hungForMs,omitempty"`
 	FSType            string             `json:"fsType,omitempty"`
+	// What the mount is, where known (see the attribution package).
+	FileSystemID string `json:"filesystemId,omitempty"`
+	AccessPoint  string `json:"accessPoint,omitempty"`
+	PodUID       string `json:"podUid,omitempty"`
+	Volume       string `json:"volume,omitempty"`
 }
 
 // ToJSON converts a status to its JSON form; now is used for hungForMs.
@@ -309,6 +314,10 @@ func ToJSON(st *agent.MountStatus, now time.Time) MountJSON {
 		Reason:            string(st.Reason),
 		FailedOperation:   string(st.FailedOp),
 		FSType:            st.FSType,
+		FileSystemID:      st.Attribution.FileSystemID,
+		AccessPoint:       st.Attribution.AccessPoint,
+		PodUID:            pathesc.Escape(st.Attribution.PodUID),
+		Volume:            pathesc.Escape(st.Attribution.Volume),
 	}
 	if !st.LastCheck.IsZero() {
 		t := st.LastCheck.UTC().Format(time.RFC3339)

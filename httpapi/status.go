@@ -27,6 +27,8 @@ type statusRow struct {
 	Errors, Consecutive                          uint64
 	Spark                                        template.HTML
 	Rank                                         int
+	// What the mount is, where known.
+	FileSystemID, AccessPoint, PodUID, Volume string
 }
 
 type opCell struct{ Op, Ms string }
@@ -66,7 +68,7 @@ code{font-size:.95em;word-break:break-all}
 <thead><tr><th>Mount</th><th>State</th><th>Last check</th><th>Response</th><th>Operations (ms)</th><th>History</th><th>Errors (consecutive / total)</th></tr></thead>
 <tbody>
 {{range .Rows}}<tr class="mount" data-state="{{.State}}" data-path="{{.Path}}">
-<td><code>{{.Path}}</code>{{if .Mode}}<br><small>{{.Mode}}</small>{{end}}</td>
+<td><code>{{.Path}}</code>{{if .Mode}}<br><small>{{.Mode}}</small>{{end}}{{if or .FileSystemID .PodUID}}<br><small class="attr">{{if .FileSystemID}}<span class="fs">{{.FileSystemID}}</span>{{end}}{{if .AccessPoint}} <span class="ap">{{.AccessPoint}}</span>{{end}}{{if .PodUID}} pod <span class="pod">{{.PodUID}}</span>{{end}}{{if .Volume}} volume <span class="vol">{{.Volume}}</span>{{end}}</small>{{end}}</td>
 <td><span class="state {{.State}}">{{.State}}</span>{{if .Reason}}<br><small>{{.Reason}}</small>{{end}}</td>
 <td>{{.Age}}</td>
 <td class="num">{{.ResponseMs}}</td>
@@ -141,6 +143,8 @@ func (h *handlers) status(w http.ResponseWriter, _ *http.Request) {
 			Path: pathesc.Display(st.Path), State: string(st.State), Reason: string(st.Reason), Mode: string(st.Mode),
 			LastError: pathesc.Display(st.LastError), Age: age(now, st.LastCheck), Errors: st.ErrorCount,
 			Consecutive: st.ConsecutiveErrors, Spark: sparkline(st.History), Rank: stateRank(st.State),
+			FileSystemID: st.Attribution.FileSystemID, AccessPoint: st.Attribution.AccessPoint,
+			PodUID: pathesc.Display(st.Attribution.PodUID), Volume: pathesc.Display(st.Attribution.Volume),
 		}
 		if st.State != agent.StatePending {
 			r.ResponseMs = ms(st.ResponseTime) + " ms"

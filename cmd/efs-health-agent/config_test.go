@@ -56,6 +56,7 @@ func TestBadConfigExits2(t *testing.T) {
 		{"unknown flag", []string{"--frobnicate"}, nil, "frobnicate"},
 		{"relative discovery prefix", nil, map[string]string{"HEALTH_DISCOVER_PREFIX": "pods"}, `HEALTH_DISCOVER_PREFIX="pods": must be an absolute`},
 		{"relative mountinfo", []string{"--mountinfo", "proc/1/mountinfo"}, nil, `--mountinfo="proc/1/mountinfo"`},
+		{"relative state dir", nil, map[string]string{"HEALTH_EFS_STATE_DIR": "var/run/efs"}, `HEALTH_EFS_STATE_DIR="var/run/efs"`},
 		{"bad discovery interval", nil, map[string]string{"HEALTH_DISCOVERY_INTERVAL": "often"}, `HEALTH_DISCOVERY_INTERVAL="often": not a duration`},
 		{"too few connections", nil, map[string]string{"HEALTH_MAX_CONNECTIONS": "2"}, `HEALTH_MAX_CONNECTIONS="2": must be a number from 16 to 65536`},
 		{"connections not a number", []string{"--max-connections", "many"}, nil, `--max-connections="many"`},

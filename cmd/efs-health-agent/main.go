@@ -209,7 +209,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 	// The mount table is followed from the start: checks use it to tell
 	// an unmounted path (now local disk) from the registered mount.
 	watcher, err := discovery.New(discovery.Config{MountInfo: cfg.MountInfo, FSTypes: cfg.DiscoverFSTypes,
-		Prefix: cfg.DiscoverPrefix, Paths: cfg.Mounts, Interval: cfg.DiscoveryInterval, Logger: log})
+		Prefix: cfg.DiscoverPrefix, Paths: cfg.Mounts, Interval: cfg.DiscoveryInterval, StateDir: cfg.EFSStateDir, Logger: log})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("discovery: %w", err)

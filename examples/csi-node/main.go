@@ -46,7 +46,9 @@ func (s *NodeServer) NodePublishVolume(_ context.Context, req *csi.NodePublishVo
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return nil, status.Errorf(codes.Internal, "create target: %v", err)
 	}
-	if err := s.Health.Publish(agent.Mount{Path: filepath.Clean(target), FSType: req.GetVolumeContext()["fstype"]}); err != nil {
+	// The volume id names the EFS file system and access point; the
+	// target path, the pod and the PersistentVolume.
+	if err := s.Health.PublishVolume(req.GetVolumeId(), agent.Mount{Path: filepath.Clean(target), FSType: req.GetVolumeContext()["fstype"]}); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return &csi.NodePublishVolumeResponse{}, nil

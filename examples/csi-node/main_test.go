@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/csihealth"
 )
 
@@ -25,6 +26,7 @@ import (
 // a unix socket: publish, stats (healthy), the volume breaks, stats
 // (abnormal with a message), unpublish, stats (NotFound).
 func TestNodeServerOverGRPC(t *testing.T) {
+	const volumeID = "fs-0123456789abcdef0::fsap-0fedcba9876543210"
 	cfg := agent.DefaultConfig()
 	cfg.Hostname = "node-1"
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -57,13 +59,17 @@ func TestNodeServerOverGRPC(t *testing.T) {
 	if err != nil || !strings.Contains(caps.String(), "VOLUME_CONDITION") {
 		t.Fatalf("capabilities %v %v", caps, err)
 	}
-	target := filepath.Join(t.TempDir(), "pods", "uid", "volumes", "efs-pv", "mount")
-	if _, err := node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: "fs-1", TargetPath: target}); err != nil {
+	target := filepath.Join(t.TempDir(), "pods", "uid", "volumes", "kubernetes.io~csi", "efs-pv", "mount")
+	if _, err := node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: volumeID, TargetPath: target}); err != nil {
 		t.Fatal(err)
+	}
+	if st, _ := mon.Status(target); st.Attribution != (attribution.Attribution{FileSystemID: "fs-0123456789abcdef0",
+		AccessPoint: "fsap-0fedcba9876543210", PodUID: "uid", Volume: "efs-pv"}) {
+		t.Fatalf("published volume attributed %+v", st.Attribution)
 	}
 	cond := func() *csi.VolumeCondition {
 		t.Helper()
-		r, err := node.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: "fs-1", VolumePath: target})
+		r, err := node.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: volumeID, VolumePath: target})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,17 +87,17 @@ func TestNodeServerOverGRPC(t *testing.T) {
 		t.Fatalf("abnormal condition message %q", c.Message)
 	}
 	start := time.Now()
-	if _, err := node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "fs-1", TargetPath: target}); err != nil {
+	if _, err := node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: volumeID, TargetPath: target}); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Fatalf("unpublish took %v", d)
 	}
-	_, err = node.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: "fs-1", VolumePath: target})
+	_, err = node.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: volumeID, VolumePath: target})
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("stats after unpublish: %v", err)
 	}
-	if _, err := node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: "fs-1", TargetPath: "relative"}); status.Code(err) != codes.InvalidArgument {
+	if _, err := node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: volumeID, TargetPath: "relative"}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("relative target: %v", err)
 	}
 }

@@ -55,6 +55,11 @@ type Fault struct {
 // Options configures a mount.
 type Options struct {
 	Logger *slog.Logger
+	// Source is the mount's source in the mount table (default
+	// "faultfs"), e.g. an EFS name such as
+	// "fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:/". The type is
+	// always fuse.faultfs.
+	Source string
 }
 
 // FS is a mounted fault filesystem.
@@ -78,6 +83,9 @@ type FS struct {
 func Mount(mountpoint, backingDir string, opts Options) (*FS, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Source == "" {
+		opts.Source = "faultfs"
 	}
 	f := &FS{
 		mountpoint: mountpoint,
@@ -112,7 +120,7 @@ func Mount(mountpoint, backingDir string, opts Options) (*FS, error) {
 		AttrTimeout:     &zero,
 		NegativeTimeout: &zero,
 		MountOptions: fuse.MountOptions{
-			FsName:      "faultfs",
+			FsName:      opts.Source,
 			Name:        "faultfs",
 			DirectMount: true,
 			// Let more requests than the default run at once, so one hung

@@ -1,0 +1,221 @@
+package attribution
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// DefaultStateDir is efs-utils' state directory (STATE_FILE_DIR), which
+// the EFS CSI driver's node DaemonSet keeps on the host.
+const DefaultStateDir = "/var/run/efs"
+
+// Bounds of one read of the state directory.
+const (
+	// MaxStateFiles is the most directory entries looked at per read; a
+	// directory with more is read in part (the rest stays unattributed).
+	MaxStateFiles = 4096
+	// MaxStateFileBytes is the most bytes read from one state file; a
+	// larger file is attributed from its name only.
+	MaxStateFileBytes = 64 << 10
+)
+
+// TunnelState is what one efs-utils state file says about a mount through
+// its local TLS tunnel (efs-proxy or stunnel).
+type TunnelState struct {
+	// FileSystemID comes from the file's name (and its fsId key).
+	FileSystemID string
+	// AccessPoint is the accessPoint key, written for TLS mounts made
+	// with the accesspoint option.
+	AccessPoint string
+	// Mountpoint is the mountpoint key (absent in files of old versions).
+	Mountpoint string
+	// Port is the tunnel's local port, from the file's name.
+	Port int
+}
+
+// stateFile are the keys of an efs-utils state file that matter here
+// (write_tunnel_state_file in src/efs_utils_common/proxy.py; fsId and
+// accessPoint come from the certificate details of TLS mounts).
+type stateFile struct {
+	FSID        string `json:"fsId"`
+	AccessPoint string `json:"accessPoint"`
+	Mountpoint  string `json:"mountpoint"`
+}
+
+// SafeMountpoint is efs-utils' get_file_safe_mountpoint_name: the mount
+// path with every "/" replaced by "." and the leading dots removed, as it
+// appears in state file names ("/mnt/efs" -> "mnt.efs").
+func SafeMountpoint(mountpoint string) string {
+	return strings.TrimLeft(strings.ReplaceAll(filepath.Clean(mountpoint), "/", "."), ".")
+}
+
+// parseStateName splits a state file name, "<fs id>.<safe mountpoint>.<port>"
+// (get_mount_specific_filename), into its key (the part the watchdog
+// matches mounts by: "<safe mountpoint>.<port>"), file system id and port.
+func parseStateName(name string) (key, fsID string, port int, ok bool) {
+	first := strings.IndexByte(name, '.')
+	last := strings.LastIndexByte(name, '.')
+	if first <= 0 || last == len(name)-1 {
+		return "", "", 0, false
+	}
+	fsID = name[:first]
+	if !bareFSID.MatchString(fsID) {
+		return "", "", 0, false
+	}
+	p, err := strconv.Atoi(name[last+1:])
+	if err != nil || p <= 0 || p > 65535 {
+		return "", "", 0, false
+	}
+	return name[first+1:], fsID, p, true
+}
+
+// StateDir reads efs-utils' state directory and remembers what it found.
+// A file is parsed the first time its name is seen; the file system id and
+// access point of a tunnel never change under the same name. It is not
+// safe for concurrent use: one goroutine (discovery's refresh) owns it.
+type StateDir struct {
+	dir   string
+	known map[string]TunnelState // by file name
+	byKey map[string]TunnelState // "<safe mountpoint>.<port>"
+	// byPort holds ports that exactly one state file uses.
+	byPort map[int]TunnelState
+}
+
+// NewStateDir returns a reader of dir; an empty dir reads as nothing.
+func NewStateDir(dir string) *StateDir {
+	return &StateDir{dir: dir, known: map[string]TunnelState{}, byKey: map[string]TunnelState{}, byPort: map[int]TunnelState{}}
+}
+
+// Dir is the directory read.
+func (s *StateDir) Dir() string { return s.dir }
+
+// Refresh re-reads the directory: at most MaxStateFiles entries, at most
+// MaxStateFileBytes of each new file. A missing directory is no error
+// (efs-utils creates it with its first TLS mount). A file that cannot be
+// read or parsed is attributed from its name and read again next time.
+// The returned error, if any, is the first such problem; what was read
+// is kept either way.
+func (s *StateDir) Refresh() error {
+	if s.dir == "" {
+		return nil
+	}
+	f, err := os.Open(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.known, s.byKey, s.byPort = map[string]TunnelState{}, map[string]TunnelState{}, map[int]TunnelState{}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("efs-utils state dir: %w", err)
+	}
+	defer f.Close()
+	ents, err := f.ReadDir(MaxStateFiles)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("efs-utils state dir %s: %w", s.dir, err)
+	}
+	var first error
+	if len(ents) == MaxStateFiles {
+		first = fmt.Errorf("efs-utils state dir %s: more than %d entries, the rest are not read", s.dir, MaxStateFiles)
+	}
+	all := make(map[string]TunnelState, len(ents))
+	parsed := make(map[string]TunnelState, len(ents))
+	for _, e := range ents {
+		name := e.Name()
+		if !e.Type().IsRegular() {
+			continue // the per-mount "<name>+" directories, sockets, links
+		}
+		_, fsID, port, ok := parseStateName(name)
+		if !ok {
+			continue // stunnel-config.*, "~" temporary files, others
+		}
+		if ts, ok := s.known[name]; ok {
+			all[name], parsed[name] = ts, ts
+			continue
+		}
+		ts := TunnelState{FileSystemID: fsID, Port: port}
+		sf, err := readStateFile(filepath.Join(s.dir, name))
+		if err != nil {
+			// Use the name for now, and read the file again next time.
+			if first == nil {
+				first = err
+			}
+			all[name] = ts
+			continue
+		}
+		if bareFSID.MatchString(sf.FSID) {
+			ts.FileSystemID = sf.FSID
+		}
+		if apID.MatchString(sf.AccessPoint) {
+			ts.AccessPoint = sf.AccessPoint
+		}
+		ts.Mountpoint = sf.Mountpoint
+		all[name], parsed[name] = ts, ts
+	}
+	s.known = parsed
+	s.byKey = make(map[string]TunnelState, len(all))
+	s.byPort = make(map[int]TunnelState, len(all))
+	shared := map[int]bool{}
+	for name, ts := range all {
+		key, _, _, _ := parseStateName(name)
+		s.byKey[key] = ts
+		if _, dup := s.byPort[ts.Port]; dup {
+			shared[ts.Port] = true
+		}
+		s.byPort[ts.Port] = ts
+	}
+	for p := range shared {
+		delete(s.byPort, p)
+	}
+	return first
+}
+
+// apID is an access point id as efs-utils accepts it (AP_REGEX_PATTERN is
+// exactly 17 hex digits; the EFS CSI driver allows 8 to 40).
+var apID = regexp.MustCompile(`^fsap-[0-9a-f]{8,40}$`)
+
+func readStateFile(p string) (stateFile, error) {
+	var sf stateFile
+	f, err := os.Open(p)
+	if err != nil {
+		return sf, fmt.Errorf("efs-utils state file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxStateFileBytes+1))
+	if err != nil {
+		return sf, fmt.Errorf("efs-utils state file %s: %w", p, err)
+	}
+	if len(b) > MaxStateFileBytes {
+		return sf, fmt.Errorf("efs-utils state file %s: larger than %d bytes", p, MaxStateFileBytes)
+	}
+	if err := json.Unmarshal(b, &sf); err != nil {
+		return sf, fmt.Errorf("efs-utils state file %s: %w", p, err)
+	}
+	return sf, nil
+}
+
+// Lookup finds the tunnel of the NFS mount at mountpoint whose client
+// talks to the given local port (the port= mount option; 2049 when the
+// option is absent), the way efs-utils' watchdog matches them: by
+// "<safe mountpoint>.<port>". Failing that, a port that exactly one state
+// file uses identifies the tunnel (efs-utils never gives two live tunnels
+// the same port), which covers a mount table that shows the mount under
+// another path than the one efs-utils mounted it at.
+func (s *StateDir) Lookup(mountpoint string, port int) (TunnelState, bool) {
+	if ts, ok := s.byKey[SafeMountpoint(mountpoint)+"."+strconv.Itoa(port)]; ok {
+		return ts, true
+	}
+	ts, ok := s.byPort[port]
+	return ts, ok
+}
+
+// Attribution is the attribution of a tunnel.
+func (ts TunnelState) Attribution() Attribution {
+	return Attribution{FileSystemID: ts.FileSystemID, AccessPoint: ts.AccessPoint}
+}
