@@ -34,7 +34,10 @@ func abs(t *testing.T, p string) string {
 func TestAttributionFromTableAndStateFiles(t *testing.T) {
 	t.Parallel()
 	for _, withState := range []bool{true, false} {
+		// The table keeps what is monitored: NFS mounts under the kubelet
+		// directory, and the configured paths of any type.
 		cfg := discovery.Config{MountInfo: abs(t, "testdata/mountinfo"), Interval: time.Second,
+			FSTypes: []string{"nfs4", "nfs"}, Prefix: pods, Paths: []string{"/mnt/other-efs", "/proc"},
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 		if withState {
 			cfg.StateDir = abs(t, "testdata/efs-state")
