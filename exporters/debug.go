@@ -136,13 +136,18 @@ func (r *debugRecord) check() debugCheck {
 // records is a mount's history in the store.
 type records struct {
 	recent, slowest []debugRecord
+	// reg is the registration of the mount's latest check: the store
+	// learns from it, without calling the monitor, when the mount is gone.
+	reg agent.Registration
 }
 
 // debugStore keeps each mount's debugMount. Memory is bounded by 2n checks
 // per mount, and by the registered mounts: a mount's history is dropped
 // once the source no longer lists it (checked at every /debug/checks
-// request, and whenever the store holds more than twice the registered
-// mounts plus a margin).
+// request), when a check ends after its mount was unregistered, and
+// whenever the store holds more than twice the registered mounts plus a
+// margin (then by each history's registration, without a call back into
+// the monitor).
 type debugStore struct {
 	n  int
 	mu sync.Mutex
@@ -155,25 +160,33 @@ const pruneMargin = 16
 
 func newDebugStore(n int) *debugStore { return &debugStore{n: n, m: map[string]*records{}} }
 
-// add files check c of path. It takes the store's lock briefly; when the
-// store has grown past the registered mounts it reads the source's mount
-// list (memory only) to drop the unregistered ones.
-func (d *debugStore) add(src Source, path string, c debugRecord) {
-	d.mu.Lock()
-	_, known := d.m[path]
-	grown := !known && src != nil && len(d.m) >= 2*src.Summary().Mounts+pruneMargin
-	d.mu.Unlock()
-	if grown {
-		d.prune(liveSet(src))
-	}
-
+// add files check c of path, from registration reg; mounts is the number
+// of registered mounts when the check ended. It takes the store's lock
+// briefly and calls nothing outside the store.
+func (d *debugStore) add(path string, c debugRecord, reg agent.Registration, mounts int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	h := d.m[path]
+	if reg != nil && !reg.Registered() {
+		// Unregistered while the check ran: drop the mount's history,
+		// unless it is a later registration's.
+		if h != nil && h.reg == reg {
+			delete(d.m, path)
+		}
+		return
+	}
 	if h == nil {
+		if len(d.m) >= 2*mounts+pruneMargin {
+			for p, h := range d.m {
+				if h.reg != nil && !h.reg.Registered() {
+					delete(d.m, p)
+				}
+			}
+		}
 		h = &records{}
 		d.m[path] = h
 	}
+	h.reg = reg
 	// Both lists grow with the checks a mount has had, up to n: a mount
 	// with one check costs one record, not n.
 	if len(h.recent) == d.n {

@@ -27,7 +27,7 @@ func TestDebugStoreWindows(t *testing.T) {
 		c := debugRecord{dur: time.Duration(rnd.IntN(20)) * time.Millisecond}
 		c.trace[0], c.trace[1] = byte(i), byte(i>>8)
 		all = append(all, c)
-		d.add(nil, "/mnt/a", c)
+		d.add("/mnt/a", c, nil, 1)
 
 		h := d.m["/mnt/a"]
 		want := all[max(0, len(all)-n):]

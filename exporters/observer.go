@@ -123,8 +123,6 @@ type recorder struct {
 	opAt   time.Time
 	// rec collects the operations for /debug/checks.
 	rec debugRecord
-	// firstErr is the first operation error of this check.
-	firstErr error
 }
 
 // OpStart starts the operation's child span.
@@ -158,9 +156,6 @@ func (r *recorder) OpEnd(op probes.Op, d time.Duration, err error) {
 		}
 		r.opSpan.RecordError(rerr)
 		r.opSpan.SetStatus(codes.Error, rerr.Error())
-		if r.firstErr == nil {
-			r.firstErr = err
-		}
 	}
 	rec, ok := opAttrs[op]
 	if !ok {
@@ -185,20 +180,14 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // End ends the check span at, counts the check by outcome and reason, and
 // files it for /debug/checks.
-func (r *recorder) End(st *agent.MountStatus, at time.Time) {
+func (r *recorder) End(o agent.Outcome, at time.Time) {
 	if r.opSpan != nil {
 		r.opSpan.End(trace.WithTimestamp(at))
 		r.opSpan = nil
 	}
-	state, reason, errMsg := st.State, st.Reason, st.LastError
-	if !st.LastCheck.Equal(at) || state == agent.StatePending {
-		// st is not this check's result: the mount was unregistered while
-		// the check ran, and the agent passes the last published status.
-		// Judge the check by its own operations.
-		state, reason, errMsg = agent.StateHealthy, probes.ReasonNone, ""
-		if r.firstErr != nil {
-			state, reason, errMsg = agent.StateUnhealthy, reasonOf(r.firstErr), r.firstErr.Error()
-		}
+	state, reason, errMsg := o.State, o.Reason, ""
+	if o.Err != nil {
+		errMsg = o.Err.Error()
 	}
 	outcome := outcomeSuccess
 	if state == agent.StateUnhealthy || state == agent.StateHung {
@@ -219,5 +208,5 @@ func (r *recorder) End(st *agent.MountStatus, at time.Time) {
 		}
 		r.rec.fail.reason, r.rec.fail.err = reason, errMsg
 	}
-	r.t.debug.add(r.t.source(), r.path, r.rec)
+	r.t.debug.add(r.path, r.rec, o.Registration, o.Mounts)
 }
