@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -56,6 +58,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// loopArmedFor waits until the scheduler loop sleeps until at, with no
+// check in flight: it has looked at the mounts since the clock last moved
+// and found none due before at. (The loop's timer is the only timer the
+// monitor sets on its clock.)
+func loopArmedFor(t *testing.T, mon *agent.Monitor, clk *fakeclock.Clock, at time.Time) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("the scheduler to sleep until %v", at), func() bool {
+		next, ok := clk.Next()
+		return ok && next.Equal(at) && clk.Pending() == 1 && mon.Summary().InFlight == 0
+	})
 }
 
 func status(t *testing.T, mon *agent.Monitor, path string) *agent.MountStatus {
@@ -134,7 +148,7 @@ func TestScheduleAndBackoff(t *testing.T) {
 	for i, gap := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second} {
 		want := uint64(i + 2)
 		clk.Advance(gap - time.Millisecond)
-		time.Sleep(5 * time.Millisecond)
+		loopArmedFor(t, mon, clk, status(t, mon, dir).LastCheck.Add(gap))
 		if got := status(t, mon, dir).Checks; got != want-1 {
 			t.Fatalf("check %d ran before its %v retry delay (checks=%d)", want, gap, got)
 		}
@@ -158,7 +172,7 @@ func TestScheduleAndBackoff(t *testing.T) {
 	// Healthy: the next check waits a full interval.
 	n := st.Checks
 	clk.Advance(10*time.Second - time.Millisecond)
-	time.Sleep(5 * time.Millisecond)
+	loopArmedFor(t, mon, clk, st.LastCheck.Add(10*time.Second))
 	if status(t, mon, dir).Checks != n {
 		t.Fatal("healthy mount re-checked before the interval")
 	}
@@ -328,4 +342,130 @@ func TestCapacityFreedStartsNextCheck(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestCoalescedStarts: a wake for a due check also starts the checks due
+// within the coalescing window (100 ms here), not those due later.
+func TestCoalescedStarts(t *testing.T) {
+	t.Parallel()
+	mon, clk := newFake(t, func(c *agent.Config) { c.Interval = 10 * time.Second })
+	base := t.TempDir()
+	var paths []string
+	for i := 0; i < 3; i++ {
+		if i > 0 {
+			clk.Advance(60 * time.Millisecond)
+		}
+		p := filepath.Join(base, fmt.Sprintf("vol%d", i))
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := mon.Register(agent.Mount{Path: p}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "first check", func() bool { return status(t, mon, p).Checks == 1 })
+		paths = append(paths, p)
+	}
+	// Due at +10s, +10.06s and +10.12s.
+	clk.Advance(10*time.Second - 120*time.Millisecond)
+	at := epoch.Add(10 * time.Second)
+	for _, p := range paths[:2] {
+		waitFor(t, "second check", func() bool { return status(t, mon, p).Checks == 2 })
+		if st := status(t, mon, p); !st.LastCheck.Equal(at) {
+			t.Fatalf("%s checked at %v, want with the first due check at %v", p, st.LastCheck, at)
+		}
+	}
+	loopArmedFor(t, mon, clk, epoch.Add(10*time.Second+120*time.Millisecond))
+	if n := status(t, mon, paths[2]).Checks; n != 1 {
+		t.Fatalf("a check due beyond the window started early (%d checks)", n)
+	}
+}
+
+// blockingTable is a mount table whose lookups block while it is closed:
+// a check stuck in preflight, on the fake clock, without FUSE.
+type blockingTable struct {
+	mu      sync.Mutex
+	gate    chan struct{} // nil: open
+	blocked atomic.Int32
+}
+
+func (b *blockingTable) Lookup(string) (string, string, bool) {
+	b.mu.Lock()
+	gate := b.gate
+	b.mu.Unlock()
+	if gate != nil {
+		b.blocked.Add(1)
+		<-gate
+		b.blocked.Add(-1)
+	}
+	return "nfs4", "fs-1.efs:/", true
+}
+
+func (b *blockingTable) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.gate = make(chan struct{})
+}
+
+func (b *blockingTable) open() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	close(b.gate)
+	b.gate = nil
+}
+
+// TestStuckCheckOnFakeClock follows a check that never returns through
+// the scheduler on the fake clock: hung exactly at its deadline, skipped
+// checks while it is stuck (one blocked call, no new timer), and an
+// immediate re-check when the call returns.
+func TestStuckCheckOnFakeClock(t *testing.T) {
+	t.Parallel()
+	tab := &blockingTable{}
+	mon, clk := newFake(t, func(c *agent.Config) {
+		c.Interval, c.Timeout, c.MountTable = 10*time.Second, 2*time.Second, tab
+	})
+	dir := t.TempDir()
+	if err := mon.Register(agent.Mount{Path: dir, FSType: "nfs4", Source: "fs-1.efs:/"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "healthy", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
+
+	tab.close()
+	start := epoch.Add(10 * time.Second)
+	clk.Advance(10 * time.Second)
+	waitFor(t, "the check to block", func() bool { return tab.blocked.Load() == 1 })
+	waitFor(t, "the loop to sleep", func() bool { _, ok := clk.Next(); return ok })
+	clk.Advance(2*time.Second - time.Millisecond)
+	waitFor(t, "the loop to sleep until the deadline", func() bool {
+		next, ok := clk.Next()
+		return ok && next.Equal(start.Add(2*time.Second))
+	})
+	if st := status(t, mon, dir); st.State != agent.StateHealthy {
+		t.Fatalf("hung before the deadline: %+v", st)
+	}
+	clk.Advance(time.Millisecond)
+	waitFor(t, "hung", func() bool { return status(t, mon, dir).State == agent.StateHung })
+	st := status(t, mon, dir)
+	if !st.LastCheck.Equal(start.Add(2*time.Second)) || !st.HungSince.Equal(start) || st.Reason != probes.ReasonTimeout ||
+		st.FailedOp != probes.OpMountTable || mon.Summary().InFlight != 0 || mon.Summary().Hung != 1 {
+		t.Fatalf("at the deadline: %+v, summary %+v", st, mon.Summary())
+	}
+
+	// Backoff 1s, 2s, 4s: three skipped checks, still one blocked call.
+	for i, gap := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		clk.Advance(gap)
+		want := uint64(i + 2)
+		waitFor(t, "skipped check", func() bool { return status(t, mon, dir).ConsecutiveErrors == want })
+	}
+	st = status(t, mon, dir)
+	if st.State != agent.StateHung || st.Reason != probes.ReasonHung || st.Checks != 2 || tab.blocked.Load() != 1 || clk.Pending() != 1 {
+		t.Fatalf("while stuck: %+v, %d blocked calls, %d timers", st, tab.blocked.Load(), clk.Pending())
+	}
+
+	// The call returns: the mount is re-checked at once, on the same
+	// fake instant, and recovers.
+	tab.open()
+	waitFor(t, "recovered", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
+	if st := status(t, mon, dir); st.Checks != 3 || st.ConsecutiveErrors != 0 || st.ErrorCount != 4 {
+		t.Fatalf("after the stuck call returned: %+v", st)
+	}
 }
