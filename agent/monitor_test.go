@@ -2,11 +2,13 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -380,15 +382,20 @@ func TestCoalescedStarts(t *testing.T) {
 	}
 }
 
-// blockingTable is a mount table whose lookups block while it is closed:
-// a check stuck in preflight, on the fake clock, without FUSE.
+// blockingTable is a mount table whose lookups of its NFS mounts block
+// while it is closed: a check stuck in preflight, on the fake clock,
+// without FUSE. Other paths are not mount points.
 type blockingTable struct {
+	nfs     map[string]bool // read-only
 	mu      sync.Mutex
 	gate    chan struct{} // nil: open
 	blocked atomic.Int32
 }
 
-func (b *blockingTable) Lookup(string) (string, string, bool) {
+func (b *blockingTable) Lookup(p string) (string, string, bool) {
+	if !b.nfs[p] {
+		return "", "", false
+	}
 	b.mu.Lock()
 	gate := b.gate
 	b.mu.Unlock()
@@ -419,11 +426,11 @@ func (b *blockingTable) open() {
 // immediate re-check when the call returns.
 func TestStuckCheckOnFakeClock(t *testing.T) {
 	t.Parallel()
-	tab := &blockingTable{}
+	dir := t.TempDir()
+	tab := &blockingTable{nfs: map[string]bool{dir: true}}
 	mon, clk := newFake(t, func(c *agent.Config) {
 		c.Interval, c.Timeout, c.MountTable = 10*time.Second, 2*time.Second, tab
 	})
-	dir := t.TempDir()
 	if err := mon.Register(agent.Mount{Path: dir, FSType: "nfs4", Source: "fs-1.efs:/"}); err != nil {
 		t.Fatal(err)
 	}
@@ -467,5 +474,121 @@ func TestStuckCheckOnFakeClock(t *testing.T) {
 	waitFor(t, "recovered", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
 	if st := status(t, mon, dir); st.Checks != 3 || st.ConsecutiveErrors != 0 || st.ErrorCount != 4 {
 		t.Fatalf("after the stuck call returned: %+v", st)
+	}
+}
+
+// recordingObserver keeps every check's outcome. Each of its methods reads
+// the monitor's mount list, which takes the monitor's lock: were any event
+// delivered under that lock, the test would deadlock.
+type recordingObserver struct {
+	mon      atomic.Pointer[agent.Monitor]
+	mu       sync.Mutex
+	outcomes map[string][]agent.Outcome
+	skipped  map[string]int
+}
+
+func (o *recordingObserver) touch() {
+	if mon := o.mon.Load(); mon != nil {
+		_ = mon.Statuses()
+	}
+}
+
+func (o *recordingObserver) CheckStart(m agent.Mount, _ time.Time) agent.CheckRecorder {
+	o.touch()
+	return &recordingRecorder{o: o, path: m.Path}
+}
+
+func (o *recordingObserver) CheckSkipped(m agent.Mount, _ time.Time) {
+	o.touch()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.skipped[m.Path]++
+}
+
+func (o *recordingObserver) get(path string) []agent.Outcome {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.outcomes[path])
+}
+
+type recordingRecorder struct {
+	o    *recordingObserver
+	path string
+}
+
+func (r *recordingRecorder) OpStart(probes.Op, time.Time)          { r.o.touch() }
+func (r *recordingRecorder) OpEnd(probes.Op, time.Duration, error) { r.o.touch() }
+func (r *recordingRecorder) End(out agent.Outcome, _ time.Time) {
+	r.o.touch()
+	r.o.mu.Lock()
+	defer r.o.mu.Unlock()
+	r.o.outcomes[r.path] = append(r.o.outcomes[r.path], out)
+}
+
+// TestObserverOutcomes: End receives each check's own outcome (success,
+// failure, deadline, and a check whose mount was unregistered while it
+// ran), exactly once per check, and no event is delivered under the
+// monitor's lock.
+func TestObserverOutcomes(t *testing.T) {
+	t.Parallel()
+	obs := &recordingObserver{outcomes: map[string][]agent.Outcome{}, skipped: map[string]int{}}
+	base := t.TempDir()
+	ok, missing, stuck, gone := filepath.Join(base, "ok"), filepath.Join(base, "missing"), filepath.Join(base, "stuck"), filepath.Join(base, "gone")
+	tab := &blockingTable{nfs: map[string]bool{stuck: true, gone: true}}
+	mon, clk := newFake(t, func(c *agent.Config) {
+		c.Interval, c.Timeout, c.MountTable, c.Observer = 10*time.Second, 2*time.Second, tab, obs
+	})
+	obs.mon.Store(mon)
+	for _, p := range []string{ok, stuck, gone} {
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{ok, missing} {
+		if err := mon.Register(agent.Mount{Path: p}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "first check of "+p, func() bool { return len(obs.get(p)) == 1 })
+	}
+	if out := obs.get(ok)[0]; !out.Success() || out.Err != nil || out.TimedOut || !out.Registration.Registered() || out.Mounts != 1 {
+		t.Errorf("healthy check: %+v", out)
+	}
+	if out := obs.get(missing)[0]; out.Success() || out.Reason != probes.ReasonNotMounted || out.Err == nil || out.State != agent.StateUnhealthy {
+		t.Errorf("failed check: %+v", out)
+	}
+
+	// A check stuck past its deadline ends once, at the deadline.
+	tab.close()
+	nfs := func(p string) agent.Mount { return agent.Mount{Path: p, FSType: "nfs4", Source: "fs-1.efs:/"} }
+	if err := mon.Register(nfs(stuck)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the check to block", func() bool { return tab.blocked.Load() == 1 })
+	waitFor(t, "the loop to sleep", func() bool { _, ok := clk.Next(); return ok })
+	clk.Advance(2 * time.Second)
+	waitFor(t, "the deadline", func() bool { return len(obs.get(stuck)) == 1 })
+	if out := obs.get(stuck)[0]; !out.TimedOut || out.State != agent.StateHung || !errors.Is(out.Err, agent.ErrTimeout) ||
+		out.FailedOp != probes.OpMountTable || out.Duration != 2*time.Second {
+		t.Errorf("timed-out check: %+v", out)
+	}
+	clk.Advance(time.Second)
+	waitFor(t, "a skipped check", func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.skipped[stuck] == 1 })
+
+	// A check whose mount is unregistered while it runs still reports
+	// its own result, with an ended registration.
+	if err := mon.Register(nfs(gone)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second check to block", func() bool { return tab.blocked.Load() == 2 })
+	mon.Unregister(gone)
+	mon.Unregister(stuck)
+	tab.open()
+	waitFor(t, "the unregistered mount's check", func() bool { return len(obs.get(gone)) == 1 })
+	if out := obs.get(gone)[0]; !out.Success() || out.Registration.Registered() {
+		t.Errorf("check of an unregistered mount: %+v (registered %v)", out, out.Registration.Registered())
+	}
+	waitFor(t, "the stuck call to return", func() bool { return tab.blocked.Load() == 0 })
+	if n := len(obs.get(stuck)); n != 1 {
+		t.Errorf("End called %d times for the stuck check", n)
 	}
 }
