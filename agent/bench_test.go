@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,20 +48,21 @@ func benchMonitor(b *testing.B, n int) (*Monitor, []*mount) {
 	return mon, ms
 }
 
-// start does what dispatch and launch do for one mount, synchronously.
+// benchStart does what dispatch and launch do for one mount, synchronously.
 func (mon *Monitor) benchStart(m *mount) (*check, context.Context) {
 	mon.mu.Lock()
 	now := mon.clock.Now()
 	if m.idx >= 0 {
 		heap.Remove(&mon.due, m.idx)
 	}
-	c := &check{m: m, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now, rec: nopRecorder{}}
+	c := &check{m: m, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now, rec: nopRecorder{},
+		deadline: now.Add(mon.cfg.Timeout)}
+	heap.Push(&mon.deadlines, c)
 	m.cur = c
 	mon.inFlight++
 	mon.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	c.timer = mon.clock.AfterFunc(mon.cfg.Timeout, func() { mon.expire(c) })
 	return c, ctx
 }
 
@@ -96,3 +99,80 @@ func BenchmarkPublish(b *testing.B) {
 		c.cancel()
 	}
 }
+
+// countingObserver counts ended checks and signals when target is reached.
+type countingObserver struct {
+	n      atomic.Int64
+	target atomic.Int64
+	hit    chan struct{}
+}
+
+func (o *countingObserver) CheckStart(Mount, time.Time) CheckRecorder { return countingRecorder{o} }
+func (o *countingObserver) CheckSkipped(Mount, time.Time)             {}
+
+type countingRecorder struct{ o *countingObserver }
+
+func (countingRecorder) OpStart(probes.Op, time.Time)          {}
+func (countingRecorder) OpEnd(probes.Op, time.Duration, error) {}
+func (r countingRecorder) end() {
+	if r.o.n.Add(1) == r.o.target.Load() {
+		r.o.hit <- struct{}{}
+	}
+}
+
+// cpuTime is the CPU (user + system) this process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkSchedulerCPU runs the real scheduler on the wall clock: 200
+// mounts on a tmpfs, checked every second with the default jitter, and
+// reports the process CPU (user + system, from getrusage) per check as
+// cpu-ns/check. One op is one check, so run it with a fixed count:
+//
+//	go test -run '^$' -bench SchedulerCPU -benchtime 2000x -count 6 ./agent
+//
+// It measures the scheduler, the hand-offs and the probe's I/O, without
+// telemetry (a counting observer); ns/op is wall time and means little.
+func BenchmarkSchedulerCPU(b *testing.B) {
+	const mounts = 200
+	obs := &countingObserver{hit: make(chan struct{}, 1)}
+	cfg := DefaultConfig()
+	cfg.Hostname = "bench"
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.Interval, cfg.Timeout = time.Second, 500*time.Millisecond
+	cfg.Observer = obs
+	mon, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := tmpfs.Dir(b)
+	for i := 0; i < mounts; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("m%05d", i))
+		if err := os.Mkdir(p, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := mon.Register(Mount{Path: p}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mon.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	// Two rounds to spread the mounts over the interval and warm up.
+	obs.target.Store(2 * mounts)
+	<-obs.hit
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	obs.target.Store(obs.n.Load() + int64(b.N))
+	<-obs.hit
+	cpu := cpuTime(b) - cpu0
+	b.StopTimer()
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/check")
+}
+func (r countingRecorder) End(Outcome, time.Time) { r.end() }

@@ -54,13 +54,13 @@ func TestChurn(t *testing.T) {
 			_ = os.Remove(old)
 		}
 		if i%1000 == 999 {
-			time.Sleep(20 * time.Millisecond) // let checks run
+			waitFor(t, "every live mount checked", func() bool { return mon.Summary().Pending == 0 })
 		}
 		if i == total/5 {
 			h0, g0, th0 = liveHeap(), runtime.NumGoroutine(), threads()
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, "every live mount checked", func() bool { s := mon.Summary(); return s.Pending == 0 && s.InFlight == 0 })
 	h1, g1, th1 := liveHeap(), runtime.NumGoroutine(), threads()
 	t.Logf("after %d paths: heap %d→%d KiB, goroutines %d→%d, threads %d→%d", total, h0>>10, h1>>10, g0, g1, th0, th1)
 	if h1 > h0+4<<20 {

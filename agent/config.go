@@ -15,7 +15,8 @@ type Config struct {
 	Timeout time.Duration
 	// MinRetry is the first re-check delay after a failure; it doubles on
 	// each further failure up to Interval. It is also the minimum time
-	// between two check starts on one mount.
+	// between two check starts on one mount, less the scheduler's
+	// coalescing window (at most 100 ms and half of MinRetry).
 	MinRetry time.Duration
 	// MaxConcurrent bounds the checks running at once (hung checks past
 	// their deadline do not count).

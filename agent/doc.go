@@ -3,12 +3,19 @@
 //
 // The scheduler is built around one rule: a syscall on a hung network
 // filesystem cannot be cancelled. So every check runs on its own goroutine
-// with a deadline timer; at the deadline the check is recorded as failed
-// (naming the operation it is stuck in) and the mount is shown as hung, but
-// no second check is ever started on that mount until the stuck call
-// returns. A hung mount therefore costs exactly one blocked goroutine and
-// never delays another mount: concurrency is bounded by a semaphore whose
-// slot is given back at the deadline, not when the kernel lets go.
+// with a deadline; at the deadline the check is recorded as failed (naming
+// the operation it is stuck in) and the mount is shown as hung, but no
+// second check is ever started on that mount until the stuck call returns.
+// A hung mount therefore costs exactly one blocked goroutine and never
+// delays another mount: concurrency is bounded by a semaphore whose slot is
+// given back at the deadline, not when the kernel lets go.
+//
+// One scheduler loop with one re-armed timer starts the checks (a wake for
+// a due check also starts those due within a short coalescing window) and
+// enforces every deadline from a heap; checks run on reused worker
+// goroutines. What happens to a mount's status is decided by pure
+// transition functions (transition.go), and each check's own Outcome is
+// handed to the Observer, which never calls back into the monitor.
 //
 // Readers (HTTP handlers, metric callbacks) never block on checks: each
 // mount's status is an immutable value swapped atomically, and the summary

@@ -110,7 +110,10 @@ func TestHungMount(t *testing.T) {
 	thr := threads()
 	g := runtime.NumGoroutine()
 	otherChecks := status(t, mon, other).Checks
-	time.Sleep(15 * interval)
+	hungErrors := status(t, mon, fs.Mountpoint()).ConsecutiveErrors
+	waitFor(t, "many intervals: the healthy mount checked 12 more times, the hung one skipped 3 times", func() bool {
+		return status(t, mon, other).Checks >= otherChecks+12 && status(t, mon, fs.Mountpoint()).ConsecutiveErrors >= hungErrors+3
+	})
 	if n := fs.Calls(faultfs.OpWrite); n != writes {
 		t.Errorf("%d more writes reached the hung mount: a second check started", n-writes)
 	}
@@ -124,8 +127,8 @@ func TestHungMount(t *testing.T) {
 		t.Errorf("goroutines grew by %d while hung", d)
 		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
 	}
-	if n := status(t, mon, other).Checks - otherChecks; n < 8 {
-		t.Errorf("the healthy mount was checked %d times in 15 intervals", n)
+	if st := status(t, mon, other); st.State != agent.StateHealthy {
+		t.Errorf("the healthy mount while the other is hung: %+v", st)
 	}
 	st = status(t, mon, fs.Mountpoint())
 	if st.State != agent.StateHung || st.Reason != probes.ReasonHung || st.ConsecutiveErrors < 3 {

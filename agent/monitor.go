@@ -23,17 +23,36 @@ var ErrTimeout = errors.New("check deadline exceeded")
 // endpoint and the freshness of the summary depend on it.
 const heartbeatEvery = time.Second
 
+// maxCoalesce bounds the coalescing window; see coalesceWindow.
+const maxCoalesce = 100 * time.Millisecond
+
+// coalesceWindow is how far ahead of its due time a check may start: when
+// the scheduler loop wakes for a due check it also starts every check due
+// within the window, so that one wake (and one pass over the due heap)
+// serves several checks instead of one each. It is the least of 100 ms,
+// a twentieth of the interval and half of MinRetry, so a check starts at
+// most 5% of an interval early and a retry never comes sooner than half of
+// MinRetry after the previous start. Checks only ever start early, never
+// late, and deadlines are not coalesced at all: a hang is still reported
+// at the check's start + timeout.
+func coalesceWindow(cfg Config) time.Duration {
+	return min(maxCoalesce, cfg.Interval/20, cfg.MinRetry/2)
+}
+
 // Monitor schedules checks of registered mounts and publishes their status.
 // Its methods are safe for concurrent use.
 type Monitor struct {
-	cfg   Config
-	clock Clock
-	log   *slog.Logger
-	obs   Observer
+	cfg    Config
+	pol    policy
+	window time.Duration // see coalesceWindow
+	clock  Clock
+	log    *slog.Logger
+	obs    Observer
 
 	mu           sync.Mutex
 	mounts       map[string]*mount
 	due          dueHeap
+	deadlines    deadlineHeap // checks in flight, by deadline
 	inFlight     int
 	pending      int
 	unhealthy    int
@@ -62,6 +81,7 @@ type Monitor struct {
 type mount struct {
 	spec   Mount
 	status atomic.Pointer[MountStatus]
+	reg    registration
 
 	// Guarded by Monitor.mu.
 	due         time.Time
@@ -80,8 +100,12 @@ type check struct {
 	clock  Clock
 	start  time.Time
 	rec    CheckRecorder
-	timer  Timer
 	cancel context.CancelFunc
+
+	// Guarded by Monitor.mu: the deadline and the check's index in
+	// Monitor.deadlines (-1 once out of it).
+	deadline time.Time
+	didx     int
 
 	mu      sync.Mutex
 	op      probes.Op
@@ -107,6 +131,8 @@ func New(cfg Config) (*Monitor, error) {
 	}
 	m := &Monitor{
 		cfg:          cfg,
+		pol:          cfg.policy(),
+		window:       coalesceWindow(cfg),
 		clock:        cfg.Clock,
 		log:          cfg.Logger,
 		obs:          cfg.Observer,
@@ -194,6 +220,7 @@ func (mon *Monitor) Unregister(path string) bool {
 	}
 	delete(mon.mounts, path)
 	m.removed = true
+	m.reg.ended.Store(true)
 	if m.cur != nil {
 		mon.orphans[path] = m
 	}
@@ -271,6 +298,13 @@ func (mon *Monitor) poke() {
 
 // Run schedules checks until ctx is cancelled. It returns without waiting
 // for checks in flight: a check stuck in the kernel cannot be waited for.
+//
+// One goroutine runs the loop with one re-armed timer. Each turn it ends
+// the checks past their deadline, starts the due checks (with those due
+// within the coalescing window), and sleeps until the next due check, the
+// next deadline or the heartbeat, whichever comes first. Checks run on
+// worker goroutines; a completed check wakes the loop only when a mount is
+// due before the loop's next wake.
 func (mon *Monitor) Run(ctx context.Context) error {
 	mon.mu.Lock()
 	if mon.running {
@@ -286,70 +320,103 @@ func (mon *Monitor) Run(ctx context.Context) error {
 		mon.mu.Unlock()
 	}()
 
-	tick := make(chan struct{}, 1)
-	var timer Timer
+	timer := mon.clock.NewTimer(heartbeatEvery)
+	defer timer.Stop()
+	var t turn
 	for {
-		starts, wakeAt := mon.dispatch()
-		for _, c := range starts {
+		mon.dispatch(&t)
+		if mon.obs != nil {
+			for _, m := range t.skipped {
+				mon.obs.CheckSkipped(m, t.now)
+			}
+		}
+		for _, c := range t.starts {
 			mon.launch(c)
 		}
-		if timer != nil {
-			timer.Stop()
+		for _, c := range t.expired {
+			mon.expire(c, t.now)
 		}
-		sleep := max(wakeAt.Sub(mon.clock.Now()), 0)
-		timer = mon.clock.AfterFunc(sleep, func() {
-			select {
-			case tick <- struct{}{}:
-			default:
-			}
-		})
+		if len(t.expired) > 0 {
+			// Capacity was given back and the mounts re-queued: look
+			// again before sleeping.
+			continue
+		}
+		timer.Reset(max(t.wakeAt.Sub(mon.clock.Now()), 0))
 		select {
 		case <-ctx.Done():
-			timer.Stop()
 			return nil
 		case <-mon.wake:
-		case <-tick:
+		case <-timer.Chan():
 		}
 	}
 }
 
-// dispatch pops due mounts while there is capacity, and returns the checks
-// to start and the time the loop should next wake: the next due mount,
-// at most heartbeatEvery from now.
-func (mon *Monitor) dispatch() ([]*check, time.Time) {
+// turn is what one pass of the scheduler loop does once it has released
+// the lock. Its slices are reused from turn to turn.
+type turn struct {
+	now     time.Time
+	starts  []*check
+	expired []*check
+	skipped []Mount
+	wakeAt  time.Time
+}
+
+// dispatch takes the checks past their deadline out of the deadline heap,
+// pops due mounts while there is capacity (and with them every mount due
+// within the coalescing window), and sets the time the loop should next
+// wake: the next due mount or deadline, at most heartbeatEvery from now.
+func (mon *Monitor) dispatch(t *turn) {
+	clear(t.starts)
+	clear(t.expired)
+	clear(t.skipped)
+	t.starts, t.expired, t.skipped = t.starts[:0], t.expired[:0], t.skipped[:0]
 	mon.mu.Lock()
 	defer mon.mu.Unlock()
 	now := mon.clock.Now()
+	t.now = now
 	mon.heartbeat = now
 	if now.Sub(mon.lastScan) >= heartbeatEvery {
 		mon.scanStaleLocked(now)
 	}
-	var starts []*check
-	for mon.due.Len() > 0 && !mon.due[0].due.After(now) {
+	for mon.deadlines.Len() > 0 && !mon.deadlines[0].deadline.After(now) {
+		t.expired = append(t.expired, heap.Pop(&mon.deadlines).(*check))
+	}
+	horizon := now
+	if mon.due.Len() > 0 && !mon.due[0].due.After(now) {
+		horizon = now.Add(mon.window)
+	}
+	for mon.due.Len() > 0 && !mon.due[0].due.After(horizon) {
 		m := mon.due[0]
 		if o := mon.orphans[m.spec.Path]; m.cur != nil || (o != nil && o != m) {
 			// The previous check is stuck past its deadline: never start a
-			// second one. Count the missed check and look again later.
+			// second one. Count the missed check and look again later
+			// (after MinRetry at least, so beyond the horizon).
 			heap.Pop(&mon.due)
 			mon.skipLocked(m, now)
+			t.skipped = append(t.skipped, m.spec)
 			continue
 		}
 		if mon.inFlight >= mon.cfg.MaxConcurrent {
 			break
 		}
 		heap.Pop(&mon.due)
-		c := &check{m: m, spec: m.spec, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now}
+		c := &check{m: m, spec: m.spec, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now,
+			deadline: now.Add(mon.cfg.Timeout)}
+		heap.Push(&mon.deadlines, c)
 		m.cur = c
 		m.lastStart = now
 		mon.inFlight++
-		starts = append(starts, c)
+		t.starts = append(t.starts, c)
 	}
 	mon.publishSummaryLocked()
 	mon.wakeAt = now.Add(heartbeatEvery)
 	if mon.due.Len() > 0 && mon.inFlight < mon.cfg.MaxConcurrent && mon.due[0].due.Before(mon.wakeAt) {
 		mon.wakeAt = mon.due[0].due
 	}
-	return starts, mon.wakeAt
+	if mon.deadlines.Len() > 0 && mon.deadlines[0].deadline.Before(mon.wakeAt) {
+		mon.wakeAt = mon.deadlines[0].deadline
+	}
+	t.wakeAt = mon.wakeAt
 }
 
 // scanStaleLocked counts mounts whose last check is older than
@@ -367,7 +434,8 @@ func (mon *Monitor) scanStaleLocked(now time.Time) {
 	mon.stale = n
 }
 
-// launch starts a check's goroutine and deadline.
+// launch hands a check to a worker goroutine; its deadline is already in
+// the deadline heap.
 func (mon *Monitor) launch(c *check) {
 	spec := c.spec
 	if mon.obs != nil {
@@ -377,7 +445,6 @@ func (mon *Monitor) launch(c *check) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	c.timer = mon.clock.AfterFunc(mon.cfg.Timeout, func() { mon.expire(c) })
 	mon.mu.Lock()
 	cleanup := c.m.needCleanup
 	c.m.needCleanup = false
@@ -503,9 +570,9 @@ func (c *check) OpEnd(op probes.Op, d time.Duration, err error) {
 	}
 }
 
-// expire runs at a check's deadline.
-func (mon *Monitor) expire(c *check) {
-	now := mon.clock.Now()
+// expire runs on the scheduler loop at a check's deadline (now), after
+// dispatch took the check out of the deadline heap.
+func (mon *Monitor) expire(c *check, now time.Time) {
 	c.mu.Lock()
 	if c.done {
 		c.mu.Unlock()
@@ -515,62 +582,44 @@ func (mon *Monitor) expire(c *check) {
 	op, opStart, opOpen := c.op, c.opStart, c.opOpen
 	c.mu.Unlock()
 	c.cancel()
-	err := fmt.Errorf("timeout after %v in %s: %w", mon.cfg.Timeout, op, ErrTimeout)
 
 	mon.mu.Lock()
 	mon.inFlight--
 	m := c.m
-	var st *MountStatus
+	old := m.status.Load()
+	next, out, delay := timedOut(old, op, c.start, now, mon.pol)
 	if !m.removed {
-		old := m.status.Load()
-		next := *old
-		next.State = StateHung
-		next.LastCheck = now
-		next.ResponseTime = mon.cfg.Timeout
-		next.History = withHistory(old.History, mon.cfg.Timeout)
-		next.Ops = nil
-		next.ErrorCount++
-		next.ConsecutiveErrors++
-		next.Checks++
-		next.LastError = err.Error()
-		next.Reason = probes.ReasonTimeout
-		next.FailedOp = op
-		next.HungSince = c.start
-		st = &next
-		mon.setStatusLocked(m, old, st)
-		m.due = now.Add(mon.backoff(next.ConsecutiveErrors))
-		heap.Push(&mon.due, m)
+		mon.setStatusLocked(m, old, &next)
+		mon.requeueLocked(m, now.Add(delay))
 	}
+	out.Registration, out.Mounts = &m.reg, len(mon.mounts)
 	mon.publishSummaryLocked()
 	mon.mu.Unlock()
-	if st == nil {
-		st = c.m.status.Load()
-	}
 	if opOpen {
 		// End the stuck operation's record at the deadline; the kernel
 		// may hold the call much longer.
-		c.rec.OpEnd(op, now.Sub(opStart), err)
+		c.rec.OpEnd(op, now.Sub(opStart), out.Err)
 	}
-	c.rec.End(st, now)
-	mon.poke()
+	c.rec.End(out, now)
 }
 
 // skipLocked records a check that could not start because the previous one
 // is still stuck.
 func (mon *Monitor) skipLocked(m *mount, now time.Time) {
 	old := m.status.Load()
-	next := *old
-	next.ErrorCount++
-	next.ConsecutiveErrors++
-	next.Reason = probes.ReasonHung
-	next.LastError = fmt.Sprintf("timeout after %v in %s; still blocked after %v",
-		mon.cfg.Timeout, old.FailedOp, now.Sub(old.HungSince).Round(time.Millisecond))
+	next, delay := skipped(old, now, mon.pol)
 	mon.setStatusLocked(m, old, &next)
-	m.due = now.Add(mon.backoff(next.ConsecutiveErrors))
-	heap.Push(&mon.due, m)
-	if mon.obs != nil {
-		mon.obs.CheckSkipped(m.spec, now)
+	mon.requeueLocked(m, now.Add(delay))
+}
+
+// requeueLocked queues m for a check at due.
+func (mon *Monitor) requeueLocked(m *mount, due time.Time) {
+	m.due = due
+	if m.idx >= 0 {
+		heap.Fix(&mon.due, m.idx)
+		return
 	}
+	heap.Push(&mon.due, m)
 }
 
 // complete runs when a check's goroutine returns from the filesystem.
@@ -579,7 +628,6 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 	c.done = true
 	expired := c.expired
 	c.mu.Unlock()
-	c.timer.Stop()
 	now := mon.clock.Now()
 
 	mon.mu.Lock()
@@ -587,6 +635,9 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 	m.cur = nil
 	if !expired {
 		mon.inFlight--
+	}
+	if c.didx >= 0 {
+		heap.Remove(&mon.deadlines, c.didx)
 	}
 	if m.removed && mon.orphans[m.spec.Path] == m {
 		// A stuck check of an unregistered mount returned: a mount
@@ -598,62 +649,33 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 			heap.Fix(&mon.due, again.idx)
 		}
 	}
-	var st *MountStatus
-	if !m.removed {
-		old := m.status.Load()
-		next := *old
-		if expired {
+	old := m.status.Load()
+	var out Outcome
+	if expired {
+		if !m.removed {
 			// The stuck call finally returned. The failure stays on record;
 			// re-check at once, and clean up anything it left behind.
-			next.State = StateUnhealthy
-			next.HungSince = time.Time{}
-			next.Reason = probes.ReasonTimeout
-			next.LastError = fmt.Sprintf("timeout after %v in %s; the call returned after %v",
-				mon.cfg.Timeout, old.FailedOp, now.Sub(c.start).Round(time.Millisecond))
+			next, delay := returned(old, c.start, now, mon.pol)
 			m.needCleanup = true
-			if m.idx >= 0 {
-				heap.Remove(&mon.due, m.idx)
-			}
-			m.due = now
 			mon.log.Info("stuck check returned", "mount", m.spec.Path,
 				"op", old.FailedOp, "blocked_for", now.Sub(c.start).Round(time.Millisecond))
-		} else {
-			next.Mode = res.Mode
-			next.LastCheck = now
-			next.ResponseTime = res.Duration()
-			next.History = withHistory(old.History, next.ResponseTime)
-			next.Ops = make([]OpTiming, 0, len(res.Ops))
-			for _, o := range res.Ops {
-				next.Ops = append(next.Ops, OpTiming{Op: o.Op, Duration: o.Duration})
-			}
-			next.Checks++
-			next.HungSince = time.Time{}
-			if res.Err == nil {
-				next.State = StateHealthy
-				next.ConsecutiveErrors = 0
-				next.LastError = ""
-				next.Reason = probes.ReasonNone
-				next.FailedOp = ""
-				m.due = now.Add(mon.healthyDelay(old.State == StatePending))
-			} else {
-				next.State = StateUnhealthy
-				next.ErrorCount++
-				next.ConsecutiveErrors++
-				next.LastError = res.Err.Error()
-				next.Reason = probes.Classify(res.Err)
-				next.FailedOp = res.FailedOp
-				m.due = now.Add(mon.backoff(next.ConsecutiveErrors))
+			mon.setStatusLocked(m, old, &next)
+			mon.requeueLocked(m, now.Add(delay))
+		}
+	} else {
+		var next MountStatus
+		var delay time.Duration
+		next, out, delay = checked(old, res, c.start, now, mon.pol, mon.rnd.Float64())
+		out.Registration, out.Mounts = &m.reg, len(mon.mounts)
+		if !m.removed {
+			if res.Err != nil {
 				// A failed delete (or a failure after the create) may have
 				// left the probe file: sweep before the next check.
 				m.needCleanup = true
 			}
-			if min := c.start.Add(mon.cfg.MinRetry); m.due.Before(min) {
-				m.due = min
-			}
-			st = &next
+			mon.setStatusLocked(m, old, &next)
+			mon.requeueLocked(m, now.Add(delay))
 		}
-		mon.setStatusLocked(m, old, &next)
-		heap.Push(&mon.due, m)
 	}
 	// Wake the scheduler loop only if it would otherwise be late: a mount
 	// is due before the loop's next wake. That covers this mount's retry,
@@ -664,46 +686,11 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 	mon.publishSummaryLocked()
 	mon.mu.Unlock()
 	if !expired {
-		if st == nil {
-			st = m.status.Load()
-		}
-		c.rec.End(st, now)
+		c.rec.End(out, now)
 	}
 	if wake {
 		mon.poke()
 	}
-}
-
-// healthyDelay is the wait before the next check of a healthy mount. After
-// a mount's first check it is a random part of the interval, so that mounts
-// registered together spread out; then the interval with jitter.
-func (mon *Monitor) healthyDelay(first bool) time.Duration {
-	iv := mon.cfg.Interval
-	if mon.cfg.Jitter == 0 {
-		return iv
-	}
-	f := mon.rnd.Float64()
-	if first {
-		min := mon.cfg.MinRetry
-		if min > iv {
-			min = iv
-		}
-		return min + time.Duration(f*float64(iv-min))
-	}
-	return time.Duration(float64(iv) * (1 + mon.cfg.Jitter*(2*f-1)))
-}
-
-// backoff is the re-check delay after n consecutive failures: MinRetry,
-// doubling, capped at the interval.
-func (mon *Monitor) backoff(n uint64) time.Duration {
-	d := mon.cfg.MinRetry
-	for i := uint64(1); i < n && d < mon.cfg.Interval; i++ {
-		d *= 2
-	}
-	if d > mon.cfg.Interval {
-		d = mon.cfg.Interval
-	}
-	return d
 }
 
 // setStatusLocked publishes st for m, keeps the counters, and logs state
@@ -793,4 +780,4 @@ type nopRecorder struct{}
 
 func (nopRecorder) OpStart(probes.Op, time.Time)          {}
 func (nopRecorder) OpEnd(probes.Op, time.Duration, error) {}
-func (nopRecorder) End(*MountStatus, time.Time)           {}
+func (nopRecorder) End(Outcome, time.Time)                {}

@@ -2,13 +2,17 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -57,6 +61,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// loopArmedFor waits until the scheduler loop sleeps until at, with no
+// check in flight: it has looked at the mounts since the clock last moved
+// and found none due before at. (The loop's timer is the only timer the
+// monitor sets on its clock.)
+func loopArmedFor(t *testing.T, mon *agent.Monitor, clk *fakeclock.Clock, at time.Time) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("the scheduler to sleep until %v", at), func() bool {
+		next, ok := clk.Next()
+		return ok && next.Equal(at) && clk.Pending() == 1 && mon.Summary().InFlight == 0
+	})
 }
 
 func status(t *testing.T, mon *agent.Monitor, path string) *agent.MountStatus {
@@ -135,7 +151,7 @@ func TestScheduleAndBackoff(t *testing.T) {
 	for i, gap := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second} {
 		want := uint64(i + 2)
 		clk.Advance(gap - time.Millisecond)
-		time.Sleep(5 * time.Millisecond)
+		loopArmedFor(t, mon, clk, status(t, mon, dir).LastCheck.Add(gap))
 		if got := status(t, mon, dir).Checks; got != want-1 {
 			t.Fatalf("check %d ran before its %v retry delay (checks=%d)", want, gap, got)
 		}
@@ -159,7 +175,7 @@ func TestScheduleAndBackoff(t *testing.T) {
 	// Healthy: the next check waits a full interval.
 	n := st.Checks
 	clk.Advance(10*time.Second - time.Millisecond)
-	time.Sleep(5 * time.Millisecond)
+	loopArmedFor(t, mon, clk, st.LastCheck.Add(10*time.Second))
 	if status(t, mon, dir).Checks != n {
 		t.Fatal("healthy mount re-checked before the interval")
 	}
@@ -331,4 +347,251 @@ func TestCapacityFreedStartsNextCheck(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestCoalescedStarts: a wake for a due check also starts the checks due
+// within the coalescing window (100 ms here), not those due later.
+func TestCoalescedStarts(t *testing.T) {
+	t.Parallel()
+	mon, clk := newFake(t, func(c *agent.Config) { c.Interval = 10 * time.Second })
+	base := t.TempDir()
+	var paths []string
+	for i := 0; i < 3; i++ {
+		if i > 0 {
+			clk.Advance(60 * time.Millisecond)
+		}
+		p := filepath.Join(base, fmt.Sprintf("vol%d", i))
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := mon.Register(agent.Mount{Path: p}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "first check", func() bool { return status(t, mon, p).Checks == 1 })
+		paths = append(paths, p)
+	}
+	// Due at +10s, +10.06s and +10.12s.
+	clk.Advance(10*time.Second - 120*time.Millisecond)
+	at := epoch.Add(10 * time.Second)
+	for _, p := range paths[:2] {
+		waitFor(t, "second check", func() bool { return status(t, mon, p).Checks == 2 })
+		if st := status(t, mon, p); !st.LastCheck.Equal(at) {
+			t.Fatalf("%s checked at %v, want with the first due check at %v", p, st.LastCheck, at)
+		}
+	}
+	loopArmedFor(t, mon, clk, epoch.Add(10*time.Second+120*time.Millisecond))
+	if n := status(t, mon, paths[2]).Checks; n != 1 {
+		t.Fatalf("a check due beyond the window started early (%d checks)", n)
+	}
+}
+
+// blockingTable is a mount table whose lookups of its NFS mounts block
+// while it is closed: a check stuck in preflight, on the fake clock,
+// without FUSE. Other paths are not mount points.
+type blockingTable struct {
+	nfs     map[string]bool // read-only
+	mu      sync.Mutex
+	gate    chan struct{} // nil: open
+	blocked atomic.Int32
+}
+
+func (b *blockingTable) Lookup(p string) (string, string, bool) {
+	if !b.nfs[p] {
+		return "", "", false
+	}
+	b.mu.Lock()
+	gate := b.gate
+	b.mu.Unlock()
+	if gate != nil {
+		b.blocked.Add(1)
+		<-gate
+		b.blocked.Add(-1)
+	}
+	return "nfs4", "fs-1.efs:/", true
+}
+
+func (b *blockingTable) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.gate = make(chan struct{})
+}
+
+func (b *blockingTable) open() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	close(b.gate)
+	b.gate = nil
+}
+
+// TestStuckCheckOnFakeClock follows a check that never returns through
+// the scheduler on the fake clock: hung exactly at its deadline, skipped
+// checks while it is stuck (one blocked call, no new timer), and an
+// immediate re-check when the call returns.
+func TestStuckCheckOnFakeClock(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tab := &blockingTable{nfs: map[string]bool{dir: true}}
+	mon, clk := newFake(t, func(c *agent.Config) {
+		c.Interval, c.Timeout, c.MountTable = 10*time.Second, 2*time.Second, tab
+	})
+	if err := mon.Register(agent.Mount{Path: dir, FSType: "nfs4", Source: "fs-1.efs:/"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "healthy", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
+
+	tab.close()
+	start := epoch.Add(10 * time.Second)
+	clk.Advance(10 * time.Second)
+	waitFor(t, "the check to block", func() bool { return tab.blocked.Load() == 1 })
+	waitFor(t, "the loop to sleep", func() bool { _, ok := clk.Next(); return ok })
+	clk.Advance(2*time.Second - time.Millisecond)
+	waitFor(t, "the loop to sleep until the deadline", func() bool {
+		next, ok := clk.Next()
+		return ok && next.Equal(start.Add(2*time.Second))
+	})
+	if st := status(t, mon, dir); st.State != agent.StateHealthy {
+		t.Fatalf("hung before the deadline: %+v", st)
+	}
+	clk.Advance(time.Millisecond)
+	waitFor(t, "hung", func() bool { return status(t, mon, dir).State == agent.StateHung })
+	st := status(t, mon, dir)
+	if !st.LastCheck.Equal(start.Add(2*time.Second)) || !st.HungSince.Equal(start) || st.Reason != probes.ReasonTimeout ||
+		st.FailedOp != probes.OpMountTable || mon.Summary().InFlight != 0 || mon.Summary().Hung != 1 {
+		t.Fatalf("at the deadline: %+v, summary %+v", st, mon.Summary())
+	}
+
+	// Backoff 1s, 2s, 4s: three skipped checks, still one blocked call.
+	for i, gap := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		clk.Advance(gap)
+		want := uint64(i + 2)
+		waitFor(t, "skipped check", func() bool { return status(t, mon, dir).ConsecutiveErrors == want })
+	}
+	st = status(t, mon, dir)
+	if st.State != agent.StateHung || st.Reason != probes.ReasonHung || st.Checks != 2 || tab.blocked.Load() != 1 || clk.Pending() != 1 {
+		t.Fatalf("while stuck: %+v, %d blocked calls, %d timers", st, tab.blocked.Load(), clk.Pending())
+	}
+
+	// The call returns: the mount is re-checked at once, on the same
+	// fake instant, and recovers.
+	tab.open()
+	waitFor(t, "recovered", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
+	if st := status(t, mon, dir); st.Checks != 3 || st.ConsecutiveErrors != 0 || st.ErrorCount != 4 {
+		t.Fatalf("after the stuck call returned: %+v", st)
+	}
+}
+
+// recordingObserver keeps every check's outcome. Each of its methods reads
+// the monitor's mount list, which takes the monitor's lock: were any event
+// delivered under that lock, the test would deadlock.
+type recordingObserver struct {
+	mon      atomic.Pointer[agent.Monitor]
+	mu       sync.Mutex
+	outcomes map[string][]agent.Outcome
+	skipped  map[string]int
+}
+
+func (o *recordingObserver) touch() {
+	if mon := o.mon.Load(); mon != nil {
+		_ = mon.Statuses()
+	}
+}
+
+func (o *recordingObserver) CheckStart(m agent.Mount, _ time.Time) agent.CheckRecorder {
+	o.touch()
+	return &recordingRecorder{o: o, path: m.Path}
+}
+
+func (o *recordingObserver) CheckSkipped(m agent.Mount, _ time.Time) {
+	o.touch()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.skipped[m.Path]++
+}
+
+func (o *recordingObserver) get(path string) []agent.Outcome {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.outcomes[path])
+}
+
+type recordingRecorder struct {
+	o    *recordingObserver
+	path string
+}
+
+func (r *recordingRecorder) OpStart(probes.Op, time.Time)          { r.o.touch() }
+func (r *recordingRecorder) OpEnd(probes.Op, time.Duration, error) { r.o.touch() }
+func (r *recordingRecorder) End(out agent.Outcome, _ time.Time) {
+	r.o.touch()
+	r.o.mu.Lock()
+	defer r.o.mu.Unlock()
+	r.o.outcomes[r.path] = append(r.o.outcomes[r.path], out)
+}
+
+// TestObserverOutcomes: End receives each check's own outcome (success,
+// failure, deadline, and a check whose mount was unregistered while it
+// ran), exactly once per check, and no event is delivered under the
+// monitor's lock.
+func TestObserverOutcomes(t *testing.T) {
+	t.Parallel()
+	obs := &recordingObserver{outcomes: map[string][]agent.Outcome{}, skipped: map[string]int{}}
+	base := t.TempDir()
+	ok, missing, stuck, gone := filepath.Join(base, "ok"), filepath.Join(base, "missing"), filepath.Join(base, "stuck"), filepath.Join(base, "gone")
+	tab := &blockingTable{nfs: map[string]bool{stuck: true, gone: true}}
+	mon, clk := newFake(t, func(c *agent.Config) {
+		c.Interval, c.Timeout, c.MountTable, c.Observer = 10*time.Second, 2*time.Second, tab, obs
+	})
+	obs.mon.Store(mon)
+	for _, p := range []string{ok, stuck, gone} {
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{ok, missing} {
+		if err := mon.Register(agent.Mount{Path: p}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "first check of "+p, func() bool { return len(obs.get(p)) == 1 })
+	}
+	if out := obs.get(ok)[0]; !out.Success() || out.Err != nil || out.TimedOut || !out.Registration.Registered() || out.Mounts != 1 {
+		t.Errorf("healthy check: %+v", out)
+	}
+	if out := obs.get(missing)[0]; out.Success() || out.Reason != probes.ReasonNotMounted || out.Err == nil || out.State != agent.StateUnhealthy {
+		t.Errorf("failed check: %+v", out)
+	}
+
+	// A check stuck past its deadline ends once, at the deadline.
+	tab.close()
+	nfs := func(p string) agent.Mount { return agent.Mount{Path: p, FSType: "nfs4", Source: "fs-1.efs:/"} }
+	if err := mon.Register(nfs(stuck)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the check to block", func() bool { return tab.blocked.Load() == 1 })
+	waitFor(t, "the loop to sleep", func() bool { _, ok := clk.Next(); return ok })
+	clk.Advance(2 * time.Second)
+	waitFor(t, "the deadline", func() bool { return len(obs.get(stuck)) == 1 })
+	if out := obs.get(stuck)[0]; !out.TimedOut || out.State != agent.StateHung || !errors.Is(out.Err, agent.ErrTimeout) ||
+		out.FailedOp != probes.OpMountTable || out.Duration != 2*time.Second {
+		t.Errorf("timed-out check: %+v", out)
+	}
+	clk.Advance(time.Second)
+	waitFor(t, "a skipped check", func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.skipped[stuck] == 1 })
+
+	// A check whose mount is unregistered while it runs still reports
+	// its own result, with an ended registration.
+	if err := mon.Register(nfs(gone)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second check to block", func() bool { return tab.blocked.Load() == 2 })
+	mon.Unregister(gone)
+	mon.Unregister(stuck)
+	tab.open()
+	waitFor(t, "the unregistered mount's check", func() bool { return len(obs.get(gone)) == 1 })
+	if out := obs.get(gone)[0]; !out.Success() || out.Registration.Registered() {
+		t.Errorf("check of an unregistered mount: %+v (registered %v)", out, out.Registration.Registered())
+	}
+	waitFor(t, "the stuck call to return", func() bool { return tab.blocked.Load() == 0 })
+	if n := len(obs.get(stuck)); n != 1 {
+		t.Errorf("End called %d times for the stuck check", n)
+	}
 }

@@ -7,7 +7,9 @@ import (
 )
 
 // Observer receives check events, for telemetry. Its methods are called from
-// check goroutines and timers and must not block.
+// check goroutines and the scheduler loop, never under the monitor's lock,
+// and must not block. An observer must not call back into the Monitor: the
+// events carry what it needs.
 type Observer interface {
 	// CheckStart is called when a check of path starts. The returned
 	// CheckRecorder receives that check's events.
@@ -25,6 +27,7 @@ type CheckRecorder interface {
 	// for the operation that is stuck (err then wraps ErrTimeout).
 	OpEnd(op probes.Op, d time.Duration, err error)
 	// End is called when the check completes or hits its deadline, with
-	// the status it produced.
-	End(st *MountStatus, at time.Time)
+	// the check's own outcome (also when the mount was unregistered
+	// while the check ran and no status was published for it).
+	End(o Outcome, at time.Time)
 }

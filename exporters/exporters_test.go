@@ -113,9 +113,15 @@ func scrape(t testing.TB, tel *exporters.Telemetry, accept string) string {
 }
 
 // runCheck drives the Observer the way the agent does for one completed
-// check: each operation's start and end, then End with the status the
-// check produced (LastCheck = the end time, as the agent publishes it).
+// check: each operation's start and end, then End with the outcome of a
+// check that ended in st.
 func runCheck(obs agent.Observer, m agent.Mount, start time.Time, ops map[probes.Op]time.Duration, st *agent.MountStatus) {
+	runCheckIn(obs, nil, m, start, ops, st)
+}
+
+// runCheckIn is runCheck for a mount registered in src (the outcome
+// carries its registration and src's mount count).
+func runCheckIn(obs agent.Observer, src *source, m agent.Mount, start time.Time, ops map[probes.Op]time.Duration, st *agent.MountStatus) {
 	rec := obs.CheckStart(m, start)
 	at := start
 	for _, op := range []probes.Op{probes.OpStatfs, probes.OpWrite, probes.OpRead, probes.OpDelete} {
@@ -131,10 +137,38 @@ func runCheck(obs agent.Observer, m agent.Mount, start time.Time, ops map[probes
 		rec.OpEnd(op, d, err)
 		at = at.Add(d)
 	}
-	done := *st
-	done.Mount = m
-	done.LastCheck = at
-	rec.End(&done, at)
+	o := outcomeOf(st, at.Sub(start))
+	if src != nil {
+		o.Registration, o.Mounts = registration{src, m.Path}, src.Summary().Mounts
+	}
+	rec.End(o, at)
+}
+
+// outcomeOf is the Outcome of a check that ended in st and took d.
+func outcomeOf(st *agent.MountStatus, d time.Duration) agent.Outcome {
+	o := agent.Outcome{State: st.State, Mode: st.Mode, Reason: st.Reason, FailedOp: st.FailedOp,
+		Duration: d, TimedOut: st.State == agent.StateHung}
+	if st.LastError != "" {
+		o.Err = errors.New(st.LastError)
+	}
+	return o
+}
+
+// registration is a mount registration that lasts while src lists path.
+type registration struct {
+	src  *source
+	path string
+}
+
+func (r registration) Registered() bool {
+	r.src.mu.Lock()
+	defer r.src.mu.Unlock()
+	for _, st := range r.src.sts {
+		if st.Path == r.path {
+			return true
+		}
+	}
+	return false
 }
 
 func fixture() ([]*agent.MountStatus, agent.Summary) {

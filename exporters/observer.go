@@ -145,8 +145,6 @@ type recorder struct {
 	overflow bool
 	// rec collects the operations for /debug/checks.
 	rec debugRecord
-	// firstErr is the first operation error of this check.
-	firstErr error
 }
 
 // OpStart notes the operation's start.
@@ -188,9 +186,6 @@ func (r *recorder) OpEnd(op probes.Op, d time.Duration, err error) {
 	default:
 		return // no OpStart
 	}
-	if err != nil && r.firstErr == nil {
-		r.firstErr = err
-	}
 	r.rec.addOp(op, d, err)
 }
 
@@ -217,18 +212,13 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // slow threshold; otherwise when the healthy-check sampler says so),
 // creates them after the fact if so, records every operation's latency,
 // and files the check for /debug/checks with its trace id (zero when no
-// span was kept).
-func (r *recorder) End(st *agent.MountStatus, at time.Time) {
+// span was kept). o is the check's own outcome, whatever the mount's
+// status has become since.
+func (r *recorder) End(o agent.Outcome, at time.Time) {
 	r.closeOpen(at)
-	state, reason, errMsg := st.State, st.Reason, st.LastError
-	if !st.LastCheck.Equal(at) || state == agent.StatePending {
-		// st is not this check's result: the mount was unregistered while
-		// the check ran, and the agent passes the last published status.
-		// Judge the check by its own operations.
-		state, reason, errMsg = agent.StateHealthy, probes.ReasonNone, ""
-		if r.firstErr != nil {
-			state, reason, errMsg = agent.StateUnhealthy, reasonOf(r.firstErr), r.firstErr.Error()
-		}
+	state, reason, errMsg := o.State, o.Reason, ""
+	if o.Err != nil {
+		errMsg = o.Err.Error()
 	}
 	failed := state == agent.StateUnhealthy || state == agent.StateHung
 	r.t.checks.Add(context.Background(), 1, checkAttrs(!failed, reason))

@@ -135,9 +135,7 @@ func TestSpans(t *testing.T) {
 				rec.OpEnd(s.op, s.d, s.err)
 				at = at.Add(s.d)
 			}
-			end := *tc.end
-			end.Mount, end.LastCheck = tc.mount, t0.Add(tc.endAt)
-			rec.End(&end, t0.Add(tc.endAt))
+			rec.End(outcomeOf(tc.end, tc.endAt), t0.Add(tc.endAt))
 
 			ended := spans.Ended()
 			if len(ended) != len(tc.wantOps)+1 {
@@ -239,13 +237,14 @@ func TestInstruments(t *testing.T) {
 	runCheck(obs, agent.Mount{Path: "/mnt/b"}, t0, ops, &agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonNoSpace, FailedOp: probes.OpWrite, LastError: "no space"})
 	obs.CheckSkipped(agent.Mount{Path: "/mnt/hung"}, t0)
 	obs.CheckSkipped(agent.Mount{Path: "/mnt/hung"}, t0)
-	// The mount was unregistered while its check ran: the agent passes the
-	// last published status (an earlier, healthy one); the check itself
-	// failed, and is counted so.
+	// The mount was unregistered while its check ran: no status was
+	// published for it, and the check's own outcome is counted.
 	rec := obs.CheckStart(agent.Mount{Path: "/mnt/gone"}, t0)
 	rec.OpStart(probes.OpWrite, t0)
-	rec.OpEnd(probes.OpWrite, time.Millisecond, opErr(probes.OpWrite, unix.EACCES))
-	rec.End(&agent.MountStatus{Mount: agent.Mount{Path: "/mnt/gone"}, State: agent.StateHealthy, LastCheck: t0.Add(-time.Minute)}, t0.Add(time.Millisecond))
+	err := opErr(probes.OpWrite, unix.EACCES)
+	rec.OpEnd(probes.OpWrite, time.Millisecond, err)
+	rec.End(agent.Outcome{State: agent.StateUnhealthy, Reason: probes.ReasonPermissionDenied, Err: err, FailedOp: probes.OpWrite,
+		Duration: time.Millisecond, Registration: registration{&source{}, "/mnt/gone"}}, t0.Add(time.Millisecond))
 
 	got := collect(t, reader)
 	checkSet := func(outcome, reason string) attribute.Set {

@@ -80,8 +80,8 @@ func TestTailSampling(t *testing.T) {
 		rec.OpEnd(probes.OpStatfs, time.Millisecond, nil)
 		rec.OpStart(probes.OpWrite, t0.Add(time.Millisecond))
 		rec.OpEnd(probes.OpWrite, deadline-time.Millisecond, timeoutErr(probes.OpWrite))
-		rec.End(&agent.MountStatus{Mount: agent.Mount{Path: "/mnt/hung"}, State: agent.StateHung, Reason: probes.ReasonTimeout,
-			LastError: "timeout", LastCheck: t0.Add(deadline)}, t0.Add(deadline))
+		rec.End(outcomeOf(&agent.MountStatus{Mount: agent.Mount{Path: "/mnt/hung"}, State: agent.StateHung, Reason: probes.ReasonTimeout,
+			LastError: "timeout", LastCheck: t0.Add(deadline)}, deadline), t0.Add(deadline))
 
 		trees := checkTrees(spans.Ended())
 		want := map[string][]string{
@@ -206,7 +206,7 @@ func TestUnendedOperation(t *testing.T) {
 	rec.OpStart(probes.OpOpen, t0)
 	rec.OpStart(probes.OpWrite, t0.Add(2*time.Millisecond))
 	rec.OpEnd(probes.OpWrite, time.Millisecond, &probes.OpError{Op: probes.OpWrite, Err: unix.EIO})
-	rec.End(&agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonIOError, LastCheck: t0.Add(3 * time.Millisecond)}, t0.Add(3*time.Millisecond))
+	rec.End(outcomeOf(&agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonIOError, LastCheck: t0.Add(3 * time.Millisecond)}, 3*time.Millisecond), t0.Add(3*time.Millisecond))
 	ended := spans.Ended()
 	if len(ended) != 3 || ended[0].Name() != "efs.mount.open" || ended[0].EndTime().Sub(ended[0].StartTime()) != 2*time.Millisecond {
 		t.Fatalf("spans %v", ended)
