@@ -291,3 +291,33 @@ func TestMakeHelpListsEveryTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestImageBuild: the image context leaves out the repository history, build
+// output and the collector build, and `make image` stamps the version.
+func TestImageBuild(t *testing.T) {
+	ignore, err := os.ReadFile("../.dockerignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, l := range strings.Split(string(ignore), "\n") {
+		have[strings.TrimSuffix(strings.TrimSpace(l), "/")] = true
+	}
+	for _, p := range []string{".git", "bin", "otel-collector/_build"} {
+		if !have[p] {
+			t.Errorf(".dockerignore does not exclude %s", p)
+		}
+	}
+	df, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(df), "ARG VERSION") || !strings.Contains(string(df), "-X main.version=${VERSION}") ||
+		!regexp.MustCompile(`docker build -f deploy/Dockerfile --build-arg VERSION=\$\(VERSION\)`).Match(mk) {
+		t.Error("the image build does not pass VERSION through to -X main.version")
+	}
+}
