@@ -293,23 +293,42 @@ func TestDashboardQueriesParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dash struct {
+		Templating struct {
+			List []struct{ Name, Definition string }
+		}
 		Panels []struct {
 			Title   string
-			Targets []struct{ Expr string }
+			Targets []struct {
+				Expr     string
+				Exemplar bool
+			}
 		}
 	}
 	if err := json.Unmarshal(b, &dash); err != nil {
 		t.Fatal(err)
+	}
+	// The per-file-system view picks file systems from the info metric.
+	var fsVar bool
+	for _, v := range dash.Templating.List {
+		fsVar = fsVar || (v.Name == "filesystem_id" && v.Definition == "label_values(efs_mount_info, filesystem_id)")
+	}
+	if !fsVar {
+		t.Error("dashboard has no filesystem_id variable from efs_mount_info")
 	}
 	var rules strings.Builder
 	rules.WriteString("groups:\n- name: dashboard\n  rules:\n")
 	vars := regexp.MustCompile(`\$[a-z_]+`)
 	n := 0
 	want := map[string]bool{"efs_mount_health_status": false, "avg(efs_mount_response_time_ms": false, "rate(efs_mount_error_total[5m])": false,
-		"efs_mount_operation_duration_seconds_bucket": false, "efs_mounts_hung": false}
+		"efs_mount_operation_duration_seconds_bucket": false, "efs_mounts_hung": false,
+		`efs_mount_info{filesystem_id=~"$filesystem_id"}`: false}
 	for _, p := range dash.Panels {
 		for _, tg := range p.Targets {
 			n++
+			// Latency histograms show exemplars: the link to the check's trace.
+			if strings.Contains(tg.Expr, "_seconds_bucket") && !tg.Exemplar {
+				t.Errorf("panel %q: latency query without exemplars", p.Title)
+			}
 			expr := vars.ReplaceAllString(tg.Expr, ".*")
 			bare := strings.ReplaceAll(tg.Expr, `{instance=~"$instance"}`, "")
 			for k := range want {
