@@ -6,10 +6,10 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 RUN_DIR   ?= /tmp/efs-health-agent-demo-mount
 RUN_ARGS  ?= --mount $(RUN_DIR) --check-interval 10s --check-timeout 2s
 
-.PHONY: help build run test vet fmt-check staticcheck lint demo bench soak fuzz collector-e2e clean
+.PHONY: help build run test vet fmt-check staticcheck lint demo bench soak fuzz collector-e2e clean image deploy-tools deploy-sync
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 build: ## build the static agent binary into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/efs-health-agent
@@ -58,3 +58,24 @@ soak: build ## minutes-long soak with rotating faults and hung mounts, a 100,000
 
 collector-e2e: ## build a minimal OTel Collector (slow the first time), validate otel-collector/config.yaml and run the agent through it
 	otel-collector/e2e.sh
+
+IMAGE     ?= efs-health-agent:$(VERSION)
+
+image: ## docker build IMAGE (default efs-health-agent:<git describe>) with VERSION passed to the build
+	docker build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+# Pinned versions of the tools the deploy tests use (helm lint/template,
+# offline schema validation); installed through the Go module proxy.
+HELM_VERSION             ?= v3.21.4
+KUBECTL_VALIDATE_VERSION ?= v0.0.4
+
+deploy-tools: ## install helm and kubectl-validate at their pinned versions (go install, into GOPATH/bin)
+	$(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	$(GO) install sigs.k8s.io/kubectl-validate@$(KUBECTL_VALIDATE_VERSION)
+
+deploy-sync: ## copy deploy/prometheus/rules.yaml and the dashboard into the PrometheusRule and the Helm chart
+	sed '/^spec:$$/q' deploy/kustomize/base/prometheusrule.yaml > deploy/kustomize/base/prometheusrule.yaml.new
+	sed -n '/^groups:/,$$p' deploy/prometheus/rules.yaml | sed 's/^./  &/' >> deploy/kustomize/base/prometheusrule.yaml.new
+	mv deploy/kustomize/base/prometheusrule.yaml.new deploy/kustomize/base/prometheusrule.yaml
+	cp deploy/prometheus/rules.yaml deploy/helm/efs-health-agent/files/rules.yaml
+	cp deploy/kustomize/base/grafana/efs-health-agent.json deploy/helm/efs-health-agent/files/efs-health-agent.json

@@ -77,8 +77,12 @@ func Condition(st *agent.MountStatus, now time.Time) *csi.VolumeCondition {
 		return &csi.VolumeCondition{Abnormal: true, Message: fmt.Sprintf("hung: a check has been stuck in %s for %v (%s); %s",
 			st.FailedOp, now.Sub(st.HungSince).Round(time.Second), st.LastError, probes.Advice(probes.ReasonHung))}
 	default:
-		return &csi.VolumeCondition{Abnormal: true, Message: fmt.Sprintf("unhealthy (%s) after %d consecutive failed checks: %s; %s",
-			st.Reason, st.ConsecutiveErrors, st.LastError, probes.Advice(st.Reason))}
+		checks := "checks"
+		if st.ConsecutiveErrors == 1 {
+			checks = "check"
+		}
+		return &csi.VolumeCondition{Abnormal: true, Message: fmt.Sprintf("unhealthy (%s) after %d consecutive failed %s: %s; %s",
+			st.Reason, st.ConsecutiveErrors, checks, st.LastError, probes.Advice(st.Reason))}
 	}
 }
 

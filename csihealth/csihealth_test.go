@@ -25,6 +25,7 @@ func TestCondition(t *testing.T) {
 		{agent.MountStatus{State: agent.StatePending}, false, "pending"},
 		{agent.MountStatus{State: agent.StateHealthy, Mode: probes.ModeReadWrite, ResponseTime: 3 * time.Millisecond, LastCheck: now.Add(-5 * time.Second)}, false, "healthy (read-write): last check took 3ms, 5s ago"},
 		{agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonStaleFileHandle, ConsecutiveErrors: 2, LastError: "write: create: stale NFS file handle"}, true, "unhealthy (stale_file_handle) after 2 consecutive failed checks: write: create: stale NFS file handle"},
+		{agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonIOError, ConsecutiveErrors: 1, LastError: "write: input/output error"}, true, "unhealthy (io_error) after 1 consecutive failed check: write"},
 		{agent.MountStatus{State: agent.StateHung, FailedOp: probes.OpWrite, HungSince: now.Add(-12 * time.Second), LastError: "timeout after 5s in write"}, true, "hung: a check has been stuck in write for 12s"},
 	} {
 		c := csihealth.Condition(&tc.st, now)

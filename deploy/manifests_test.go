@@ -14,6 +14,7 @@ import (
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -25,19 +26,47 @@ import (
 // fields are errors) into its typed Kubernetes struct.
 func build(t *testing.T, dir string) map[string]any {
 	t.Helper()
+	return decodeAll(t, dir, kustomize(t, filesys.MakeFsOnDisk(), dir))
+}
+
+// kustomize runs kustomize on dir of fs and returns the objects as YAML
+// documents.
+func kustomize(t *testing.T, fs filesys.FileSystem, dir string) [][]byte {
+	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	rm, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	rm, err := k.Run(fs, dir)
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
-	out := map[string]any{}
+	var docs [][]byte
 	for _, r := range rm.Resources() {
 		y, err := r.AsYAML()
 		if err != nil {
 			t.Fatal(err)
 		}
+		docs = append(docs, y)
+	}
+	return docs
+}
+
+// decodeAll decodes YAML documents strictly into their typed Kubernetes
+// structs, keyed Kind/name.
+func decodeAll(t *testing.T, what string, docs [][]byte) map[string]any {
+	t.Helper()
+	out := map[string]any{}
+	for _, y := range docs {
+		var meta struct {
+			Kind     string
+			Metadata struct{ Name string }
+		}
+		if err := yaml.Unmarshal(y, &meta); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if meta.Kind == "" {
+			continue // an empty document
+		}
 		var obj any
-		switch r.GetKind() {
+		switch meta.Kind {
 		case "DaemonSet":
 			obj = &appsv1.DaemonSet{}
 		case "Service":
@@ -46,17 +75,19 @@ func build(t *testing.T, dir string) map[string]any {
 			obj = &corev1.ServiceAccount{}
 		case "ConfigMap":
 			obj = &corev1.ConfigMap{}
+		case "NetworkPolicy":
+			obj = &networkingv1.NetworkPolicy{}
 		case "PodMonitor":
 			obj = &monitoringv1.PodMonitor{}
 		case "PrometheusRule":
 			obj = &monitoringv1.PrometheusRule{}
 		default:
-			t.Fatalf("%s: unexpected kind %s", dir, r.GetKind())
+			t.Fatalf("%s: unexpected kind %s", what, meta.Kind)
 		}
 		if err := yaml.UnmarshalStrict(y, obj); err != nil {
-			t.Fatalf("%s %s/%s does not decode strictly: %v", dir, r.GetKind(), r.GetName(), err)
+			t.Fatalf("%s %s/%s does not decode strictly: %v", what, meta.Kind, meta.Metadata.Name, err)
 		}
-		out[r.GetKind()+"/"+r.GetName()] = obj
+		out[meta.Kind+"/"+meta.Metadata.Name] = obj
 	}
 	return out
 }
@@ -124,7 +155,9 @@ func TestBase(t *testing.T) {
 	ds := objs["DaemonSet/efs-health-agent"].(*appsv1.DaemonSet)
 	c := container(t, ds, "efs-health-agent")
 	probe(t, "liveness", c.LivenessProbe, "/healthz/live", 10, 3, 10, 5)
-	probe(t, "readiness", c.ReadinessProbe, "/healthz/ready", 5, 3, 5, 3)
+	// Readiness is liveness: a node with an unhealthy mount must not stall
+	// a rollout of the agent.
+	probe(t, "readiness", c.ReadinessProbe, "/healthz/live", 5, 3, 5, 3)
 	leastPrivilege(t, c)
 	if ds.Spec.Template.Spec.AutomountServiceAccountToken == nil || *ds.Spec.Template.Spec.AutomountServiceAccountToken {
 		t.Error("service account token mounted")
@@ -156,6 +189,15 @@ func TestBase(t *testing.T) {
 	if pm.Spec.PodMetricsEndpoints[0].Path != httpapi.PathMetrics {
 		t.Errorf("PodMonitor path %q", pm.Spec.PodMetricsEndpoints[0].Path)
 	}
+	pr := objs["PrometheusRule/efs-health-agent"].(*monitoringv1.PrometheusRule)
+	if pm.Labels["release"] != "kube-prometheus-stack" || pr.Labels["release"] != "kube-prometheus-stack" {
+		t.Errorf("PodMonitor/PrometheusRule lack the kube-prometheus-stack selector label: %v, %v", pm.Labels, pr.Labels)
+	}
+	np := objs["NetworkPolicy/efs-health-agent"].(*networkingv1.NetworkPolicy)
+	if !reflect.DeepEqual(np.Spec.PodSelector.MatchLabels, ds.Spec.Selector.MatchLabels) || len(np.Spec.Ingress) != 1 ||
+		np.Spec.Ingress[0].Ports[0].Port.IntValue() != 9910 || len(np.Spec.Ingress[0].From) == 0 {
+		t.Errorf("NetworkPolicy does not admit only port 9910 of the agent's pods from a named source: %+v", np.Spec)
+	}
 	cm := objs["ConfigMap/efs-health-agent-dashboard"].(*corev1.ConfigMap)
 	if cm.Labels["grafana_dashboard"] != "1" || !json.Valid([]byte(cm.Data["efs-health-agent.json"])) {
 		t.Error("dashboard ConfigMap missing its label or valid JSON")
@@ -172,7 +214,7 @@ func TestCSISidecarOverlay(t *testing.T) {
 	}
 	plugin := container(t, ds, "efs-plugin")
 	probe(t, "efs-plugin liveness", plugin.LivenessProbe, "/healthz/live", -1, 0, 0, 5)
-	probe(t, "efs-plugin readiness", plugin.ReadinessProbe, "/healthz/ready", -1, 0, 0, 3)
+	probe(t, "efs-plugin readiness", plugin.ReadinessProbe, "/healthz/live", -1, 0, 0, 3)
 	for _, c := range ds.Spec.Template.Spec.Containers {
 		for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
 			if p != nil && p.HTTPGet != nil && (p.HTTPGet.Port.IntValue() == 9909 || p.HTTPGet.Port.String() == "healthz") {
@@ -182,7 +224,17 @@ func TestCSISidecarOverlay(t *testing.T) {
 	}
 	agent := container(t, ds, "efs-health-agent")
 	probe(t, "agent liveness", agent.LivenessProbe, "/healthz/live", 10, 3, 10, 5)
+	probe(t, "agent readiness", agent.ReadinessProbe, "/healthz/live", 5, 3, 5, 3)
 	leastPrivilege(t, agent)
+	// Host network: the agent listens on the node IP only.
+	env := map[string]corev1.EnvVar{}
+	for _, e := range agent.Env {
+		env[e.Name] = e
+	}
+	if !ds.Spec.Template.Spec.HostNetwork || env["HEALTH_BIND_ADDRESS"].Value != "$(NODE_IP)" ||
+		env["NODE_IP"].ValueFrom == nil || env["NODE_IP"].ValueFrom.FieldRef.FieldPath != "status.hostIP" {
+		t.Errorf("sidecar on the host network does not bind to the node IP: %+v", agent.Env)
+	}
 }
 
 // TestPrometheusRuleMatchesRulesFile: the Operator's PrometheusRule and the
@@ -205,7 +257,7 @@ func TestPrometheusRuleMatchesRulesFile(t *testing.T) {
 	for _, r := range plain.Groups[0].Rules {
 		names = append(names, r.Alert)
 	}
-	if got := strings.Join(names, ","); got != "EFSMountUnhealthy,EFSMountHighLatency,EFSMountErrors,EFSMountHung,EFSHealthAgentDown" {
+	if got := strings.Join(names, ","); got != "EFSMountUnhealthy,EFSMountHighLatency,EFSMountErrors,EFSMountHung,EFSFileSystemUnhealthy,EFSHealthAgentDown" {
 		t.Fatalf("alerts %s", got)
 	}
 }
@@ -241,23 +293,42 @@ func TestDashboardQueriesParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dash struct {
+		Templating struct {
+			List []struct{ Name, Definition string }
+		}
 		Panels []struct {
 			Title   string
-			Targets []struct{ Expr string }
+			Targets []struct {
+				Expr     string
+				Exemplar bool
+			}
 		}
 	}
 	if err := json.Unmarshal(b, &dash); err != nil {
 		t.Fatal(err)
+	}
+	// The per-file-system view picks file systems from the info metric.
+	var fsVar bool
+	for _, v := range dash.Templating.List {
+		fsVar = fsVar || (v.Name == "filesystem_id" && v.Definition == "label_values(efs_mount_info, filesystem_id)")
+	}
+	if !fsVar {
+		t.Error("dashboard has no filesystem_id variable from efs_mount_info")
 	}
 	var rules strings.Builder
 	rules.WriteString("groups:\n- name: dashboard\n  rules:\n")
 	vars := regexp.MustCompile(`\$[a-z_]+`)
 	n := 0
 	want := map[string]bool{"efs_mount_health_status": false, "avg(efs_mount_response_time_ms": false, "rate(efs_mount_error_total[5m])": false,
-		"efs_mount_operation_duration_seconds_bucket": false, "efs_mounts_hung": false}
+		"efs_mount_operation_duration_seconds_bucket": false, "efs_mounts_hung": false,
+		`efs_mount_info{filesystem_id=~"$filesystem_id"}`: false}
 	for _, p := range dash.Panels {
 		for _, tg := range p.Targets {
 			n++
+			// Latency histograms show exemplars: the link to the check's trace.
+			if strings.Contains(tg.Expr, "_seconds_bucket") && !tg.Exemplar {
+				t.Errorf("panel %q: latency query without exemplars", p.Title)
+			}
 			expr := vars.ReplaceAllString(tg.Expr, ".*")
 			bare := strings.ReplaceAll(tg.Expr, `{instance=~"$instance"}`, "")
 			for k := range want {

@@ -24,9 +24,19 @@ import (
 
 var (
 	buildOnce sync.Once
+	binDir    string // removed by TestMain when the tests are done
 	binPath   string
 	buildErr  error
 )
+
+// TestMain removes the agent binary built for the run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // agentBinary builds the agent once per test run.
 func agentBinary(t *testing.T) string {
@@ -37,6 +47,7 @@ func agentBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
+		binDir = dir
 		binPath = filepath.Join(dir, "efs-health-agent")
 		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/efs-health-agent").CombinedOutput()
 		if err != nil {

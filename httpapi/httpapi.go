@@ -221,9 +221,17 @@ func (h *handlers) healthz(w http.ResponseWriter, _ *http.Request) {
 	text(w, http.StatusServiceUnavailable, "CSI Driver is unhealthy: "+describeUnhealthy(s))
 }
 
+// count is n and the noun, plural unless n is 1: "1 mount", "3 mounts".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
+
 func describeUnhealthy(s *agent.Summary) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d of %d mounts unhealthy", s.Unhealthy, s.Mounts)
+	fmt.Fprintf(&b, "%d of %s unhealthy", s.Unhealthy, count(s.Mounts, "mount"))
 	if s.Hung > 0 {
 		fmt.Fprintf(&b, " (%d hung)", s.Hung)
 	}
@@ -249,18 +257,18 @@ func (h *handlers) ready(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	if s.Ready() {
-		text(w, http.StatusOK, fmt.Sprintf("ready: %d mounts healthy", s.Mounts))
+		text(w, http.StatusOK, fmt.Sprintf("ready: %s healthy", count(s.Mounts, "mount")))
 		return
 	}
 	var why []string
 	if s.Pending > 0 {
-		why = append(why, fmt.Sprintf("%d mounts not checked yet", s.Pending))
+		why = append(why, count(s.Pending, "mount")+" not checked yet")
 	}
 	if s.Unhealthy > 0 {
 		why = append(why, describeUnhealthy(s))
 	}
 	if s.Stale > 0 {
-		why = append(why, fmt.Sprintf("%d mounts with a last check older than interval + timeout", s.Stale))
+		why = append(why, count(s.Stale, "mount")+" with a last check older than interval + timeout")
 	}
 	text(w, http.StatusServiceUnavailable, "not ready: "+strings.Join(why, "; "))
 }

@@ -46,13 +46,15 @@ func TestHealthEndpoints(t *testing.T) {
 		{"no mounts healthy", fakeSource{live: true}, "/healthz", 200, "CSI Driver is healthy"},
 		{"no mounts ready", fakeSource{live: true}, "/healthz/ready", 200, "ready"},
 		{"pending is healthy", fakeSource{live: true, sum: agent.Summary{Mounts: 1, Pending: 1}}, "/healthz", 200, "CSI Driver is healthy"},
-		{"pending not ready", fakeSource{live: true, sum: agent.Summary{Mounts: 1, Pending: 1}}, "/healthz/ready", 503, "1 mounts not checked yet"},
+		{"pending not ready", fakeSource{live: true, sum: agent.Summary{Mounts: 1, Pending: 1}}, "/healthz/ready", 503, "1 mount not checked yet"},
 		{"unhealthy named", fakeSource{live: true, sum: agent.Summary{Mounts: 2, Unhealthy: 1, Hung: 1, UnhealthyPaths: []string{"/mnt/a"}}}, "/healthz", 503, `1 of 2 mounts unhealthy (1 hung): "/mnt/a"`},
 		{"unhealthy not ready", fakeSource{live: true, sum: agent.Summary{Mounts: 2, Unhealthy: 1, UnhealthyPaths: []string{"/mnt/a"}}}, "/healthz/ready", 503, `"/mnt/a"`},
 		{"stale not ready", fakeSource{live: true, sum: agent.Summary{Mounts: 2, Stale: 1}}, "/healthz/ready", 503, "older than interval + timeout"},
 		{"monitor down not ready", fakeSource{live: false}, "/healthz/ready", 503, "not running"},
 		{"live while unhealthy", fakeSource{live: true, sum: agent.Summary{Mounts: 1, Unhealthy: 1, Hung: 1}}, "/healthz/live", 200, "alive"},
 		{"not live", fakeSource{live: false}, "/healthz/live", 503, "not running"},
+		{"one mount ready", fakeSource{live: true, sum: agent.Summary{Mounts: 1}}, "/healthz/ready", 200, "ready: 1 mount healthy"},
+		{"one of one unhealthy", fakeSource{live: true, sum: agent.Summary{Mounts: 1, Unhealthy: 1}}, "/healthz", 503, "1 of 1 mount unhealthy"},
 		{"many unhealthy truncated", fakeSource{live: true, sum: agent.Summary{Mounts: 30, Unhealthy: 25, UnhealthyPaths: []string{"/a"}}}, "/healthz", 503, "and 24 more"},
 	}
 	for _, tc := range cases {

@@ -61,7 +61,7 @@ code{font-size:.95em;word-break:break-all}
 <body>
 <h1>EFS mount health</h1>
 <div class="sum" id="summary">
-<span>{{.Mounts}} mounts</span><span>{{.Healthy}} healthy</span><span>{{.Unhealthy}} unhealthy</span><span>{{.Hung}} hung</span><span>{{.Pending}} pending</span>
+<span>{{.Mounts}} mount{{if ne .Mounts 1}}s{{end}}</span><span>{{.Healthy}} healthy</span><span>{{.Unhealthy}} unhealthy</span><span>{{.Hung}} hung</span><span>{{.Pending}} pending</span>
 <span>monitor {{if .Live}}running{{else}}<strong>NOT RUNNING</strong>{{end}}</span><span>as of {{.Generated}}</span>
 </div>
 {{if .Rows}}<table id="mounts">

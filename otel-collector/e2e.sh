@@ -8,8 +8,11 @@
 #     with the agent's names and values;
 #   - the awsemf exporter sends EMF events in the EFS/HealthAgent namespace
 #     with the mount_path and k8s.node.name dimensions;
+#   - successful checks reach CloudWatch without an empty reason dimension;
 #   - the check spans reach the collector (debug log) and the awsxray
-#     exporter (segments named efs.mount.check).
+#     exporter (segments named efs.mount.check, with the efs.mount.path
+#     annotation under that dotted name).
+# The agent pushes with the OpenTelemetry default protocol, http/protobuf.
 # Loopback only; every process is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,9 +26,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The collector's contrib modules come from the module proxy; their
-# checksums are not all in the checksum database reachable here.
-export GOSUMDB=${GOSUMDB:-off}
+# The collector's modules come from the module proxy and are verified
+# against the checksum database as usual. A machine that cannot reach
+# sum.golang.org for them sets that in its own environment, e.g.
+#   GONOSUMDB='github.com/open-telemetry/*' make collector-e2e
 builder_version=v0.139.0
 col=_build/otelcol-efs
 if [ ! -x "$col" ] || [ builder-config.yaml -nt "$col" ]; then
@@ -59,7 +63,7 @@ pids+=($!)
 (cd "$root" && go build -o "$work/efs-health-agent" ./cmd/efs-health-agent)
 mkdir -p "$work/mount"
 agent_port=$(free_port)
-OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP_GRPC_PORT OTEL_EXPORTER_OTLP_INSECURE=true \
+OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP_HTTP_PORT \
 OTEL_METRIC_EXPORT_INTERVAL=1000 OTEL_BSP_SCHEDULE_DELAY=200 \
 OTEL_RESOURCE_ATTRIBUTES=k8s.node.name=e2e-node NODE_NAME=e2e-node \
   "$work/efs-health-agent" --bind-address 127.0.0.1 --port "$agent_port" \
@@ -102,21 +106,58 @@ for line in open(log):
 sys.exit(1)
 PY
 }
+# Successful checks are counted in CloudWatch by outcome, and no EMF event
+# carries an empty dimension value (CloudWatch rejects those).
+ok_no_empty_dims() {
+  python3 - "$aws_log" <<'PY'
+import json, sys
+success = False
+for line in open(sys.argv[1]):
+    req = json.loads(line)
+    if not req["target"].endswith("PutLogEvents"):
+        continue
+    for ev in json.loads(req["body"]).get("logEvents", []):
+        m = json.loads(ev["message"])
+        for d in m.get("_aws", {}).get("CloudWatchMetrics", []):
+            for dims in d["Dimensions"]:
+                for k in dims:
+                    if not str(m.get(k, "")).strip():
+                        print(f"empty dimension {k} in {m}", file=sys.stderr)
+                        sys.exit(2)
+        if m.get("outcome") == "success" and "efs_mount_checks_total" in m:
+            success = True
+sys.exit(0 if success else 1)
+PY
+}
+# X-Ray segments of the checks, with the mount path as the indexed
+# annotation efs.mount.path (the name otel-collector/README.md filters on).
 ok_spans() {
   grep -q 'Name *: efs.mount.check' "$work/collector.log" &&
-    grep -q 'efs.mount.check' "$aws_log"
+    python3 - "$aws_log" "$work/mount" <<'PY'
+import json, sys
+log, mount = sys.argv[1], sys.argv[2]
+for line in open(log):
+    req = json.loads(line)
+    if "TraceSegments" not in req["target"]:
+        continue
+    for doc in json.loads(req["body"]).get("TraceSegmentDocuments", []):
+        seg = json.loads(doc)
+        if seg.get("name") == "efs.mount.check" and seg.get("annotations", {}).get("efs.mount.path") == mount:
+            sys.exit(0)
+sys.exit(1)
+PY
 }
 
 for i in $(seq 1 60); do
-  if ok_prom && ok_emf && ok_spans; then
-    echo "collector e2e: documented series on the Prometheus exporter, EMF events for CloudWatch, efs.mount.check spans in the debug log and to X-Ray"
+  if ok_prom && ok_emf && ok_no_empty_dims 2>/dev/null && ok_spans; then
+    echo "collector e2e: documented series on the Prometheus exporter, EMF events for CloudWatch (no empty dimension), efs.mount.check spans in the debug log and to X-Ray (annotation efs.mount.path)"
     curl -fsS "http://127.0.0.1:$PROM_PORT/metrics" | grep -E '^efs_(mount_health_status|mount_error_total|csi_driver_healthy)' | head -5
     echo "fake AWS endpoint received: $(python3 -c 'import json,sys,collections; print(dict(collections.Counter(json.loads(l)["target"] for l in open(sys.argv[1]))))' "$aws_log")"
     exit 0
   fi
   sleep 1
 done
-echo "collector e2e: FAILED (prometheus: $(ok_prom && echo ok || echo missing), emf: $(ok_emf && echo ok || echo missing), spans: $(ok_spans && echo ok || echo missing))"
+echo "collector e2e: FAILED (prometheus: $(ok_prom && echo ok || echo missing), emf: $(ok_emf && echo ok || echo missing), emf dimensions: $(ok_no_empty_dims && echo ok || echo bad), spans: $(ok_spans && echo ok || echo missing))"
 curl -fsS "http://127.0.0.1:$PROM_PORT/metrics" | grep '^efs_' | head -20 || true
 echo "--- requests to the fake AWS endpoint"; cut -c1-400 "$aws_log" | tail -5
 echo "--- collector log"; tail -30 "$work/collector.log"

@@ -34,12 +34,9 @@ var version = "dev"
 const shutdownGrace = 1500 * time.Millisecond
 
 func main() {
-	// OTLP push defaults to gRPC (port 4317), the collector's usual
-	// receiver, unless the standard variables choose a protocol.
-	if os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL") == "" && os.Getenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") == "" &&
-		os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") == "" {
-		_ = os.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-	}
+	// OTLP push uses the OpenTelemetry default protocol, http/protobuf (port
+	// 4318), unless OTEL_EXPORTER_OTLP_PROTOCOL chooses grpc: the design
+	// document names none, and every collector receives both.
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 

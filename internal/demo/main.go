@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -29,10 +30,21 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		return 1
 	}
-	mnt, _ := os.MkdirTemp("", "efs-demo-mnt")
-	back, _ := os.MkdirTemp("", "efs-demo-backing")
-	defer os.RemoveAll(mnt)
-	defer os.RemoveAll(back)
+	// One scratch directory for the mount point, its backing directory and
+	// the agent's log, removed on the way out (after the unmount below).
+	work, err := os.MkdirTemp("", "efs-demo-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo: scratch directory:", err)
+		return 1
+	}
+	defer os.RemoveAll(work)
+	mnt, back := filepath.Join(work, "mnt"), filepath.Join(work, "backing")
+	for _, d := range []string{mnt, back} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "demo:", err)
+			return 1
+		}
+	}
 	fs, err := faultfs.Mount(mnt, back, faultfs.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -40,13 +52,22 @@ func run() int {
 	}
 	defer fs.Unmount()
 
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo: free port:", err)
+		return 1
+	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	agent := exec.Command(*bin, "--bind-address", "127.0.0.1", "--port", fmt.Sprint(port),
 		"--check-interval", "2s", "--check-timeout", "1s", "--mount", mnt, "--log-format", "text")
-	logs, _ := os.CreateTemp("", "efs-demo-agent-*.log")
+	logs, err := os.Create(filepath.Join(work, "agent.log"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo: agent log:", err)
+		return 1
+	}
+	defer logs.Close()
 	agent.Stdout, agent.Stderr = logs, logs
 	if err := agent.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -55,7 +76,7 @@ func run() int {
 	defer func() {
 		_ = agent.Process.Signal(syscall.SIGTERM)
 		_ = agent.Wait()
-		fmt.Printf("\nagent log (state changes only): %s\n", logs.Name())
+		fmt.Printf("\nagent log (state changes only):\n")
 		b, _ := os.ReadFile(logs.Name())
 		fmt.Print(indent(string(b)))
 	}()

@@ -1,0 +1,323 @@
+package deploy_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+)
+
+const chartDir = "helm/efs-health-agent"
+
+// Pinned tool versions; .ci/run installs exactly these (make deploy-tools).
+const (
+	// kubectlValidateK8s is the newest Kubernetes version whose schemas
+	// kubectl-validate v0.0.4 carries built in (no network needed).
+	kubectlValidateK8s = "1.30"
+	// promOperatorModule ships the Prometheus Operator CRDs in
+	// example/prometheus-operator-crd; the Go module proxy serves it.
+	promOperatorModule = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+)
+
+// tool finds a deployment tool: skipped without it outside CI, a failure
+// in CI, where .ci/run installs it.
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s not installed; .ci/run installs it (make deploy-tools)", name)
+		}
+		t.Skipf("%s not installed (make deploy-tools)", name)
+	}
+	return p
+}
+
+func run(t *testing.T, name string, args ...string) []byte {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s\n%s", filepath.Base(name), strings.Join(args, " "), err, out, stderr.Bytes())
+	}
+	return out
+}
+
+var docSep = regexp.MustCompile(`(?m)^---\s*$`)
+
+// helmTemplate renders the chart as release efs-health-agent in kube-system
+// with the given --set values.
+func helmTemplate(t *testing.T, helm string, set ...string) []byte {
+	t.Helper()
+	args := []string{"template", "efs-health-agent", chartDir, "--namespace", "kube-system"}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	return run(t, helm, args...)
+}
+
+func splitDocs(b []byte) [][]byte {
+	var docs [][]byte
+	for _, d := range docSep.Split(string(b), -1) {
+		if strings.TrimSpace(d) != "" {
+			docs = append(docs, []byte(d))
+		}
+	}
+	return docs
+}
+
+// TestHelmChart lints the chart in both modes and checks that its defaults
+// are the kustomize base's (daemonset) and overlay's (sidecar).
+func TestHelmChart(t *testing.T) {
+	helm := tool(t, "helm")
+	for _, mode := range []string{"daemonset", "sidecar"} {
+		run(t, helm, "lint", "--strict", chartDir, "--set", "mode="+mode)
+	}
+	if out, err := exec.Command(helm, "template", "x", chartDir, "--set", "mode=both").CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), `mode must be daemonset or sidecar, not "both"`) {
+		t.Errorf("a bad mode is not refused by name: %v\n%s", err, out)
+	}
+
+	base := build(t, "kustomize/base")
+	chart := decodeAll(t, "helm daemonset", splitDocs(helmTemplate(t, helm)))
+	for _, k := range []string{"DaemonSet/efs-health-agent", "Service/efs-health-agent", "ServiceAccount/efs-health-agent",
+		"NetworkPolicy/efs-health-agent", "PodMonitor/efs-health-agent", "PrometheusRule/efs-health-agent", "ConfigMap/efs-health-agent-dashboard"} {
+		if chart[k] == nil || base[k] == nil {
+			t.Fatalf("%s missing: chart %v, kustomize %v", k, chart[k] != nil, base[k] != nil)
+		}
+	}
+	// The pod is the kustomize base's but for the chart's extra labels.
+	hds, kds := chart["DaemonSet/efs-health-agent"].(*appsv1.DaemonSet), base["DaemonSet/efs-health-agent"].(*appsv1.DaemonSet)
+	if !reflect.DeepEqual(hds.Spec.Template.Spec, kds.Spec.Template.Spec) {
+		t.Errorf("chart pod spec differs from the kustomize base:\nhelm:      %+v\nkustomize: %+v", hds.Spec.Template.Spec, kds.Spec.Template.Spec)
+	}
+	if !reflect.DeepEqual(hds.Spec.UpdateStrategy, kds.Spec.UpdateStrategy) {
+		t.Errorf("update strategy %+v, kustomize %+v", hds.Spec.UpdateStrategy, kds.Spec.UpdateStrategy)
+	}
+	hpm, kpm := chart["PodMonitor/efs-health-agent"].(*monitoringv1.PodMonitor), base["PodMonitor/efs-health-agent"].(*monitoringv1.PodMonitor)
+	if !reflect.DeepEqual(hpm.Spec.PodMetricsEndpoints, kpm.Spec.PodMetricsEndpoints) || hpm.Labels["release"] != kpm.Labels["release"] {
+		t.Errorf("chart PodMonitor differs from the kustomize base: %+v %v", hpm.Spec.PodMetricsEndpoints, hpm.Labels)
+	}
+	hpr, kpr := chart["PrometheusRule/efs-health-agent"].(*monitoringv1.PrometheusRule), base["PrometheusRule/efs-health-agent"].(*monitoringv1.PrometheusRule)
+	if !reflect.DeepEqual(hpr.Spec, kpr.Spec) || hpr.Labels["release"] != kpr.Labels["release"] {
+		t.Error("chart PrometheusRule differs from deploy/prometheus/rules.yaml (make deploy-sync)")
+	}
+	hnp, knp := chart["NetworkPolicy/efs-health-agent"].(*networkingv1.NetworkPolicy), base["NetworkPolicy/efs-health-agent"].(*networkingv1.NetworkPolicy)
+	if !reflect.DeepEqual(hnp.Spec.Ingress, knp.Spec.Ingress) || !reflect.DeepEqual(hnp.Spec.PolicyTypes, knp.Spec.PolicyTypes) ||
+		!reflect.DeepEqual(hnp.Spec.PodSelector.MatchLabels, hds.Spec.Selector.MatchLabels) {
+		t.Errorf("chart NetworkPolicy differs from the kustomize base or does not select the agent: %+v", hnp.Spec)
+	}
+	hcm, kcm := chart["ConfigMap/efs-health-agent-dashboard"].(*corev1.ConfigMap), base["ConfigMap/efs-health-agent-dashboard"].(*corev1.ConfigMap)
+	if hcm.Data["efs-health-agent.json"] != strings.TrimRight(kcm.Data["efs-health-agent.json"], "\n") || hcm.Labels["grafana_dashboard"] != "1" {
+		t.Error("chart dashboard differs from deploy/kustomize/base/grafana/efs-health-agent.json (make deploy-sync)")
+	}
+
+	// Toggles.
+	off := decodeAll(t, "helm toggles", splitDocs(helmTemplate(t, helm, "podMonitor.enabled=false", "prometheusRule.enabled=false",
+		"dashboard.enabled=false", "networkPolicy.enabled=false", "podMonitor.labels.release=prom")))
+	for k := range off {
+		if strings.HasPrefix(k, "PodMonitor/") || strings.HasPrefix(k, "PrometheusRule/") || strings.HasPrefix(k, "NetworkPolicy/") || k == "ConfigMap/efs-health-agent-dashboard" {
+			t.Errorf("%s rendered although disabled", k)
+		}
+	}
+
+	// Sidecar mode: the patch ConfigMap applied to the driver's DaemonSet
+	// gives exactly what the kustomize overlay gives.
+	side := decodeAll(t, "helm sidecar", splitDocs(helmTemplate(t, helm, "mode=sidecar")))
+	for k := range side {
+		if strings.HasPrefix(k, "DaemonSet/") || strings.HasPrefix(k, "NetworkPolicy/") || strings.HasPrefix(k, "Service/") {
+			t.Errorf("sidecar mode renders %s", k)
+		}
+	}
+	spm := side["PodMonitor/efs-health-agent"].(*monitoringv1.PodMonitor)
+	if !reflect.DeepEqual(spm.Spec.Selector.MatchLabels, map[string]string{"app": "efs-csi-node"}) {
+		t.Errorf("sidecar PodMonitor selects %v, want the CSI node pods", spm.Spec.Selector.MatchLabels)
+	}
+	patch := side["ConfigMap/efs-health-agent-csi-node-patch"].(*corev1.ConfigMap).Data["patch.yaml"]
+	node, err := os.ReadFile("kustomize/overlays/csi-sidecar/efs-csi-node.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := filesys.MakeFsInMemory()
+	for name, content := range map[string]string{
+		"/k/kustomization.yaml": "resources:\n- efs-csi-node.yaml\npatches:\n- path: patch.yaml\n",
+		"/k/efs-csi-node.yaml":  string(node),
+		"/k/patch.yaml":         "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: efs-csi-node\n  namespace: kube-system\n" + patch,
+	} {
+		if err := fs.WriteFile(name, []byte(content)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	patched := decodeAll(t, "helm sidecar patch", kustomize(t, fs, "/k"))["DaemonSet/efs-csi-node"].(*appsv1.DaemonSet)
+	overlay := build(t, "kustomize/overlays/csi-sidecar")["DaemonSet/efs-csi-node"].(*appsv1.DaemonSet)
+	if !reflect.DeepEqual(patched, overlay) {
+		a, _ := json.MarshalIndent(patched.Spec.Template.Spec.Containers, "", " ")
+		b, _ := json.MarshalIndent(overlay.Spec.Template.Spec.Containers, "", " ")
+		t.Errorf("chart sidecar patch differs from the kustomize overlay:\nhelm:\n%s\nkustomize:\n%s", a, b)
+	}
+}
+
+// TestSchemaValidation validates every object the chart (both modes) and
+// the kustomizations render against the Kubernetes OpenAPI schemas and the
+// Prometheus Operator CRDs, offline, with kubectl-validate.
+func TestSchemaValidation(t *testing.T) {
+	helm := tool(t, "helm")
+	kv := tool(t, "kubectl-validate")
+	dir := t.TempDir()
+	write := func(name string, docs [][]byte) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), bytes.Join(docs, []byte("\n---\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("helm-daemonset.yaml", splitDocs(helmTemplate(t, helm)))
+	write("helm-sidecar.yaml", splitDocs(helmTemplate(t, helm, "mode=sidecar")))
+	write("kustomize-base.yaml", kustomize(t, filesys.MakeFsOnDisk(), "kustomize/base"))
+	write("kustomize-csi-sidecar.yaml", kustomize(t, filesys.MakeFsOnDisk(), "kustomize/overlays/csi-sidecar"))
+
+	// The CRDs come from the Prometheus Operator module in the module cache
+	// (downloaded through the module proxy), not from the repository.
+	var mod struct{ Dir, Error string }
+	if err := json.Unmarshal(run(t, "go", "mod", "download", "-json", promOperatorModule), &mod); err != nil || mod.Dir == "" {
+		t.Fatalf("go mod download %s: %v %s", promOperatorModule, err, mod.Error)
+	}
+	crds := filepath.Join(t.TempDir(), "crds")
+	if err := os.Mkdir(crds, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"monitoring.coreos.com_podmonitors.yaml", "monitoring.coreos.com_prometheusrules.yaml"} {
+		b, err := os.ReadFile(filepath.Join(mod.Dir, "example", "prometheus-operator-crd", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(crds, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cmd := exec.Command(kv, "--version", kubectlValidateK8s, "--local-crds", crds, "--output", "json", dir)
+	// Offline: no cluster to ask.
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(dir, "no-kubeconfig"))
+	out, err := cmd.Output()
+	var res map[string][]struct {
+		Status, Message string
+	}
+	if jerr := json.Unmarshal(out, &res); jerr != nil {
+		t.Fatalf("kubectl-validate: %v, output %s: %v", err, out, jerr)
+	}
+	n := 0
+	for file, objs := range res {
+		for i, o := range objs {
+			n++
+			if o.Status != "Success" {
+				t.Errorf("%s object %d: %s", file, i, o.Message)
+			}
+		}
+	}
+	if len(res) != 4 || n < 15 {
+		t.Errorf("validated %d objects in %d files, want every object of the 4 renderings: %s", n, len(res), out)
+	}
+	if err != nil && !t.Failed() {
+		t.Errorf("kubectl-validate: %v\n%s", err, out)
+	}
+	t.Logf("kubectl-validate (Kubernetes %s, %s CRDs): %d objects in %d renderings valid", kubectlValidateK8s, promOperatorModule, n, len(res))
+}
+
+// TestChartFilesInSync: the chart carries copies of the rules and the
+// dashboard (a chart cannot read outside its directory); make deploy-sync
+// refreshes them.
+func TestChartFilesInSync(t *testing.T) {
+	for src, dst := range map[string]string{
+		"prometheus/rules.yaml":                        chartDir + "/files/rules.yaml",
+		"kustomize/base/grafana/efs-health-agent.json": chartDir + "/files/efs-health-agent.json",
+	} {
+		a, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs from %s: run make deploy-sync", dst, src)
+		}
+	}
+}
+
+// TestMakeHelpListsEveryTarget: every target of the Makefile has a ## line
+// that `make help` prints.
+func TestMakeHelpListsEveryTarget(t *testing.T) {
+	mk, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := regexp.MustCompile(`(?m)^([a-zA-Z0-9_-]+):`).FindAllStringSubmatch(string(mk), -1)
+	if len(targets) < 10 {
+		t.Fatalf("found only %d targets", len(targets))
+	}
+	makeBin, err := exec.LookPath("make")
+	if err != nil {
+		t.Skip("make not installed")
+	}
+	cmd := exec.Command(makeBin, "-s", "help")
+	cmd.Dir = ".."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("make help: %v", err)
+	}
+	listed := map[string]bool{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			listed[f[0]] = true
+		}
+	}
+	for _, m := range targets {
+		if !listed[m[1]] {
+			t.Errorf("make help does not list %s", m[1])
+		}
+	}
+}
+
+// TestImageBuild: the image context leaves out the repository history, build
+// output and the collector build, and `make image` stamps the version.
+func TestImageBuild(t *testing.T) {
+	ignore, err := os.ReadFile("../.dockerignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, l := range strings.Split(string(ignore), "\n") {
+		have[strings.TrimSuffix(strings.TrimSpace(l), "/")] = true
+	}
+	for _, p := range []string{".git", "bin", "otel-collector/_build"} {
+		if !have[p] {
+			t.Errorf(".dockerignore does not exclude %s", p)
+		}
+	}
+	df, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(df), "ARG VERSION") || !strings.Contains(string(df), "-X main.version=${VERSION}") ||
+		!regexp.MustCompile(`docker build -f deploy/Dockerfile --build-arg VERSION=\$\(VERSION\)`).Match(mk) {
+		t.Error("the image build does not pass VERSION through to -X main.version")
+	}
+}
