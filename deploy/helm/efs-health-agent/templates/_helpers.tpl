@@ -104,9 +104,15 @@ volumeMounts:
 - name: kubelet-dir
   mountPath: /var/lib/kubelet
   mountPropagation: HostToContainer
+- name: efs-state-dir
+  mountPath: /var/run/efs
+  readOnly: true
 {{- else }}
 - name: kubelet-pods
   mountPath: /var/lib/kubelet/pods
   mountPropagation: HostToContainer
+- name: efs-state
+  mountPath: /var/run/efs
+  readOnly: true
 {{- end }}
 {{- end -}}
