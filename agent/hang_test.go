@@ -173,7 +173,10 @@ func TestFaults(t *testing.T) {
 		{"EIO on read", faultfs.OpRead, faultfs.Fault{Errno: syscall.EIO}, probes.ReasonIOError, probes.OpRead},
 		{"EIO on delete", faultfs.OpUnlink, faultfs.Fault{Errno: syscall.EIO}, probes.ReasonIOError, probes.OpDelete},
 		{"EIO on fsync", faultfs.OpFsync, faultfs.Fault{Errno: syscall.EIO}, probes.ReasonIOError, probes.OpWrite},
-		{"ESTALE on read open", faultfs.OpOpen, faultfs.Fault{Errno: syscall.ESTALE}, probes.ReasonStaleFileHandle, probes.OpRead},
+		{"ESTALE on read open", faultfs.OpOpen, faultfs.Fault{Errno: syscall.ESTALE}, probes.ReasonProbeFileLost, probes.OpRead},
+		{"ENOENT on read open", faultfs.OpOpen, faultfs.Fault{Errno: syscall.ENOENT}, probes.ReasonProbeFileLost, probes.OpRead},
+		{"ENOENT on delete", faultfs.OpUnlink, faultfs.Fault{Errno: syscall.ENOENT}, probes.ReasonProbeFileLost, probes.OpDelete},
+		{"ESTALE on statfs", faultfs.OpStatfs, faultfs.Fault{Errno: syscall.ESTALE}, probes.ReasonStaleFileHandle, probes.OpStatfs},
 		{"EACCES on delete", faultfs.OpUnlink, faultfs.Fault{Errno: syscall.EACCES}, probes.ReasonPermissionDenied, probes.OpDelete},
 		{"EROFS on write after create", faultfs.OpWrite, faultfs.Fault{Errno: syscall.EROFS}, probes.ReasonReadOnly, probes.OpWrite},
 		{"EIO on statfs", faultfs.OpStatfs, faultfs.Fault{Errno: syscall.EIO}, probes.ReasonIOError, probes.OpStatfs},
@@ -196,6 +199,21 @@ func TestFaults(t *testing.T) {
 			assertNoProbeFiles(t, fs.Mountpoint())
 		})
 	}
+	t.Run("probe file vanishes once: checked again, stays healthy", func(t *testing.T) {
+		st := status(t, mon, fs.Mountpoint())
+		errs, n := st.ErrorCount, st.Checks
+		creates := fs.Calls(faultfs.OpCreate)
+		fs.Set(faultfs.OpOpen, faultfs.Fault{Errno: syscall.ENOENT, Times: 1})
+		waitFor(t, "two checks", func() bool { return status(t, mon, fs.Mountpoint()).Checks >= n+2 })
+		st = status(t, mon, fs.Mountpoint())
+		if st.State != agent.StateHealthy || st.ErrorCount != errs {
+			t.Fatalf("a probe file removed once made the mount fail: %+v", st)
+		}
+		if c := fs.Calls(faultfs.OpCreate) - creates; c < 3 {
+			t.Fatalf("%d creates in two checks: the vanished file was not retried", c)
+		}
+		assertNoProbeFiles(t, fs.Mountpoint())
+	})
 	t.Run("slow under the timeout", func(t *testing.T) {
 		fs.Set(faultfs.OpFsync, faultfs.Fault{Delay: 60 * time.Millisecond})
 		n := status(t, mon, fs.Mountpoint()).Checks

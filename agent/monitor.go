@@ -30,6 +30,11 @@ type Monitor struct {
 	clock Clock
 	log   *slog.Logger
 	obs   Observer
+	// owner names this monitor's probe files: the node and a random
+	// instance id, so two agents on one node never take each other's
+	// files for their own.
+	owner   probes.Owner
+	sweeper *sweeper
 
 	mu           sync.Mutex
 	mounts       map[string]*mount
@@ -64,16 +69,25 @@ type mount struct {
 	status atomic.Pointer[MountStatus]
 
 	// Guarded by Monitor.mu.
-	due         time.Time
-	idx         int
-	cur         *check
-	removed     bool
-	lastStart   time.Time
-	needCleanup bool
+	due       time.Time
+	idx       int
+	cur       *check
+	removed   bool
+	lastStart time.Time
+	// swept is set once the root's one listing for leftovers is queued.
+	swept bool
+	// leftovers are probe file names to look at again by name after the
+	// next successful check (at most maxLeftoverNames), leftoverRef the
+	// server time learnt about them.
+	leftovers   []string
+	leftoverRef probes.ServerTime
 }
 
 type check struct {
-	m      *mount
+	m *mount
+	// spec is the mount's description when the check started: Register
+	// may change m.spec meanwhile.
+	spec   Mount
 	clock  Clock
 	start  time.Time
 	rec    CheckRecorder
@@ -102,7 +116,12 @@ func New(cfg Config) (*Monitor, error) {
 	if cfg.StaleScanLimit <= 0 {
 		cfg.StaleScanLimit = DefaultConfig().StaleScanLimit
 	}
+	owner, err := probes.NewOwner(cfg.Hostname)
+	if err != nil {
+		return nil, fmt.Errorf("monitor: %w", err)
+	}
 	m := &Monitor{
+		owner:        owner,
 		cfg:          cfg,
 		clock:        cfg.Clock,
 		log:          cfg.Logger,
@@ -114,6 +133,7 @@ func New(cfg Config) (*Monitor, error) {
 		work:         make(chan func()),
 		rnd:          rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
+	m.sweeper = newSweeper(m)
 	m.mu.Lock()
 	m.publishSummaryLocked()
 	m.mu.Unlock()
@@ -165,7 +185,7 @@ func (mon *Monitor) Register(spec Mount) error {
 		return nil
 	}
 	now := mon.clock.Now()
-	m := &mount{spec: spec, idx: -1, due: now, needCleanup: true}
+	m := &mount{spec: spec, idx: -1, due: now}
 	st := &MountStatus{Mount: spec, State: StatePending, Registered: now}
 	m.status.Store(st)
 	mon.mounts[spec.Path] = m
@@ -283,6 +303,10 @@ func (mon *Monitor) Run(ctx context.Context) error {
 		mon.mu.Unlock()
 	}()
 
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	defer stopSweep()
+	go mon.sweeper.run(sweepCtx)
+
 	tick := make(chan struct{}, 1)
 	var timer Timer
 	for {
@@ -335,7 +359,7 @@ func (mon *Monitor) dispatch() ([]*check, time.Time) {
 			break
 		}
 		heap.Pop(&mon.due)
-		c := &check{m: m, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now}
+		c := &check{m: m, spec: m.spec, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now}
 		m.cur = c
 		m.lastStart = now
 		mon.inFlight++
@@ -366,7 +390,7 @@ func (mon *Monitor) scanStaleLocked(now time.Time) {
 
 // launch starts a check's goroutine and deadline.
 func (mon *Monitor) launch(c *check) {
-	spec := c.m.spec
+	spec := c.spec
 	if mon.obs != nil {
 		c.rec = mon.obs.CheckStart(spec, c.start)
 	} else {
@@ -375,11 +399,7 @@ func (mon *Monitor) launch(c *check) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	c.timer = mon.clock.AfterFunc(mon.cfg.Timeout, func() { mon.expire(c) })
-	mon.mu.Lock()
-	cleanup := c.m.needCleanup
-	c.m.needCleanup = false
-	mon.mu.Unlock()
-	job := func() { mon.runCheck(ctx, c, spec.Path, cleanup) }
+	job := func() { mon.runCheck(ctx, c) }
 	select {
 	case mon.work <- job:
 	default:
@@ -409,24 +429,17 @@ func (mon *Monitor) worker(job func()) {
 	}
 }
 
-func (mon *Monitor) runCheck(ctx context.Context, c *check, path string, cleanup bool) {
+// runCheck runs one check. It never lists the mount root: the check's
+// own probe file is removed by name, and leftovers of earlier instances
+// are the sweeper's business.
+func (mon *Monitor) runCheck(ctx context.Context, c *check) {
 	defer c.cancel()
-	if cleanup {
-		c.OpStart("cleanup")
-		removed, err := probes.RemoveStale(path, mon.cfg.Hostname, mon.cfg.StaleScanLimit)
-		if len(removed) > 0 {
-			mon.log.Info("removed stale probe files", "mount", path, "files", removed)
-		}
-		if err != nil {
-			mon.log.Debug("stale probe file scan", "mount", path, "err", err)
-		}
-	}
 	if res, failed := mon.preflight(ctx, c); failed {
 		mon.complete(c, res)
 		return
 	}
-	res := probes.Check(ctx, path, probes.Options{
-		Hostname: mon.cfg.Hostname,
+	res := probes.Check(ctx, c.spec.Path, probes.Options{
+		Owner:    mon.owner,
 		Observer: c,
 		Now:      mon.clock.Now,
 	})
@@ -438,7 +451,7 @@ func (mon *Monitor) runCheck(ctx context.Context, c *check, path string, cleanup
 // tunnel accepts connections. A failure here means the mount is not
 // touched at all.
 func (mon *Monitor) preflight(ctx context.Context, c *check) (probes.Result, bool) {
-	spec := c.m.spec
+	spec := c.spec
 	if mon.cfg.MountTable != nil && spec.FSType != "" {
 		c.OpStart(probes.OpMountTable)
 		start := mon.clock.Now()
@@ -484,8 +497,8 @@ func (c *check) OpStart(op probes.Op) {
 	defer c.mu.Unlock()
 	c.op = op
 	c.opStart = c.clock.Now()
-	c.opOpen = op != "cleanup"
-	if !c.expired && op != "cleanup" {
+	c.opOpen = true
+	if !c.expired {
 		c.rec.OpStart(op, c.opStart)
 	}
 }
@@ -591,7 +604,6 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 		delete(mon.orphans, m.spec.Path)
 		if again := mon.mounts[m.spec.Path]; again != nil && again.idx >= 0 {
 			again.due = now
-			again.needCleanup = true
 			heap.Fix(&mon.due, again.idx)
 		}
 	}
@@ -600,14 +612,14 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 		old := m.status.Load()
 		next := *old
 		if expired {
-			// The stuck call finally returned. The failure stays on record;
-			// re-check at once, and clean up anything it left behind.
+			// The stuck call finally returned (and the check removed its
+			// probe file by name). The failure stays on record; re-check
+			// at once.
 			next.State = StateUnhealthy
 			next.HungSince = time.Time{}
 			next.Reason = probes.ReasonTimeout
 			next.LastError = fmt.Sprintf("timeout after %v in %s; the call returned after %v",
 				mon.cfg.Timeout, old.FailedOp, now.Sub(c.start).Round(time.Millisecond))
-			m.needCleanup = true
 			if m.idx >= 0 {
 				heap.Remove(&mon.due, m.idx)
 			}
@@ -640,9 +652,6 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 				next.Reason = probes.Classify(res.Err)
 				next.FailedOp = res.FailedOp
 				m.due = now.Add(mon.backoff(next.ConsecutiveErrors))
-				// A failed delete (or a failure after the create) may have
-				// left the probe file: sweep before the next check.
-				m.needCleanup = true
 			}
 			if min := c.start.Add(mon.cfg.MinRetry); m.due.Before(min) {
 				m.due = min
@@ -651,6 +660,14 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 		}
 		mon.setStatusLocked(m, old, &next)
 		heap.Push(&mon.due, m)
+		if res.Retried {
+			mon.log.Info("probe file vanished mid-check (removed by something else); checked again with a fresh name",
+				"mount", m.spec.Path, "healthy", res.Err == nil)
+		}
+		// A probe file whose unlink failed is removed by name after a
+		// later successful check.
+		m.parkLeftoversLocked(res.Leftovers...)
+		mon.sweepAfterLocked(m, !expired && res.Err == nil)
 	}
 	// Wake the scheduler loop only if it would otherwise be late: a mount
 	// is due before the loop's next wake. That covers this mount's retry,
