@@ -10,6 +10,11 @@
 // never delays another mount: concurrency is bounded by a semaphore whose
 // slot is given back at the deadline, not when the kernel lets go.
 //
+// Probe files left behind by earlier instances on this node are removed by
+// one background sweeper goroutine (sweep.go), never inside a check: it
+// lists a mount root once per registration, after the mount's first
+// successful check, and otherwise only looks at files by name.
+//
 // Readers (HTTP handlers, metric callbacks) never block on checks: each
 // mount's status is an immutable value swapped atomically, and the summary
 // the health endpoints need is maintained incrementally, so it is O(1).
