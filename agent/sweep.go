@@ -24,6 +24,8 @@ const (
 	maxSweepTries = 5
 	// sweepMargin is added to the wait for a young leftover.
 	sweepMargin = time.Second
+	// maxLoggedNames bounds the file names in one log line.
+	maxLoggedNames = 10
 )
 
 // sweeper removes probe files left behind, away from every check: one
@@ -146,8 +148,8 @@ func (s *sweeper) do(j *sweepJob) {
 		res, err = probes.RemoveLeftovers(j.path, s.mon.owner, j.names, opts)
 	}
 	log := s.mon.log.With("mount", j.path)
-	if len(res.Removed) > 0 {
-		log.Info("removed leftover probe files", "files", res.Removed)
+	if n := len(res.Removed); n > 0 {
+		log.Info("removed leftover probe files", "count", n, "files", res.Removed[:min(n, maxLoggedNames)])
 	}
 	if res.Truncated {
 		log.Info("leftover sweep stopped at its bound", "entries_read", res.Listed)

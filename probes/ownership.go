@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -207,6 +208,9 @@ const MinLeftoverAge = 30 * time.Second
 // its timeout before it is counted as failed, so twice the timeout, with
 // MinLeftoverAge as the floor for instances running with a longer timeout.
 func LeftoverAge(timeout time.Duration) time.Duration {
+	if timeout > math.MaxInt64/2 {
+		return timeout // twice would overflow
+	}
 	return max(2*timeout, MinLeftoverAge)
 }
 
