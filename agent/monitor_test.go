@@ -352,3 +352,26 @@ func TestCapacityFreedStartsNextCheck(t *testing.T) {
 		return true
 	})
 }
+
+// TestReregisterWhileChecking: discovery re-registers a path (a changed
+// description) while its checks run. Under -race this catches a check
+// reading the mount's description without the lock.
+func TestReregisterWhileChecking(t *testing.T) {
+	mon := newReal(t, 100*time.Millisecond, 50*time.Millisecond)
+	dir := t.TempDir()
+	checks := func() uint64 {
+		st, ok := mon.Status(dir)
+		if !ok {
+			return 0
+		}
+		return st.Checks
+	}
+	for i := 0; checks() < 5; i++ {
+		if err := mon.Register(agent.Mount{Path: dir, Source: fmt.Sprintf("fs-%d:/", i%2)}); err != nil {
+			t.Fatal(err)
+		}
+		if i > 1_000_000 {
+			t.Fatal("checks did not run")
+		}
+	}
+}

@@ -207,3 +207,16 @@ func TestSweepBounds(t *testing.T) {
 		t.Fatalf("bounded sweep: %+v %v", res, err)
 	}
 }
+
+func TestLeftoverAge(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ timeout, want time.Duration }{
+		{5 * time.Second, probes.MinLeftoverAge},
+		{time.Minute, 2 * time.Minute},
+		{time.Duration(1<<63 - 1), time.Duration(1<<63 - 1)},
+	} {
+		if got := probes.LeftoverAge(tc.timeout); got != tc.want {
+			t.Errorf("LeftoverAge(%v) = %v, want %v", tc.timeout, got, tc.want)
+		}
+	}
+}
