@@ -105,6 +105,12 @@ func TestChurn(t *testing.T) {
 			t.Fatalf("unregistered mount %s still listed", st.Path)
 		}
 	}
+	// No check may still be writing in the directories when they are
+	// removed at the end of the test.
+	for _, st := range sts {
+		mon.Unregister(st.Path)
+	}
+	waitForLong(t, "checks in flight to finish", func() bool { return mon.Summary().InFlight == 0 })
 }
 
 // waitForLong is waitFor with a deadline for a loaded machine.

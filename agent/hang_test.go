@@ -199,21 +199,6 @@ func TestFaults(t *testing.T) {
 			assertNoProbeFiles(t, fs.Mountpoint())
 		})
 	}
-	t.Run("probe file vanishes once: checked again, stays healthy", func(t *testing.T) {
-		st := status(t, mon, fs.Mountpoint())
-		errs, n := st.ErrorCount, st.Checks
-		creates := fs.Calls(faultfs.OpCreate)
-		fs.Set(faultfs.OpOpen, faultfs.Fault{Errno: syscall.ENOENT, Times: 1})
-		waitFor(t, "two checks", func() bool { return status(t, mon, fs.Mountpoint()).Checks >= n+2 })
-		st = status(t, mon, fs.Mountpoint())
-		if st.State != agent.StateHealthy || st.ErrorCount != errs {
-			t.Fatalf("a probe file removed once made the mount fail: %+v", st)
-		}
-		if c := fs.Calls(faultfs.OpCreate) - creates; c < 3 {
-			t.Fatalf("%d creates in two checks: the vanished file was not retried", c)
-		}
-		assertNoProbeFiles(t, fs.Mountpoint())
-	})
 	t.Run("slow under the timeout", func(t *testing.T) {
 		fs.Set(faultfs.OpFsync, faultfs.Fault{Delay: 60 * time.Millisecond})
 		n := status(t, mon, fs.Mountpoint()).Checks

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -218,5 +219,44 @@ func TestLeftoverAge(t *testing.T) {
 		if got := probes.LeftoverAge(tc.timeout); got != tc.want {
 			t.Errorf("LeftoverAge(%v) = %v, want %v", tc.timeout, got, tc.want)
 		}
+	}
+}
+
+// TestProbeFileVanishes: the check's own probe file removed by something
+// else (ENOENT on the read's open) is not an outage: the check runs again
+// at once with a fresh name. Only a file that vanishes again fails, with
+// probe_file_lost, never not_mounted.
+func TestProbeFileVanishes(t *testing.T) {
+	fs := faultfs.MountT(t)
+	o := newOwner(t, "node-a")
+	for _, tc := range []struct {
+		name  string
+		times int
+		want  probes.Reason
+	}{
+		{"once", 1, probes.ReasonNone},
+		{"again", 0, probes.ReasonProbeFileLost},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			creates := fs.Calls(faultfs.OpCreate)
+			fs.Set(faultfs.OpOpen, faultfs.Fault{Errno: syscall.ENOENT, Times: tc.times})
+			defer fs.Clear()
+			res := probes.Check(context.Background(), fs.Mountpoint(), probes.Options{Owner: o})
+			if got := probes.Classify(res.Err); got != tc.want || !res.Retried {
+				t.Fatalf("reason %q (err %v, retried %v), want %q after a retry", got, res.Err, res.Retried, tc.want)
+			}
+			if n := fs.Calls(faultfs.OpCreate) - creates; n != 2 {
+				t.Fatalf("%d probe files created, want 2", n)
+			}
+			if tc.want != probes.ReasonNone && res.FailedOp != probes.OpRead {
+				t.Fatalf("failed in %s, want read", res.FailedOp)
+			}
+		})
+	}
+	fs.Clear()
+	// Nothing is left behind.
+	ents, _ := os.ReadDir(fs.Mountpoint())
+	for _, e := range ents {
+		t.Errorf("left behind: %s", e.Name())
 	}
 }
