@@ -55,7 +55,7 @@ func (mon *Monitor) benchStart(m *mount) (*check, context.Context) {
 	if m.idx >= 0 {
 		heap.Remove(&mon.due, m.idx)
 	}
-	c := &check{m: m, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now, rec: nopRecorder{},
+	c := &check{m: m, spec: m.spec, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now, rec: nopRecorder{},
 		deadline: now.Add(mon.cfg.Timeout)}
 	heap.Push(&mon.deadlines, c)
 	m.cur = c
@@ -75,7 +75,7 @@ func BenchmarkCheck(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		c, ctx := mon.benchStart(m)
-		mon.runCheck(ctx, c, m.spec.Path, false)
+		mon.runCheck(ctx, c)
 	}
 }
 

@@ -28,9 +28,16 @@ type Config struct {
 	Jitter float64
 	// Hostname names this host in probe files. Required.
 	Hostname string
-	// StaleScanLimit bounds the directory entries read when removing
-	// probe files left behind by this host.
+	// StaleScanLimit bounds the directory entries read by the one
+	// background listing of a mount root that looks for probe files left
+	// behind by earlier instances on this node.
 	StaleScanLimit int
+	// LeftoverAge is the age (by the file's own modification and change
+	// times) a probe file of another instance on this node must reach
+	// before it is removed as a leftover: by then no check can still be
+	// using it. 0 means probes.LeftoverAge(Timeout): twice the timeout, at
+	// least 30s.
+	LeftoverAge time.Duration
 	// Clock defaults to the wall clock.
 	Clock Clock
 	// Logger defaults to slog.Default().
@@ -98,6 +105,9 @@ func (c Config) Validate() error {
 	}
 	if c.Jitter < 0 || c.Jitter >= 1 {
 		errs = append(errs, fmt.Errorf("jitter %v: must be in [0, 1)", c.Jitter))
+	}
+	if c.LeftoverAge < 0 {
+		errs = append(errs, fmt.Errorf("leftover age %v: must not be negative", c.LeftoverAge))
 	}
 	if c.Hostname == "" {
 		errs = append(errs, errors.New("hostname: must not be empty"))

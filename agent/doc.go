@@ -17,6 +17,11 @@
 // transition functions (transition.go), and each check's own Outcome is
 // handed to the Observer, which never calls back into the monitor.
 //
+// Probe files left behind by earlier instances on this node are removed by
+// one background sweeper goroutine (sweep.go), never inside a check: it
+// lists a mount root once per registration, after the mount's first
+// successful check, and otherwise only looks at files by name.
+//
 // Readers (HTTP handlers, metric callbacks) never block on checks: each
 // mount's status is an immutable value swapped atomically, and the summary
 // the health endpoints need is maintained incrementally, so it is O(1).

@@ -77,7 +77,10 @@ func TestHungMount(t *testing.T) {
 
 	fs.Set(faultfs.OpWrite, faultfs.Fault{Hang: true})
 	hungAt := time.Now()
-	waitFor(t, "hung", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHung })
+	waitFor(t, "hung in write", func() bool {
+		st := status(t, mon, fs.Mountpoint())
+		return st.State == agent.StateHung && st.FailedOp == probes.OpWrite
+	})
 	if d := time.Since(hungAt); d > interval+timeout+time.Second {
 		t.Errorf("hang detected after %v, want about interval + timeout", d)
 	}
@@ -155,9 +158,13 @@ func TestHungMount(t *testing.T) {
 // flapping mount. For each: the state, reason, failing operation and
 // counters while the fault holds, recovery after it ends, and no probe
 // file left behind.
+//
+// On a loaded machine a check may also time out now and then: each case
+// waits for the failure it causes rather than for the first failure, and
+// clears its fault even when it fails.
 func TestFaults(t *testing.T) {
 	fs := faultfs.MountT(t)
-	mon := newReal(t, 200*time.Millisecond, 150*time.Millisecond)
+	mon := newReal(t, 300*time.Millisecond, 250*time.Millisecond)
 	if err := mon.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {
 		t.Fatal(err)
 	}
@@ -176,17 +183,24 @@ func TestFaults(t *testing.T) {
 		{"EIO on read", faultfs.OpRead, faultfs.Fault{Errno: syscall.EIO}, probes.ReasonIOError, probes.OpRead},
 		{"EIO on delete", faultfs.OpUnlink, faultfs.Fault{Errno: syscall.EIO}, probes.ReasonIOError, probes.OpDelete},
 		{"EIO on fsync", faultfs.OpFsync, faultfs.Fault{Errno: syscall.EIO}, probes.ReasonIOError, probes.OpWrite},
-		{"ESTALE on read open", faultfs.OpOpen, faultfs.Fault{Errno: syscall.ESTALE}, probes.ReasonStaleFileHandle, probes.OpRead},
+		{"ESTALE on read open", faultfs.OpOpen, faultfs.Fault{Errno: syscall.ESTALE}, probes.ReasonProbeFileLost, probes.OpRead},
+		{"ENOENT on read open", faultfs.OpOpen, faultfs.Fault{Errno: syscall.ENOENT}, probes.ReasonProbeFileLost, probes.OpRead},
+		{"ENOENT on delete", faultfs.OpUnlink, faultfs.Fault{Errno: syscall.ENOENT}, probes.ReasonProbeFileLost, probes.OpDelete},
+		{"ESTALE on statfs", faultfs.OpStatfs, faultfs.Fault{Errno: syscall.ESTALE}, probes.ReasonStaleFileHandle, probes.OpStatfs},
 		{"EACCES on delete", faultfs.OpUnlink, faultfs.Fault{Errno: syscall.EACCES}, probes.ReasonPermissionDenied, probes.OpDelete},
 		{"EROFS on write after create", faultfs.OpWrite, faultfs.Fault{Errno: syscall.EROFS}, probes.ReasonReadOnly, probes.OpWrite},
 		{"EIO on statfs", faultfs.OpStatfs, faultfs.Fault{Errno: syscall.EIO}, probes.ReasonIOError, probes.OpStatfs},
-		{"slow fsync above the timeout", faultfs.OpFsync, faultfs.Fault{Delay: 400 * time.Millisecond}, probes.ReasonTimeout, probes.OpWrite},
+		{"slow fsync above the timeout", faultfs.OpFsync, faultfs.Fault{Delay: 600 * time.Millisecond}, probes.ReasonTimeout, probes.OpWrite},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			errs := status(t, mon, fs.Mountpoint()).ErrorCount
 			fs.Set(tc.op, tc.fault)
-			waitFor(t, "failure", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateUnhealthy })
+			defer fs.Clear()
+			waitFor(t, "failure", func() bool {
+				st := status(t, mon, fs.Mountpoint())
+				return st.State == agent.StateUnhealthy && st.Reason == tc.reason && st.FailedOp == tc.failOp
+			})
 			st := status(t, mon, fs.Mountpoint())
 			if st.Reason != tc.reason || st.FailedOp != tc.failOp || st.ErrorCount <= errs || st.LastError == "" {
 				t.Fatalf("status %+v, want reason %s in %s", st, tc.reason, tc.failOp)
@@ -201,28 +215,33 @@ func TestFaults(t *testing.T) {
 	}
 	t.Run("slow under the timeout", func(t *testing.T) {
 		fs.Set(faultfs.OpFsync, faultfs.Fault{Delay: 60 * time.Millisecond})
-		n := status(t, mon, fs.Mountpoint()).Checks
-		waitFor(t, "slow check", func() bool { return status(t, mon, fs.Mountpoint()).Checks >= n+2 })
-		st := status(t, mon, fs.Mountpoint())
-		if st.State != agent.StateHealthy || st.ResponseTime < 60*time.Millisecond {
+		defer fs.Clear()
+		write := func(st *agent.MountStatus) time.Duration {
+			for _, o := range st.Ops {
+				if o.Op == probes.OpWrite {
+					return o.Duration
+				}
+			}
+			return 0
+		}
+		// A healthy check whose write shows the slow fsync.
+		waitFor(t, "slow healthy check", func() bool {
+			st := status(t, mon, fs.Mountpoint())
+			return st.State == agent.StateHealthy && write(st) >= 60*time.Millisecond
+		})
+		if st := status(t, mon, fs.Mountpoint()); st.ResponseTime < 60*time.Millisecond {
 			t.Fatalf("slow mount: %+v", st)
 		}
-		var write time.Duration
-		for _, o := range st.Ops {
-			if o.Op == probes.OpWrite {
-				write = o.Duration
-			}
-		}
-		if write < 60*time.Millisecond {
-			t.Fatalf("write latency %v does not show the slow fsync", write)
-		}
-		fs.Clear()
 	})
 	for _, op := range []faultfs.Op{faultfs.OpCreate, faultfs.OpRead, faultfs.OpUnlink} {
 		t.Run("hang in "+string(op), func(t *testing.T) {
 			fs.Set(op, faultfs.Fault{Hang: true})
-			waitFor(t, "hung", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHung })
+			defer fs.Clear()
 			want := map[faultfs.Op]probes.Op{faultfs.OpCreate: probes.OpWrite, faultfs.OpRead: probes.OpRead, faultfs.OpUnlink: probes.OpDelete}[op]
+			waitFor(t, "hung", func() bool {
+				st := status(t, mon, fs.Mountpoint())
+				return st.State == agent.StateHung && st.FailedOp == want
+			})
 			if st := status(t, mon, fs.Mountpoint()); st.FailedOp != want || !strings.Contains(st.LastError, "in "+string(want)) {
 				t.Fatalf("hung in %s: %+v", op, st)
 			}
@@ -256,10 +275,11 @@ func TestFaults(t *testing.T) {
 	})
 	t.Run("read-only filesystem", func(t *testing.T) {
 		fs.Set(faultfs.OpCreate, faultfs.Fault{Errno: syscall.EROFS})
-		waitFor(t, "read-only mode", func() bool { return status(t, mon, fs.Mountpoint()).Mode == probes.ModeReadOnly })
-		if st := status(t, mon, fs.Mountpoint()); st.State != agent.StateHealthy {
-			t.Fatalf("read-only mount: %+v", st)
-		}
+		defer fs.Clear()
+		waitFor(t, "healthy in read-only mode", func() bool {
+			st := status(t, mon, fs.Mountpoint())
+			return st.Mode == probes.ModeReadOnly && st.State == agent.StateHealthy
+		})
 		fs.Clear()
 		waitFor(t, "read-write again", func() bool { return status(t, mon, fs.Mountpoint()).Mode == probes.ModeReadWrite })
 	})

@@ -48,6 +48,11 @@ type Monitor struct {
 	clock  Clock
 	log    *slog.Logger
 	obs    Observer
+	// owner names this monitor's probe files: the node and a random
+	// instance id, so two agents on one node never take each other's
+	// files for their own.
+	owner   probes.Owner
+	sweeper *sweeper
 
 	mu           sync.Mutex
 	mounts       map[string]*mount
@@ -84,18 +89,24 @@ type mount struct {
 	reg    registration
 
 	// Guarded by Monitor.mu.
-	due         time.Time
-	idx         int
-	cur         *check
-	removed     bool
-	lastStart   time.Time
-	needCleanup bool
+	due       time.Time
+	idx       int
+	cur       *check
+	removed   bool
+	lastStart time.Time
+	// swept is set once the root's one listing for leftovers is queued.
+	swept bool
+	// leftovers are probe file names to look at again by name after the
+	// next successful check (at most maxLeftoverNames), leftoverRef the
+	// server time learnt about them.
+	leftovers   []string
+	leftoverRef probes.ServerTime
 }
 
 type check struct {
 	m *mount
-	// spec is m.spec when the check started: Register may update m.spec
-	// (under Monitor.mu) while the check runs.
+	// spec is the mount's description when the check started: Register
+	// may change m.spec meanwhile.
 	spec   Mount
 	clock  Clock
 	start  time.Time
@@ -129,7 +140,12 @@ func New(cfg Config) (*Monitor, error) {
 	if cfg.StaleScanLimit <= 0 {
 		cfg.StaleScanLimit = DefaultConfig().StaleScanLimit
 	}
+	owner, err := probes.NewOwner(cfg.Hostname)
+	if err != nil {
+		return nil, fmt.Errorf("monitor: %w", err)
+	}
 	m := &Monitor{
+		owner:        owner,
 		cfg:          cfg,
 		pol:          cfg.policy(),
 		window:       coalesceWindow(cfg),
@@ -143,6 +159,7 @@ func New(cfg Config) (*Monitor, error) {
 		work:         make(chan func()),
 		rnd:          rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
+	m.sweeper = newSweeper(m)
 	m.mu.Lock()
 	m.publishSummaryLocked()
 	m.mu.Unlock()
@@ -194,7 +211,7 @@ func (mon *Monitor) Register(spec Mount) error {
 		return nil
 	}
 	now := mon.clock.Now()
-	m := &mount{spec: spec, idx: -1, due: now, needCleanup: true}
+	m := &mount{spec: spec, idx: -1, due: now}
 	st := &MountStatus{Mount: spec, State: StatePending, Registered: now}
 	m.status.Store(st)
 	mon.mounts[spec.Path] = m
@@ -319,6 +336,10 @@ func (mon *Monitor) Run(ctx context.Context) error {
 		mon.publishSummaryLocked()
 		mon.mu.Unlock()
 	}()
+
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	defer stopSweep()
+	go mon.sweeper.run(sweepCtx)
 
 	timer := mon.clock.NewTimer(heartbeatEvery)
 	defer timer.Stop()
@@ -445,11 +466,7 @@ func (mon *Monitor) launch(c *check) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	mon.mu.Lock()
-	cleanup := c.m.needCleanup
-	c.m.needCleanup = false
-	mon.mu.Unlock()
-	job := func() { mon.runCheck(ctx, c, spec.Path, cleanup) }
+	job := func() { mon.runCheck(ctx, c) }
 	select {
 	case mon.work <- job:
 	default:
@@ -479,24 +496,17 @@ func (mon *Monitor) worker(job func()) {
 	}
 }
 
-func (mon *Monitor) runCheck(ctx context.Context, c *check, path string, cleanup bool) {
+// runCheck runs one check. It never lists the mount root: the check's
+// own probe file is removed by name, and leftovers of earlier instances
+// are the sweeper's business.
+func (mon *Monitor) runCheck(ctx context.Context, c *check) {
 	defer c.cancel()
-	if cleanup {
-		c.OpStart("cleanup")
-		removed, err := probes.RemoveStale(path, mon.cfg.Hostname, mon.cfg.StaleScanLimit)
-		if len(removed) > 0 {
-			mon.log.Info("removed stale probe files", "mount", path, "files", removed)
-		}
-		if err != nil {
-			mon.log.Debug("stale probe file scan", "mount", path, "err", err)
-		}
-	}
 	if res, failed := mon.preflight(ctx, c); failed {
 		mon.complete(c, res)
 		return
 	}
-	res := probes.Check(ctx, path, probes.Options{
-		Hostname: mon.cfg.Hostname,
+	res := probes.Check(ctx, c.spec.Path, probes.Options{
+		Owner:    mon.owner,
 		Observer: c,
 		Now:      mon.clock.Now,
 	})
@@ -554,8 +564,8 @@ func (c *check) OpStart(op probes.Op) {
 	defer c.mu.Unlock()
 	c.op = op
 	c.opStart = c.clock.Now()
-	c.opOpen = op != "cleanup"
-	if !c.expired && op != "cleanup" {
+	c.opOpen = true
+	if !c.expired {
 		c.rec.OpStart(op, c.opStart)
 	}
 }
@@ -645,7 +655,6 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 		delete(mon.orphans, m.spec.Path)
 		if again := mon.mounts[m.spec.Path]; again != nil && again.idx >= 0 {
 			again.due = now
-			again.needCleanup = true
 			heap.Fix(&mon.due, again.idx)
 		}
 	}
@@ -653,10 +662,10 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 	var out Outcome
 	if expired {
 		if !m.removed {
-			// The stuck call finally returned. The failure stays on record;
-			// re-check at once, and clean up anything it left behind.
+			// The stuck call finally returned (and the check removed its
+			// probe file by name). The failure stays on record; re-check
+			// at once.
 			next, delay := returned(old, c.start, now, mon.pol)
-			m.needCleanup = true
 			mon.log.Info("stuck check returned", "mount", m.spec.Path,
 				"op", old.FailedOp, "blocked_for", now.Sub(c.start).Round(time.Millisecond))
 			mon.setStatusLocked(m, old, &next)
@@ -668,14 +677,19 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 		next, out, delay = checked(old, res, c.start, now, mon.pol, mon.rnd.Float64())
 		out.Registration, out.Mounts = &m.reg, len(mon.mounts)
 		if !m.removed {
-			if res.Err != nil {
-				// A failed delete (or a failure after the create) may have
-				// left the probe file: sweep before the next check.
-				m.needCleanup = true
+			if res.Retried {
+				mon.log.Info("probe file vanished mid-check (removed by something else); checked again with a fresh name",
+					"mount", m.spec.Path, "healthy", res.Err == nil)
 			}
 			mon.setStatusLocked(m, old, &next)
 			mon.requeueLocked(m, now.Add(delay))
 		}
+	}
+	if !m.removed {
+		// A probe file whose unlink failed is removed by name after a
+		// later successful check.
+		m.parkLeftoversLocked(res.Leftovers...)
+		mon.sweepAfterLocked(m, !expired && res.Err == nil)
 	}
 	// Wake the scheduler loop only if it would otherwise be late: a mount
 	// is due before the loop's next wake. That covers this mount's retry,

@@ -117,17 +117,25 @@ func TestHealthyMount(t *testing.T) {
 	assertNoProbeFiles(t, dir)
 }
 
+// assertNoProbeFiles waits until dir holds no probe file: a probe file
+// whose unlink failed is removed by name in the background after the
+// mount's next successful check.
 func assertNoProbeFiles(t *testing.T, dir string) {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), probes.FilePrefix) {
-			t.Errorf("probe file left behind: %s", e.Name())
+	var left []string
+	waitFor(t, "no probe file left behind", func() bool {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		left = left[:0]
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), probes.FilePrefix) {
+				left = append(left, e.Name())
+			}
+		}
+		return len(left) == 0
+	})
 }
 
 // TestScheduleAndBackoff follows a failing mount through the retry
@@ -219,16 +227,29 @@ func TestRegisterValidationAndUnregister(t *testing.T) {
 }
 
 // TestStaleProbeFilesRemoved plants files a crashed run could leave, and
-// files that must never be touched.
+// files that must never be touched. The sweep runs in the background after
+// the mount's first successful check.
 func TestStaleProbeFilesRemoved(t *testing.T) {
 	t.Parallel()
-	mon, _ := newFake(t, nil)
+	mon, _ := newFake(t, func(c *agent.Config) { c.LeftoverAge = time.Nanosecond })
 	dir := t.TempDir()
-	ours := probes.HostPrefix("node-a") + "0123456789abcdef.tmp"
+	earlier, err := probes.NewOwner("node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := func() string {
+		n, err := earlier.NewFileName()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	ours := name()
+	legacy := probes.HostPrefix("node-a") + "0123456789abcdef.tmp"
 	other := probes.HostPrefix("node-b") + "0123456789abcdef.tmp"
-	link := probes.HostPrefix("node-a") + "fedcba9876543210.tmp"
+	link := name()
 	target := filepath.Join(t.TempDir(), "precious")
-	for _, f := range []string{ours, other} {
+	for _, f := range []string{ours, legacy, other} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -240,12 +261,12 @@ func TestStaleProbeFilesRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A FIFO under a probe-file name: opening it would block forever.
-	fifo := probes.HostPrefix("node-a") + "aaaaaaaaaaaaaaaa.tmp"
+	fifo := name()
 	if err := syscall.Mkfifo(filepath.Join(dir, fifo), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// A symlink to a directory under a probe-file name.
-	dirLink := probes.HostPrefix("node-a") + "bbbbbbbbbbbbbbbb.tmp"
+	dirLink := name()
 	if err := os.Symlink(filepath.Dir(target), filepath.Join(dir, dirLink)); err != nil {
 		t.Fatal(err)
 	}
@@ -253,9 +274,11 @@ func TestStaleProbeFilesRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "first check", func() bool { return status(t, mon, dir).Checks == 1 })
-	if _, err := os.Lstat(filepath.Join(dir, ours)); !os.IsNotExist(err) {
-		t.Errorf("this host's stale probe file was not removed: %v", err)
-	}
+	waitFor(t, "leftovers of earlier instances removed", func() bool {
+		_, err1 := os.Lstat(filepath.Join(dir, ours))
+		_, err2 := os.Lstat(filepath.Join(dir, legacy))
+		return os.IsNotExist(err1) && os.IsNotExist(err2)
+	})
 	for _, keep := range []string{other, link, fifo, dirLink} {
 		if _, err := os.Lstat(filepath.Join(dir, keep)); err != nil {
 			t.Errorf("%s must not be touched: %v", keep, err)
@@ -593,5 +616,28 @@ func TestObserverOutcomes(t *testing.T) {
 	waitFor(t, "the stuck call to return", func() bool { return tab.blocked.Load() == 0 })
 	if n := len(obs.get(stuck)); n != 1 {
 		t.Errorf("End called %d times for the stuck check", n)
+	}
+}
+
+// TestReregisterWhileChecking: discovery re-registers a path (a changed
+// description) while its checks run. Under -race this catches a check
+// reading the mount's description without the lock.
+func TestReregisterWhileChecking(t *testing.T) {
+	mon := newReal(t, 100*time.Millisecond, 50*time.Millisecond)
+	dir := t.TempDir()
+	checks := func() uint64 {
+		st, ok := mon.Status(dir)
+		if !ok {
+			return 0
+		}
+		return st.Checks
+	}
+	for i := 0; checks() < 5; i++ {
+		if err := mon.Register(agent.Mount{Path: dir, Source: fmt.Sprintf("fs-%d:/", i%2)}); err != nil {
+			t.Fatal(err)
+		}
+		if i > 1_000_000 {
+			t.Fatal("checks did not run")
+		}
 	}
 }

@@ -270,15 +270,26 @@ func TestSIGTERMWhileHung(t *testing.T) {
 	}
 }
 
-// TestCrashRestartCleansUp: an agent killed mid-check leaves its probe
-// file; the next agent on the same node removes it on start, and never
-// touches another node's probe file on the shared filesystem.
+// TestCrashRestartCleansUp: an agent killed during a hung write leaves its
+// probe file. The next agent on the same node starts while the write is
+// still hung; once it is released, the new agent removes the leftover (and
+// one of an earlier version) as soon as they are provably not in flight
+// (older than the leftover age, 30s here), and never touches another
+// node's probe files on the shared filesystem.
 func TestCrashRestartCleansUp(t *testing.T) {
 	fs := faultfs.MountT(t)
 	node := []string{"HEALTH_NODE_NAME=node-a"}
-	other := probes.HostPrefix("node-b") + "0123456789abcdef.tmp"
-	if err := os.WriteFile(filepath.Join(fs.Mountpoint(), other), []byte("x"), 0o600); err != nil {
+	otherOwner, err := probes.NewOwner("node-b")
+	if err != nil {
 		t.Fatal(err)
+	}
+	otherNew, _ := otherOwner.NewFileName()
+	others := []string{probes.HostPrefix("node-b") + "0123456789abcdef.tmp", otherNew}
+	legacy := probes.HostPrefix("node-a") + "fedcba9876543210.tmp"
+	for _, n := range append([]string{legacy}, others...) {
+		if err := os.WriteFile(filepath.Join(fs.Mountpoint(), n), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	fs.Set(faultfs.OpFsync, faultfs.Fault{Hang: true})
 	agent := startAgent(t, node, "--check-interval", "1s", "--check-timeout", "300ms", "--mount", fs.Mountpoint())
@@ -296,18 +307,21 @@ func TestCrashRestartCleansUp(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("killed agent did not exit")
 	}
-	fs.Clear()
-	left := probeFiles(t, fs.Mountpoint(), "node-a")
-	if len(left) != 1 {
-		t.Fatalf("expected the killed check's probe file, found %v", left)
+	if left := probeFiles(t, fs.Mountpoint(), "node-a"); len(left) != 2 {
+		t.Fatalf("expected the killed check's probe file and the planted one, found %v", left)
 	}
 	again := startAgent(t, node, "--check-interval", "1s", "--check-timeout", "300ms", "--mount", fs.Mountpoint())
-	waitFor(t, 10*time.Second, "healthy after restart", func() bool { return state(t, again.base, fs.Mountpoint()) == "healthy" })
-	if left := probeFiles(t, fs.Mountpoint(), "node-a"); len(left) != 0 {
-		t.Fatalf("stale probe files not removed on start: %v", left)
+	waitFor(t, 10*time.Second, "restarted agent hung in the still hung write", func() bool { return state(t, again.base, fs.Mountpoint()) == "hung" })
+	fs.Clear()
+	waitFor(t, 10*time.Second, "healthy after the release", func() bool { return state(t, again.base, fs.Mountpoint()) == "healthy" })
+	waitFor(t, 90*time.Second, "leftovers removed", func() bool { return len(probeFiles(t, fs.Mountpoint(), "node-a")) == 0 })
+	for _, n := range others {
+		if _, err := os.Stat(filepath.Join(fs.Mountpoint(), n)); err != nil {
+			t.Fatalf("another node's probe file was touched: %v", err)
+		}
 	}
-	if _, err := os.Stat(filepath.Join(fs.Mountpoint(), other)); err != nil {
-		t.Fatalf("another node's probe file was touched: %v", err)
+	if state(t, again.base, fs.Mountpoint()) != "healthy" {
+		t.Fatal("not healthy after the cleanup")
 	}
 }
 

@@ -5,6 +5,12 @@
 // 0600), writes and fsyncs a small random payload, reads it back bypassing
 // the page cache where the filesystem allows, compares it, and unlinks it.
 // A read-only check runs statfs, stat and a bounded readdir of the root.
+// A read-write check never lists the root.
+//
+// Probe file names say which agent instance wrote them (Owner, in
+// ownership.go). SweepLeftovers and RemoveLeftovers remove the files other
+// instances of the same node left behind once they are provably not in
+// flight (older than LeftoverAge), and never anything else.
 //
 // Probes are plain blocking functions: a syscall on a hung NFS mount cannot
 // be cancelled, so the timeout and the "at most one check in flight per

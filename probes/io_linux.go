@@ -19,10 +19,11 @@ const stRDONLY = unix.ST_RDONLY
 
 // openRoot opens the mount root as a directory without following a symlink
 // in its last component, so a symlink planted in place of the mount root is
-// never followed.
+// never followed. It opens with O_PATH: the fd only anchors the *at calls,
+// fstat and fstatfs, and opening it is not a directory open for listing.
 func openRoot(root string) (int, error) {
 	for {
-		fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err == unix.EINTR {
 			continue
 		}
@@ -49,7 +50,15 @@ func retryEINTR(f func() error) error {
 // a failure, when the file could not be created because the filesystem is
 // read-only.
 func readWrite(ctx context.Context, dirfd int, t timer) (readOnly bool) {
-	name, err := ProbeFileName(t.opts.Hostname)
+	owner := t.opts.Owner
+	if !owner.valid() {
+		var err error
+		if owner, err = NewOwner(t.opts.Hostname); err != nil {
+			t.record(OpWrite, err)
+			return false
+		}
+	}
+	name, err := owner.NewFileName()
 	if err != nil {
 		t.record(OpWrite, err)
 		return false
@@ -67,21 +76,23 @@ func readWrite(ctx context.Context, dirfd int, t timer) (readOnly bool) {
 
 	created := false
 	err = t.run(OpWrite, func() error {
-		fd, err := unix.Openat(dirfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+		fd, err := createFile(dirfd, name, &created)
 		if err != nil {
 			return fmt.Errorf("create: %w", err)
 		}
-		created = true
 		if err := writeAll(fd, payload); err != nil {
 			unix.Close(fd)
-			return fmt.Errorf("write(2): %w", err)
+			return fmt.Errorf("write(2): %w", lost(err))
 		}
 		if err := retryEINTR(func() error { return unix.Fsync(fd) }); err != nil {
 			unix.Close(fd)
-			return fmt.Errorf("fsync: %w", err)
+			return fmt.Errorf("fsync: %w", lost(err))
 		}
-		if err := unix.Close(fd); err != nil {
-			return fmt.Errorf("close: %w", err)
+		// The descriptor is released even when close reports EINTR (a
+		// signal during the filesystem's flush); the data is already
+		// fsynced, so only a real error counts.
+		if err := unix.Close(fd); err != nil && err != unix.EINTR {
+			return fmt.Errorf("close: %w", lost(err))
 		}
 		return nil
 	})
@@ -94,15 +105,73 @@ func readWrite(ctx context.Context, dirfd int, t timer) (readOnly bool) {
 	if err == nil && ctx.Err() == nil {
 		_ = t.run(OpRead, func() error { return readBack(dirfd, name, payload, bufs.aligned()) })
 	}
-	// Always try to remove what was created, even after a failure or a
-	// timeout, so no probe file is left behind.
+	// Always remove what was created, by name, even after a failure or a
+	// timeout (this goroutine gets here once a stuck call returns), so no
+	// probe file is left behind and no directory listing is needed.
 	_ = t.run(OpDelete, func() error {
-		if err := retryEINTR(func() error { return unix.Unlinkat(dirfd, name, 0) }); err != nil {
-			return fmt.Errorf("unlink: %w", err)
+		if err := unlinkOwn(dirfd, name); err != nil {
+			// Even after ENOENT: a later look by name costs one stat.
+			t.res.Leftovers = append(t.res.Leftovers, name)
+			return fmt.Errorf("unlink: %w", lost(err))
 		}
 		return nil
 	})
 	return false
+}
+
+// unlinkOwn removes the probe file name. An unlink interrupted by a signal
+// is retried; the interrupted call may have removed the file already, so
+// ENOENT after an EINTR is success.
+func unlinkOwn(dirfd int, name string) error {
+	interrupted := false
+	for {
+		err := unix.Unlinkat(dirfd, name, 0)
+		switch {
+		case err == unix.EINTR:
+			interrupted = true
+			continue
+		case err == unix.ENOENT && interrupted:
+			return nil
+		}
+		return err
+	}
+}
+
+// createFile creates the probe file name in dirfd, exclusively and
+// without following a symlink. A create interrupted by a signal (EINTR,
+// which a FUSE or NFS mount returns when a Go runtime preemption signal
+// arrives during the request) is retried; as the interrupted call may
+// have created the file on the server, EEXIST after an EINTR means the
+// file is ours (its name is random) and it is opened without O_CREAT.
+// *created is set as soon as the file may exist, so the caller removes it.
+func createFile(dirfd int, name string, created *bool) (int, error) {
+	const flags = unix.O_NOFOLLOW | unix.O_WRONLY | unix.O_CLOEXEC
+	interrupted := false
+	for {
+		fd, err := unix.Openat(dirfd, name, unix.O_CREAT|unix.O_EXCL|flags, 0o600)
+		switch {
+		case err == nil:
+			*created = true
+			return fd, nil
+		case err == unix.EINTR:
+			interrupted = true
+			*created = true // perhaps: the server may have done it
+			continue
+		case err == unix.EEXIST && interrupted:
+			fd, err = unix.Openat(dirfd, name, flags, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return -1, err
+			}
+			return fd, nil
+		}
+		// Any other failure of a retry means no file of that name exists:
+		// an earlier interrupted create that had made it gives EEXIST.
+		*created = false
+		return -1, err
+	}
 }
 
 func writeAll(fd int, b []byte) error {
@@ -169,7 +238,7 @@ func readBack(dirfd int, name string, want, buf []byte) error {
 		got, err = readFile(dirfd, name, false, buf)
 	}
 	if err != nil {
-		return err
+		return lost(err)
 	}
 	if !bytes.Equal(got, want) {
 		return fmt.Errorf("read %d bytes: %w", len(got), ErrDataMismatch)
@@ -234,51 +303,4 @@ func readdirBounded(dirfd int, limit int) error {
 		return fmt.Errorf("readdir: %w", err)
 	}
 	return nil
-}
-
-// RemoveStale removes the probe files host left in the mount root (from a
-// check interrupted by a crash or a hang), and never touches any other file:
-// not other hosts' probe files on a shared filesystem, not symlinks or
-// anything that is not a regular file. It reads at most maxEntries names.
-// It returns the names removed.
-func RemoveStale(root, host string, maxEntries int) ([]string, error) {
-	dirfd, err := openRoot(root)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(dirfd)
-	fd, err := unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open %q: %w", root, err)
-	}
-	f := os.NewFile(uintptr(fd), root)
-	defer f.Close()
-	var removed []string
-	var errs []error
-	seen := 0
-	for seen < maxEntries {
-		names, err := f.Readdirnames(1024)
-		seen += len(names)
-		for _, n := range names {
-			if !IsProbeFile(n, host) {
-				continue
-			}
-			var st unix.Stat_t
-			if err := unix.Fstatat(dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-				continue
-			}
-			if st.Mode&unix.S_IFMT != unix.S_IFREG {
-				continue
-			}
-			if err := unix.Unlinkat(dirfd, n, 0); err != nil && err != unix.ENOENT {
-				errs = append(errs, fmt.Errorf("remove stale probe file %q: %w", n, err))
-				continue
-			}
-			removed = append(removed, n)
-		}
-		if err != nil || len(names) == 0 {
-			break
-		}
-	}
-	return removed, errors.Join(errs...)
 }

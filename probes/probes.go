@@ -2,11 +2,8 @@ package probes
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -40,9 +37,9 @@ const (
 	ModeReadOnly  Mode = "read-only"
 )
 
-// FilePrefix starts the name of every probe file. The full name is
-// FilePrefix + hostname + "-" + 16 random hex digits + ".tmp", so a stale
-// file can be attributed to the host that left it.
+// FilePrefix starts the name of every probe file. The full name also says
+// which node and which agent instance wrote it (see Owner), so a leftover
+// can be attributed to the instance that left it.
 const FilePrefix = ".efs-health-probe-"
 
 // PayloadSize is the number of random bytes written and read back.
@@ -82,6 +79,14 @@ type Result struct {
 	Err error
 	// FailedOp is the operation Err came from, "" on success.
 	FailedOp Op
+	// Retried is set when the first probe file vanished under the check
+	// (removed by something else) and the check ran again with a fresh
+	// name; the Ops are the second attempt's.
+	Retried bool
+	// Leftovers name the probe files this check created whose unlink
+	// failed; they are this instance's, no longer in use, and may be
+	// removed by name later.
+	Leftovers []string
 }
 
 // Duration is the sum of the operation times.
@@ -107,7 +112,10 @@ func (e *OpError) Unwrap() error { return e.Err }
 
 // Options configures a check.
 type Options struct {
-	// Hostname goes into probe file names; required.
+	// Owner names the probe files. When it is the zero Owner, a fresh one
+	// is made for Hostname.
+	Owner Owner
+	// Hostname goes into probe file names when Owner is not set.
 	Hostname string
 	// ReaddirLimit bounds the entries read by the read-only check (default 64).
 	ReaddirLimit int
@@ -124,45 +132,6 @@ func (o *Options) defaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-}
-
-// ProbeFileName returns a fresh, unpredictable probe file name for host.
-func ProbeFileName(host string) (string, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("random probe name: %w", err)
-	}
-	return HostPrefix(host) + hex.EncodeToString(b[:]) + ".tmp", nil
-}
-
-// HostPrefix is the name prefix of the probe files written by host. Host
-// names are sanitised so that they cannot add path separators.
-func HostPrefix(host string) string {
-	host = strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '_':
-			return r
-		}
-		return '_'
-	}, host)
-	if host == "" {
-		host = "unknown"
-	}
-	return FilePrefix + host + "-"
-}
-
-// IsProbeFile reports whether name is a probe file written by host.
-func IsProbeFile(name, host string) bool {
-	p := HostPrefix(host)
-	if !strings.HasPrefix(name, p) || !strings.HasSuffix(name, ".tmp") {
-		return false
-	}
-	mid := name[len(p) : len(name)-len(".tmp")]
-	if len(mid) != 16 {
-		return false
-	}
-	_, err := hex.DecodeString(mid)
-	return err == nil
 }
 
 // timer runs one operation, timing it and telling the observer.
@@ -217,7 +186,15 @@ func Check(ctx context.Context, root string, opts Options) Result {
 		readOnly(ctx, dirfd, t)
 		return res
 	}
-	if readWrite(ctx, dirfd, t) {
+	ro := readWrite(ctx, dirfd, t)
+	if !ro && errors.Is(res.Err, ErrProbeFileLost) && ctx.Err() == nil {
+		// Something else removed the probe file mid-check. That is not an
+		// outage of the mount: try once more at once with a fresh name,
+		// and report it only if it happens again.
+		res.Ops, res.Err, res.FailedOp, res.Retried = res.Ops[:keep], nil, "", true
+		ro = readWrite(ctx, dirfd, t)
+	}
+	if ro {
 		// Creation failed with EROFS: the mount is read-only. Check it as such.
 		res.Mode = ModeReadOnly
 		res.Ops, res.Err, res.FailedOp = res.Ops[:keep], nil, ""

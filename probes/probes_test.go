@@ -106,29 +106,6 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-func TestProbeFileNames(t *testing.T) {
-	t.Parallel()
-	a, err := probes.ProbeFileName("node/../x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := probes.ProbeFileName("node/../x")
-	if a == b {
-		t.Fatal("names repeat")
-	}
-	if strings.Contains(a, "/") || !strings.HasPrefix(a, probes.FilePrefix) {
-		t.Fatalf("unsafe name %q", a)
-	}
-	if !probes.IsProbeFile(a, "node/../x") || probes.IsProbeFile(a, "other") {
-		t.Fatal("IsProbeFile does not attribute the name to its host")
-	}
-	for _, n := range []string{probes.HostPrefix("h") + "x.tmp", probes.HostPrefix("h") + "0123456789abcdeg.tmp", "unrelated", probes.HostPrefix("h") + "0123456789abcdef"} {
-		if probes.IsProbeFile(n, "h") {
-			t.Errorf("%q taken for a probe file", n)
-		}
-	}
-}
-
 func TestClassify(t *testing.T) {
 	t.Parallel()
 	wrap := func(e error) error { return &probes.OpError{Op: probes.OpWrite, Err: fmt.Errorf("create: %w", e)} }
@@ -145,6 +122,8 @@ func TestClassify(t *testing.T) {
 		{wrap(syscall.ENOSPC), probes.ReasonNoSpace},
 		{wrap(syscall.EDQUOT), probes.ReasonNoSpace},
 		{wrap(syscall.ENOENT), probes.ReasonNotMounted},
+		{wrap(fmt.Errorf("%w: %w", probes.ErrProbeFileLost, syscall.ENOENT)), probes.ReasonProbeFileLost},
+		{wrap(fmt.Errorf("%w: %w", probes.ErrProbeFileLost, syscall.ESTALE)), probes.ReasonProbeFileLost},
 		{wrap(probes.ErrDataMismatch), probes.ReasonDataMismatch},
 		{wrap(errors.New("odd")), probes.ReasonIOError},
 	} {

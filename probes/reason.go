@@ -23,6 +23,7 @@ const (
 	ReasonNotMounted       Reason = "not_mounted"
 	ReasonDataMismatch     Reason = "data_mismatch"
 	ReasonTunnelDown       Reason = "tunnel_down"
+	ReasonProbeFileLost    Reason = "probe_file_lost"
 )
 
 // Reasons lists every failure reason, for documentation and label
@@ -30,6 +31,7 @@ const (
 var Reasons = []Reason{
 	ReasonTimeout, ReasonHung, ReasonIOError, ReasonStaleFileHandle, ReasonPermissionDenied,
 	ReasonReadOnly, ReasonNoSpace, ReasonNotMounted, ReasonDataMismatch, ReasonTunnelDown,
+	ReasonProbeFileLost,
 }
 
 // Classify maps a check error to its Reason. Unknown errors are io_error.
@@ -43,6 +45,8 @@ func Classify(err error) Reason {
 		return ReasonTunnelDown
 	case errors.Is(err, ErrNotMounted):
 		return ReasonNotMounted
+	case errors.Is(err, ErrProbeFileLost):
+		return ReasonProbeFileLost
 	case errors.Is(err, unix.ESTALE):
 		return ReasonStaleFileHandle
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
@@ -80,6 +84,8 @@ func Advice(r Reason) string {
 		return "the path is no longer the registered mount: check whether the volume was unmounted (kubelet, CSI node plugin logs)"
 	case ReasonDataMismatch:
 		return "data read back differed from data written: check for caching proxies or a misbehaving server; treat the volume as unsafe"
+	case ReasonProbeFileLost:
+		return "the agent's own probe file vanished twice in a row between its operations: something else removes files in the mount root (a cleanup job, another tool); find it and exclude .efs-health-probe-* files"
 	case ReasonTunnelDown:
 		return "the local TLS tunnel (efs-proxy/stunnel) is not accepting connections: check the CSI node plugin's tunnel processes and restart it"
 	}

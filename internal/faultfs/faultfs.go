@@ -30,6 +30,10 @@ const (
 	OpFlush   Op = "flush"
 	OpRelease Op = "release"
 	OpUnlink  Op = "unlink"
+	// OpReaddir is opening a directory to list it (FUSE OPENDIR). A delay
+	// here is a slow listing that holds no directory lock, and
+	// Calls(OpReaddir) counts listings. Opening a directory with O_PATH,
+	// as the checks do for the mount root, does not reach it.
 	OpReaddir Op = "readdir"
 	OpStatfs  Op = "statfs"
 	OpMkdir   Op = "mkdir"

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
 )
 
@@ -201,5 +203,35 @@ func TestUnmountWhileHung(t *testing.T) {
 	b, _ := os.ReadFile("/proc/self/mountinfo")
 	if strings.Contains(string(b), " "+f.Mountpoint()+" ") {
 		t.Fatal("still mounted")
+	}
+}
+
+// TestReaddirFault: a readdir fault applies to each listing of a
+// directory and not to an O_PATH open of it; Calls(OpReaddir) counts
+// listings.
+func TestReaddirFault(t *testing.T) {
+	f := faultfs.MountT(t)
+	for _, n := range []string{"a", "b", "c"} {
+		if err := os.WriteFile(filepath.Join(f.Mountpoint(), n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Set(faultfs.OpReaddir, faultfs.Fault{Errno: syscall.EIO})
+	fd, err := unix.Open(f.Mountpoint(), unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatalf("an O_PATH open must not apply a readdir fault: %v", err)
+	}
+	unix.Close(fd)
+	if _, err := os.ReadDir(f.Mountpoint()); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("readdir: %v, want EIO", err)
+	}
+	f.Clear()
+	n := f.Calls(faultfs.OpReaddir)
+	names, err := os.ReadDir(f.Mountpoint())
+	if err != nil || len(names) != 3 {
+		t.Fatalf("after Clear: %v %v", names, err)
+	}
+	if got := f.Calls(faultfs.OpReaddir) - n; got != 1 {
+		t.Fatalf("one listing counted as %d", got)
 	}
 }

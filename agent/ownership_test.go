@@ -1,0 +1,132 @@
+package agent_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+// startMonitor runs a monitor on the wall clock with cfg until the test
+// ends.
+func startMonitor(t *testing.T, cfg agent.Config) *agent.Monitor {
+	t.Helper()
+	mon, err := agent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mon.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return mon
+}
+
+// TestTwoAgentsOneNode: two agents with the same node name check one
+// volume whose every operation takes 150 ms (a rolling update with
+// maxSurge, or the DaemonSet next to the CSI sidecar). The second starts
+// while the first is in the middle of a check. Over a dozen intervals
+// neither ever reports an error: neither removes a file the other is using.
+func TestTwoAgentsOneNode(t *testing.T) {
+	fs := faultfs.MountT(t)
+	// A check is about 14 operations, 2s here, more when the two agents'
+	// creates and unlinks wait for each other on the root's lock.
+	const interval = 4 * time.Second
+	cfg := agent.DefaultConfig()
+	cfg.Hostname = "node-a"
+	cfg.Logger = quietLogger()
+	cfg.Interval = interval
+	cfg.Timeout = interval
+	cfg.MinRetry = 100 * time.Millisecond
+	cfg.Jitter = 0
+	cfg.LeftoverAge = 0 // the default: twice the timeout, at least 30s
+
+	fs.Set(faultfs.OpAll, faultfs.Fault{Delay: 150 * time.Millisecond})
+	a := startMonitor(t, cfg)
+	if err := a.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {
+		t.Fatal(err)
+	}
+	// The first agent's probe file exists: it is mid-check.
+	waitFor(t, "first agent mid-check", func() bool { return fs.Calls(faultfs.OpCreate) >= 1 })
+	if st := status(t, a, fs.Mountpoint()); st.State != agent.StatePending {
+		t.Fatalf("first agent finished its check before the second started: %+v", st)
+	}
+	b := startMonitor(t, cfg)
+	if err := b.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now().Add(12 * interval)
+	deadline := end.Add(60 * time.Second)
+	for {
+		sa, sb := status(t, a, fs.Mountpoint()), status(t, b, fs.Mountpoint())
+		for _, st := range []*agent.MountStatus{sa, sb} {
+			if st.ErrorCount != 0 {
+				t.Fatalf("false alarm with two agents on one node: %+v", st)
+			}
+		}
+		if time.Now().After(end) && sa.Checks >= 10 && sb.Checks >= 10 {
+			t.Logf("check times: %v / %v", sa.History, sb.History)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checks did not run: %d and %d", sa.Checks, sb.Checks)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestSlowRootListing: a root that takes 2s to list, with a 500 ms check
+// timeout. Checks never list the root, so the mount stays healthy and is
+// never hung, and the one background listing happens once.
+func TestSlowRootListing(t *testing.T) {
+	fs := faultfs.MountT(t)
+	fs.Set(faultfs.OpReaddir, faultfs.Fault{Delay: 2 * time.Second})
+	mon := newReal(t, 600*time.Millisecond, 500*time.Millisecond)
+	if err := mon.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "healthy", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+	waitFor(t, "the one listing", func() bool { return fs.Calls(faultfs.OpReaddir) >= 1 })
+	n := status(t, mon, fs.Mountpoint()).Checks
+	// Checks go on while the listing is slow, and long after it.
+	deadline := time.Now().Add(30 * time.Second)
+	for status(t, mon, fs.Mountpoint()).Checks < n+8 {
+		if st := status(t, mon, fs.Mountpoint()); st.ErrorCount != 0 || st.State != agent.StateHealthy {
+			t.Fatalf("a slow root listing changed the mount's health: %+v", st)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("checks stalled")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := status(t, mon, fs.Mountpoint()); st.ErrorCount != 0 || st.State != agent.StateHealthy {
+		t.Fatalf("a slow root listing changed the mount's health: %+v", st)
+	}
+	if c := fs.Calls(faultfs.OpReaddir); c != 1 {
+		t.Fatalf("the root was listed %d times, want once per agent start", c)
+	}
+}
+
+// TestLongNodeNameHealthy: a node name of 253 characters (the Kubernetes
+// limit) gives a healthy mount.
+func TestLongNodeNameHealthy(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("ip-10-0-0-1.", 22)[:252] + "x"
+	mon, _ := newFake(t, func(c *agent.Config) { c.Hostname = long })
+	dir := t.TempDir()
+	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first check", func() bool { return status(t, mon, dir).Checks == 1 })
+	if st := status(t, mon, dir); st.State != agent.StateHealthy {
+		t.Fatalf("253-character node name: %+v", st)
+	}
+	if !probes.IsProbeFile(probes.HostPrefix(long)+"0123456789abcdef.tmp", long) {
+		t.Fatal("long node name not matched")
+	}
+	assertNoProbeFiles(t, dir)
+}

@@ -1,0 +1,213 @@
+package agent
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+// Bounds of the leftover sweep.
+const (
+	// sweepBudget bounds the time one listing of a mount root spends
+	// reading names (checked between batches of names).
+	sweepBudget = 30 * time.Second
+	// maxSweepJobs bounds the sweeper's queue; a job that does not fit is
+	// dropped (its files stay until the next agent start).
+	maxSweepJobs = 4096
+	// maxLeftoverNames bounds the probe file names remembered per mount
+	// for removal by name.
+	maxLeftoverNames = 64
+	// maxSweepTries bounds how often a leftover that is still too young is
+	// looked at again.
+	maxSweepTries = 5
+	// sweepMargin is added to the wait for a young leftover.
+	sweepMargin = time.Second
+	// maxLoggedNames bounds the file names in one log line.
+	maxLoggedNames = 10
+)
+
+// sweeper removes probe files left behind, away from every check: one
+// goroutine per running Monitor, fed by complete. It lists a mount's root
+// at most once per registration (after the mount's first successful
+// check), and otherwise only looks at files by name. A mount is swept only
+// while its last check succeeded, so the sweeper rarely meets a hung
+// mount; if it does, it stays blocked there, and only the sweeper (one
+// goroutine for the whole agent) waits: checks and health never depend on
+// it.
+//
+// It measures file ages on the real clock, not the Monitor's: the files'
+// times come from the file server's clock.
+type sweeper struct {
+	mon    *Monitor
+	minAge time.Duration
+
+	mu   sync.Mutex
+	jobs []*sweepJob
+	kick chan struct{}
+}
+
+type sweepJob struct {
+	m     *mount
+	path  string
+	list  bool     // list the root once
+	names []string // or look at these names only
+	ref   probes.ServerTime
+	at    time.Time // not before
+	tries int
+}
+
+func newSweeper(mon *Monitor) *sweeper {
+	age := mon.cfg.LeftoverAge
+	if age == 0 {
+		age = probes.LeftoverAge(mon.cfg.Timeout)
+	}
+	return &sweeper{mon: mon, minAge: age, kick: make(chan struct{}, 1)}
+}
+
+// add queues j; it never blocks. Callers may hold Monitor.mu.
+func (s *sweeper) add(j *sweepJob) {
+	s.mu.Lock()
+	if len(s.jobs) >= maxSweepJobs {
+		s.mu.Unlock()
+		s.mon.log.Debug("leftover sweep queue full; job dropped", "mount", j.path)
+		return
+	}
+	s.jobs = append(s.jobs, j)
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// next takes the first job that is due, or says how long until one is.
+func (s *sweeper) next(now time.Time) (*sweepJob, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	wait := time.Duration(-1)
+	for i, j := range s.jobs {
+		if !j.at.After(now) {
+			s.jobs = append(s.jobs[:i], s.jobs[i+1:]...)
+			return j, 0
+		}
+		if d := j.at.Sub(now); wait < 0 || d < wait {
+			wait = d
+		}
+	}
+	return nil, wait
+}
+
+// run works through the queue until ctx is cancelled.
+func (s *sweeper) run(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		j, wait := s.next(time.Now())
+		if j != nil {
+			s.do(j)
+			continue
+		}
+		if wait < 0 {
+			wait = time.Hour
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// do runs one job, if its mount is still registered and healthy.
+func (s *sweeper) do(j *sweepJob) {
+	if !s.mon.sweepable(j) {
+		return
+	}
+	opts := probes.SweepOptions{
+		MinAge:     s.minAge,
+		MaxEntries: s.mon.cfg.StaleScanLimit,
+		Budget:     sweepBudget,
+		MaxYoung:   maxLeftoverNames,
+		Ref:        j.ref,
+	}
+	var res probes.SweepResult
+	var err error
+	if j.list {
+		res, err = probes.SweepLeftovers(j.path, s.mon.owner, opts)
+	} else {
+		res, err = probes.RemoveLeftovers(j.path, s.mon.owner, j.names, opts)
+	}
+	log := s.mon.log.With("mount", j.path)
+	if n := len(res.Removed); n > 0 {
+		log.Info("removed leftover probe files", "count", n, "files", res.Removed[:min(n, maxLoggedNames)])
+	}
+	if res.Truncated {
+		log.Info("leftover sweep stopped at its bound", "entries_read", res.Listed)
+	}
+	if err != nil {
+		log.Debug("leftover sweep", "err", err)
+	}
+	if len(res.Young) > 0 && j.tries < maxSweepTries {
+		s.add(&sweepJob{m: j.m, path: j.path, names: res.Young, ref: res.Ref,
+			at: time.Now().Add(res.Wait + sweepMargin), tries: j.tries + 1})
+	}
+}
+
+// sweepable reports whether j may touch its mount now: registered, and its
+// last check succeeded. A job for a mount that is not healthy is parked on
+// the mount and handed back after its next successful check.
+func (mon *Monitor) sweepable(j *sweepJob) bool {
+	mon.mu.Lock()
+	defer mon.mu.Unlock()
+	m := j.m
+	if m.removed {
+		return false
+	}
+	if m.status.Load().State == StateHealthy {
+		return true
+	}
+	if j.list {
+		m.swept = false
+	} else {
+		m.parkLeftoversLocked(j.names...)
+		m.leftoverRef = j.ref
+	}
+	return false
+}
+
+// parkLeftoversLocked remembers probe file names to remove after the
+// mount's next successful check, at most maxLeftoverNames.
+func (m *mount) parkLeftoversLocked(names ...string) {
+	for _, n := range names {
+		if len(m.leftovers) < maxLeftoverNames {
+			m.leftovers = append(m.leftovers, n)
+		}
+	}
+}
+
+// sweepAfterLocked hands the sweeper what a mount's check left to do:
+// after the first successful check of a registration the one listing of
+// the root, after a successful check the names parked on the mount.
+func (mon *Monitor) sweepAfterLocked(m *mount, ok bool) {
+	if !ok || m.removed {
+		return
+	}
+	if !m.swept {
+		m.swept = true
+		mon.sweeper.add(&sweepJob{m: m, path: m.spec.Path, list: true})
+	}
+	if len(m.leftovers) > 0 {
+		mon.sweeper.add(&sweepJob{m: m, path: m.spec.Path, names: m.leftovers, ref: m.leftoverRef})
+		m.leftovers, m.leftoverRef = nil, probes.ServerTime{}
+	}
+}

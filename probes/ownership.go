@@ -1,0 +1,401 @@
+package probes
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Probe file names
+//
+// A probe file's name says which agent instance wrote it:
+//
+//	.efs-health-probe-<node>@<instance>-<nonce>.tmp
+//
+// <node> is the node name with every byte outside [A-Za-z0-9._-] replaced
+// by "_"; a name longer than MaxNodeTag is cut to its first 96 bytes
+// followed by "+" and 16 hex digits of the SHA-256 of the full node name,
+// so the whole file name stays at most 184 bytes (NAME_MAX is 255) and two
+// long names that share a beginning stay apart. <instance> is 16 random
+// hex digits drawn once per Owner (one per running agent), <nonce> 16
+// random hex digits per check. "@" and "+" never occur in a sanitised node
+// name, so a name parses one way only.
+//
+// Earlier versions wrote .efs-health-probe-<node>-<16 hex>.tmp with the
+// full sanitised node name; those names are recognised as leftovers of an
+// earlier instance of that node.
+
+const (
+	// MaxNodeTag is the longest node part of a probe file name.
+	MaxNodeTag = 128
+	// hashedKeep is how much of a long node name is kept before its hash.
+	hashedKeep = 96
+	// instanceSep separates the node from the instance id.
+	instanceSep = "@"
+	// hashSep separates a shortened node name from its hash.
+	hashSep  = "+"
+	idLen    = 16 // hex digits of an instance id and of a nonce
+	fileExt  = ".tmp"
+	unknownN = "unknown"
+)
+
+// Owner identifies the agent instance that writes probe files: the node
+// and a random instance id. Two agents on one node (a rolling update, a
+// sidecar next to the DaemonSet) have different Owners and never take each
+// other's files for their own.
+type Owner struct {
+	node     string // as given
+	tag      string // node part of new-format names
+	legacy   string // name prefix of earlier versions' files
+	instance string // idLen hex digits
+}
+
+// NewOwner returns an Owner for node with a fresh random instance id.
+func NewOwner(node string) (Owner, error) {
+	var b [idLen / 2]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return Owner{}, fmt.Errorf("random instance id: %w", err)
+	}
+	return Owner{node: node, tag: NodeTag(node), legacy: HostPrefix(node), instance: hex.EncodeToString(b[:])}, nil
+}
+
+// Node is the node name the Owner was made for.
+func (o Owner) Node() string { return o.node }
+
+// Instance is the Owner's random instance id.
+func (o Owner) Instance() string { return o.instance }
+
+// valid reports whether o came from NewOwner.
+func (o Owner) valid() bool { return o.instance != "" }
+
+// NewFileName returns a fresh, unpredictable probe file name of o.
+func (o Owner) NewFileName() (string, error) {
+	var b [idLen / 2]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("random probe name: %w", err)
+	}
+	return FilePrefix + o.tag + instanceSep + o.instance + "-" + hex.EncodeToString(b[:]) + fileExt, nil
+}
+
+// Ownership says whose a directory entry is, as far as its name tells.
+type Ownership int
+
+// Ownerships of a name relative to an Owner.
+const (
+	// NotOurs: not a probe file of this node (another node's, or no probe
+	// file at all). Never touched.
+	NotOurs Ownership = iota
+	// ThisInstance: written by this very Owner.
+	ThisInstance
+	// EarlierInstance: written by another instance on this node, an
+	// earlier run or a second agent running now, or by an earlier version.
+	EarlierInstance
+)
+
+// Classify says whose the file called name is.
+func (o Owner) Classify(name string) Ownership {
+	if !strings.HasPrefix(name, FilePrefix) || !strings.HasSuffix(name, fileExt) {
+		return NotOurs
+	}
+	if tag, inst, ok := parseName(name); ok {
+		switch {
+		case tag != o.tag:
+			return NotOurs
+		case inst == o.instance:
+			return ThisInstance
+		}
+		return EarlierInstance
+	}
+	if isLegacy(name, o.legacy) {
+		return EarlierInstance
+	}
+	return NotOurs
+}
+
+// parseName splits a new-format name into node tag and instance id.
+func parseName(name string) (tag, instance string, ok bool) {
+	mid := name[len(FilePrefix) : len(name)-len(fileExt)]
+	i := strings.LastIndex(mid, instanceSep)
+	if i <= 0 {
+		return "", "", false
+	}
+	tag, rest := mid[:i], mid[i+1:]
+	if len(rest) != 2*idLen+1 || rest[idLen] != '-' || !isHex(rest[:idLen]) || !isHex(rest[idLen+1:]) {
+		return "", "", false
+	}
+	return tag, rest[:idLen], true
+}
+
+func isLegacy(name, prefix string) bool {
+	if !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, fileExt) {
+		return false
+	}
+	mid := name[len(prefix) : len(name)-len(fileExt)]
+	return len(mid) == idLen && isHex(mid)
+}
+
+func isHex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil && len(s)%2 == 0
+}
+
+// sanitise maps node to the bytes allowed in a file name part.
+func sanitise(node string) string {
+	s := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '_':
+			return r
+		}
+		return '_'
+	}, node)
+	if s == "" {
+		s = unknownN
+	}
+	return s
+}
+
+// NodeTag is the node part of probe file names for node: the sanitised
+// name, shortened with a hash of the full name when it is longer than
+// MaxNodeTag. The same node always gives the same tag.
+func NodeTag(node string) string {
+	s := sanitise(node)
+	if len(s) <= MaxNodeTag {
+		return s
+	}
+	sum := sha256.Sum256([]byte(node))
+	return s[:hashedKeep] + hashSep + hex.EncodeToString(sum[:idLen/2])
+}
+
+// HostPrefix is the name prefix of the probe files earlier versions wrote
+// for host: FilePrefix + sanitised host + "-". Host names are sanitised so
+// that they cannot add path separators.
+func HostPrefix(host string) string { return FilePrefix + sanitise(host) + "-" }
+
+// IsProbeFile reports whether name is a probe file written on node host,
+// in this version's format or an earlier one's.
+func IsProbeFile(name, host string) bool {
+	o := Owner{tag: NodeTag(host), legacy: HostPrefix(host), instance: "-"}
+	return o.Classify(name) != NotOurs
+}
+
+// ErrProbeFileLost reports that the check's own probe file vanished
+// between two operations (ENOENT or ESTALE on the file, not on the mount
+// root): something else removed it.
+var ErrProbeFileLost = errors.New("probe file vanished")
+
+// lost wraps err with ErrProbeFileLost when it says the file is gone.
+func lost(err error) error {
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESTALE) {
+		return fmt.Errorf("%w: %w", ErrProbeFileLost, err)
+	}
+	return err
+}
+
+// MinLeftoverAge is the floor of the age a probe file of another instance
+// must reach before it is removed as a leftover.
+const MinLeftoverAge = 30 * time.Second
+
+// LeftoverAge is the age after which a probe file of another instance of
+// this node is provably not in flight: a check holds its file for at most
+// its timeout before it is counted as failed, so twice the timeout, with
+// MinLeftoverAge as the floor for instances running with a longer timeout.
+func LeftoverAge(timeout time.Duration) time.Duration {
+	if timeout > math.MaxInt64/2 {
+		return timeout // twice would overflow
+	}
+	return max(2*timeout, MinLeftoverAge)
+}
+
+// ServerTime relates the file server's clock to the local monotonic clock:
+// Server is a time the server had already reached when Local was read.
+// Ages of files are measured on the server's clock, so clock skew between
+// node and server cannot make a file look older than it is.
+type ServerTime struct {
+	Server time.Time
+	Local  time.Time
+}
+
+// now is a lower bound of the server's time at local time t.
+func (s ServerTime) now(t time.Time) time.Time {
+	if s.Server.IsZero() {
+		return time.Time{}
+	}
+	return s.Server.Add(t.Sub(s.Local))
+}
+
+// SweepOptions bounds a sweep.
+type SweepOptions struct {
+	// MinAge is the age a file of another instance must reach before it is
+	// removed (LeftoverAge of the timeout).
+	MinAge time.Duration
+	// MaxEntries bounds the names read from the directory.
+	MaxEntries int
+	// Budget bounds the time spent reading names (checked between batches:
+	// a single blocked read cannot be cut short).
+	Budget time.Duration
+	// MaxYoung bounds the names returned in SweepResult.Young.
+	MaxYoung int
+	// Ref is the server time learnt by an earlier sweep of the same root.
+	Ref ServerTime
+	// Now is the local clock (default time.Now); it must carry a
+	// monotonic reading.
+	Now func() time.Time
+}
+
+// SweepResult is what a sweep did.
+type SweepResult struct {
+	// Listed is the number of names read from the directory.
+	Listed int
+	// Truncated is set when the entry or time bound stopped the listing.
+	Truncated bool
+	// Removed are the files removed.
+	Removed []string
+	// Young are leftovers of another instance not yet old enough to be
+	// provably not in flight: look at them again by name after Wait.
+	Young []string
+	// Wait is how long until the youngest of Young is old enough.
+	Wait time.Duration
+	// Ref is the server time learnt, for a later RemoveLeftovers.
+	Ref ServerTime
+}
+
+// SweepLeftovers lists the mount root once and removes the probe files
+// other instances of o's node left there that are older than opts.MinAge
+// by their own modification and change times. It never touches this
+// instance's files (a check may be using them), other nodes' files,
+// symlinks or anything that is not a regular file.
+func SweepLeftovers(root string, o Owner, opts SweepOptions) (SweepResult, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	var res SweepResult
+	dirfd, err := openRoot(root)
+	if err != nil {
+		return res, err
+	}
+	defer unix.Close(dirfd)
+	res.Ref = serverTime(dirfd, opts.Ref, opts.Now)
+	fd, err := unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return res, fmt.Errorf("open %q: %w", root, err)
+	}
+	f := os.NewFile(uintptr(fd), root)
+	defer f.Close()
+	deadline := opts.Now().Add(opts.Budget)
+	var errs []error
+	for {
+		if res.Listed >= opts.MaxEntries || (opts.Budget > 0 && opts.Now().After(deadline)) {
+			res.Truncated = true
+			break
+		}
+		names, rerr := f.Readdirnames(min(1024, opts.MaxEntries-res.Listed))
+		res.Listed += len(names)
+		for _, n := range names {
+			if o.Classify(n) != EarlierInstance {
+				continue
+			}
+			errs = append(errs, consider(dirfd, n, opts, &res))
+		}
+		if rerr != nil || len(names) == 0 {
+			break
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+// RemoveLeftovers looks again, by name and without listing the directory,
+// at files of o's node in the mount root: this instance's own files (whose
+// check has returned) are removed, files of other instances only once
+// older than opts.MinAge. The same files are never touched as in
+// SweepLeftovers.
+func RemoveLeftovers(root string, o Owner, names []string, opts SweepOptions) (SweepResult, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	var res SweepResult
+	dirfd, err := openRoot(root)
+	if err != nil {
+		return res, err
+	}
+	defer unix.Close(dirfd)
+	res.Ref = serverTime(dirfd, opts.Ref, opts.Now)
+	var errs []error
+	for _, n := range names {
+		switch o.Classify(n) {
+		case ThisInstance:
+			own := opts
+			own.MinAge = 0
+			errs = append(errs, consider(dirfd, n, own, &res))
+		case EarlierInstance:
+			errs = append(errs, consider(dirfd, n, opts, &res))
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+// serverTime learns a lower bound of the server's clock: the root
+// directory's change time (a check of this agent has just created and
+// removed a file there), or what an earlier sweep learnt, whichever is
+// later.
+func serverTime(dirfd int, prev ServerTime, now func() time.Time) ServerTime {
+	local := now()
+	ref := ServerTime{Server: prev.now(local), Local: local}
+	var st unix.Stat_t
+	if err := retryEINTR(func() error { return unix.Fstat(dirfd, &st) }); err == nil {
+		if t := changed(&st); t.After(ref.Server) {
+			ref.Server = t
+		}
+	}
+	return ref
+}
+
+// changed is the later of a file's modification and change times.
+func changed(st *unix.Stat_t) time.Time {
+	m := time.Unix(st.Mtim.Unix())
+	c := time.Unix(st.Ctim.Unix())
+	if c.After(m) {
+		return c
+	}
+	return m
+}
+
+// consider removes the regular file name if it is older than opts.MinAge,
+// or notes it in res.Young.
+func consider(dirfd int, name string, opts SweepOptions, res *SweepResult) error {
+	var st unix.Stat_t
+	if err := retryEINTR(func() error { return unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
+		return nil // gone already, or not ours to explain
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
+	if opts.MinAge > 0 {
+		// The server's time from below, and never later than the local
+		// clock: a file is never taken for older than it is.
+		now := opts.Now()
+		ref := res.Ref.now(now)
+		if ref.IsZero() || now.Before(ref) {
+			ref = now
+		}
+		if age := ref.Sub(changed(&st)); age < opts.MinAge {
+			if len(res.Young) < opts.MaxYoung {
+				res.Young = append(res.Young, name)
+				res.Wait = max(res.Wait, opts.MinAge-age)
+			}
+			return nil
+		}
+	}
+	if err := retryEINTR(func() error { return unix.Unlinkat(dirfd, name, 0) }); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("remove leftover probe file %q: %w", name, err)
+	}
+	res.Removed = append(res.Removed, name)
+	return nil
+}

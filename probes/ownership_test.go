@@ -1,0 +1,285 @@
+package probes_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+func newOwner(t *testing.T, node string) probes.Owner {
+	t.Helper()
+	o, err := probes.NewOwner(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func TestProbeFileNames(t *testing.T) {
+	t.Parallel()
+	a := newOwner(t, "node/../x")
+	b := newOwner(t, "node/../x")
+	if a.Instance() == b.Instance() {
+		t.Fatal("instance ids repeat")
+	}
+	n1, err := a.NewFileName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, _ := a.NewFileName()
+	if n1 == n2 {
+		t.Fatal("names repeat")
+	}
+	if strings.Contains(n1, "/") || !strings.HasPrefix(n1, probes.FilePrefix) {
+		t.Fatalf("unsafe name %q", n1)
+	}
+	other := newOwner(t, "other")
+	nb, _ := b.NewFileName()
+	no, _ := other.NewFileName()
+	for _, tc := range []struct {
+		name string
+		want probes.Ownership
+	}{
+		{n1, probes.ThisInstance},
+		{nb, probes.EarlierInstance},
+		{no, probes.NotOurs},
+		{probes.HostPrefix("node/../x") + "0123456789abcdef.tmp", probes.EarlierInstance}, // earlier versions' format
+		{probes.HostPrefix("other") + "0123456789abcdef.tmp", probes.NotOurs},
+		{probes.HostPrefix("node/../x") + "0123456789abcdeg.tmp", probes.NotOurs},
+		{probes.HostPrefix("node/../x") + "0123456789abcdef", probes.NotOurs},
+		{probes.HostPrefix("node/../x") + "x.tmp", probes.NotOurs},
+		{strings.TrimSuffix(n1, ".tmp") + "0.tmp", probes.NotOurs},
+		{"unrelated", probes.NotOurs},
+	} {
+		if got := a.Classify(tc.name); got != tc.want {
+			t.Errorf("Classify(%q) = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	if !probes.IsProbeFile(n1, "node/../x") || !probes.IsProbeFile(nb, "node/../x") || probes.IsProbeFile(no, "node/../x") {
+		t.Fatal("IsProbeFile does not attribute names to their node")
+	}
+	// A node whose name looks like another node's name plus an instance
+	// never takes that node's files for its own.
+	tricky := newOwner(t, "node_.._x-0123456789abcdef")
+	if tricky.Classify(n1) != probes.NotOurs || a.Classify(must(tricky.NewFileName())) != probes.NotOurs {
+		t.Fatal("names of different nodes are confused")
+	}
+}
+
+func must(s string, err error) string {
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// TestLongNodeName: node names up to the Kubernetes limit of 253
+// characters give file names well under NAME_MAX, shortened the same way
+// every time, and distinct for names that share their beginning.
+func TestLongNodeName(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("ip-10-0-0-1.", 21)[:252] + "a"
+	if len(long) != 253 {
+		t.Fatal(len(long))
+	}
+	long2 := long[:252] + "b"
+	again := strings.Clone(long)
+	if probes.NodeTag(long) != probes.NodeTag(again) || probes.NodeTag(long) == probes.NodeTag(long2) {
+		t.Fatal("tags of long names are not deterministic and distinct")
+	}
+	if len(probes.NodeTag(long)) > probes.MaxNodeTag {
+		t.Fatalf("tag of %d bytes", len(probes.NodeTag(long)))
+	}
+	a, b := newOwner(t, long), newOwner(t, long2)
+	n := must(a.NewFileName())
+	if len(n) > 200 {
+		t.Fatalf("name of %d bytes for a 253-byte node name", len(n))
+	}
+	if a.Classify(n) != probes.ThisInstance || newOwner(t, long).Classify(n) != probes.EarlierInstance || b.Classify(n) != probes.NotOurs {
+		t.Fatal("long names not matched the way they are made")
+	}
+	dir := t.TempDir()
+	res := probes.Check(context.Background(), dir, probes.Options{Owner: a})
+	if res.Err != nil {
+		t.Fatalf("check with a 253-character node name: %v", res.Err)
+	}
+}
+
+func plant(t *testing.T, dir, name string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func exists(dir, name string) bool {
+	_, err := os.Lstat(filepath.Join(dir, name))
+	return err == nil
+}
+
+// TestSweepLeftovers: one listing removes old leftovers of other instances
+// of this node, reports young ones for a later look by name, and never
+// touches this instance's files, other nodes' files, symlinks or FIFOs.
+func TestSweepLeftovers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	me := newOwner(t, "node-a")
+	earlier := newOwner(t, "node-a")
+	mine := must(me.NewFileName())
+	old := must(earlier.NewFileName())
+	legacy := probes.HostPrefix("node-a") + "0123456789abcdef.tmp"
+	otherNode := must(newOwner(t, "node-b").NewFileName())
+	for _, n := range []string{mine, old, legacy, otherNode} {
+		plant(t, dir, n)
+	}
+	target := filepath.Join(t.TempDir(), "precious")
+	plant(t, filepath.Dir(target), "precious")
+	link := must(earlier.NewFileName())
+	if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+		t.Fatal(err)
+	}
+	fifo := must(earlier.NewFileName())
+	if err := syscall.Mkfifo(filepath.Join(dir, fifo), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// Everything is young: nothing is removed, the leftovers are noted.
+	opts := probes.SweepOptions{MinAge: time.Hour, MaxEntries: 1000, MaxYoung: 10}
+	res, err := probes.SweepLeftovers(dir, me, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(res.Young)
+	want := []string{old, legacy}
+	slices.Sort(want)
+	if len(res.Removed) != 0 || !slices.Equal(res.Young, want) || res.Wait <= 0 || res.Wait > time.Hour {
+		t.Fatalf("young sweep: %+v", res)
+	}
+	if res.Listed != 6 || res.Ref.Server.IsZero() {
+		t.Fatalf("listed %d, ref %v", res.Listed, res.Ref)
+	}
+
+	// By name, once old enough (here: any age).
+	opts.MinAge = time.Nanosecond
+	res, err = probes.RemoveLeftovers(dir, me, append(res.Young, otherNode, link, fifo), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Removed) != 2 || exists(dir, old) || exists(dir, legacy) {
+		t.Fatalf("old leftovers not removed: %+v", res)
+	}
+	for _, keep := range []string{mine, otherNode, link, fifo} {
+		if !exists(dir, keep) {
+			t.Errorf("%s must not be touched", keep)
+		}
+	}
+	if b, err := os.ReadFile(target); err != nil || string(b) != "x" {
+		t.Errorf("symlink target changed: %q %v", b, err)
+	}
+
+	// This instance's own file is removed by name at any age (its check
+	// has returned), never by the listing.
+	if res, _ := probes.SweepLeftovers(dir, me, opts); len(res.Removed) != 0 {
+		t.Fatalf("sweep removed %v", res.Removed)
+	}
+	opts.MinAge = time.Hour
+	if res, _ := probes.RemoveLeftovers(dir, me, []string{mine}, opts); len(res.Removed) != 1 || exists(dir, mine) {
+		t.Fatalf("own leftover not removed: %+v", res)
+	}
+}
+
+// TestSweepBounds: the listing stops at its entry bound.
+func TestSweepBounds(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for i := 0; i < 50; i++ {
+		plant(t, dir, "f"+strings.Repeat("x", i))
+	}
+	res, err := probes.SweepLeftovers(dir, newOwner(t, "n"), probes.SweepOptions{MinAge: time.Hour, MaxEntries: 10})
+	if err != nil || res.Listed != 10 || !res.Truncated {
+		t.Fatalf("bounded sweep: %+v %v", res, err)
+	}
+}
+
+func TestLeftoverAge(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ timeout, want time.Duration }{
+		{5 * time.Second, probes.MinLeftoverAge},
+		{time.Minute, 2 * time.Minute},
+		{time.Duration(1<<63 - 1), time.Duration(1<<63 - 1)},
+	} {
+		if got := probes.LeftoverAge(tc.timeout); got != tc.want {
+			t.Errorf("LeftoverAge(%v) = %v, want %v", tc.timeout, got, tc.want)
+		}
+	}
+}
+
+// TestProbeFileVanishes: the check's own probe file removed by something
+// else (ENOENT on the read's open) is not an outage: the check runs again
+// at once with a fresh name. Only a file that vanishes again fails, with
+// probe_file_lost, never not_mounted.
+func TestProbeFileVanishes(t *testing.T) {
+	fs := faultfs.MountT(t)
+	o := newOwner(t, "node-a")
+	for _, tc := range []struct {
+		name  string
+		times int
+		want  probes.Reason
+	}{
+		{"once", 1, probes.ReasonNone},
+		{"again", 0, probes.ReasonProbeFileLost},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			creates := fs.Calls(faultfs.OpCreate)
+			fs.Set(faultfs.OpOpen, faultfs.Fault{Errno: syscall.ENOENT, Times: tc.times})
+			defer fs.Clear()
+			res := probes.Check(context.Background(), fs.Mountpoint(), probes.Options{Owner: o})
+			if got := probes.Classify(res.Err); got != tc.want || !res.Retried {
+				t.Fatalf("reason %q (err %v, retried %v), want %q after a retry", got, res.Err, res.Retried, tc.want)
+			}
+			if n := fs.Calls(faultfs.OpCreate) - creates; n != 2 {
+				t.Fatalf("%d probe files created, want 2", n)
+			}
+			if tc.want != probes.ReasonNone && res.FailedOp != probes.OpRead {
+				t.Fatalf("failed in %s, want read", res.FailedOp)
+			}
+		})
+	}
+	fs.Clear()
+	// Nothing is left behind.
+	ents, _ := os.ReadDir(fs.Mountpoint())
+	for _, e := range ents {
+		t.Errorf("left behind: %s", e.Name())
+	}
+}
+
+// TestInterruptedCalls: a create or unlink that a signal interrupts (EINTR:
+// a FUSE or NFS request cut short by the Go runtime's preemption signal)
+// is retried, not reported: the mount is healthy and nothing is left
+// behind.
+func TestInterruptedCalls(t *testing.T) {
+	fs := faultfs.MountT(t)
+	o := newOwner(t, "node-a")
+	for _, op := range []faultfs.Op{faultfs.OpCreate, faultfs.OpUnlink, faultfs.OpFsync} {
+		t.Run(string(op), func(t *testing.T) {
+			fs.Set(op, faultfs.Fault{Errno: syscall.EINTR, Times: 1})
+			defer fs.Clear()
+			res := probes.Check(context.Background(), fs.Mountpoint(), probes.Options{Owner: o})
+			if res.Err != nil {
+				t.Fatalf("an interrupted %s failed the check: %v", op, res.Err)
+			}
+			ents, _ := os.ReadDir(fs.Mountpoint())
+			for _, e := range ents {
+				t.Errorf("left behind: %s", e.Name())
+			}
+		})
+	}
+}
