@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -230,6 +229,9 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		otelprom.WithTranslationStrategy(otlptranslator.UnderscoreEscapingWithoutSuffixes),
 		otelprom.WithoutScopeInfo(),
 		otelprom.WithoutTargetInfo(),
+		// The observable instruments are served by stateCollector, in
+		// one pass over the mounts (state.go).
+		otelprom.WithAggregationSelector(promAggregation),
 	)
 	if err != nil {
 		uninstallErrorHandler(t.errs)
@@ -242,6 +244,12 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		// Exemplars only from sampled spans (the SDK default, pinned so
 		// OTEL_METRICS_EXEMPLAR_FILTER cannot turn them off unnoticed).
 		sdkmetric.WithExemplarFilter(exemplar.TraceBasedFilter),
+		// No cardinality limit: the SDK's default (2,000 series per
+		// instrument) would fold the series of every mount beyond the
+		// 2,000th into one otel_metric_overflow series. The per-mount
+		// series are bounded by the registered mounts, the others are
+		// fixed.
+		sdkmetric.WithCardinalityLimit(0),
 	}
 	if opts.MetricReader != nil {
 		mopts = append(mopts, sdkmetric.WithReader(opts.MetricReader))
@@ -319,8 +327,9 @@ func (t *Telemetry) Pushing() (metrics, traces bool) { return t.pushMetrics, t.p
 // TracerProvider returns the provider of the check spans.
 func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tp }
 
-// instruments creates every instrument from the names table and registers
-// the callbacks of the observable ones.
+// instruments creates every instrument from the names table, registers
+// the callback of the observable ones and the collector that serves them
+// on /metrics.
 func (t *Telemetry) instruments(version string) error {
 	m := t.mp.Meter(instrumentationScope)
 	in, err := newInstruments(m)
@@ -329,39 +338,7 @@ func (t *Telemetry) instruments(version string) error {
 	}
 	t.opDuration, t.checks = in.histogram(mOpDuration), in.counter(mChecks)
 
-	health, respTime, errTotal := in.int64Observable(mHealth), in.float64Observable(mResponseTime), in.int64Observable(mErrors)
-	driver, inFlight, hungCount := in.int64Observable(mDriverHealthy), in.int64Observable(mInFlight), in.int64Observable(mHungMounts)
-	hung, consec, lastCheck := in.int64Observable(mHung), in.int64Observable(mConsecutiveErrors), in.float64Observable(mLastCheck)
-	build := in.int64Observable(mBuildInfo)
-	buildAttrs := metric.WithAttributes(attribute.String("version", version), attribute.String("goversion", runtime.Version()))
-	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(build, 1, buildAttrs)
-		src := t.source()
-		if src == nil {
-			return nil
-		}
-		sum := src.Summary()
-		o.ObserveInt64(driver, b2i(sum.Healthy()))
-		o.ObserveInt64(inFlight, int64(sum.InFlight))
-		o.ObserveInt64(hungCount, int64(sum.Hung))
-		for _, st := range src.Statuses() {
-			attrs := metric.WithAttributeSet(attribute.NewSet(MountPathKey.String(pathValue(st.Path))))
-			o.ObserveInt64(errTotal, int64(st.ErrorCount), attrs)
-			o.ObserveInt64(consec, int64(st.ConsecutiveErrors), attrs)
-			if st.State == agent.StatePending {
-				continue
-			}
-			o.ObserveInt64(health, b2i(st.Healthy()), attrs)
-			o.ObserveFloat64(respTime, float64(st.ResponseTime.Microseconds())/1000, attrs)
-			o.ObserveInt64(hung, b2i(st.State == agent.StateHung), attrs)
-			o.ObserveFloat64(lastCheck, float64(st.LastCheck.UnixMilli())/1000, attrs)
-		}
-		return nil
-	}, in.observables(mounts)...)
-	if err != nil {
-		return fmt.Errorf("register metric callback: %w", err)
-	}
-	return t.nfsInstruments(m, in)
+	return t.observeInstruments(m, in, version)
 }
 
 func b2i(b bool) int64 {
