@@ -117,6 +117,8 @@ type Telemetry struct {
 	recorders sync.Pool
 
 	registry *prometheus.Registry
+	// gatherer serves /metrics: the registry and the observable rows.
+	gatherer prometheus.Gatherer
 	debug    *debugStore
 	errs     *errorLimiter
 
@@ -229,7 +231,7 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		otelprom.WithTranslationStrategy(otlptranslator.UnderscoreEscapingWithoutSuffixes),
 		otelprom.WithoutScopeInfo(),
 		otelprom.WithoutTargetInfo(),
-		// The observable instruments are served by stateCollector, in
+		// The observable instruments are served by stateGatherer, in
 		// one pass over the mounts (state.go).
 		otelprom.WithAggregationSelector(promAggregation),
 	)
@@ -328,8 +330,8 @@ func (t *Telemetry) Pushing() (metrics, traces bool) { return t.pushMetrics, t.p
 func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tp }
 
 // instruments creates every instrument from the names table, registers
-// the callback of the observable ones and the collector that serves them
-// on /metrics.
+// the callback of the observable ones and builds the gatherer that serves
+// them on /metrics.
 func (t *Telemetry) instruments(version string) error {
 	m := t.mp.Meter(instrumentationScope)
 	in, err := newInstruments(m)
@@ -351,7 +353,7 @@ func b2i(b bool) int64 {
 // MetricsHandler serves the Prometheus scrape (text, or OpenMetrics with
 // exemplars when the scraper asks for it) from the private registry.
 func (t *Telemetry) MetricsHandler() http.Handler {
-	return promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{
+	return promhttp.HandlerFor(t.gatherer, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
 		ErrorLog:          slog.NewLogLogger(t.log.Handler(), slog.LevelWarn),
 		ErrorHandling:     promhttp.ContinueOnError,

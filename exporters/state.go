@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -19,13 +21,13 @@ import (
 // and the NFS statistics. observeState walks that state once per
 // collection and reports every series to a sink. Two sinks read it:
 //
-//   - stateCollector, registered on the /metrics registry, turns each
-//     series straight into a Prometheus sample. A scrape therefore costs
-//     one pass over the mounts; the OTel Prometheus exporter, which would
-//     aggregate every observation in the SDK and then convert it back,
-//     drops these instruments (promAggregation) and serves only the
-//     recorded ones (the latency histogram with its exemplars, the check
-//     counter).
+//   - stateGatherer, which /metrics serves, turns each series straight
+//     into a Prometheus sample, next to the private registry's families.
+//     A scrape therefore costs one pass over the mounts; the OTel
+//     Prometheus exporter, which would aggregate every observation in the
+//     SDK and then convert it back, drops these instruments
+//     (promAggregation) and serves only the recorded ones (the latency
+//     histogram with its exemplars, the check counter).
 //   - otelSink, the callback of the OTel instruments, for OTLP push and
 //     any other reader. With no such reader every observable instrument
 //     is dropped, the SDK registers no callback, and nothing runs.
@@ -92,7 +94,7 @@ func (t *Telemetry) observeState(s sink) {
 }
 
 // promAggregation is the OTel Prometheus exporter's aggregation: it drops
-// the observable instruments, which stateCollector serves.
+// the observable instruments, which stateGatherer serves.
 func promAggregation(k sdkmetric.InstrumentKind) sdkmetric.Aggregation {
 	switch k {
 	case sdkmetric.InstrumentKindObservableGauge, sdkmetric.InstrumentKindObservableCounter,
@@ -103,59 +105,78 @@ func promAggregation(k sdkmetric.InstrumentKind) sdkmetric.Aggregation {
 }
 
 // observable reports whether row n is read from state (served by
-// stateCollector) rather than recorded.
+// stateGatherer) rather than recorded.
 func (n metricName) observable() bool { return n.group != recorded }
 
-// stateCollector serves the observable rows of the names table to the
-// /metrics registry (see observeState).
-type stateCollector struct {
-	t     *Telemetry
-	descs [numMetrics]*prometheus.Desc
+// stateGatherer is what /metrics serves: the registry's families (the
+// OTel exporter's recorded instruments) and the observable rows' families,
+// built directly from the state in one pass (see observeState). The
+// registry would check every sample's labels for consistency and hash
+// them, which costs more than building them; the names table test and
+// the golden scrape check instead that the families are well formed and
+// their names unique.
+type stateGatherer struct {
+	t   *Telemetry
+	reg prometheus.Gatherer
 	// build are the labels of the build info series.
 	build []*dto.LabelPair
 }
 
-func newStateCollector(t *Telemetry, version string) *stateCollector {
-	c := &stateCollector{t: t}
-	for id, n := range metricNames {
-		if n.observable() {
-			c.descs[id] = prometheus.NewDesc(n.prom, n.help, n.labels, nil)
-		}
-	}
+func newStateGatherer(t *Telemetry, reg prometheus.Gatherer, version string) *stateGatherer {
 	// lBuild: goversion, version.
-	c.build = labelPairs(lBuild, runtime.Version(), version)
-	return c
+	return &stateGatherer{t: t, reg: reg, build: labelPairs(lBuild, runtime.Version(), version)}
 }
 
-// Describe implements prometheus.Collector.
-func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range c.descs {
-		if d != nil {
-			ch <- d
+// Gather implements prometheus.Gatherer.
+func (g *stateGatherer) Gather() ([]*dto.MetricFamily, error) {
+	mfs, err := g.reg.Gather()
+	s := &familySink{build: g.build}
+	g.t.observeState(s)
+	for id := range s.fams {
+		if f := s.fams[id]; f != nil {
+			// Sorted by label values, as a registry sorts them; the
+			// source lists mounts sorted by path, so this is one pass.
+			if !slices.IsSortedFunc(f.Metric, compareLabels) {
+				slices.SortStableFunc(f.Metric, compareLabels)
+			}
+			mfs = append(mfs, f)
 		}
 	}
+	slices.SortFunc(mfs, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return mfs, err
 }
 
-// Collect implements prometheus.Collector.
-func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	c.t.observeState(&promSink{c: c, ch: ch})
+// compareLabels orders two samples of one family by their label values.
+func compareLabels(a, b *dto.Metric) int {
+	for i := range min(len(a.Label), len(b.Label)) {
+		if c := strings.Compare(a.Label[i].GetValue(), b.Label[i].GetValue()); c != 0 {
+			return c
+		}
+	}
+	return len(a.Label) - len(b.Label)
 }
 
-// promSink sends each series to a Prometheus collection.
-type promSink struct {
-	c  *stateCollector
-	ch chan<- prometheus.Metric
+// familySink builds the families of the observable rows.
+type familySink struct {
+	fams  [numMetrics]*dto.MetricFamily
+	build []*dto.LabelPair
 	// path, op and labels are the last series' mount, operation and
-	// labels, reused by the next series of the same mount.
+	// labels, shared by the next series of the same mount (they are only
+	// read).
 	path, op string
 	labels   []*dto.LabelPair
 }
 
-func (s *promSink) observe(id metricID, v float64, path, op string) {
+var (
+	gaugeType   = dto.MetricType_GAUGE
+	counterType = dto.MetricType_COUNTER
+)
+
+func (s *familySink) observe(id metricID, v float64, path, op string) {
 	var labels []*dto.LabelPair
 	switch {
 	case id == mBuildInfo:
-		labels = s.c.build
+		labels = s.build
 	case path == "":
 	default:
 		if s.labels == nil || path != s.path || op != s.op {
@@ -168,7 +189,33 @@ func (s *promSink) observe(id metricID, v float64, path, op string) {
 		}
 		labels = s.labels
 	}
-	s.ch <- &sample{desc: s.c.descs[id], labels: labels, v: v, counter: isCounter(metricNames[id].kind)}
+	n := &metricNames[id]
+	f := s.fams[id]
+	if f == nil {
+		f = &dto.MetricFamily{Name: &n.prom, Help: &n.help, Type: &gaugeType}
+		if isCounter(n.kind) {
+			f.Type = &counterType
+		}
+		s.fams[id] = f
+	}
+	m := &sampleMetric{v: v}
+	m.m.Label = labels
+	if isCounter(n.kind) {
+		m.c.Value = &m.v
+		m.m.Counter = &m.c
+	} else {
+		m.g.Value = &m.v
+		m.m.Gauge = &m.g
+	}
+	f.Metric = append(f.Metric, &m.m)
+}
+
+// sampleMetric holds one sample in one allocation.
+type sampleMetric struct {
+	m dto.Metric
+	g dto.Gauge
+	c dto.Counter
+	v float64
 }
 
 func isCounter(k kind) bool { return k == int64ObservableCounter || k == float64ObservableCounter }
@@ -181,28 +228,6 @@ func labelPairs(names []string, values ...string) []*dto.LabelPair {
 		pairs[i] = &dto.LabelPair{Name: &names[i], Value: &values[i]}
 	}
 	return pairs
-}
-
-// sample is one series of an observable row. The registry calls Write
-// once per collection; the label pairs may be shared between samples
-// (they are only read).
-type sample struct {
-	desc    *prometheus.Desc
-	labels  []*dto.LabelPair
-	v       float64
-	counter bool
-}
-
-func (s *sample) Desc() *prometheus.Desc { return s.desc }
-
-func (s *sample) Write(m *dto.Metric) error {
-	m.Label = s.labels
-	if s.counter {
-		m.Counter = &dto.Counter{Value: &s.v}
-	} else {
-		m.Gauge = &dto.Gauge{Value: &s.v}
-	}
-	return nil
 }
 
 // otelSink observes each series on the OTel instruments, in a callback.
@@ -247,7 +272,7 @@ func (s *otelSink) observe(id metricID, v float64, path, op string) {
 }
 
 // observeInstruments registers the callback of every observable
-// instrument and the collector that serves them on /metrics.
+// instrument and builds the gatherer that serves them on /metrics.
 func (t *Telemetry) observeInstruments(m metric.Meter, in *instrumentSet, version string) error {
 	obs := in.observables(mounts)
 	if t.nfsStats != nil {
@@ -261,8 +286,6 @@ func (t *Telemetry) observeInstruments(m metric.Meter, in *instrumentSet, versio
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
 	}
-	if err := t.registry.Register(newStateCollector(t, version)); err != nil {
-		return fmt.Errorf("register /metrics collector: %w", err)
-	}
+	t.gatherer = newStateGatherer(t, t.registry, version)
 	return nil
 }
