@@ -47,9 +47,11 @@
 // Nothing is pushed, and nothing retries in the background, unless
 // OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_{METRICS,TRACES}_ENDPOINT
 // or OTEL_{METRICS,TRACES}_EXPORTER is set (Options.Getenv decides). The
-// exporters themselves come from go.opentelemetry.io/contrib/exporters/autoexport,
-// which, like the OTLP exporters and the SDK's readers and processors,
-// reads its settings from the process environment only.
+// exporter ("otlp" or "console") and the OTLP protocol ("grpc" or
+// "http/protobuf") are chosen as go.opentelemetry.io/contrib/exporters/autoexport
+// would (push.go), without linking that package's log exporters; the
+// exporters, like the SDK's readers and processors, read their other
+// settings from the process environment only.
 //
 // # Global state
 //

@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/otlptranslator"
-	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
@@ -56,11 +55,12 @@ type Options struct {
 	// notes (default slog.Default()).
 	Logger *slog.Logger
 	// Getenv reads the OTEL_* variables that decide whether each signal is
-	// pushed, and the resource (OTEL_SERVICE_NAME,
-	// OTEL_RESOURCE_ATTRIBUTES); default os.Getenv. The exporters that
-	// autoexport builds read their own settings (endpoint, protocol,
-	// headers, TLS, OTEL_METRIC_EXPORT_INTERVAL, OTEL_BSP_*) from the
-	// process environment only, so Getenv should agree with it.
+	// pushed and by which exporter and protocol (OTEL_*_EXPORTER,
+	// OTEL_EXPORTER_OTLP_*PROTOCOL), and the resource (OTEL_SERVICE_NAME,
+	// OTEL_RESOURCE_ATTRIBUTES); default os.Getenv. The exporters read
+	// their own settings (endpoint, headers, TLS,
+	// OTEL_METRIC_EXPORT_INTERVAL, OTEL_BSP_*) from the process
+	// environment only, so Getenv should agree with it.
 	Getenv func(string) string
 	// Now is the clock of the error log rate limit (default time.Now).
 	// Span and check times come from the agent's events.
@@ -263,9 +263,7 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		}
 	}
 	if pm.push {
-		// A periodic reader (OTEL_METRIC_EXPORT_INTERVAL, default 60s):
-		// collection and export run on its own goroutine.
-		r, err := autoexport.NewMetricReader(ctx)
+		r, err := newPushMetricReader(ctx, opts.Getenv)
 		if err != nil {
 			uninstallErrorHandler(t.errs)
 			return nil, fmt.Errorf("OTLP metric exporter (OTEL_METRICS_EXPORTER / OTEL_EXPORTER_OTLP_*): %w", err)
@@ -284,7 +282,7 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		topts = append(topts, sdktrace.WithSpanProcessor(opts.SpanProcessor))
 	}
 	if pt.push {
-		e, err := autoexport.NewSpanExporter(ctx)
+		e, err := newPushSpanExporter(ctx, opts.Getenv)
 		if err != nil {
 			_ = t.mp.Shutdown(ctx)
 			uninstallErrorHandler(t.errs)
