@@ -124,7 +124,7 @@ type stateGatherer struct {
 
 func newStateGatherer(t *Telemetry, reg prometheus.Gatherer, version string) *stateGatherer {
 	// lBuild: goversion, version.
-	return &stateGatherer{t: t, reg: reg, build: labelPairs(lBuild, runtime.Version(), version)}
+	return &stateGatherer{t: t, reg: reg, build: labelPairs(metricNames[mBuildInfo].labels, runtime.Version(), version)}
 }
 
 // Gather implements prometheus.Gatherer.
@@ -173,6 +173,7 @@ var (
 )
 
 func (s *familySink) observe(id metricID, v float64, path, op string) {
+	n := &metricNames[id]
 	var labels []*dto.LabelPair
 	switch {
 	case id == mBuildInfo:
@@ -180,16 +181,11 @@ func (s *familySink) observe(id metricID, v float64, path, op string) {
 	case path == "":
 	default:
 		if s.labels == nil || path != s.path || op != s.op {
-			if op == "" {
-				s.labels = labelPairs(lMount, pathValue(path))
-			} else {
-				s.labels = labelPairs(lMountOp, pathValue(path), op)
-			}
+			s.labels = labelPairs(n.labels, seriesValues(path, op)...)
 			s.path, s.op = path, op
 		}
 		labels = s.labels
 	}
-	n := &metricNames[id]
 	f := s.fams[id]
 	if f == nil {
 		f = &dto.MetricFamily{Name: &n.prom, Help: &n.help, Type: &gaugeType}
@@ -220,9 +216,22 @@ type sampleMetric struct {
 
 func isCounter(k kind) bool { return k == int64ObservableCounter || k == float64ObservableCounter }
 
+// seriesValues are the label values of a mount's series: the escaped
+// path, then the operation if any (the order of lMount and lMountOp).
+func seriesValues(path, op string) []string {
+	if op == "" {
+		return []string{pathValue(path)}
+	}
+	return []string{pathValue(path), op}
+}
+
 // labelPairs returns the label pairs names[i]=values[i]; names are sorted,
-// as Prometheus requires.
+// as Prometheus requires. A row of the names table whose labels do not fit
+// what observeState reports panics, in every test.
 func labelPairs(names []string, values ...string) []*dto.LabelPair {
+	if len(names) != len(values) {
+		panic(fmt.Sprintf("exporters: label names %q for values %q", names, values))
+	}
 	pairs := make([]*dto.LabelPair, len(names))
 	for i := range names {
 		pairs[i] = &dto.LabelPair{Name: &names[i], Value: &values[i]}
@@ -249,12 +258,12 @@ func (s *otelSink) observe(id metricID, v float64, path, op string) {
 	case path == "":
 	default:
 		if s.attrs == nil || path != s.path || op != s.op {
-			kv := MountPathKey.String(pathValue(path))
-			if op == "" {
-				s.attrs = metric.WithAttributeSet(attribute.NewSet(kv))
-			} else {
-				s.attrs = metric.WithAttributeSet(attribute.NewSet(kv, attribute.String("operation", op)))
+			names, values := metricNames[id].labels, seriesValues(path, op)
+			kvs := make([]attribute.KeyValue, len(names))
+			for i := range names {
+				kvs[i] = attribute.String(names[i], values[i])
 			}
+			s.attrs = metric.WithAttributeSet(attribute.NewSet(kvs...))
 			s.path, s.op = path, op
 		}
 		opt = s.attrs
@@ -278,7 +287,8 @@ func (t *Telemetry) observeInstruments(m metric.Meter, in *instrumentSet, versio
 	if t.nfsStats != nil {
 		obs = append(obs, in.observables(nfs)...)
 	}
-	build := metric.WithAttributes(attribute.String("version", version), attribute.String("goversion", runtime.Version()))
+	bl := metricNames[mBuildInfo].labels // lBuild: goversion, version
+	build := metric.WithAttributes(attribute.String(bl[0], runtime.Version()), attribute.String(bl[1], version))
 	_, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		t.observeState(&otelSink{o: o, in: in, build: build})
 		return nil
