@@ -614,43 +614,18 @@ func idleRSS(r *report) {
 	if fi, err := os.Stat(bin); err == nil {
 		size = fi.Size()
 	}
-	readahead := "unknown"
-	if b, err := os.ReadFile("/sys/block/" + rootDisk() + "/queue/read_ahead_kb"); err == nil {
-		readahead = strings.TrimSpace(string(b)) + " KiB"
-	}
 	idleRSSMiB = float64(rssKiB) / 1024
 	r.add("| binary | size | RSS 3 s after one request of every endpoint | of which anonymous (heap, stacks) | of which the binary's pages |")
 	r.add("|---|---|---|---|---|")
 	r.add("| `CGO_ENABLED=0 go build -trimpath -ldflags \"-s -w\"` (as `make build`), no mounts, no OTEL_* | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB |",
 		float64(size)/(1<<20), idleRSSMiB, float64(anonKiB)/1024, float64(fileKiB)/1024)
 	r.add("")
-	r.add("The binary's pages count in RSS as the kernel maps them: with this disk's read-ahead (%s) nearly the whole binary is resident.", readahead)
+	r.add("The binary's pages count in RSS once the process has touched them (and the kernel has mapped their neighbours); the same share is resident when the binary is run from tmpfs.")
 	r.add("")
 	r.target("2b. RSS of the agent with no mounts", fmt.Sprintf("%.1f MiB", idleRSSMiB), idleRSSMiB, 12, " MiB")
 }
 
 var idleRSSMiB float64
-
-// rootDisk names the block device of the root filesystem (for its
-// read-ahead), e.g. "vda"; "" when unknown.
-func rootDisk() string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return ""
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 10 || f[4] != "/" {
-			continue
-		}
-		for i, x := range f {
-			if x == "-" && i+2 < len(f) {
-				return strings.TrimPrefix(f[i+2], "/dev/")
-			}
-		}
-	}
-	return ""
-}
 
 // latencies is what the load generator reports per URL.
 type latencies struct {
