@@ -194,22 +194,31 @@ func (s *familySink) observe(id metricID, v float64, path, op string) {
 		}
 		s.fams[id] = f
 	}
-	m := &sampleMetric{v: v}
-	m.m.Label = labels
+	var m *dto.Metric
 	if isCounter(n.kind) {
-		m.c.Value = &m.v
-		m.m.Counter = &m.c
+		c := &counterSample{v: v}
+		c.c.Value = &c.v
+		c.m.Counter = &c.c
+		m = &c.m
 	} else {
-		m.g.Value = &m.v
-		m.m.Gauge = &m.g
+		g := &gaugeSample{v: v}
+		g.g.Value = &g.v
+		g.m.Gauge = &g.g
+		m = &g.m
 	}
-	f.Metric = append(f.Metric, &m.m)
+	m.Label = labels
+	f.Metric = append(f.Metric, m)
 }
 
-// sampleMetric holds one sample in one allocation.
-type sampleMetric struct {
+// gaugeSample and counterSample hold one sample in one allocation.
+type gaugeSample struct {
 	m dto.Metric
 	g dto.Gauge
+	v float64
+}
+
+type counterSample struct {
+	m dto.Metric
 	c dto.Counter
 	v float64
 }
