@@ -2,6 +2,8 @@ package exporters_test
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -45,17 +47,29 @@ func BenchmarkObserveCheck(b *testing.B) {
 	}
 }
 
-// BenchmarkScrape renders /metrics with 1,000 mounts.
+// BenchmarkScrape renders /metrics with 1,000 and 10,000 mounts, as
+// Prometheus asks for it (text format, gzip).
 func BenchmarkScrape(b *testing.B) {
-	var paths []string
-	for i := 0; i < 1000; i++ {
-		paths = append(paths, fmt.Sprintf("/var/lib/kubelet/pods/%08d/volumes/kubernetes.io~csi/pv/mount", i))
-	}
-	src := &source{}
-	src.set(live(paths...))
-	tel := newTel(b, src, exporters.Options{})
-	b.ReportAllocs()
-	for b.Loop() {
-		scrape(b, tel, "")
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			var paths []string
+			for i := 0; i < n; i++ {
+				paths = append(paths, fmt.Sprintf("/var/lib/kubelet/pods/%08d/volumes/kubernetes.io~csi/pv/mount", i))
+			}
+			src := &source{}
+			src.set(live(paths...))
+			tel := newTel(b, src, exporters.Options{})
+			h := tel.MetricsHandler()
+			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			req.Header.Set("Accept-Encoding", "gzip")
+			b.ReportAllocs()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("scrape: %d", rec.Code)
+				}
+			}
+		})
 	}
 }

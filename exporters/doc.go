@@ -18,10 +18,16 @@
 //
 // # Lifetimes
 //
-// The per-mount series come from asynchronous instruments whose callback
-// reads the source's published statuses, so a mount that is unregistered
-// disappears at the next collection (scrape or push) and memory does not
-// grow with the number of mounts ever seen. A pending mount (registered,
+// The per-mount series are read from the source's published statuses at
+// each collection, so a mount that is unregistered disappears at the next
+// collection (scrape or push) and memory does not grow with the number of
+// mounts ever seen. For OTLP push they are asynchronous instruments with
+// a callback; /metrics builds them directly, in one pass over the mounts,
+// next to the Prometheus exporter's families of the recorded instruments
+// (state.go). Both take names, HELP texts, types and labels from the names
+// table. There is no cardinality limit: one series per registered mount
+// (the SDK's default limit of 2,000 would fold the rest into an overflow
+// series). A pending mount (registered,
 // no check completed) has its error counters (0) but no health, response
 // time, hung or last-check series, so it cannot trip an "unhealthy" alert
 // before its first check. The synchronous instruments (operation latency,
@@ -47,9 +53,11 @@
 // Nothing is pushed, and nothing retries in the background, unless
 // OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_{METRICS,TRACES}_ENDPOINT
 // or OTEL_{METRICS,TRACES}_EXPORTER is set (Options.Getenv decides). The
-// exporters themselves come from go.opentelemetry.io/contrib/exporters/autoexport,
-// which, like the OTLP exporters and the SDK's readers and processors,
-// reads its settings from the process environment only.
+// exporter ("otlp" or "console") and the OTLP protocol ("grpc" or
+// "http/protobuf") are chosen as go.opentelemetry.io/contrib/exporters/autoexport
+// would (push.go), without linking that package's log exporters; the
+// exporters, like the SDK's readers and processors, read their other
+// settings from the process environment only.
 //
 // # Global state
 //

@@ -34,11 +34,11 @@ type pushDecision struct {
 // "TRACES") is pushed: OTEL_<signal>_EXPORTER names an exporter other than
 // "none", or, with that unset, OTEL_EXPORTER_OTLP_ENDPOINT or
 // OTEL_EXPORTER_OTLP_<signal>_ENDPOINT is set. Nothing set means no
-// exporter at all, hence no background retries. (autoexport on its own
+// exporter at all, hence no background retries. (The exporter on its own
 // would default to OTLP towards localhost.)
 //
 // OTEL_METRICS_EXPORTER=prometheus is not a push: the Prometheus exporter
-// already serves /metrics, and autoexport's would bind a second port.
+// already serves /metrics, and a second one would bind a second port.
 func pushEnabled(getenv func(string) string, signal string) pushDecision {
 	name := strings.TrimSpace(getenv("OTEL_" + signal + "_EXPORTER"))
 	switch {

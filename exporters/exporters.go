@@ -1,21 +1,21 @@
 package exporters
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/otlptranslator"
-	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 	"github.com/efs-health-agent/efs-health-agent/nfsstats"
 )
@@ -57,11 +58,12 @@ type Options struct {
 	// notes (default slog.Default()).
 	Logger *slog.Logger
 	// Getenv reads the OTEL_* variables that decide whether each signal is
-	// pushed, and the resource (OTEL_SERVICE_NAME,
-	// OTEL_RESOURCE_ATTRIBUTES); default os.Getenv. The exporters that
-	// autoexport builds read their own settings (endpoint, protocol,
-	// headers, TLS, OTEL_METRIC_EXPORT_INTERVAL, OTEL_BSP_*) from the
-	// process environment only, so Getenv should agree with it.
+	// pushed and by which exporter and protocol (OTEL_*_EXPORTER,
+	// OTEL_EXPORTER_OTLP_*PROTOCOL), and the resource (OTEL_SERVICE_NAME,
+	// OTEL_RESOURCE_ATTRIBUTES); default os.Getenv. The exporters read
+	// their own settings (endpoint, headers, TLS,
+	// OTEL_METRIC_EXPORT_INTERVAL, OTEL_BSP_*) from the process
+	// environment only, so Getenv should agree with it.
 	Getenv func(string) string
 	// Now is the clock of the error log rate limit (default time.Now).
 	// Span and check times come from the agent's events.
@@ -118,6 +120,8 @@ type Telemetry struct {
 	recorders sync.Pool
 
 	registry *prometheus.Registry
+	// gatherer serves /metrics: the registry and the observable rows.
+	gatherer prometheus.Gatherer
 	debug    *debugStore
 	errs     *errorLimiter
 
@@ -239,6 +243,9 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		otelprom.WithTranslationStrategy(otlptranslator.UnderscoreEscapingWithoutSuffixes),
 		otelprom.WithoutScopeInfo(),
 		otelprom.WithoutTargetInfo(),
+		// The observable instruments are served by stateGatherer, in
+		// one pass over the mounts (state.go).
+		otelprom.WithAggregationSelector(promAggregation),
 	)
 	if err != nil {
 		uninstallErrorHandler(t.errs)
@@ -251,6 +258,12 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		// Exemplars only from sampled spans (the SDK default, pinned so
 		// OTEL_METRICS_EXEMPLAR_FILTER cannot turn them off unnoticed).
 		sdkmetric.WithExemplarFilter(exemplar.TraceBasedFilter),
+		// No cardinality limit: the SDK's default (2,000 series per
+		// instrument) would fold the series of every mount beyond the
+		// 2,000th into one otel_metric_overflow series. The per-mount
+		// series are bounded by the registered mounts, the others are
+		// fixed.
+		sdkmetric.WithCardinalityLimit(0),
 	}
 	if opts.MetricReader != nil {
 		mopts = append(mopts, sdkmetric.WithReader(opts.MetricReader))
@@ -262,9 +275,7 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		}
 	}
 	if pm.push {
-		// A periodic reader (OTEL_METRIC_EXPORT_INTERVAL, default 60s):
-		// collection and export run on its own goroutine.
-		r, err := autoexport.NewMetricReader(ctx)
+		r, err := newPushMetricReader(ctx, opts.Getenv)
 		if err != nil {
 			uninstallErrorHandler(t.errs)
 			return nil, fmt.Errorf("OTLP metric exporter (OTEL_METRICS_EXPORTER / OTEL_EXPORTER_OTLP_*): %w", err)
@@ -283,7 +294,7 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		topts = append(topts, sdktrace.WithSpanProcessor(opts.SpanProcessor))
 	}
 	if pt.push {
-		e, err := autoexport.NewSpanExporter(ctx)
+		e, err := newPushSpanExporter(ctx, opts.Getenv)
 		if err != nil {
 			_ = t.mp.Shutdown(ctx)
 			uninstallErrorHandler(t.errs)
@@ -328,8 +339,9 @@ func (t *Telemetry) Pushing() (metrics, traces bool) { return t.pushMetrics, t.p
 // TracerProvider returns the provider of the check spans.
 func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tp }
 
-// instruments creates every instrument from the names table and registers
-// the callbacks of the observable ones.
+// instruments creates every instrument from the names table, registers
+// the callback of the observable ones and builds the gatherer that serves
+// them on /metrics.
 func (t *Telemetry) instruments(version string) error {
 	m := t.mp.Meter(instrumentationScope)
 	in, err := newInstruments(m)
@@ -338,57 +350,21 @@ func (t *Telemetry) instruments(version string) error {
 	}
 	t.opDuration, t.checks = in.histogram(mOpDuration), in.counter(mChecks)
 
-	health, respTime, errTotal := in.int64Observable(mHealth), in.float64Observable(mResponseTime), in.int64Observable(mErrors)
-	driver, inFlight, hungCount := in.int64Observable(mDriverHealthy), in.int64Observable(mInFlight), in.int64Observable(mHungMounts)
-	hung, consec, lastCheck := in.int64Observable(mHung), in.int64Observable(mConsecutiveErrors), in.float64Observable(mLastCheck)
-	build, info := in.int64Observable(mBuildInfo), in.int64Observable(mInfo)
-	buildAttrs := metric.WithAttributes(attribute.String("version", version), attribute.String("goversion", runtime.Version()))
-	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(build, 1, buildAttrs)
-		src := t.source()
-		if src == nil {
-			return nil
-		}
-		sum := src.Summary()
-		o.ObserveInt64(driver, b2i(sum.Healthy()))
-		o.ObserveInt64(inFlight, int64(sum.InFlight))
-		o.ObserveInt64(hungCount, int64(sum.Hung))
-		for _, st := range src.Statuses() {
-			attrs := metric.WithAttributeSet(attribute.NewSet(MountPathKey.String(pathValue(st.Path))))
-			o.ObserveInt64(info, 1, infoAttrs(st.Mount))
-			o.ObserveInt64(errTotal, int64(st.ErrorCount), attrs)
-			o.ObserveInt64(consec, int64(st.ConsecutiveErrors), attrs)
-			if st.State == agent.StatePending {
-				continue
-			}
-			o.ObserveInt64(health, b2i(st.Healthy()), attrs)
-			o.ObserveFloat64(respTime, float64(st.ResponseTime.Microseconds())/1000, attrs)
-			o.ObserveInt64(hung, b2i(st.State == agent.StateHung), attrs)
-			o.ObserveFloat64(lastCheck, float64(st.LastCheck.UnixMilli())/1000, attrs)
-		}
-		return nil
-	}, in.observables(mounts)...)
-	if err != nil {
-		return fmt.Errorf("register metric callback: %w", err)
-	}
-	return t.nfsInstruments(m, in)
+	return t.observeInstruments(m, in, version)
 }
 
-// infoAttrs are the labels of efs_mount_info: the mount path and each
-// attribution that is known.
-func infoAttrs(m agent.Mount) metric.ObserveOption {
-	kvs := make([]attribute.KeyValue, 1, 5)
-	kvs[0] = MountPathKey.String(pathValue(m.Path))
-	a := m.Attribution
-	for _, kv := range [...]struct {
-		k attribute.Key
-		v string
-	}{{"filesystem_id", a.FileSystemID}, {"access_point", a.AccessPoint}, {"pod_uid", a.PodUID}, {"volume", a.Volume}} {
-		if kv.v != "" {
-			kvs = append(kvs, kv.k.String(pathValue(kv.v)))
+// infoLabels are the label names (in lInfo's order) and values of a
+// mount's efs_mount_info series: the mount path and each attribution that
+// is known, escaped like mount paths.
+func infoLabels(path string, a attribution.Attribution) (names, values []string) {
+	all := [...]string{a.AccessPoint, a.FileSystemID, path, a.PodUID, a.Volume} // lInfo's order
+	names, values = make([]string, 0, len(all)), make([]string, 0, len(all))
+	for i, v := range all {
+		if v != "" || lInfo[i] == string(MountPathKey) {
+			names, values = append(names, lInfo[i]), append(values, pathValue(v))
 		}
 	}
-	return metric.WithAttributeSet(attribute.NewSet(kvs...))
+	return names, values
 }
 
 // spanAttribution appends the known attribution of m to a check span's
@@ -414,15 +390,30 @@ func b2i(b bool) int64 {
 }
 
 // MetricsHandler serves the Prometheus scrape (text, or OpenMetrics with
-// exemplars when the scraper asks for it) from the private registry.
+// exemplars when the scraper asks for it) from the private registry and
+// the state, gzip-compressed when the scraper accepts it (Prometheus does).
 func (t *Telemetry) MetricsHandler() http.Handler {
-	return promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{
+	h := promhttp.HandlerFor(t.gatherer, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
 		ErrorLog:          slog.NewLogLogger(t.log.Handler(), slog.LevelWarn),
 		ErrorHandling:     promhttp.ContinueOnError,
-		Timeout:           10 * time.Second,
+		// Compressed below at gzip.BestSpeed rather than at promhttp's
+		// default level: the text of 10,000 mounts is about 6.6 MB, and
+		// the default level spends on it a third of the scrape.
+		DisableCompression: true,
 	})
+	// The timeout handler buffers the response: compress inside it, so
+	// that it holds the compressed scrape.
+	return http.TimeoutHandler(middleware.Compress(gzip.BestSpeed, scrapeContentTypes...)(h), scrapeTimeout,
+		fmt.Sprintf("Exceeded configured timeout of %v.\n", scrapeTimeout))
 }
+
+// scrapeTimeout bounds the rendering of one scrape.
+const scrapeTimeout = 10 * time.Second
+
+// scrapeContentTypes are the media types of the scrape formats promhttp
+// negotiates: text, OpenMetrics and protobuf.
+var scrapeContentTypes = []string{"text/plain", "application/openmetrics-text", "application/vnd.google.protobuf"}
 
 // Shutdown flushes pending spans and metrics and stops the providers,
 // within ctx: an unreachable collector costs at most the time left in ctx.

@@ -53,9 +53,9 @@ type group uint8
 const (
 	// recorded: a synchronous instrument, recorded by the Observer.
 	recorded group = iota
-	// mounts: observed from the source's statuses (instruments.go).
+	// mounts: observed from the source's statuses (state.go).
 	mounts
-	// nfs: observed from the NFS client statistics (nfs.go).
+	// nfs: observed from the NFS client statistics (state.go).
 	nfs
 )
 
@@ -68,8 +68,23 @@ type metricName struct {
 	otel, prom, help, unit string
 	kind                   kind
 	group                  group
-	buckets                []float64
+	// labels are the Prometheus label names of the series (the OTel
+	// attribute keys), in the order Prometheus sorts them.
+	labels  []string
+	buckets []float64
 }
+
+// The label sets of the table.
+var (
+	lMount     = []string{string(MountPathKey)}
+	lMountOp   = []string{string(MountPathKey), "operation"}
+	lOperation = []string{"operation"}
+	lCheck     = []string{"outcome", "reason"}
+	lBuild     = []string{"goversion", "version"}
+	// lInfo are efs_mount_info's labels; a series carries only those
+	// whose value is known (mount_path always).
+	lInfo = []string{"access_point", "filesystem_id", string(MountPathKey), "pod_uid", "volume"}
+)
 
 // LatencyBuckets are the operation latency histogram buckets, in seconds:
 // from a fast local NFS round trip to the default check timeout and beyond.
@@ -80,49 +95,49 @@ var LatencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 var metricNames = [numMetrics]metricName{
 	// efs_mount_health_status{mount_path}: 1 when the mount's last check
 	// succeeded, 0 when it failed or is stuck. Absent until the first check.
-	mHealth: {"efs.mount.health.status", "efs_mount_health_status", "Health status of EFS mounts (1=healthy, 0=unhealthy)", "", int64Gauge, mounts, nil},
+	mHealth: {"efs.mount.health.status", "efs_mount_health_status", "Health status of EFS mounts (1=healthy, 0=unhealthy)", "", int64Gauge, mounts, lMount, nil},
 	// efs_mount_response_time_ms{mount_path}: duration of the last check
 	// (the timeout for one that hit its deadline). Absent until the first check.
-	mResponseTime: {"efs.mount.response_time", "efs_mount_response_time_ms", "Response time for mount health checks in milliseconds", "ms", float64Gauge, mounts, nil},
+	mResponseTime: {"efs.mount.response_time", "efs_mount_response_time_ms", "Response time for mount health checks in milliseconds", "ms", float64Gauge, mounts, lMount, nil},
 	// efs_mount_error_total{mount_path}: failed checks since registration,
 	// including checks missed because the previous one was stuck.
-	mErrors: {"efs.mount.errors", "efs_mount_error_total", "Total number of errors for mount health checks", "", int64ObservableCounter, mounts, nil},
+	mErrors: {"efs.mount.errors", "efs_mount_error_total", "Total number of errors for mount health checks", "", int64ObservableCounter, mounts, lMount, nil},
 	// efs_csi_driver_healthy: 1 when every registered mount is healthy.
-	mDriverHealthy: {"efs.csi_driver.healthy", "efs_csi_driver_healthy", "Overall health status of the CSI driver (1=healthy, 0=unhealthy)", "", int64Gauge, mounts, nil},
+	mDriverHealthy: {"efs.csi_driver.healthy", "efs_csi_driver_healthy", "Overall health status of the CSI driver (1=healthy, 0=unhealthy)", "", int64Gauge, mounts, nil, nil},
 	// efs_mount_operation_duration_seconds{operation}: latency of each
 	// operation of every check; exemplars carry the trace id of a check
 	// that kept its spans.
-	mOpDuration: {"efs.mount.operation.duration", "efs_mount_operation_duration_seconds", "Duration of mount check operations (write, read, delete, ...) in seconds", "s", float64Histogram, recorded, LatencyBuckets},
+	mOpDuration: {"efs.mount.operation.duration", "efs_mount_operation_duration_seconds", "Duration of mount check operations (write, read, delete, ...) in seconds", "s", float64Histogram, recorded, lOperation, LatencyBuckets},
 	// efs_mount_checks_total{outcome,reason}: checks by outcome and failure reason.
-	mChecks: {"efs.mount.checks", "efs_mount_checks_total", "Mount checks by outcome (success, failure) and failure reason", "", int64Counter, recorded, nil},
+	mChecks: {"efs.mount.checks", "efs_mount_checks_total", "Mount checks by outcome (success, failure) and failure reason", "", int64Counter, recorded, lCheck, nil},
 	// efs_mount_checks_in_flight: checks running and not past their deadline.
-	mInFlight: {"efs.mount.checks.in_flight", "efs_mount_checks_in_flight", "Mount checks currently running before their deadline", "", int64Gauge, mounts, nil},
+	mInFlight: {"efs.mount.checks.in_flight", "efs_mount_checks_in_flight", "Mount checks currently running before their deadline", "", int64Gauge, mounts, nil, nil},
 	// efs_mounts_hung: mounts with a check stuck past its deadline.
-	mHungMounts: {"efs.mounts.hung", "efs_mounts_hung", "Number of mounts with a check stuck in the filesystem past its deadline", "", int64Gauge, mounts, nil},
+	mHungMounts: {"efs.mounts.hung", "efs_mounts_hung", "Number of mounts with a check stuck in the filesystem past its deadline", "", int64Gauge, mounts, nil, nil},
 	// efs_mount_hung{mount_path}: 1 while the mount's check is stuck.
-	mHung: {"efs.mount.hung", "efs_mount_hung", "Whether a check of the mount is stuck in the filesystem past its deadline (1=hung)", "", int64Gauge, mounts, nil},
+	mHung: {"efs.mount.hung", "efs_mount_hung", "Whether a check of the mount is stuck in the filesystem past its deadline (1=hung)", "", int64Gauge, mounts, lMount, nil},
 	// efs_mount_consecutive_errors{mount_path}: failures since the last success.
-	mConsecutiveErrors: {"efs.mount.consecutive_errors", "efs_mount_consecutive_errors", "Failed checks of the mount since its last successful check", "", int64Gauge, mounts, nil},
+	mConsecutiveErrors: {"efs.mount.consecutive_errors", "efs_mount_consecutive_errors", "Failed checks of the mount since its last successful check", "", int64Gauge, mounts, lMount, nil},
 	// efs_mount_last_check_timestamp_seconds{mount_path}: Unix time of the
 	// last completed (or timed-out) check.
-	mLastCheck: {"efs.mount.last_check.timestamp", "efs_mount_last_check_timestamp_seconds", "Unix time of the mount's last completed check in seconds", "s", float64Gauge, mounts, nil},
+	mLastCheck: {"efs.mount.last_check.timestamp", "efs_mount_last_check_timestamp_seconds", "Unix time of the mount's last completed check in seconds", "s", float64Gauge, mounts, lMount, nil},
 	// NFS client statistics of registered NFS mounts, from
 	// /proc/self/mountstats (package nfsstats), per operation (READ,
 	// WRITE, GETATTR, ...), in base units. They rise before checks start
 	// failing.
-	mNFSRequests:        {"efs.nfs.rpc.requests", "efs_nfs_rpc_requests_total", "NFS RPC requests sent, per mount and operation", "", int64ObservableCounter, nfs, nil},
-	mNFSRetransmissions: {"efs.nfs.rpc.retransmissions", "efs_nfs_rpc_retransmissions_total", "NFS RPC retransmissions (transmissions beyond the first), per mount and operation", "", int64ObservableCounter, nfs, nil},
-	mNFSMajorTimeouts:   {"efs.nfs.rpc.major_timeouts", "efs_nfs_rpc_major_timeouts_total", "NFS RPC major timeouts, per mount and operation", "", int64ObservableCounter, nfs, nil},
-	mNFSRTT:             {"efs.nfs.rpc.rtt", "efs_nfs_rpc_rtt_seconds_total", "Cumulative NFS RPC round-trip time in seconds, per mount and operation", "s", float64ObservableCounter, nfs, nil},
-	mNFSExecute:         {"efs.nfs.rpc.execute", "efs_nfs_rpc_execute_seconds_total", "Cumulative NFS RPC execution time (queue and round trip) in seconds, per mount and operation", "s", float64ObservableCounter, nfs, nil},
-	mNFSBacklog:         {"efs.nfs.transport.backlog", "efs_nfs_transport_backlog_total", "Cumulative NFS transport backlog queue length, sampled per request", "", int64ObservableCounter, nfs, nil},
+	mNFSRequests:        {"efs.nfs.rpc.requests", "efs_nfs_rpc_requests_total", "NFS RPC requests sent, per mount and operation", "", int64ObservableCounter, nfs, lMountOp, nil},
+	mNFSRetransmissions: {"efs.nfs.rpc.retransmissions", "efs_nfs_rpc_retransmissions_total", "NFS RPC retransmissions (transmissions beyond the first), per mount and operation", "", int64ObservableCounter, nfs, lMountOp, nil},
+	mNFSMajorTimeouts:   {"efs.nfs.rpc.major_timeouts", "efs_nfs_rpc_major_timeouts_total", "NFS RPC major timeouts, per mount and operation", "", int64ObservableCounter, nfs, lMountOp, nil},
+	mNFSRTT:             {"efs.nfs.rpc.rtt", "efs_nfs_rpc_rtt_seconds_total", "Cumulative NFS RPC round-trip time in seconds, per mount and operation", "s", float64ObservableCounter, nfs, lMountOp, nil},
+	mNFSExecute:         {"efs.nfs.rpc.execute", "efs_nfs_rpc_execute_seconds_total", "Cumulative NFS RPC execution time (queue and round trip) in seconds, per mount and operation", "s", float64ObservableCounter, nfs, lMountOp, nil},
+	mNFSBacklog:         {"efs.nfs.transport.backlog", "efs_nfs_transport_backlog_total", "Cumulative NFS transport backlog queue length, sampled per request", "", int64ObservableCounter, nfs, lMount, nil},
 	// efs_mount_info{mount_path,filesystem_id,access_point,pod_uid,volume}:
 	// always 1, one series per registered mount, labels of unknown values
 	// omitted. Join on mount_path to add them to the series above, as
 	// kube-state-metrics' *_info series are joined.
-	mInfo: {"efs.mount.info", "efs_mount_info", "What the mount is: EFS file system, access point, pod UID and volume where known (always 1)", "", int64Gauge, mounts, nil},
+	mInfo: {"efs.mount.info", "efs_mount_info", "What the mount is: EFS file system, access point, pod UID and volume where known (always 1)", "", int64Gauge, mounts, lInfo, nil},
 	// efs_health_agent_build_info{version,goversion}: always 1.
-	mBuildInfo: {"efs.health_agent.build_info", "efs_health_agent_build_info", "Build information of efs-health-agent (always 1)", "", int64Gauge, mounts, nil},
+	mBuildInfo: {"efs.health_agent.build_info", "efs_health_agent_build_info", "Build information of efs-health-agent (always 1)", "", int64Gauge, mounts, lBuild, nil},
 }
 
 // views renames every instrument to its Prometheus name, sets its HELP,

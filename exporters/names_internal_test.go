@@ -1,6 +1,10 @@
 package exporters
 
-import "testing"
+import (
+	"testing"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+)
 
 // TestNamesTable: every row is complete and unique, and a synchronous
 // instrument is recorded while an observable one has a callback.
@@ -21,6 +25,28 @@ func TestNamesTable(t *testing.T) {
 		}
 		if (n.buckets != nil) != (n.kind == float64Histogram) {
 			t.Errorf("%s: buckets on a non-histogram, or a histogram without buckets", n.otel)
+		}
+	}
+}
+
+// TestPromAggregation: the OTel Prometheus exporter drops exactly the
+// observable rows, which the state gatherer serves, so that /metrics has
+// every row once.
+func TestPromAggregation(t *testing.T) {
+	t.Parallel()
+	kinds := map[kind]sdkmetric.InstrumentKind{
+		float64Histogram: sdkmetric.InstrumentKindHistogram, int64Counter: sdkmetric.InstrumentKindCounter,
+		int64Gauge: sdkmetric.InstrumentKindObservableGauge, float64Gauge: sdkmetric.InstrumentKindObservableGauge,
+		int64ObservableCounter: sdkmetric.InstrumentKindObservableCounter, float64ObservableCounter: sdkmetric.InstrumentKindObservableCounter,
+	}
+	for _, n := range metricNames {
+		k, ok := kinds[n.kind]
+		if !ok {
+			t.Fatalf("%s: kind %d not mapped", n.otel, n.kind)
+		}
+		_, dropped := promAggregation(k).(sdkmetric.AggregationDrop)
+		if dropped != n.observable() {
+			t.Errorf("%s: dropped by the Prometheus exporter %v, served by the state gatherer %v", n.otel, dropped, n.observable())
 		}
 	}
 }

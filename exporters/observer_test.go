@@ -394,3 +394,32 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestManyMounts: every mount has its series in the scrape and in the
+// OTel export, beyond the SDK's default cardinality limit of 2,000 series
+// per instrument (no otel_metric_overflow series).
+func TestManyMounts(t *testing.T) {
+	t.Parallel()
+	const n = 2500
+	var paths []string
+	for i := range n {
+		paths = append(paths, fmt.Sprintf("/mnt/many/%05d", i))
+	}
+	reader := sdkmetric.NewManualReader()
+	src := &source{}
+	src.set(live(paths...))
+	tel := newTel(t, src, exporters.Options{MetricReader: reader})
+	s := scrape(t, tel, "")
+	if got := strings.Count(s, "efs_mount_health_status{mount_path="); got != n || strings.Contains(s, "overflow") {
+		t.Errorf("scrape has %d health series (want %d), overflow series: %v", got, n, strings.Contains(s, "overflow"))
+	}
+	health, ok := collect(t, reader)["efs_mount_health_status"].Data.(metricdata.Gauge[int64])
+	if !ok || len(health.DataPoints) != n {
+		t.Fatalf("OTel export has %d health points, want %d", len(health.DataPoints), n)
+	}
+	for _, dp := range health.DataPoints {
+		if _, overflow := dp.Attributes.Value("otel.metric.overflow"); overflow {
+			t.Fatal("OTel export has an overflow point")
+		}
+	}
+}

@@ -34,9 +34,10 @@ table at the end of the run is computed by the bench from the figures.
    check (1,000 and 10,000 mounts, 30 s interval) and in the steady state:
    1,000 mounts checked every 100 ms until each has had 12 checks, which fills
    its /debug/checks and latency histories, then the scheduler stopped.
-   **2b.** The agent binary, built as ` + "`make build`" + ` does, started with no
-   mounts and no OTEL_* variables; VmRSS 3 s after one request of every
-   endpoint.
+   **2b.** The agent binary, built as ` + "`make build`" + ` does (static,
+   CGO_ENABLED=0), started with no mounts and no OTEL_* variables; VmRSS 3 s
+   after one request of every endpoint, split into anonymous memory (heap,
+   stacks) and the binary's pages the kernel has mapped (RssFile).
 3. **CPU at scale.** 10,000 tmpfs mounts at the default 30 s interval. After one
    interval to let the random first phase settle, the process's CPU time over
    the run divided by wall time (the once-a-second sampler that counts checks
@@ -65,6 +66,8 @@ A missed target is explained from a profile of the same code:
 sampling, then stops) and
 ` + "`go run ./internal/bench -scaleprofile scale.prof -scale-duration 60s -out \"\"`" + `
 (figure 3 only), read with ` + "`go tool pprof -top -cum`" + `.
+` + "`go run ./internal/bench -figures 2b,4`" + ` runs only the figures named and prints
+them (nothing is written).
 
 ## Notes
 
@@ -72,7 +75,8 @@ sampling, then stops) and
   (on a tmpfs when run as root); compare runs with benchstat.
   ` + "`BenchmarkObserveCheck`" + ` in exporters splits the telemetry of one healthy check
   into its default (no spans kept) and sampled (span tree through a batch
-  processor) costs.
+  processor) costs; ` + "`BenchmarkScrape`" + ` renders /metrics (gzip) at 1,000 and
+  10,000 mounts.
 - Kubernetes requests/limits in deploy/ (10m CPU, 32Mi; 100m, 128Mi) are sized
   from figures 2 and 3 with a wide margin: a node has at most a few hundred mounts.
 `
