@@ -21,6 +21,11 @@ type Config struct {
 	// MaxConcurrent bounds the checks running at once (hung checks past
 	// their deadline do not count).
 	MaxConcurrent int
+	// MaxMounts bounds the registered mounts (default DefaultMaxMounts):
+	// Register refuses a new path beyond it with ErrTooManyMounts, so a
+	// mount table that grows without bound cannot grow the agent's
+	// memory with it.
+	MaxMounts int
 	// Jitter spreads checks: each healthy re-check is delayed by
 	// Interval × (1 ± Jitter), and the second check of a new mount by a
 	// random part of the interval, so mounts registered together do not
@@ -67,6 +72,11 @@ type MountTable interface {
 // a time.Duration.
 const MaxInterval = 24 * time.Hour
 
+// DefaultMaxMounts is the default of Config.MaxMounts: far above the
+// volumes one node mounts, and a steady-state heap of about 11 MB at the
+// bench's 1.1 KB per mount, inside the 128 MiB the manifests give.
+const DefaultMaxMounts = 10000
+
 // DefaultConfig returns the documented defaults: interval 30s, timeout 5s.
 func DefaultConfig() Config {
 	return Config{
@@ -74,6 +84,7 @@ func DefaultConfig() Config {
 		Timeout:        5 * time.Second,
 		MinRetry:       time.Second,
 		MaxConcurrent:  16,
+		MaxMounts:      DefaultMaxMounts,
 		Jitter:         0.1,
 		StaleScanLimit: 100000,
 	}

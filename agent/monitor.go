@@ -16,6 +16,10 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
+// ErrTooManyMounts is returned by Register for a new path when
+// Config.MaxMounts mounts are registered already.
+var ErrTooManyMounts = errors.New("too many mounts registered")
+
 // ErrTimeout marks a check that hit its deadline.
 var ErrTimeout = errors.New("check deadline exceeded")
 
@@ -140,6 +144,9 @@ func New(cfg Config) (*Monitor, error) {
 	if cfg.StaleScanLimit <= 0 {
 		cfg.StaleScanLimit = DefaultConfig().StaleScanLimit
 	}
+	if cfg.MaxMounts <= 0 {
+		cfg.MaxMounts = DefaultMaxMounts
+	}
 	owner, err := probes.NewOwner(cfg.Hostname)
 	if err != nil {
 		return nil, fmt.Errorf("monitor: %w", err)
@@ -209,6 +216,9 @@ func (mon *Monitor) Register(spec Mount) error {
 			m.status.Store(&st)
 		}
 		return nil
+	}
+	if len(mon.mounts) >= mon.cfg.MaxMounts {
+		return fmt.Errorf("register %q: %w (at most %d)", spec.Path, ErrTooManyMounts, mon.cfg.MaxMounts)
 	}
 	now := mon.clock.Now()
 	m := &mount{spec: spec, idx: -1, due: now}

@@ -641,3 +641,31 @@ func TestReregisterWhileChecking(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxMounts: registration stops at Config.MaxMounts with
+// ErrTooManyMounts, updating a registered path still works, and an
+// unregistered path makes room again.
+func TestMaxMounts(t *testing.T) {
+	t.Parallel()
+	mon, _ := newFake(t, func(c *agent.Config) { c.MaxMounts = 3 })
+	base := t.TempDir()
+	p := func(i int) string { return filepath.Join(base, fmt.Sprintf("vol%d", i)) }
+	for i := range 3 {
+		if err := mon.Register(agent.Mount{Path: p(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := mon.Register(agent.Mount{Path: p(3)}); !errors.Is(err, agent.ErrTooManyMounts) {
+		t.Fatalf("fourth mount: %v, want ErrTooManyMounts", err)
+	}
+	if err := mon.Register(agent.Mount{Path: p(0), Source: "fs-1:/"}); err != nil {
+		t.Fatalf("updating a registered mount at the limit: %v", err)
+	}
+	if n := mon.Summary().Mounts; n != 3 {
+		t.Fatalf("%d mounts registered, want 3", n)
+	}
+	mon.Unregister(p(1))
+	if err := mon.Register(agent.Mount{Path: p(3)}); err != nil {
+		t.Fatalf("after an unregister: %v", err)
+	}
+}

@@ -200,6 +200,10 @@ type Watcher struct {
 
 	mu    sync.Mutex
 	owned map[string]agent.Mount // registered by discovery
+	// refused is how many discovered mounts the agent refused at the last
+	// sync for lack of room (agent.ErrTooManyMounts), logged when it
+	// changes rather than per mount and sync.
+	refused int
 
 	stateMu  sync.Mutex
 	state    *attribution.StateDir
@@ -330,8 +334,23 @@ func (w *Watcher) sync(table map[string]Entry, reg Registry, static map[string]b
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	add, remove := Diff(w.owned, table, w.cfg.FSTypes, w.cfg.Prefix)
+	refused := 0
+	defer func() {
+		switch {
+		case refused == w.refused:
+		case refused > 0:
+			w.log.Warn("discovered mounts not monitored: the agent's mount limit is reached", "refused", refused)
+		default:
+			w.log.Info("every discovered mount is monitored again")
+		}
+		w.refused = refused
+	}()
 	for _, m := range add {
 		if err := reg.Register(m); err != nil {
+			if errors.Is(err, agent.ErrTooManyMounts) {
+				refused++
+				continue
+			}
 			w.log.Warn("register discovered mount", "mount", m.Path, "err", err)
 			continue
 		}
