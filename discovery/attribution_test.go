@@ -9,12 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/discovery"
 	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/tmpfs"
 )
 
 func abs(t *testing.T, p string) string {
@@ -106,10 +105,11 @@ func TestAttributesRealMounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = fs.Unmount() })
-	if err := unix.Mount("tmpfs", static, "tmpfs", 0, "size=1m"); err != nil {
+	unmount, err := tmpfs.Mount(static, "size=1m")
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = unix.Unmount(static, unix.MNT_DETACH) })
+	t.Cleanup(unmount)
 
 	cfg := agent.DefaultConfig()
 	cfg.Hostname = "h"

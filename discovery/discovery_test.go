@@ -17,6 +17,7 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/discovery"
+	"github.com/efs-health-agent/efs-health-agent/internal/tmpfs"
 )
 
 const pods = "/var/lib/kubelet/pods"
@@ -164,10 +165,11 @@ func TestFollowsRealMounts(t *testing.T) {
 
 	mount := func(dir string) {
 		t.Helper()
-		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		unmount, err := tmpfs.Mount(dir, "size=1m")
+		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+		t.Cleanup(unmount)
 	}
 	registered := func(p string) bool { _, ok := mon.Status(p); return ok }
 	wait := func(what string, cond func() bool) {

@@ -237,7 +237,7 @@ func (f *FS) Unmount() error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if err != nil {
-		if lerr := syscall.Unmount(f.mountpoint, syscall.MNT_DETACH); lerr != nil {
+		if lerr := lazyUnmount(f.mountpoint); lerr != nil {
 			return errors.Join(fmt.Errorf("faultfs: unmount %s: %w", f.mountpoint, err), lerr)
 		}
 		return nil
@@ -363,13 +363,6 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 		return e
 	}
 	return n.LoopbackNode.Getattr(ctx, unwrap(fh), out)
-}
-
-func (n *node) Statx(ctx context.Context, fh fs.FileHandle, flags, mask uint32, out *fuse.StatxOut) syscall.Errno {
-	if e := n.f.inject(ctx, OpGetattr); e != 0 {
-		return e
-	}
-	return n.LoopbackNode.Statx(ctx, unwrap(fh), flags, mask, out)
 }
 
 func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
