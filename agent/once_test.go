@@ -9,6 +9,7 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/internal/fakeclock"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -69,7 +70,7 @@ func TestCheckOnceStuck(t *testing.T) {
 		o, err := agent.CheckOnce(context.Background(), onceConfig(clk, tab), agent.Mount{Path: dir, FSType: "nfs4"})
 		done <- ret{o, err}
 	}()
-	waitFor(t, "the check to block in the mount table", func() bool { return tab.blocked.Load() == 1 && clk.Pending() == 1 })
+	testutil.WaitFor(t, "the check to block in the mount table", func() bool { return tab.blocked.Load() == 1 && clk.Pending() == 1 })
 	clk.Advance(2 * time.Second)
 	r := <-done
 	if r.err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/discovery"
 	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 	"github.com/efs-health-agent/efs-health-agent/internal/tmpfs"
 )
 
@@ -84,13 +85,8 @@ func TestStateDirValidate(t *testing.T) {
 // a tmpfs registered by configuration under the same layout gets its pod
 // and volume from the watcher, the rest of its registration kept.
 func TestAttributesRealMounts(t *testing.T) {
-	if err := faultfs.Available(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("fault filesystem unavailable in CI: %v", err)
-		}
-		t.Skipf("fault filesystem unavailable: %v", err)
-	}
-	requireRoot(t)
+	testutil.RequireFUSE(t)
+	testutil.RequireRoot(t, "mount tmpfs")
 	prefix := filepath.Join(t.TempDir(), "pods")
 	const uid, pv = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d", "pv-efs-shared"
 	vol := filepath.Join(prefix, uid, "volumes", "kubernetes.io~csi", pv, "mount")

@@ -73,16 +73,6 @@ func TestMissingAndSymlinkedRoot(t *testing.T) {
 	}
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("this test needs root, and CI must run it")
-		}
-		t.Skip("needs root to mount tmpfs")
-	}
-}
-
 func TestClassify(t *testing.T) {
 	t.Parallel()
 	wrap := func(e error) error { return &probes.OpError{Op: probes.OpWrite, Err: fmt.Errorf("create: %w", e)} }

@@ -7,12 +7,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
 func TestReadOnlyMount(t *testing.T) {
 	t.Parallel()
-	requireRoot(t)
+	testutil.RequireRoot(t, "mount tmpfs")
 	dir := t.TempDir()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_RDONLY, "size=1m"); err != nil {
 		t.Fatalf("mount read-only tmpfs: %v", err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 )
 
 // Op names an operation that can be faulted.
@@ -481,12 +482,4 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 
 // Available reports why the fault filesystem cannot be mounted here, or
 // nil when it can (root and /dev/fuse).
-func Available() error {
-	if os.Geteuid() != 0 {
-		return errors.New("needs root to mount FUSE filesystems")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		return fmt.Errorf("needs /dev/fuse: %w", err)
-	}
-	return nil
-}
+func Available() error { return testutil.FUSEAvailable() }
