@@ -129,6 +129,6 @@ func lateCleanup(late <-chan probes.Result) string {
 		}
 		return "the stuck call returned before exit; the check removed its probe file"
 	default:
-		return "the stuck call has not returned; a probe file it created stays until an agent on this node removes it as a leftover"
+		return "the stuck call has not returned; if it does before this command exits, the check removes its probe file, otherwise an agent on this node removes it later as a leftover"
 	}
 }
