@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 )
 
 // Stage groups the steps of a check.
@@ -73,7 +74,7 @@ func Ops() []Op {
 type run struct {
 	ctx  context.Context
 	root string
-	opts *Options
+	opts Options
 	res  Result
 	// readOnlyFS is set by statfs when the mount is read-only.
 	readOnlyFS bool
@@ -108,7 +109,7 @@ func (r *run) stage(s Stage) bool {
 
 // timed runs one operation, timing it and telling the observer.
 func (r *run) timed(op Op, do func(*run) error) {
-	o := r.opts
+	o := &r.opts
 	if o.Observer != nil {
 		o.Observer.OpStart(op)
 	}
@@ -151,8 +152,28 @@ func CheckReadOnly(ctx context.Context, root string, opts Options) Result {
 }
 
 func check(ctx context.Context, root string, opts Options, mode Mode) Result {
-	opts.defaults()
-	r := &run{ctx: ctx, root: root, opts: &opts, res: Result{Mode: mode}}
+	r, _ := runPool.Get().(*run)
+	if r == nil {
+		r = new(run)
+	}
+	*r = run{ctx: ctx, root: root, opts: opts, res: Result{Mode: mode}}
+	r.opts.defaults()
+	res := r.runStages(mode)
+	// Back to the pool only once the check returned: a check stuck in the
+	// kernel keeps its run.
+	*r = run{}
+	runPool.Put(r)
+	return res
+}
+
+// runPool recycles the state of checks that returned: it would otherwise
+// be one allocation per check.
+var runPool sync.Pool
+
+// runStages runs the stages of a check in order, with the runner's two
+// rules: the read-only fallback and one retry of a lost probe file.
+func (r *run) runStages(mode Mode) Result {
+	ctx := r.ctx
 	if !r.stage(StagePreflight) {
 		return r.res
 	}

@@ -48,7 +48,7 @@ func (r *run) hasMountTable() bool { return r.opts.MountTable != nil && r.opts.F
 // was registered as. After an unmount the directory underneath is local
 // disk, where a write would "succeed".
 func (r *run) mountTable() error {
-	o := r.opts
+	o := &r.opts
 	fstype, source, ok := o.MountTable.Lookup(r.root)
 	switch {
 	case !ok:
