@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 )
 
 func liveHeap() uint64 {
@@ -61,7 +62,7 @@ func TestChurn(t *testing.T) {
 		if i%1000 == 998 {
 			// Let the scheduler catch up: the newest real directory gets
 			// its first check.
-			waitForLong(t, "a check of "+p, func() bool {
+			testutil.WaitForWithin(t, 60*time.Second, "a check of "+p, func() bool {
 				st, ok := mon.Status(p)
 				return ok && st.Checks > 0
 			})
@@ -110,17 +111,5 @@ func TestChurn(t *testing.T) {
 	for _, st := range sts {
 		mon.Unregister(st.Path)
 	}
-	waitForLong(t, "checks in flight to finish", func() bool { return mon.Summary().InFlight == 0 })
-}
-
-// waitForLong is waitFor with a deadline for a loaded machine.
-func waitForLong(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after 60s waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.WaitForWithin(t, 60*time.Second, "checks in flight to finish", func() bool { return mon.Summary().InFlight == 0 })
 }

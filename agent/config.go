@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
 // Config configures a Monitor. Start from DefaultConfig.
@@ -60,11 +62,8 @@ type Config struct {
 }
 
 // MountTable answers from the kernel's mount table which filesystem is
-// mounted at a path. Implementations read a cached copy of the table and
-// never touch the path itself.
-type MountTable interface {
-	Lookup(path string) (fstype, source string, ok bool)
-}
+// mounted at a path; see probes.MountTable.
+type MountTable = probes.MountTable
 
 // MaxInterval is the longest check interval and timeout a Monitor
 // accepts. It keeps every sum of times the scheduler and the readiness

@@ -17,6 +17,11 @@
 // transition functions (transition.go), and each check's own Outcome is
 // handed to the Observer, which never calls back into the monitor.
 //
+// What a check is (its steps, from the mount-table and tunnel preflight to
+// the probe file's removal) is the probes package's list; this package
+// only runs it, with a deadline. CheckOnce runs one check the same way,
+// for the check subcommand.
+//
 // Probe files left behind by earlier instances on this node are removed by
 // one background sweeper goroutine (sweep.go), never inside a check: it
 // lists a mount root once per registration, after the mount's first

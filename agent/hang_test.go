@@ -15,6 +15,7 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
 	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -73,11 +74,11 @@ func TestHungMount(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "both healthy", func() bool { return mon.Summary().Ready() })
+	testutil.WaitFor(t, "both healthy", func() bool { return mon.Summary().Ready() })
 
 	fs.Set(faultfs.OpWrite, faultfs.Fault{Hang: true})
 	hungAt := time.Now()
-	waitFor(t, "hung in write", func() bool {
+	testutil.WaitFor(t, "hung in write", func() bool {
 		st := status(t, mon, fs.Mountpoint())
 		return st.State == agent.StateHung && st.FailedOp == probes.OpWrite
 	})
@@ -114,7 +115,7 @@ func TestHungMount(t *testing.T) {
 	g := runtime.NumGoroutine()
 	otherChecks := status(t, mon, other).Checks
 	hungErrors := status(t, mon, fs.Mountpoint()).ConsecutiveErrors
-	waitFor(t, "many intervals: the healthy mount checked 12 more times, the hung one skipped 3 times", func() bool {
+	testutil.WaitFor(t, "many intervals: the healthy mount checked 12 more times, the hung one skipped 3 times", func() bool {
 		return status(t, mon, other).Checks >= otherChecks+12 && status(t, mon, fs.Mountpoint()).ConsecutiveErrors >= hungErrors+3
 	})
 	if n := fs.Calls(faultfs.OpWrite); n != writes {
@@ -145,11 +146,11 @@ func TestHungMount(t *testing.T) {
 	// recovers, and no probe file is left behind.
 	fs.Clear()
 	released := time.Now()
-	waitFor(t, "recovered", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+	testutil.WaitFor(t, "recovered", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
 	if d := time.Since(released); d > time.Second {
 		t.Errorf("recovery took %v", d)
 	}
-	waitFor(t, "ready", func() bool { return mon.Summary().Ready() })
+	testutil.WaitFor(t, "ready", func() bool { return mon.Summary().Ready() })
 	assertNoProbeFiles(t, fs.Mountpoint())
 }
 
@@ -168,7 +169,7 @@ func TestFaults(t *testing.T) {
 	if err := mon.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "healthy", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+	testutil.WaitFor(t, "healthy", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
 	cases := []struct {
 		name   string
 		op     faultfs.Op
@@ -197,7 +198,7 @@ func TestFaults(t *testing.T) {
 			errs := status(t, mon, fs.Mountpoint()).ErrorCount
 			fs.Set(tc.op, tc.fault)
 			defer fs.Clear()
-			waitFor(t, "failure", func() bool {
+			testutil.WaitFor(t, "failure", func() bool {
 				st := status(t, mon, fs.Mountpoint())
 				return st.State == agent.StateUnhealthy && st.Reason == tc.reason && st.FailedOp == tc.failOp
 			})
@@ -206,7 +207,7 @@ func TestFaults(t *testing.T) {
 				t.Fatalf("status %+v, want reason %s in %s", st, tc.reason, tc.failOp)
 			}
 			fs.Clear()
-			waitFor(t, "recovery", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+			testutil.WaitFor(t, "recovery", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
 			if st := status(t, mon, fs.Mountpoint()); st.ConsecutiveErrors != 0 || st.LastError != "" {
 				t.Fatalf("after recovery %+v", st)
 			}
@@ -225,7 +226,7 @@ func TestFaults(t *testing.T) {
 			return 0
 		}
 		// A healthy check whose write shows the slow fsync.
-		waitFor(t, "slow healthy check", func() bool {
+		testutil.WaitFor(t, "slow healthy check", func() bool {
 			st := status(t, mon, fs.Mountpoint())
 			return st.State == agent.StateHealthy && write(st) >= 60*time.Millisecond
 		})
@@ -238,7 +239,7 @@ func TestFaults(t *testing.T) {
 			fs.Set(op, faultfs.Fault{Hang: true})
 			defer fs.Clear()
 			want := map[faultfs.Op]probes.Op{faultfs.OpCreate: probes.OpWrite, faultfs.OpRead: probes.OpRead, faultfs.OpUnlink: probes.OpDelete}[op]
-			waitFor(t, "hung", func() bool {
+			testutil.WaitFor(t, "hung", func() bool {
 				st := status(t, mon, fs.Mountpoint())
 				return st.State == agent.StateHung && st.FailedOp == want
 			})
@@ -246,7 +247,7 @@ func TestFaults(t *testing.T) {
 				t.Fatalf("hung in %s: %+v", op, st)
 			}
 			fs.Clear()
-			waitFor(t, "recovery", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+			testutil.WaitFor(t, "recovery", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
 			assertNoProbeFiles(t, fs.Mountpoint())
 		})
 	}
@@ -257,7 +258,7 @@ func TestFaults(t *testing.T) {
 			if i%2 == 0 {
 				fs.Set(faultfs.OpWrite, faultfs.Fault{Errno: syscall.EIO, Times: 1})
 			}
-			waitFor(t, "next check", func() bool { return status(t, mon, fs.Mountpoint()).Checks > seen })
+			testutil.WaitFor(t, "next check", func() bool { return status(t, mon, fs.Mountpoint()).Checks > seen })
 			st := status(t, mon, fs.Mountpoint())
 			seen = st.Checks
 			if st.State == agent.StateHealthy {
@@ -270,17 +271,17 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("flapping mount: %d healthy, %d failed checks", healthy, failed)
 		}
 		fs.Clear()
-		waitFor(t, "recovery", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+		testutil.WaitFor(t, "recovery", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
 		assertNoProbeFiles(t, fs.Mountpoint())
 	})
 	t.Run("read-only filesystem", func(t *testing.T) {
 		fs.Set(faultfs.OpCreate, faultfs.Fault{Errno: syscall.EROFS})
 		defer fs.Clear()
-		waitFor(t, "healthy in read-only mode", func() bool {
+		testutil.WaitFor(t, "healthy in read-only mode", func() bool {
 			st := status(t, mon, fs.Mountpoint())
 			return st.Mode == probes.ModeReadOnly && st.State == agent.StateHealthy
 		})
 		fs.Clear()
-		waitFor(t, "read-write again", func() bool { return status(t, mon, fs.Mountpoint()).Mode == probes.ModeReadWrite })
+		testutil.WaitFor(t, "read-write again", func() bool { return status(t, mon, fs.Mountpoint()).Mode == probes.ModeReadWrite })
 	})
 }

@@ -511,61 +511,27 @@ func (mon *Monitor) worker(job func()) {
 // are the sweeper's business.
 func (mon *Monitor) runCheck(ctx context.Context, c *check) {
 	defer c.cancel()
-	if res, failed := mon.preflight(ctx, c); failed {
-		mon.complete(c, res)
-		return
-	}
-	res := probes.Check(ctx, c.spec.Path, probes.Options{
-		Owner:    mon.owner,
-		Observer: c,
-		Now:      mon.clock.Now,
-	})
-	mon.complete(c, res)
+	mon.complete(c, probes.Check(ctx, c.spec.Path, probeOptions(mon.cfg, mon.owner, c.spec, c)))
 }
 
-// preflight runs the checks that need no I/O on the mount: that the path
-// is still the registered mount (from the mount table) and that its TLS
-// tunnel accepts connections. A failure here means the mount is not
-// touched at all.
-func (mon *Monitor) preflight(ctx context.Context, c *check) (probes.Result, bool) {
-	spec := c.spec
-	if mon.cfg.MountTable != nil && spec.FSType != "" {
-		c.OpStart(probes.OpMountTable)
-		start := mon.clock.Now()
-		fstype, source, ok := mon.cfg.MountTable.Lookup(spec.Path)
-		var err error
-		switch {
-		case !ok:
-			err = fmt.Errorf("mount table has no mount at %q: %w", spec.Path, probes.ErrNotMounted)
-		case fstype != spec.FSType || (spec.Source != "" && source != spec.Source):
-			err = fmt.Errorf("mount table shows %s %q at %q, registered as %s %q: %w",
-				fstype, source, spec.Path, spec.FSType, spec.Source, probes.ErrNotMounted)
-		}
-		d := mon.clock.Now().Sub(start)
-		if err != nil {
-			res := probes.Fail(probes.OpMountTable, d, err)
-			c.OpEnd(probes.OpMountTable, d, res.Err)
-			return res, true
-		}
-		c.OpEnd(probes.OpMountTable, d, nil)
+// probeOptions are the options of one check of spec: the probes pipeline
+// with the mount table and tunnel preflight (which touch nothing on the
+// mount), this instance's probe file names, and the injected clock.
+func probeOptions(cfg Config, owner probes.Owner, spec Mount, obs probes.Observer) probes.Options {
+	o := probes.Options{
+		Owner:         owner,
+		Observer:      obs,
+		Now:           cfg.Clock.Now,
+		FSType:        spec.FSType,
+		Source:        spec.Source,
+		TunnelAddr:    spec.TunnelAddr,
+		TunnelTimeout: cfg.TunnelTimeout,
+		MountTable:    cfg.MountTable,
 	}
-	if spec.TunnelAddr != "" {
-		c.OpStart(probes.OpTunnel)
-		start := mon.clock.Now()
-		timeout := mon.cfg.TunnelTimeout
-		if timeout <= 0 {
-			timeout = min(mon.cfg.Timeout/5, time.Second)
-		}
-		err := probes.DialTunnel(ctx, spec.TunnelAddr, timeout)
-		d := mon.clock.Now().Sub(start)
-		if err != nil {
-			res := probes.Fail(probes.OpTunnel, d, fmt.Errorf("tunnel %s: %w", spec.TunnelAddr, err))
-			c.OpEnd(probes.OpTunnel, d, res.Err)
-			return res, true
-		}
-		c.OpEnd(probes.OpTunnel, d, nil)
+	if o.TunnelTimeout <= 0 {
+		o.TunnelTimeout = min(cfg.Timeout/5, time.Second)
 	}
-	return probes.Result{}, false
+	return o
 }
 
 // OpStart implements probes.Observer.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/internal/fakeclock"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -46,21 +47,8 @@ func newFake(t *testing.T, mutate func(*agent.Config)) (*agent.Monitor, *fakeclo
 	done := make(chan struct{})
 	go func() { defer close(done); _ = mon.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, "monitor running", func() bool { return mon.Summary().Running })
+	testutil.WaitFor(t, "monitor running", func() bool { return mon.Summary().Running })
 	return mon, clk
-}
-
-// waitFor polls cond in real time; the work it waits for (real I/O on a
-// temp dir) takes microseconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // loopArmedFor waits until the scheduler loop sleeps until at, with no
@@ -69,7 +57,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // monitor sets on its clock.)
 func loopArmedFor(t *testing.T, mon *agent.Monitor, clk *fakeclock.Clock, at time.Time) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("the scheduler to sleep until %v", at), func() bool {
+	testutil.WaitFor(t, fmt.Sprintf("the scheduler to sleep until %v", at), func() bool {
 		next, ok := clk.Next()
 		return ok && next.Equal(at) && clk.Pending() == 1 && mon.Summary().InFlight == 0
 	})
@@ -94,7 +82,7 @@ func TestHealthyMount(t *testing.T) {
 	if s := mon.Summary(); s.Pending != 1 || s.Ready() || !s.Healthy() {
 		t.Fatalf("fresh mount: summary %+v, want pending, not ready, healthy", s)
 	}
-	waitFor(t, "first check", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
+	testutil.WaitFor(t, "first check", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
 	st := status(t, mon, dir)
 	if st.Mode != probes.ModeReadWrite || st.ErrorCount != 0 || st.LastError != "" || st.Checks != 1 {
 		t.Fatalf("status %+v", st)
@@ -123,7 +111,7 @@ func TestHealthyMount(t *testing.T) {
 func assertNoProbeFiles(t *testing.T, dir string) {
 	t.Helper()
 	var left []string
-	waitFor(t, "no probe file left behind", func() bool {
+	testutil.WaitFor(t, "no probe file left behind", func() bool {
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -147,7 +135,7 @@ func TestScheduleAndBackoff(t *testing.T) {
 	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "first failure", func() bool { return status(t, mon, dir).Checks == 1 })
+	testutil.WaitFor(t, "first failure", func() bool { return status(t, mon, dir).Checks == 1 })
 	st := status(t, mon, dir)
 	if st.State != agent.StateUnhealthy || st.Reason != probes.ReasonNotMounted || st.ConsecutiveErrors != 1 {
 		t.Fatalf("missing dir: %+v", st)
@@ -164,7 +152,7 @@ func TestScheduleAndBackoff(t *testing.T) {
 			t.Fatalf("check %d ran before its %v retry delay (checks=%d)", want, gap, got)
 		}
 		clk.Advance(time.Millisecond)
-		waitFor(t, "retry", func() bool { return status(t, mon, dir).Checks == want })
+		testutil.WaitFor(t, "retry", func() bool { return status(t, mon, dir).Checks == want })
 	}
 	if got := status(t, mon, dir).ErrorCount; got != 6 {
 		t.Fatalf("ErrorCount = %d, want 6", got)
@@ -175,7 +163,7 @@ func TestScheduleAndBackoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Advance(10 * time.Second)
-	waitFor(t, "recovery", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
+	testutil.WaitFor(t, "recovery", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
 	st = status(t, mon, dir)
 	if st.ConsecutiveErrors != 0 || st.ErrorCount != 6 || st.LastError != "" || st.Reason != "" {
 		t.Fatalf("after recovery: %+v", st)
@@ -188,7 +176,7 @@ func TestScheduleAndBackoff(t *testing.T) {
 		t.Fatal("healthy mount re-checked before the interval")
 	}
 	clk.Advance(time.Millisecond)
-	waitFor(t, "interval check", func() bool { return status(t, mon, dir).Checks == n+1 })
+	testutil.WaitFor(t, "interval check", func() bool { return status(t, mon, dir).Checks == n+1 })
 	assertNoProbeFiles(t, dir)
 }
 
@@ -273,8 +261,8 @@ func TestStaleProbeFilesRemoved(t *testing.T) {
 	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "first check", func() bool { return status(t, mon, dir).Checks == 1 })
-	waitFor(t, "leftovers of earlier instances removed", func() bool {
+	testutil.WaitFor(t, "first check", func() bool { return status(t, mon, dir).Checks == 1 })
+	testutil.WaitFor(t, "leftovers of earlier instances removed", func() bool {
 		_, err1 := os.Lstat(filepath.Join(dir, ours))
 		_, err2 := os.Lstat(filepath.Join(dir, legacy))
 		return os.IsNotExist(err1) && os.IsNotExist(err2)
@@ -336,7 +324,7 @@ func TestLiveFollowsRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = mon.Run(ctx) }()
-	waitFor(t, "live", mon.Live)
+	testutil.WaitFor(t, "live", mon.Live)
 	cancel()
 	<-done
 	if mon.Live() {
@@ -362,7 +350,7 @@ func TestCapacityFreedStartsNextCheck(t *testing.T) {
 		}
 		paths = append(paths, p)
 	}
-	waitFor(t, "every mount checked once, one at a time, with the clock stopped", func() bool {
+	testutil.WaitFor(t, "every mount checked once, one at a time, with the clock stopped", func() bool {
 		for _, p := range paths {
 			if status(t, mon, p).Checks != 1 {
 				return false
@@ -390,14 +378,14 @@ func TestCoalescedStarts(t *testing.T) {
 		if err := mon.Register(agent.Mount{Path: p}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "first check", func() bool { return status(t, mon, p).Checks == 1 })
+		testutil.WaitFor(t, "first check", func() bool { return status(t, mon, p).Checks == 1 })
 		paths = append(paths, p)
 	}
 	// Due at +10s, +10.06s and +10.12s.
 	clk.Advance(10*time.Second - 120*time.Millisecond)
 	at := epoch.Add(10 * time.Second)
 	for _, p := range paths[:2] {
-		waitFor(t, "second check", func() bool { return status(t, mon, p).Checks == 2 })
+		testutil.WaitFor(t, "second check", func() bool { return status(t, mon, p).Checks == 2 })
 		if st := status(t, mon, p); !st.LastCheck.Equal(at) {
 			t.Fatalf("%s checked at %v, want with the first due check at %v", p, st.LastCheck, at)
 		}
@@ -460,15 +448,15 @@ func TestStuckCheckOnFakeClock(t *testing.T) {
 	if err := mon.Register(agent.Mount{Path: dir, FSType: "nfs4", Source: "fs-1.efs:/"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "healthy", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
+	testutil.WaitFor(t, "healthy", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
 
 	tab.close()
 	start := epoch.Add(10 * time.Second)
 	clk.Advance(10 * time.Second)
-	waitFor(t, "the check to block", func() bool { return tab.blocked.Load() == 1 })
-	waitFor(t, "the loop to sleep", func() bool { _, ok := clk.Next(); return ok })
+	testutil.WaitFor(t, "the check to block", func() bool { return tab.blocked.Load() == 1 })
+	testutil.WaitFor(t, "the loop to sleep", func() bool { _, ok := clk.Next(); return ok })
 	clk.Advance(2*time.Second - time.Millisecond)
-	waitFor(t, "the loop to sleep until the deadline", func() bool {
+	testutil.WaitFor(t, "the loop to sleep until the deadline", func() bool {
 		next, ok := clk.Next()
 		return ok && next.Equal(start.Add(2*time.Second))
 	})
@@ -476,7 +464,7 @@ func TestStuckCheckOnFakeClock(t *testing.T) {
 		t.Fatalf("hung before the deadline: %+v", st)
 	}
 	clk.Advance(time.Millisecond)
-	waitFor(t, "hung", func() bool { return status(t, mon, dir).State == agent.StateHung })
+	testutil.WaitFor(t, "hung", func() bool { return status(t, mon, dir).State == agent.StateHung })
 	st := status(t, mon, dir)
 	if !st.LastCheck.Equal(start.Add(2*time.Second)) || !st.HungSince.Equal(start) || st.Reason != probes.ReasonTimeout ||
 		st.FailedOp != probes.OpMountTable || mon.Summary().InFlight != 0 || mon.Summary().Hung != 1 {
@@ -487,7 +475,7 @@ func TestStuckCheckOnFakeClock(t *testing.T) {
 	for i, gap := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
 		clk.Advance(gap)
 		want := uint64(i + 2)
-		waitFor(t, "skipped check", func() bool { return status(t, mon, dir).ConsecutiveErrors == want })
+		testutil.WaitFor(t, "skipped check", func() bool { return status(t, mon, dir).ConsecutiveErrors == want })
 	}
 	st = status(t, mon, dir)
 	if st.State != agent.StateHung || st.Reason != probes.ReasonHung || st.Checks != 2 || tab.blocked.Load() != 1 || clk.Pending() != 1 {
@@ -497,7 +485,7 @@ func TestStuckCheckOnFakeClock(t *testing.T) {
 	// The call returns: the mount is re-checked at once, on the same
 	// fake instant, and recovers.
 	tab.open()
-	waitFor(t, "recovered", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
+	testutil.WaitFor(t, "recovered", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
 	if st := status(t, mon, dir); st.Checks != 3 || st.ConsecutiveErrors != 0 || st.ErrorCount != 4 {
 		t.Fatalf("after the stuck call returned: %+v", st)
 	}
@@ -574,7 +562,7 @@ func TestObserverOutcomes(t *testing.T) {
 		if err := mon.Register(agent.Mount{Path: p}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "first check of "+p, func() bool { return len(obs.get(p)) == 1 })
+		testutil.WaitFor(t, "first check of "+p, func() bool { return len(obs.get(p)) == 1 })
 	}
 	if out := obs.get(ok)[0]; !out.Success() || out.Err != nil || out.TimedOut || !out.Registration.Registered() || out.Mounts != 1 {
 		t.Errorf("healthy check: %+v", out)
@@ -589,31 +577,31 @@ func TestObserverOutcomes(t *testing.T) {
 	if err := mon.Register(nfs(stuck)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the check to block", func() bool { return tab.blocked.Load() == 1 })
-	waitFor(t, "the loop to sleep", func() bool { _, ok := clk.Next(); return ok })
+	testutil.WaitFor(t, "the check to block", func() bool { return tab.blocked.Load() == 1 })
+	testutil.WaitFor(t, "the loop to sleep", func() bool { _, ok := clk.Next(); return ok })
 	clk.Advance(2 * time.Second)
-	waitFor(t, "the deadline", func() bool { return len(obs.get(stuck)) == 1 })
+	testutil.WaitFor(t, "the deadline", func() bool { return len(obs.get(stuck)) == 1 })
 	if out := obs.get(stuck)[0]; !out.TimedOut || out.State != agent.StateHung || !errors.Is(out.Err, agent.ErrTimeout) ||
 		out.FailedOp != probes.OpMountTable || out.Duration != 2*time.Second {
 		t.Errorf("timed-out check: %+v", out)
 	}
 	clk.Advance(time.Second)
-	waitFor(t, "a skipped check", func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.skipped[stuck] == 1 })
+	testutil.WaitFor(t, "a skipped check", func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.skipped[stuck] == 1 })
 
 	// A check whose mount is unregistered while it runs still reports
 	// its own result, with an ended registration.
 	if err := mon.Register(nfs(gone)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the second check to block", func() bool { return tab.blocked.Load() == 2 })
+	testutil.WaitFor(t, "the second check to block", func() bool { return tab.blocked.Load() == 2 })
 	mon.Unregister(gone)
 	mon.Unregister(stuck)
 	tab.open()
-	waitFor(t, "the unregistered mount's check", func() bool { return len(obs.get(gone)) == 1 })
+	testutil.WaitFor(t, "the unregistered mount's check", func() bool { return len(obs.get(gone)) == 1 })
 	if out := obs.get(gone)[0]; !out.Success() || out.Registration.Registered() {
 		t.Errorf("check of an unregistered mount: %+v (registered %v)", out, out.Registration.Registered())
 	}
-	waitFor(t, "the stuck call to return", func() bool { return tab.blocked.Load() == 0 })
+	testutil.WaitFor(t, "the stuck call to return", func() bool { return tab.blocked.Load() == 0 })
 	if n := len(obs.get(stuck)); n != 1 {
 		t.Errorf("End called %d times for the stuck check", n)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -51,7 +52,7 @@ func TestTwoAgentsOneNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first agent's probe file exists: it is mid-check.
-	waitFor(t, "first agent mid-check", func() bool { return fs.Calls(faultfs.OpCreate) >= 1 })
+	testutil.WaitFor(t, "first agent mid-check", func() bool { return fs.Calls(faultfs.OpCreate) >= 1 })
 	if st := status(t, a, fs.Mountpoint()); st.State != agent.StatePending {
 		t.Fatalf("first agent finished its check before the second started: %+v", st)
 	}
@@ -89,8 +90,8 @@ func TestSlowRootListing(t *testing.T) {
 	if err := mon.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "healthy", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
-	waitFor(t, "the one listing", func() bool { return fs.Calls(faultfs.OpReaddir) >= 1 })
+	testutil.WaitFor(t, "healthy", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+	testutil.WaitFor(t, "the one listing", func() bool { return fs.Calls(faultfs.OpReaddir) >= 1 })
 	n := status(t, mon, fs.Mountpoint()).Checks
 	// Checks go on while the listing is slow, and long after it.
 	deadline := time.Now().Add(30 * time.Second)
@@ -121,7 +122,7 @@ func TestLongNodeNameHealthy(t *testing.T) {
 	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "first check", func() bool { return status(t, mon, dir).Checks == 1 })
+	testutil.WaitFor(t, "first check", func() bool { return status(t, mon, dir).Checks == 1 })
 	if st := status(t, mon, dir); st.State != agent.StateHealthy {
 		t.Fatalf("253-character node name: %+v", st)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -47,7 +48,7 @@ func TestUnmountedPathNotTouched(t *testing.T) {
 	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "healthy", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
+	testutil.WaitFor(t, "healthy", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
 	if st := status(t, mon, dir); st.FSType != "nfs4" || st.Source != "fs-1.efs:/" {
 		t.Fatalf("registration did not take the fstype from the mount table: %+v", st)
 	}
@@ -59,21 +60,21 @@ func TestUnmountedPathNotTouched(t *testing.T) {
 		// A directory we can watch: after the unmount, nothing may be written.
 		n := status(t, mon, dir).Checks
 		clk.Advance(31 * time.Second)
-		waitFor(t, tc.name, func() bool { return status(t, mon, dir).Checks > n })
+		testutil.WaitFor(t, tc.name, func() bool { return status(t, mon, dir).Checks > n })
 		st := status(t, mon, dir)
 		if st.State != agent.StateUnhealthy || st.Reason != probes.ReasonNotMounted || !strings.Contains(st.LastError, tc.want) {
 			t.Fatalf("%s: %+v", tc.name, st)
 		}
 		tab.set(dir, "nfs4", "fs-1.efs:/")
 		clk.Advance(31 * time.Second)
-		waitFor(t, "recovery", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
+		testutil.WaitFor(t, "recovery", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
 	}
 	// A plain directory (not a mount point) is checked without the table.
 	plain := t.TempDir()
 	if err := mon.Register(agent.Mount{Path: plain}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "plain dir healthy", func() bool { return status(t, mon, plain).State == agent.StateHealthy })
+	testutil.WaitFor(t, "plain dir healthy", func() bool { return status(t, mon, plain).State == agent.StateHealthy })
 }
 
 func TestTunnelDown(t *testing.T) {
@@ -96,10 +97,10 @@ func TestTunnelDown(t *testing.T) {
 	if err := mon.Register(agent.Mount{Path: dir, FSType: "nfs4", TunnelAddr: ln.Addr().String()}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "healthy through the tunnel", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
+	testutil.WaitFor(t, "healthy through the tunnel", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
 	ln.Close()
 	clk.Advance(31 * time.Second)
-	waitFor(t, "tunnel_down", func() bool { return status(t, mon, dir).State == agent.StateUnhealthy })
+	testutil.WaitFor(t, "tunnel_down", func() bool { return status(t, mon, dir).State == agent.StateUnhealthy })
 	st := status(t, mon, dir)
 	if st.Reason != probes.ReasonTunnelDown || st.FailedOp != probes.OpTunnel || !strings.Contains(st.LastError, ln.Addr().String()) {
 		t.Fatalf("closed tunnel port: %+v", st)

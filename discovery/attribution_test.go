@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/discovery"
 	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/internal/tmpfs"
 )
 
 func abs(t *testing.T, p string) string {
@@ -85,13 +85,8 @@ func TestStateDirValidate(t *testing.T) {
 // a tmpfs registered by configuration under the same layout gets its pod
 // and volume from the watcher, the rest of its registration kept.
 func TestAttributesRealMounts(t *testing.T) {
-	if err := faultfs.Available(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("fault filesystem unavailable in CI: %v", err)
-		}
-		t.Skipf("fault filesystem unavailable: %v", err)
-	}
-	requireRoot(t)
+	testutil.RequireFUSE(t)
+	testutil.RequireRoot(t, "mount tmpfs")
 	prefix := filepath.Join(t.TempDir(), "pods")
 	const uid, pv = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d", "pv-efs-shared"
 	vol := filepath.Join(prefix, uid, "volumes", "kubernetes.io~csi", pv, "mount")
@@ -106,10 +101,11 @@ func TestAttributesRealMounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = fs.Unmount() })
-	if err := unix.Mount("tmpfs", static, "tmpfs", 0, "size=1m"); err != nil {
+	unmount, err := tmpfs.Mount(static, "size=1m")
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = unix.Unmount(static, unix.MNT_DETACH) })
+	t.Cleanup(unmount)
 
 	cfg := agent.DefaultConfig()
 	cfg.Hostname = "h"

@@ -17,6 +17,8 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/discovery"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/internal/tmpfs"
 )
 
 const pods = "/var/lib/kubelet/pods"
@@ -119,21 +121,11 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs root to mount tmpfs, and CI must run it")
-		}
-		t.Skip("needs root to mount tmpfs")
-	}
-}
-
 // TestFollowsRealMounts mounts and unmounts tmpfs under a temp prefix on
 // this machine; with a one-minute interval, only the kernel's change
 // notification can make discovery notice within seconds.
 func TestFollowsRealMounts(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "mount tmpfs")
 	prefix := t.TempDir()
 	cfg := agent.DefaultConfig()
 	cfg.Hostname = "h"
@@ -164,21 +156,18 @@ func TestFollowsRealMounts(t *testing.T) {
 
 	mount := func(dir string) {
 		t.Helper()
-		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		unmount, err := tmpfs.Mount(dir, "size=1m")
+		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+		t.Cleanup(unmount)
 	}
 	registered := func(p string) bool { _, ok := mon.Status(p); return ok }
+	// Within 5s: the interval is a minute, so only the kernel's change
+	// notification can make discovery notice in time.
 	wait := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testutil.WaitForWithin(t, 5*time.Second, what, cond)
 	}
 	a := filepath.Join(prefix, "pod-a")
 	mount(a)

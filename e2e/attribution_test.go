@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 import (
@@ -10,18 +12,14 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 )
 
 // TestAttributionThroughBinary: a FUSE volume mounted with an EFS source
 // under the kubelet layout is discovered by the agent, and efs_mount_info
 // and /healthz/mounts say which file system, pod and volume it is.
 func TestAttributionThroughBinary(t *testing.T) {
-	if err := faultfs.Available(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("fault filesystem unavailable in CI: %v", err)
-		}
-		t.Skipf("fault filesystem unavailable: %v", err)
-	}
+	testutil.RequireFUSE(t)
 	const (
 		fsID   = "fs-0123456789abcdef0"
 		source = fsID + ".efs.us-east-1.amazonaws.com:/"
@@ -42,7 +40,7 @@ func TestAttributionThroughBinary(t *testing.T) {
 		"HEALTH_DISCOVERY_INTERVAL=1m", "HEALTH_EFS_STATE_DIR=" + t.TempDir()},
 		"--check-interval", "1s", "--check-timeout", "500ms")
 
-	waitFor(t, 10*time.Second, "discovered and healthy", func() bool { return state(t, agent.base, vol) == "healthy" })
+	testutil.WaitForWithin(t, 10*time.Second, "discovered and healthy", func() bool { return state(t, agent.base, vol) == "healthy" })
 	m := mounts(t, agent.base)[vol]
 	for k, want := range map[string]string{"filesystemId": fsID, "podUid": uid, "volume": pv} {
 		if m[k] != want {

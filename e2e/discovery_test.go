@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 import (
@@ -10,22 +12,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs root, and CI must run it")
-		}
-		t.Skip("needs root")
-	}
-}
 
 // TestDiscoveryThroughBinary: with HEALTH_DISCOVER_FSTYPES=tmpfs the agent
 // picks up a tmpfs mounted under the prefix and drops it when unmounted.
 func TestDiscoveryThroughBinary(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "mount filesystems")
 	prefix := t.TempDir()
 	vol := filepath.Join(prefix, "pod-1", "volumes", "efs")
 	if err := os.MkdirAll(vol, 0o755); err != nil {
@@ -37,11 +30,11 @@ func TestDiscoveryThroughBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = unix.Unmount(vol, unix.MNT_DETACH) })
-	waitFor(t, 10*time.Second, "discovered and healthy", func() bool { return state(t, agent.base, vol) == "healthy" })
+	testutil.WaitForWithin(t, 10*time.Second, "discovered and healthy", func() bool { return state(t, agent.base, vol) == "healthy" })
 	if err := unix.Unmount(vol, 0); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "dropped", func() bool { _, ok := mounts(t, agent.base)[vol]; return !ok })
+	testutil.WaitForWithin(t, 10*time.Second, "dropped", func() bool { _, ok := mounts(t, agent.base)[vol]; return !ok })
 }
 
 // TestUnmountedWhileRegistered: the FUSE mount disappears under a
@@ -49,10 +42,7 @@ func TestDiscoveryThroughBinary(t *testing.T) {
 // would succeed, so the agent must go by the mount table, report
 // not_mounted, and write nothing there.
 func TestUnmountedWhileRegistered(t *testing.T) {
-	if err := faultfs.Available(); err != nil {
-		requireRoot(t)
-		t.Skip(err)
-	}
+	testutil.RequireFUSE(t)
 	mnt := t.TempDir()
 	fs, err := faultfs.Mount(mnt, t.TempDir(), faultfs.Options{})
 	if err != nil {
@@ -60,11 +50,11 @@ func TestUnmountedWhileRegistered(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = fs.Unmount() })
 	agent := startAgent(t, nil, "--check-interval", "1s", "--check-timeout", "500ms", "--mount", mnt)
-	waitFor(t, 10*time.Second, "healthy", func() bool { return state(t, agent.base, mnt) == "healthy" })
+	testutil.WaitForWithin(t, 10*time.Second, "healthy", func() bool { return state(t, agent.base, mnt) == "healthy" })
 	if err := fs.Unmount(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "not_mounted", func() bool {
+	testutil.WaitForWithin(t, 10*time.Second, "not_mounted", func() bool {
 		m := mounts(t, agent.base)[mnt]
 		return m["reason"] == "not_mounted" && strings.Contains(m["lastError"].(string), "mount table")
 	})

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 import (
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -111,7 +114,7 @@ func startAgent(t *testing.T, env []string, args ...string) *agentProc {
 			logs.mu.Unlock()
 		}
 	})
-	waitFor(t, 10*time.Second, "agent listening", func() bool {
+	testutil.WaitForWithin(t, 10*time.Second, "agent listening", func() bool {
 		resp, err := http.Get(p.base + "/healthz/live")
 		if err != nil {
 			return false
@@ -120,17 +123,6 @@ func startAgent(t *testing.T, env []string, args ...string) *agentProc {
 		return resp.StatusCode == 200
 	})
 	return p
-}
-
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func mounts(t *testing.T, base string) map[string]map[string]any {
@@ -221,27 +213,27 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 	})
 	pbase := fmt.Sprintf("http://127.0.0.1:%d", promPort)
 
-	waitFor(t, 60*time.Second, "target up", func() bool { v, ok := promQuery(pbase, `up{job="efs-health-agent"}`); return ok && v == "1" })
+	testutil.WaitForWithin(t, 60*time.Second, "target up", func() bool { v, ok := promQuery(pbase, `up{job="efs-health-agent"}`); return ok && v == "1" })
 	q := func(path string) string {
 		return fmt.Sprintf(`efs_mount_health_status{job="efs-health-agent",mount_path=%q}`, path)
 	}
-	waitFor(t, 30*time.Second, "healthy mounts read 1", func() bool {
+	testutil.WaitForWithin(t, 30*time.Second, "healthy mounts read 1", func() bool {
 		a, ok1 := promQuery(pbase, q(healthy))
 		b, ok2 := promQuery(pbase, q(fs.Mountpoint()))
 		return ok1 && ok2 && a == "1" && b == "1"
 	})
 	fs.Set(faultfs.OpWrite, faultfs.Fault{Errno: syscall.EIO})
-	waitFor(t, 30*time.Second, "faulty mount reads 0", func() bool { v, ok := promQuery(pbase, q(fs.Mountpoint())); return ok && v == "0" })
+	testutil.WaitForWithin(t, 30*time.Second, "faulty mount reads 0", func() bool { v, ok := promQuery(pbase, q(fs.Mountpoint())); return ok && v == "0" })
 	if v, _ := promQuery(pbase, q(healthy)); v != "1" {
 		t.Fatalf("healthy mount reads %q while the other fails", v)
 	}
-	waitFor(t, 30*time.Second, "driver unhealthy", func() bool { v, ok := promQuery(pbase, `efs_csi_driver_healthy`); return ok && v == "0" })
-	waitFor(t, 30*time.Second, "io_error counted", func() bool {
+	testutil.WaitForWithin(t, 30*time.Second, "driver unhealthy", func() bool { v, ok := promQuery(pbase, `efs_csi_driver_healthy`); return ok && v == "0" })
+	testutil.WaitForWithin(t, 30*time.Second, "io_error counted", func() bool {
 		v, ok := promQuery(pbase, `efs_mount_checks_total{reason="io_error"}`)
 		return ok && v != "0"
 	})
 	fs.Clear()
-	waitFor(t, 30*time.Second, "recovered mount reads 1", func() bool { v, ok := promQuery(pbase, q(fs.Mountpoint())); return ok && v == "1" })
+	testutil.WaitForWithin(t, 30*time.Second, "recovered mount reads 1", func() bool { v, ok := promQuery(pbase, q(fs.Mountpoint())); return ok && v == "1" })
 }
 
 // TestSIGTERMWhileHung: the agent exits 0 within 2 seconds of SIGTERM even
@@ -249,9 +241,9 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 func TestSIGTERMWhileHung(t *testing.T) {
 	fs := faultfs.MountT(t)
 	agent := startAgent(t, nil, "--check-interval", "1s", "--check-timeout", "300ms", "--mount", fs.Mountpoint())
-	waitFor(t, 10*time.Second, "healthy", func() bool { return state(t, agent.base, fs.Mountpoint()) == "healthy" })
+	testutil.WaitForWithin(t, 10*time.Second, "healthy", func() bool { return state(t, agent.base, fs.Mountpoint()) == "healthy" })
 	fs.Set(faultfs.OpWrite, faultfs.Fault{Hang: true})
-	waitFor(t, 10*time.Second, "hung", func() bool { return state(t, agent.base, fs.Mountpoint()) == "hung" })
+	testutil.WaitForWithin(t, 10*time.Second, "hung", func() bool { return state(t, agent.base, fs.Mountpoint()) == "hung" })
 	start := time.Now()
 	if err := agent.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -311,10 +303,10 @@ func TestCrashRestartCleansUp(t *testing.T) {
 		t.Fatalf("expected the killed check's probe file and the planted one, found %v", left)
 	}
 	again := startAgent(t, node, "--check-interval", "1s", "--check-timeout", "300ms", "--mount", fs.Mountpoint())
-	waitFor(t, 10*time.Second, "restarted agent hung in the still hung write", func() bool { return state(t, again.base, fs.Mountpoint()) == "hung" })
+	testutil.WaitForWithin(t, 10*time.Second, "restarted agent hung in the still hung write", func() bool { return state(t, again.base, fs.Mountpoint()) == "hung" })
 	fs.Clear()
-	waitFor(t, 10*time.Second, "healthy after the release", func() bool { return state(t, again.base, fs.Mountpoint()) == "healthy" })
-	waitFor(t, 90*time.Second, "leftovers removed", func() bool { return len(probeFiles(t, fs.Mountpoint(), "node-a")) == 0 })
+	testutil.WaitForWithin(t, 10*time.Second, "healthy after the release", func() bool { return state(t, again.base, fs.Mountpoint()) == "healthy" })
+	testutil.WaitForWithin(t, 90*time.Second, "leftovers removed", func() bool { return len(probeFiles(t, fs.Mountpoint(), "node-a")) == 0 })
 	for _, n := range others {
 		if _, err := os.Stat(filepath.Join(fs.Mountpoint(), n)); err != nil {
 			t.Fatalf("another node's probe file was touched: %v", err)

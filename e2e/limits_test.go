@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 import (
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/internal/cgroup"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 	"github.com/efs-health-agent/efs-health-agent/internal/tmpfs"
 )
 
@@ -212,7 +215,7 @@ func TestDebugChecksHammer(t *testing.T) {
 	a := startAgent(t, []string{"HEALTH_MOUNTS=" + strings.Join(paths, ",")}, "--check-interval", "500ms", "--check-timeout", "250ms")
 	// Full histories: every per-mount history (the status page keeps the
 	// last 16 response times) and every /debug/checks list filled.
-	waitFor(t, 120*time.Second, "17 checks per mount", func() bool {
+	testutil.WaitForWithin(t, 120*time.Second, "17 checks per mount", func() bool {
 		resp, err := http.Get(a.base + "/debug/checks?limit=1")
 		if err != nil {
 			return false
@@ -273,14 +276,11 @@ func TestDebugChecksHammer(t *testing.T) {
 // runtime's soft limit to 90% of the group's limit and logs it; GOMEMLIMIT
 // wins over the cgroup.
 func TestMemoryLimitFollowsCgroup(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "create a cgroup")
 	const limit = 100 << 20
 	g, err := cgroup.New("efs-health-agent-e2e", limit)
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must run it: %v", err)
-		}
-		t.Skip(err)
+		testutil.Require(t, err)
 	}
 	t.Cleanup(func() { _ = g.Remove() })
 	for _, tc := range []struct {
@@ -303,7 +303,7 @@ func TestMemoryLimitFollowsCgroup(t *testing.T) {
 			}
 			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 			read := func() string { logs.mu.Lock(); defer logs.mu.Unlock(); return logs.String() }
-			waitFor(t, 10*time.Second, "the memory limit logged", func() bool { return strings.Contains(read(), "agent started") })
+			testutil.WaitForWithin(t, 10*time.Second, "the memory limit logged", func() bool { return strings.Contains(read(), "agent started") })
 			if s := read(); !strings.Contains(s, tc.want) {
 				t.Fatalf("log lacks %q:\n%s", tc.want, s)
 			}

@@ -28,11 +28,10 @@ var (
 	outcomeFailure = attribute.String("outcome", "failure")
 )
 
-// knownOps are the operations a check reports. Their histogram attribute
-// sets are precomputed, and /debug/checks stores an operation as its
-// index here.
-var knownOps = []probes.Op{probes.OpWrite, probes.OpRead, probes.OpDelete, probes.OpStatfs, probes.OpStat,
-	probes.OpReaddir, probes.OpOpen, probes.OpMountTable, probes.OpTunnel}
+// knownOps are the operations a check reports, from the probes pipeline.
+// Their histogram attribute sets are precomputed, and /debug/checks
+// stores an operation as its index here.
+var knownOps = probes.Ops()
 
 // opAttrs are the precomputed attribute sets of the histogram, one per
 // operation, so recording allocates nothing.

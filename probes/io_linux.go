@@ -2,7 +2,6 @@ package probes
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -46,77 +45,117 @@ func retryEINTR(f func() error) error {
 	}
 }
 
-// readWrite runs write, read and delete. It reports true, without recording
-// a failure, when the file could not be created because the filesystem is
-// read-only.
-func readWrite(ctx context.Context, dirfd int, t timer) (readOnly bool) {
-	owner := t.opts.Owner
+// sysState is what the steps of one check share on Linux: the mount
+// root's descriptor and the probe file.
+type sysState struct {
+	dirfd  int
+	opened bool
+	name   string
+	bufs   *buffers
+}
+
+// close releases the root's descriptor.
+func (s *sysState) close() {
+	if s.opened {
+		unix.Close(s.dirfd)
+		s.opened = false
+	}
+}
+
+// release puts the buffers back into the pool.
+func (s *sysState) release() {
+	if s.bufs != nil {
+		bufPool.Put(s.bufs)
+		s.bufs = nil
+	}
+}
+
+// open is the open step: the mount root as a directory fd. On a hung
+// mount the open itself can block (the client revalidates the root), and
+// the deadline must then name it.
+func (r *run) open() error {
+	fd, err := openRoot(r.root)
+	if err != nil {
+		return err
+	}
+	r.sys.dirfd, r.sys.opened = fd, true
+	return nil
+}
+
+// statfs is the statfs step; it notes whether the mount is read-only.
+func (r *run) statfs() error {
+	var st unix.Statfs_t
+	if err := fstatfs(r.sys.dirfd, &st); err != nil {
+		return err
+	}
+	r.readOnlyFS = st.Flags&stRDONLY != 0
+	return nil
+}
+
+// write is the write step: create a fresh probe file, write and fsync a
+// random payload. It sets r.refused, without any file created, when the
+// filesystem is read-only (EROFS).
+func (r *run) write() error {
+	r.created, r.refused = false, false
+	owner := r.opts.Owner
 	if !owner.valid() {
 		var err error
-		if owner, err = NewOwner(t.opts.Hostname); err != nil {
-			t.record(OpWrite, err)
-			return false
+		if owner, err = NewOwner(r.opts.Hostname); err != nil {
+			return err
 		}
 	}
 	name, err := owner.NewFileName()
 	if err != nil {
-		t.record(OpWrite, err)
-		return false
+		return err
 	}
-	bufs, err := getBuffers()
-	if err != nil {
-		t.record(OpWrite, err)
-		return false
+	if r.sys.bufs == nil {
+		if r.sys.bufs, err = getBuffers(); err != nil {
+			return err
+		}
 	}
-	// Back to the pool only here: a check stuck in the kernel keeps its
-	// buffers until the call returns.
-	defer bufPool.Put(bufs)
-	payload := bufs.payload[:]
-	_, _ = bufs.rng.Read(payload) // ChaCha8 never fails
+	r.sys.name = name
+	payload := r.sys.bufs.payload[:]
+	_, _ = r.sys.bufs.rng.Read(payload) // ChaCha8 never fails
 
-	created := false
-	err = t.run(OpWrite, func() error {
-		fd, err := createFile(dirfd, name, &created)
-		if err != nil {
-			return fmt.Errorf("create: %w", err)
-		}
-		if err := writeAll(fd, payload); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("write(2): %w", lost(err))
-		}
-		if err := retryEINTR(func() error { return unix.Fsync(fd) }); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("fsync: %w", lost(err))
-		}
-		// The descriptor is released even when close reports EINTR (a
-		// signal during the filesystem's flush); the data is already
-		// fsynced, so only a real error counts.
-		if err := unix.Close(fd); err != nil && err != unix.EINTR {
-			return fmt.Errorf("close: %w", lost(err))
-		}
-		return nil
-	})
-	if err != nil && !created && errors.Is(err, unix.EROFS) {
-		return true
+	fd, err := createFile(r.sys.dirfd, name, &r.created)
+	if err != nil {
+		r.refused = !r.created && errors.Is(err, unix.EROFS)
+		return fmt.Errorf("create: %w", err)
 	}
-	if !created {
-		return false
+	if err := writeAll(fd, payload); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("write(2): %w", lost(err))
 	}
-	if err == nil && ctx.Err() == nil {
-		_ = t.run(OpRead, func() error { return readBack(dirfd, name, payload, bufs.aligned()) })
+	if err := retryEINTR(func() error { return unix.Fsync(fd) }); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("fsync: %w", lost(err))
 	}
-	// Always remove what was created, by name, even after a failure or a
-	// timeout (this goroutine gets here once a stuck call returns), so no
-	// probe file is left behind and no directory listing is needed.
-	_ = t.run(OpDelete, func() error {
-		if err := unlinkOwn(dirfd, name); err != nil {
-			// Even after ENOENT: a later look by name costs one stat.
-			t.res.Leftovers = append(t.res.Leftovers, name)
-			return fmt.Errorf("unlink: %w", lost(err))
-		}
-		return nil
-	})
-	return false
+	// The descriptor is released even when close reports EINTR (a signal
+	// during the filesystem's flush); the data is already fsynced, so
+	// only a real error counts.
+	if err := unix.Close(fd); err != nil && err != unix.EINTR {
+		return fmt.Errorf("close: %w", lost(err))
+	}
+	return nil
+}
+
+// read is the read step: read the probe file back and compare.
+func (r *run) read() error {
+	return readBack(r.sys.dirfd, r.sys.name, r.sys.bufs.payload[:], r.sys.bufs.aligned())
+}
+
+// delete is the delete step. It runs whenever the probe file may exist,
+// even after a failure or a timeout (the check's goroutine gets here once
+// a stuck call returns), and removes the file by name, so no probe file
+// is left behind and no directory listing is needed.
+func (r *run) delete() error {
+	if err := unlinkOwn(r.sys.dirfd, r.sys.name); err != nil {
+		// Even after ENOENT: a later look by name costs one stat.
+		r.res.Leftovers = append(r.res.Leftovers, r.sys.name)
+		return fmt.Errorf("unlink: %w", lost(err))
+	}
+	r.created = false
+	return nil
 }
 
 // unlinkOwn removes the probe file name. An unlink interrupted by a signal
@@ -280,17 +319,14 @@ func readFile(dirfd int, name string, direct bool, buf []byte) ([]byte, error) {
 	return buf[:total], nil
 }
 
-// readOnly runs stat and a bounded readdir of the root.
-func readOnly(ctx context.Context, dirfd int, t timer) {
+// stat is the stat step of the read-only check.
+func (r *run) stat() error {
 	var st unix.Stat_t
-	if err := t.run(OpStat, func() error { return retryEINTR(func() error { return unix.Fstat(dirfd, &st) }) }); err != nil {
-		return
-	}
-	if ctx.Err() != nil {
-		return
-	}
-	_ = t.run(OpReaddir, func() error { return readdirBounded(dirfd, t.opts.ReaddirLimit) })
+	return retryEINTR(func() error { return unix.Fstat(r.sys.dirfd, &st) })
 }
+
+// readdir is the readdir step of the read-only check: a bounded listing.
+func (r *run) readdir() error { return readdirBounded(r.sys.dirfd, r.opts.ReaddirLimit) }
 
 func readdirBounded(dirfd int, limit int) error {
 	fd, err := unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

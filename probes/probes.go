@@ -1,12 +1,9 @@
 package probes
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Op names one timed operation of a check.
@@ -52,6 +49,12 @@ var ErrNotMounted = errors.New("not the registered mount")
 // ErrTunnelDown reports that the local TLS tunnel of a mount refused a
 // connection.
 var ErrTunnelDown = errors.New("TLS tunnel not accepting connections")
+
+// ErrUnsupported reports that the checks need Linux: they rely on
+// O_PATH, O_DIRECT and the Linux statfs flags. The package builds
+// elsewhere (every step on the mount then fails with this error) so that
+// its users can be vetted and tested there.
+var ErrUnsupported = errors.New("mount checks are supported on Linux only")
 
 // ErrDataMismatch reports that the bytes read back differ from those written.
 var ErrDataMismatch = errors.New("data read back differs from data written")
@@ -123,6 +126,21 @@ type Options struct {
 	Observer Observer
 	// Now is the clock used to time operations (default time.Now).
 	Now func() time.Time
+
+	// MountTable, if set, is consulted before any I/O when FSType is
+	// set: a path that is no longer the mount it was registered as fails
+	// the check in the mounttable step with ErrNotMounted, untouched.
+	MountTable MountTable
+	// FSType and Source are what the path was registered as (Source is
+	// compared only when set).
+	FSType, Source string
+	// TunnelAddr, if set, is the address of the mount's local TLS
+	// tunnel; the tunnel step connects to it before any I/O.
+	TunnelAddr string
+	// Tunnel checks the tunnel (default TCPTunnel).
+	Tunnel TunnelDialer
+	// TunnelTimeout bounds the tunnel step (default 1s).
+	TunnelTimeout time.Duration
 }
 
 func (o *Options) defaults() {
@@ -132,109 +150,10 @@ func (o *Options) defaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-}
-
-// timer runs one operation, timing it and telling the observer.
-type timer struct {
-	opts *Options
-	res  *Result
-}
-
-func (t timer) run(op Op, f func() error) error {
-	if t.opts.Observer != nil {
-		t.opts.Observer.OpStart(op)
+	if o.Tunnel == nil {
+		o.Tunnel = TCPTunnel{}
 	}
-	start := t.opts.Now()
-	err := f()
-	d := t.opts.Now().Sub(start)
-	if err != nil {
-		err = &OpError{Op: op, Err: err}
+	if o.TunnelTimeout <= 0 {
+		o.TunnelTimeout = time.Second
 	}
-	t.res.Ops = append(t.res.Ops, OpResult{Op: op, Duration: d, Err: err})
-	if t.opts.Observer != nil {
-		t.opts.Observer.OpEnd(op, d, err)
-	}
-	if err != nil && t.res.Err == nil {
-		t.res.Err = err
-		t.res.FailedOp = op
-	}
-	return err
-}
-
-// Check runs one check of the mount at root: read-write unless the mount is
-// read-only (its statfs flags say so, or file creation fails with EROFS), in
-// which case it runs the read-only check. It blocks for as long as the
-// filesystem does; ctx is only consulted between operations.
-func Check(ctx context.Context, root string, opts Options) Result {
-	opts.defaults()
-	res := Result{Mode: ModeReadWrite}
-	t := timer{opts: &opts, res: &res}
-
-	dirfd, err := t.openRoot(root)
-	if err != nil {
-		return res
-	}
-	defer unix.Close(dirfd)
-
-	var st unix.Statfs_t
-	if err := t.run(OpStatfs, func() error { return fstatfs(dirfd, &st) }); err != nil {
-		return res
-	}
-	keep := len(res.Ops) // open and statfs stay when falling back to read-only
-	if st.Flags&stRDONLY != 0 {
-		res.Mode = ModeReadOnly
-		readOnly(ctx, dirfd, t)
-		return res
-	}
-	ro := readWrite(ctx, dirfd, t)
-	if !ro && errors.Is(res.Err, ErrProbeFileLost) && ctx.Err() == nil {
-		// Something else removed the probe file mid-check. That is not an
-		// outage of the mount: try once more at once with a fresh name,
-		// and report it only if it happens again.
-		res.Ops, res.Err, res.FailedOp, res.Retried = res.Ops[:keep], nil, "", true
-		ro = readWrite(ctx, dirfd, t)
-	}
-	if ro {
-		// Creation failed with EROFS: the mount is read-only. Check it as such.
-		res.Mode = ModeReadOnly
-		res.Ops, res.Err, res.FailedOp = res.Ops[:keep], nil, ""
-		readOnly(ctx, dirfd, t)
-	}
-	return res
-}
-
-// openRoot opens the mount root as a timed operation: on a hung mount the
-// open itself can block (the client revalidates the root), and the deadline
-// must then name it.
-func (t timer) openRoot(root string) (int, error) {
-	var fd int
-	err := t.run(OpOpen, func() error {
-		var err error
-		fd, err = openRoot(root)
-		return err
-	})
-	return fd, err
-}
-
-// CheckReadOnly runs only the read-only check (statfs, stat, bounded readdir).
-func CheckReadOnly(ctx context.Context, root string, opts Options) Result {
-	opts.defaults()
-	res := Result{Mode: ModeReadOnly}
-	t := timer{opts: &opts, res: &res}
-	dirfd, err := t.openRoot(root)
-	if err != nil {
-		return res
-	}
-	defer unix.Close(dirfd)
-	var st unix.Statfs_t
-	if err := t.run(OpStatfs, func() error { return fstatfs(dirfd, &st) }); err != nil {
-		return res
-	}
-	readOnly(ctx, dirfd, t)
-	return res
-}
-
-// record notes an operation that failed before it could be timed.
-func (t timer) record(op Op, err error) {
-	_ = t.run(op, func() error { return err })
 }

@@ -6,37 +6,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"text/tabwriter"
-	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/discovery"
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
-// checkOutcome is what a one-shot check of one path produced.
-type checkOutcome struct {
-	res      probes.Result
-	timedOut bool
-	stuckOp  probes.Op
-}
-
-// opTracker remembers the operation in progress, to name it on a timeout.
-type opTracker struct{ cur chan probes.Op }
-
-func (t opTracker) OpStart(op probes.Op) {
-	select {
-	case <-t.cur:
-	default:
-	}
-	t.cur <- op
-}
-func (opTracker) OpEnd(probes.Op, time.Duration, error) {}
-
 // runCheck implements `efs-health-agent check PATH...`: one check per path,
-// run concurrently, each under the configured timeout. A check stuck in
-// the kernel is reported at its deadline and left behind; the process
-// exits anyway.
+// run concurrently through agent.CheckOnce, the agent's own pipeline
+// (mount-table and tunnel preflight, probe file of this instance) under
+// the configured timeout. A check stuck in the kernel is reported at its
+// deadline and left behind; the process exits anyway.
 func runCheck(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	cfg, paths, err := parseConfig("efs-health-agent check", args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
@@ -57,59 +40,75 @@ func runCheck(args []string, getenv func(string) string, stdout, stderr io.Write
 			return 2
 		}
 	}
-	outs := make([]chan checkOutcome, len(paths))
+	ac := cfg.agentConfig()
+	ac.Logger = slog.New(slog.DiscardHandler)
+	specs := make([]agent.Mount, len(paths))
 	for i, p := range paths {
-		outs[i] = make(chan checkOutcome, 1)
-		go func(p string, out chan<- checkOutcome) {
-			tr := opTracker{cur: make(chan probes.Op, 1)}
-			done := make(chan probes.Result, 1)
-			ctx, cancel := context.WithCancel(context.Background())
-			go func() {
-				done <- probes.Check(ctx, p, probes.Options{Hostname: cfg.NodeName, Observer: tr})
-			}()
-			select {
-			case r := <-done:
-				cancel()
-				out <- checkOutcome{res: r}
-			case <-time.After(cfg.Timeout):
-				cancel()
-				op := probes.OpOpen
-				select {
-				case op = <-tr.cur:
-				default:
+		specs[i] = agent.Mount{Path: p}
+	}
+	// The mount table, when it can be read, tells a mount from the
+	// directory an unmount leaves behind and gives the TLS tunnel, as in
+	// the agent.
+	if w, err := discovery.New(discovery.Config{MountInfo: cfg.MountInfo, Paths: paths, Interval: cfg.DiscoveryInterval,
+		StateDir: cfg.EFSStateDir, Logger: ac.Logger}); err == nil {
+		if table, err := w.Refresh(); err == nil {
+			ac.MountTable = w
+			for i, p := range paths {
+				if e, ok := table[p]; ok {
+					specs[i] = e.Mount()
 				}
-				out <- checkOutcome{timedOut: true, stuckOp: op}
 			}
-		}(p, outs[i])
+		}
+	}
+	outs := make([]chan agent.Once, len(paths))
+	errs := make([]error, len(paths))
+	for i := range specs {
+		outs[i] = make(chan agent.Once, 1)
+		go func(i int) {
+			o, err := agent.CheckOnce(context.Background(), ac, specs[i])
+			errs[i] = err
+			outs[i] <- o
+		}(i)
+	}
+	onces := make([]agent.Once, len(paths))
+	for i := range outs {
+		onces[i] = <-outs[i]
+		if errs[i] != nil {
+			fmt.Fprintf(stderr, "efs-health-agent check: %v\n", errs[i])
+			return 2
+		}
 	}
 	// Paths and error messages are printed through pathesc.Display: a path
 	// may hold terminal escape sequences, bidi overrides or invalid UTF-8.
 	healthy := true
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	for i, p := range paths {
-		o := <-outs[i]
+		o := onces[i]
 		fmt.Fprintf(tw, "%s\n", pathesc.Display(p))
-		if o.timedOut {
+		if o.Outcome.TimedOut {
 			healthy = false
-			fmt.Fprintf(tw, "  %s\tstuck\n", o.stuckOp)
-			fmt.Fprintf(tw, "  verdict\tUNHEALTHY\ttimeout after %v in %s (reason: %s)\n", cfg.Timeout, o.stuckOp, probes.ReasonTimeout)
+			op := o.Outcome.FailedOp
+			fmt.Fprintf(tw, "  %s\tstuck\n", op)
+			fmt.Fprintf(tw, "  verdict\tUNHEALTHY\ttimeout after %v in %s (reason: %s)\n", cfg.Timeout, op, probes.ReasonTimeout)
 			fmt.Fprintf(tw, "  action\t%s\n", probes.Advice(probes.ReasonTimeout))
+			fmt.Fprintf(tw, "  cleanup\t%s\n", lateCleanup(o.Late))
 			continue
 		}
-		for _, op := range o.res.Ops {
+		res := o.Result
+		for _, op := range res.Ops {
 			status := "ok"
 			if op.Err != nil {
 				status = pathesc.Display(op.Err.Error())
 			}
 			fmt.Fprintf(tw, "  %s\t%.3f ms\t%s\n", op.Op, float64(op.Duration.Microseconds())/1000, status)
 		}
-		if o.res.Err != nil {
+		if res.Err != nil {
 			healthy = false
-			reason := probes.Classify(o.res.Err)
-			fmt.Fprintf(tw, "  verdict\tUNHEALTHY\t%s (reason: %s)\n", pathesc.Display(o.res.Err.Error()), reason)
+			reason := o.Outcome.Reason
+			fmt.Fprintf(tw, "  verdict\tUNHEALTHY\t%s (reason: %s)\n", pathesc.Display(res.Err.Error()), reason)
 			fmt.Fprintf(tw, "  action\t%s\n", probes.Advice(reason))
 		} else {
-			fmt.Fprintf(tw, "  verdict\tHEALTHY\t%s, %.3f ms\n", o.res.Mode, float64(o.res.Duration().Microseconds())/1000)
+			fmt.Fprintf(tw, "  verdict\tHEALTHY\t%s, %.3f ms\n", res.Mode, float64(res.Duration().Microseconds())/1000)
 		}
 	}
 	tw.Flush()
@@ -117,4 +116,19 @@ func runCheck(args []string, getenv func(string) string, stdout, stderr io.Write
 		return 1
 	}
 	return 0
+}
+
+// lateCleanup says what became of the probe file of a check that hit its
+// deadline: the check removes it by name if its stuck call returns before
+// the process exits.
+func lateCleanup(late <-chan probes.Result) string {
+	select {
+	case res := <-late:
+		if len(res.Leftovers) > 0 {
+			return fmt.Sprintf("the stuck call returned; probe file %s could not be removed", pathesc.Display(res.Leftovers[0]))
+		}
+		return "the stuck call returned before exit; the check removed its probe file"
+	default:
+		return "the stuck call has not returned; if it does before this command exits, the check removes its probe file, otherwise an agent on this node removes it later as a leftover"
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/csihealth"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 )
 
 // TestNodeServerOverGRPC drives the example plugin as kubelet would, over
@@ -75,14 +76,14 @@ func TestNodeServerOverGRPC(t *testing.T) {
 		}
 		return r.VolumeCondition
 	}
-	waitFor(t, func() bool { return strings.HasPrefix(cond().Message, "healthy") })
+	testutil.WaitFor(t, "a healthy volume condition", func() bool { return strings.HasPrefix(cond().Message, "healthy") })
 	if c := cond(); c.Abnormal {
 		t.Fatalf("healthy volume abnormal: %v", c)
 	}
 	if err := os.RemoveAll(target); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return cond().Abnormal })
+	testutil.WaitFor(t, "an abnormal volume condition", func() bool { return cond().Abnormal })
 	if c := cond(); !strings.Contains(c.Message, "not_mounted") {
 		t.Fatalf("abnormal condition message %q", c.Message)
 	}
@@ -99,16 +100,5 @@ func TestNodeServerOverGRPC(t *testing.T) {
 	}
 	if _, err := node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: volumeID, TargetPath: "relative"}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("relative target: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures the agent against the targets in BENCHMARKS.md
 // and rewrites that file. Run it with `make bench` (root, for tmpfs and the
 // FUSE fault filesystem). Every figure is a ratio or a per-unit cost

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 )
 
 // Op names an operation that can be faulted.
@@ -237,7 +238,7 @@ func (f *FS) Unmount() error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if err != nil {
-		if lerr := syscall.Unmount(f.mountpoint, syscall.MNT_DETACH); lerr != nil {
+		if lerr := lazyUnmount(f.mountpoint); lerr != nil {
 			return errors.Join(fmt.Errorf("faultfs: unmount %s: %w", f.mountpoint, err), lerr)
 		}
 		return nil
@@ -365,13 +366,6 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 	return n.LoopbackNode.Getattr(ctx, unwrap(fh), out)
 }
 
-func (n *node) Statx(ctx context.Context, fh fs.FileHandle, flags, mask uint32, out *fuse.StatxOut) syscall.Errno {
-	if e := n.f.inject(ctx, OpGetattr); e != 0 {
-		return e
-	}
-	return n.LoopbackNode.Statx(ctx, unwrap(fh), flags, mask, out)
-}
-
 func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if e := n.f.inject(ctx, OpSetattr); e != 0 {
 		return e
@@ -488,12 +482,4 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 
 // Available reports why the fault filesystem cannot be mounted here, or
 // nil when it can (root and /dev/fuse).
-func Available() error {
-	if os.Geteuid() != 0 {
-		return errors.New("needs root to mount FUSE filesystems")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		return fmt.Errorf("needs /dev/fuse: %w", err)
-	}
-	return nil
-}
+func Available() error { return testutil.FUSEAvailable() }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package faultfs_test
 
 import (
@@ -14,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 )
 
 func TestPassthrough(t *testing.T) {
@@ -177,9 +180,7 @@ func TestHangHonoursKill(t *testing.T) {
 }
 
 func TestUnmountWhileHung(t *testing.T) {
-	if err := faultfs.Available(); err != nil {
-		t.Skip(err)
-	}
+	testutil.RequireFUSE(t)
 	f, err := faultfs.Mount(t.TempDir(), t.TempDir(), faultfs.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,9 @@
 package faultfs
 
 import (
-	"os"
 	"testing"
+
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 )
 
 // MountT mounts a fault filesystem over a fresh backing directory at a fresh
@@ -11,12 +12,7 @@ import (
 // environment variable is set: CI must run these tests.
 func MountT(t testing.TB) *FS {
 	t.Helper()
-	if err := Available(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("fault filesystem unavailable in CI: %v", err)
-		}
-		t.Skipf("fault filesystem unavailable: %v", err)
-	}
+	testutil.RequireFUSE(t)
 	f, err := Mount(t.TempDir(), t.TempDir(), Options{})
 	if err != nil {
 		t.Fatal(err)

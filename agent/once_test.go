@@ -1,0 +1,92 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/internal/fakeclock"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+func onceConfig(clk agent.Clock, tab agent.MountTable) agent.Config {
+	cfg := agent.DefaultConfig()
+	cfg.Hostname = "node-a"
+	cfg.Clock = clk
+	cfg.Logger = quietLogger()
+	cfg.Timeout = 2 * time.Second
+	cfg.MountTable = tab
+	return cfg
+}
+
+// TestCheckOnce: one check through the agent's pipeline, with the mount
+// table taken into account as in Register.
+func TestCheckOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tab := &table{m: map[string][2]string{dir: {"nfs4", "fs-1.efs:/"}}}
+	o, err := agent.CheckOnce(context.Background(), onceConfig(agent.RealClock{}, tab), agent.Mount{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Outcome.State != agent.StateHealthy || o.Result.Mode != probes.ModeReadWrite || o.Late != nil {
+		t.Fatalf("healthy dir: %+v", o)
+	}
+	tab.set(dir, "ext4", "/dev/vda1")
+	o, err = agent.CheckOnce(context.Background(), onceConfig(agent.RealClock{}, tab), agent.Mount{Path: dir, FSType: "nfs4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Outcome.State != agent.StateUnhealthy || o.Outcome.Reason != probes.ReasonNotMounted || o.Outcome.FailedOp != probes.OpMountTable {
+		t.Fatalf("replaced mount: %+v", o.Outcome)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("files: %v", ents)
+	}
+	if _, err := agent.CheckOnce(context.Background(), onceConfig(agent.RealClock{}, nil), agent.Mount{Path: "rel"}); err == nil {
+		t.Fatal("relative path accepted")
+	}
+}
+
+// TestCheckOnceStuck: a check stuck in the kernel (here in the mount
+// table lookup) is reported at its deadline, naming the operation, and
+// its goroutine finishes on its own once the call returns.
+func TestCheckOnceStuck(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tab := &blockingTable{nfs: map[string]bool{dir: true}}
+	tab.close()
+	clk := fakeclock.New(epoch)
+	type ret struct {
+		o   agent.Once
+		err error
+	}
+	done := make(chan ret, 1)
+	go func() {
+		o, err := agent.CheckOnce(context.Background(), onceConfig(clk, tab), agent.Mount{Path: dir, FSType: "nfs4"})
+		done <- ret{o, err}
+	}()
+	testutil.WaitFor(t, "the check to block in the mount table", func() bool { return tab.blocked.Load() == 1 && clk.Pending() == 1 })
+	clk.Advance(2 * time.Second)
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	o := r.o
+	if !o.Outcome.TimedOut || o.Outcome.State != agent.StateHung || o.Outcome.FailedOp != probes.OpMountTable ||
+		!errors.Is(o.Outcome.Err, agent.ErrTimeout) || o.Late == nil {
+		t.Fatalf("stuck check: %+v", o)
+	}
+	tab.open()
+	res := <-o.Late
+	if len(res.Leftovers) != 0 {
+		t.Fatalf("leftovers: %v", res.Leftovers)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("files: %v", ents)
+	}
+}

@@ -1,0 +1,210 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+)
+
+// Stage groups the steps of a check.
+type Stage int
+
+// Stages of a check, in the order they run.
+const (
+	// StagePreflight steps do no I/O on the mount. A preflight step is
+	// in Result.Ops only when it fails: the response time of a check is
+	// its I/O on the mount.
+	StagePreflight Stage = iota
+	// StageRoot steps open the mount root and read its flags.
+	StageRoot
+	// StageReadWrite steps write, read back and delete the probe file.
+	StageReadWrite
+	// StageReadOnly steps run instead of StageReadWrite on a read-only
+	// mount.
+	StageReadOnly
+)
+
+// Step is one named, timed operation of a check.
+type Step struct {
+	// Op names the step in Result.Ops, to the Observer, in metrics and
+	// in /debug/checks.
+	Op Op
+	// Stage is the group the step runs in.
+	Stage Stage
+	// Cleanup steps run even after an earlier step of their stage failed
+	// or the check was cancelled (when their condition holds); other
+	// steps run only while the check has not failed and ctx is not done.
+	Cleanup bool
+
+	when func(*run) bool  // nil: always
+	do   func(*run) error // the operation; its error is wrapped in OpError
+}
+
+// steps is the check, in order. Adding a step is one row here and its
+// method on run (in io_linux.go for I/O on the mount, with a stub in
+// io_other.go).
+var steps = [...]Step{
+	{Op: OpMountTable, Stage: StagePreflight, when: (*run).hasMountTable, do: (*run).mountTable},
+	{Op: OpTunnel, Stage: StagePreflight, when: (*run).hasTunnel, do: (*run).tunnel},
+	{Op: OpOpen, Stage: StageRoot, do: (*run).open},
+	{Op: OpStatfs, Stage: StageRoot, do: (*run).statfs},
+	{Op: OpWrite, Stage: StageReadWrite, do: (*run).write},
+	{Op: OpRead, Stage: StageReadWrite, do: (*run).read},
+	{Op: OpDelete, Stage: StageReadWrite, Cleanup: true, when: (*run).hasProbeFile, do: (*run).delete},
+	{Op: OpStat, Stage: StageReadOnly, do: (*run).stat},
+	{Op: OpReaddir, Stage: StageReadOnly, do: (*run).readdir},
+}
+
+// Steps returns the steps of a check in the order they run. The slice is
+// the caller's.
+func Steps() []Step { return slices.Clone(steps[:]) }
+
+// Ops returns the operations of every step, in the order they run: every
+// Op a check reports.
+func Ops() []Op {
+	ops := make([]Op, len(steps))
+	for i := range steps {
+		ops[i] = steps[i].Op
+	}
+	return ops
+}
+
+// run is one check in progress.
+type run struct {
+	ctx  context.Context
+	root string
+	opts Options
+	res  Result
+	// readOnlyFS is set by statfs when the mount is read-only.
+	readOnlyFS bool
+	// refused is set by write when the filesystem refused to create the
+	// probe file with EROFS.
+	refused bool
+	// created is set while a probe file of this check may exist.
+	created bool
+	sys     sysState // the open root and buffers; see io_linux.go
+}
+
+func (r *run) hasProbeFile() bool { return r.created }
+
+// stage runs the steps of s in order. It reports whether the check has
+// not failed.
+func (r *run) stage(s Stage) bool {
+	for i := range steps {
+		st := &steps[i]
+		if st.Stage != s {
+			continue
+		}
+		if !st.Cleanup && (r.res.Err != nil || r.ctx.Err() != nil) {
+			continue
+		}
+		if st.when != nil && !st.when(r) {
+			continue
+		}
+		r.timed(st.Op, st.do)
+	}
+	return r.res.Err == nil
+}
+
+// timed runs one operation, timing it and telling the observer.
+func (r *run) timed(op Op, do func(*run) error) {
+	o := &r.opts
+	if o.Observer != nil {
+		o.Observer.OpStart(op)
+	}
+	start := o.Now()
+	err := do(r)
+	d := o.Now().Sub(start)
+	if err != nil {
+		err = &OpError{Op: op, Err: err}
+	}
+	r.res.Ops = append(r.res.Ops, OpResult{Op: op, Duration: d, Err: err})
+	if o.Observer != nil {
+		o.Observer.OpEnd(op, d, err)
+	}
+	if err != nil && r.res.Err == nil {
+		r.res.Err = err
+		r.res.FailedOp = op
+	}
+}
+
+// reset drops the operations after the first keep and the failure.
+func (r *run) reset(keep int) {
+	r.res.Ops, r.res.Err, r.res.FailedOp = r.res.Ops[:keep], nil, ""
+}
+
+// Check runs one check of the mount at root: the preflight steps, then
+// read-write unless the mount is read-only (its statfs flags say so, or
+// file creation fails with EROFS), in which case it runs the read-only
+// steps. When the probe file vanishes mid-check (removed by something
+// else) the read-write steps run once more with a fresh name. It blocks
+// for as long as the filesystem does; ctx is only consulted between
+// operations.
+func Check(ctx context.Context, root string, opts Options) Result {
+	return check(ctx, root, opts, ModeReadWrite)
+}
+
+// CheckReadOnly runs the check's read-only variant (preflight, open,
+// statfs, stat, bounded readdir) whatever the mount's flags.
+func CheckReadOnly(ctx context.Context, root string, opts Options) Result {
+	return check(ctx, root, opts, ModeReadOnly)
+}
+
+func check(ctx context.Context, root string, opts Options, mode Mode) Result {
+	r, _ := runPool.Get().(*run)
+	if r == nil {
+		r = new(run)
+	}
+	*r = run{ctx: ctx, root: root, opts: opts, res: Result{Mode: mode}}
+	r.opts.defaults()
+	res := r.runStages(mode)
+	// Back to the pool only once the check returned: a check stuck in the
+	// kernel keeps its run.
+	*r = run{}
+	runPool.Put(r)
+	return res
+}
+
+// runPool recycles the state of checks that returned: it would otherwise
+// be one allocation per check.
+var runPool sync.Pool
+
+// runStages runs the stages of a check in order, with the runner's two
+// rules: the read-only fallback and one retry of a lost probe file.
+func (r *run) runStages(mode Mode) Result {
+	ctx := r.ctx
+	if !r.stage(StagePreflight) {
+		return r.res
+	}
+	r.res.Ops = r.res.Ops[:0]
+	defer r.sys.close()
+	if !r.stage(StageRoot) {
+		return r.res
+	}
+	keep := len(r.res.Ops) // open and statfs stay when falling back to read-only
+	if mode == ModeReadOnly || r.readOnlyFS {
+		r.res.Mode = ModeReadOnly
+		r.stage(StageReadOnly)
+		return r.res
+	}
+	r.stage(StageReadWrite)
+	if !r.refused && errors.Is(r.res.Err, ErrProbeFileLost) && ctx.Err() == nil {
+		// Something else removed the probe file mid-check. That is not an
+		// outage of the mount: try once more at once with a fresh name,
+		// and report it only if it happens again.
+		r.reset(keep)
+		r.res.Retried = true
+		r.stage(StageReadWrite)
+	}
+	// Back to the pool only here: a check stuck in the kernel keeps its
+	// buffers until the call returns.
+	r.sys.release()
+	if r.refused {
+		// Creation failed with EROFS: the mount is read-only. Check it as such.
+		r.res.Mode = ModeReadOnly
+		r.reset(keep)
+		r.stage(StageReadOnly)
+	}
+	return r.res
+}

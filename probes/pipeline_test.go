@@ -1,0 +1,106 @@
+package probes_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+// TestOps: the pipeline names every operation once, in the order a check
+// runs them.
+func TestOps(t *testing.T) {
+	t.Parallel()
+	want := []probes.Op{probes.OpMountTable, probes.OpTunnel, probes.OpOpen, probes.OpStatfs,
+		probes.OpWrite, probes.OpRead, probes.OpDelete, probes.OpStat, probes.OpReaddir}
+	if got := probes.Ops(); !slices.Equal(got, want) {
+		t.Fatalf("Ops() = %v, want %v", got, want)
+	}
+	steps := probes.Steps()
+	for i, s := range steps {
+		if s.Op != want[i] {
+			t.Fatalf("step %d is %s, want %s", i, s.Op, want[i])
+		}
+		if i > 0 && s.Stage < steps[i-1].Stage {
+			t.Fatalf("step %s runs in stage %d, before the stage of the step ahead of it", s.Op, s.Stage)
+		}
+	}
+}
+
+type fakeTable map[string][2]string
+
+func (f fakeTable) Lookup(p string) (string, string, bool) {
+	e, ok := f[p]
+	return e[0], e[1], ok
+}
+
+type fakeTunnel struct{ err error }
+
+func (f fakeTunnel) DialTunnel(context.Context, string, time.Duration) error { return f.err }
+
+// TestPreflight: the mount table and tunnel steps run first, reach the
+// observer in order, and appear in the result only when they fail, in
+// which case nothing on the mount is touched.
+func TestPreflight(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	table := fakeTable{dir: {"nfs4", "fs-1:/"}}
+	opts := func(rec *recorder, tun error) probes.Options {
+		return probes.Options{Hostname: "h", Observer: rec, MountTable: table, FSType: "nfs4", Source: "fs-1:/",
+			TunnelAddr: "127.0.0.1:1", Tunnel: fakeTunnel{tun}}
+	}
+	rec := &recorder{}
+	res := probes.Check(context.Background(), dir, opts(rec, nil))
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	want := "start mounttable,end mounttable false,start tunnel,end tunnel false,start open,end open false," +
+		"start statfs,end statfs false,start write,end write false,start read,end read false,start delete,end delete false"
+	if got := strings.Join(rec.events, ","); got != want {
+		t.Fatalf("events\n got %s\nwant %s", got, want)
+	}
+	if res.Ops[0].Op != probes.OpOpen {
+		t.Fatalf("preflight steps in the result of a healthy check: %+v", res.Ops)
+	}
+
+	rec = &recorder{}
+	res = probes.Check(context.Background(), dir, opts(rec, probes.ErrTunnelDown))
+	if res.FailedOp != probes.OpTunnel || probes.Classify(res.Err) != probes.ReasonTunnelDown || len(res.Ops) != 2 ||
+		!strings.Contains(res.Err.Error(), "tunnel 127.0.0.1:1") {
+		t.Fatalf("tunnel down: %+v", res)
+	}
+	if got := strings.Join(rec.events, ","); got != "start mounttable,end mounttable false,start tunnel,end tunnel true" {
+		t.Fatalf("events after a failed tunnel: %s", got)
+	}
+
+	o := opts(&recorder{}, nil)
+	o.FSType = "ext4"
+	res = probes.Check(context.Background(), dir, o)
+	var oe *probes.OpError
+	if res.FailedOp != probes.OpMountTable || !errors.Is(res.Err, probes.ErrNotMounted) || !errors.As(res.Err, &oe) ||
+		len(res.Ops) != 1 || res.Mode != probes.ModeReadWrite {
+		t.Fatalf("replaced mount: %+v", res)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("files: %v", ents)
+	}
+}
+
+// TestCheckReadOnly: the read-only variant of the pipeline.
+func TestCheckReadOnly(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	res := probes.CheckReadOnly(context.Background(), t.TempDir(), probes.Options{Hostname: "h", Observer: rec})
+	if res.Err != nil || res.Mode != probes.ModeReadOnly {
+		t.Fatalf("%+v", res)
+	}
+	want := "start open,end open false,start statfs,end statfs false,start stat,end stat false,start readdir,end readdir false"
+	if got := strings.Join(rec.events, ","); got != want {
+		t.Fatalf("events\n got %s\nwant %s", got, want)
+	}
+}
