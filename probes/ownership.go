@@ -273,16 +273,11 @@ type SweepResult struct {
 // instance's files (a check may be using them), other nodes' files,
 // symlinks or anything that is not a regular file.
 func SweepLeftovers(root string, o Owner, opts SweepOptions) (SweepResult, error) {
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	var res SweepResult
-	dirfd, err := openRoot(root)
+	dirfd, res, err := openLeftovers(root, &opts)
 	if err != nil {
 		return res, err
 	}
 	defer unix.Close(dirfd)
-	res.Ref = serverTime(dirfd, opts.Ref, opts.Now)
 	fd, err := unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return res, fmt.Errorf("open %q: %w", root, err)
@@ -317,16 +312,11 @@ func SweepLeftovers(root string, o Owner, opts SweepOptions) (SweepResult, error
 // older than opts.MinAge. The same files are never touched as in
 // SweepLeftovers.
 func RemoveLeftovers(root string, o Owner, names []string, opts SweepOptions) (SweepResult, error) {
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	var res SweepResult
-	dirfd, err := openRoot(root)
+	dirfd, res, err := openLeftovers(root, &opts)
 	if err != nil {
 		return res, err
 	}
 	defer unix.Close(dirfd)
-	res.Ref = serverTime(dirfd, opts.Ref, opts.Now)
 	var errs []error
 	for _, n := range names {
 		switch o.Classify(n) {
@@ -339,6 +329,21 @@ func RemoveLeftovers(root string, o Owner, names []string, opts SweepOptions) (S
 		}
 	}
 	return res, errors.Join(errs...)
+}
+
+// openLeftovers opens the mount root for a look at leftovers and learns
+// the server's time there (SweepResult.Ref); it defaults opts.Now.
+func openLeftovers(root string, opts *SweepOptions) (int, SweepResult, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	var res SweepResult
+	dirfd, err := openRoot(root)
+	if err != nil {
+		return -1, res, err
+	}
+	res.Ref = serverTime(dirfd, opts.Ref, opts.Now)
+	return dirfd, res, nil
 }
 
 // serverTime learns a lower bound of the server's clock: the root
