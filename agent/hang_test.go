@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -30,14 +29,7 @@ func newReal(t *testing.T, interval, timeout time.Duration) *agent.Monitor {
 	cfg.Timeout = timeout
 	cfg.MinRetry = 50 * time.Millisecond
 	cfg.Jitter = 0
-	mon, err := agent.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = mon.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	mon := startMonitor(t, cfg)
 	return mon
 }
 

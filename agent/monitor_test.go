@@ -27,6 +27,21 @@ var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// startMonitor runs a monitor with cfg (on cfg's clock) until the test
+// ends.
+func startMonitor(t *testing.T, cfg agent.Config) *agent.Monitor {
+	t.Helper()
+	mon, err := agent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mon.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return mon
+}
+
 // newFake returns a running monitor on a fake clock.
 func newFake(t *testing.T, mutate func(*agent.Config)) (*agent.Monitor, *fakeclock.Clock) {
 	t.Helper()
@@ -39,14 +54,7 @@ func newFake(t *testing.T, mutate func(*agent.Config)) (*agent.Monitor, *fakeclo
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	mon, err := agent.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = mon.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	mon := startMonitor(t, cfg)
 	testutil.WaitFor(t, "monitor running", func() bool { return mon.Summary().Running })
 	return mon, clk
 }

@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -11,21 +10,6 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
-
-// startMonitor runs a monitor on the wall clock with cfg until the test
-// ends.
-func startMonitor(t *testing.T, cfg agent.Config) *agent.Monitor {
-	t.Helper()
-	mon, err := agent.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = mon.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return mon
-}
 
 // TestTwoAgentsOneNode: two agents with the same node name check one
 // volume whose every operation takes 150 ms (a rolling update with

@@ -254,15 +254,7 @@ func TestOpenMetricsScrape(t *testing.T) {
 	if !strings.HasSuffix(om, "# EOF\n") {
 		t.Fatalf("not an OpenMetrics exposition:\n%s", om)
 	}
-	var traceID, writeSpan string
-	for _, s := range spans.Ended() {
-		switch s.Name() {
-		case "efs.mount.check":
-			traceID = s.SpanContext().TraceID().String()
-		case "efs.mount.write":
-			writeSpan = s.SpanContext().SpanID().String()
-		}
-	}
+	traceID, writeSpan := checkAndWriteIDs(spans)
 	re := regexp.MustCompile(`efs_mount_operation_duration_seconds_bucket\{operation="write",le="1(\.0)?"\} 1 # \{([^}]*)\} 0\.7`)
 	m := re.FindStringSubmatch(om)
 	if m == nil || !strings.Contains(m[2], `trace_id="`+traceID+`"`) || !strings.Contains(m[2], `span_id="`+writeSpan+`"`) {
@@ -473,3 +465,17 @@ func TestResourceFromGetenv(t *testing.T) {
 }
 
 var _ sdktrace.SpanProcessor = (*tracetest.SpanRecorder)(nil)
+
+// checkAndWriteIDs returns the trace id of the recorded efs.mount.check
+// span and the span id of its efs.mount.write child ("" when absent).
+func checkAndWriteIDs(spans *tracetest.SpanRecorder) (traceID, writeSpan string) {
+	for _, s := range spans.Ended() {
+		switch s.Name() {
+		case "efs.mount.check":
+			traceID = s.SpanContext().TraceID().String()
+		case "efs.mount.write":
+			writeSpan = s.SpanContext().SpanID().String()
+		}
+	}
+	return traceID, writeSpan
+}

@@ -159,15 +159,7 @@ func TestSlowCheckExemplar(t *testing.T) {
 	slow := exporters.DefaultTraceSlowThreshold + 200*time.Millisecond
 	runCheck(tel.Observer(), agent.Mount{Path: "/mnt/a"}, t0.Add(time.Second), map[probes.Op]time.Duration{probes.OpWrite: slow}, &agent.MountStatus{State: agent.StateHealthy})
 
-	var traceID, writeSpan string
-	for _, s := range spans.Ended() {
-		switch s.Name() {
-		case "efs.mount.check":
-			traceID = s.SpanContext().TraceID().String()
-		case "efs.mount.write":
-			writeSpan = s.SpanContext().SpanID().String()
-		}
-	}
+	traceID, writeSpan := checkAndWriteIDs(spans)
 	if traceID == "" || writeSpan == "" {
 		t.Fatalf("slow check kept no span tree: %d spans", len(spans.Ended()))
 	}
