@@ -52,9 +52,7 @@ func benchMonitor(b *testing.B, n int) (*Monitor, []*mount) {
 func (mon *Monitor) benchStart(m *mount) (*check, context.Context) {
 	mon.mu.Lock()
 	now := mon.clock.Now()
-	if m.idx >= 0 {
-		heap.Remove(&mon.due, m.idx)
-	}
+	mon.due.remove(m)
 	c := &check{m: m, spec: m.spec, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now, rec: nopRecorder{},
 		deadline: now.Add(mon.cfg.Timeout)}
 	heap.Push(&mon.deadlines, c)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -58,15 +59,21 @@ type Monitor struct {
 	owner   probes.Owner
 	sweeper *sweeper
 
-	mu           sync.Mutex
-	mounts       map[string]*mount
-	due          dueHeap
-	deadlines    deadlineHeap // checks in flight, by deadline
-	inFlight     int
-	pending      int
-	unhealthy    int
-	hung         int
-	stale        int
+	mu        sync.Mutex
+	mounts    map[string]*mount
+	due       dueQueue
+	deadlines deadlineHeap // checks in flight, by deadline
+	inFlight  int
+	pending   int
+	unhealthy int
+	hung      int
+	stale     int
+	// lastChecks holds, by mount slot, the time of each registered mount's
+	// last completed check, as an offset from due.epoch, or noCheck while
+	// it is pending; freeSlots are unused slots. The stale count reads
+	// this one dense array instead of every mount's status.
+	lastChecks   []time.Duration
+	freeSlots    []int
 	unhealthySet map[string]struct{}
 	running      bool
 	heartbeat    time.Time
@@ -93,8 +100,13 @@ type mount struct {
 	reg    registration
 
 	// Guarded by Monitor.mu.
-	due       time.Time
-	idx       int
+	due time.Time // when queued, the due time
+	// gen tells the mount's valid entry in the due queue from those it
+	// left behind; queued is set while it has one.
+	gen    uint32
+	queued bool
+	// slot is the mount's index in Monitor.lastChecks.
+	slot      int
 	cur       *check
 	removed   bool
 	lastStart time.Time
@@ -166,6 +178,7 @@ func New(cfg Config) (*Monitor, error) {
 		work:         make(chan func()),
 		rnd:          rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
+	m.due.epoch = m.clock.Now()
 	m.sweeper = newSweeper(m)
 	m.mu.Lock()
 	m.publishSummaryLocked()
@@ -221,12 +234,12 @@ func (mon *Monitor) Register(spec Mount) error {
 		return fmt.Errorf("register %q: %w (at most %d)", spec.Path, ErrTooManyMounts, mon.cfg.MaxMounts)
 	}
 	now := mon.clock.Now()
-	m := &mount{spec: spec, idx: -1, due: now}
+	m := &mount{spec: spec, slot: mon.allocSlotLocked()}
 	st := &MountStatus{Mount: spec, State: StatePending, Registered: now}
 	m.status.Store(st)
 	mon.mounts[spec.Path] = m
 	mon.pending++
-	heap.Push(&mon.due, m)
+	mon.due.push(m, now)
 	mon.listDirty = true
 	mon.publishSummaryLocked()
 	mon.log.Info("mount registered", "mount", spec.Path, "fstype", spec.FSType)
@@ -251,9 +264,8 @@ func (mon *Monitor) Unregister(path string) bool {
 	if m.cur != nil {
 		mon.orphans[path] = m
 	}
-	if m.idx >= 0 {
-		heap.Remove(&mon.due, m.idx)
-	}
+	mon.due.remove(m)
+	mon.freeSlotLocked(m.slot)
 	mon.countLocked(m.status.Load().State, -1, path)
 	mon.listDirty = true
 	mon.publishSummaryLocked()
@@ -413,16 +425,19 @@ func (mon *Monitor) dispatch(t *turn) {
 		t.expired = append(t.expired, heap.Pop(&mon.deadlines).(*check))
 	}
 	horizon := now
-	if mon.due.Len() > 0 && !mon.due[0].due.After(now) {
+	if _, ok := mon.due.dueBy(now); ok {
 		horizon = now.Add(mon.window)
 	}
-	for mon.due.Len() > 0 && !mon.due[0].due.After(horizon) {
-		m := mon.due[0]
+	for {
+		m, ok := mon.due.dueBy(horizon)
+		if !ok {
+			break
+		}
 		if o := mon.orphans[m.spec.Path]; m.cur != nil || (o != nil && o != m) {
 			// The previous check is stuck past its deadline: never start a
 			// second one. Count the missed check and look again later
 			// (after MinRetry at least, so beyond the horizon).
-			heap.Pop(&mon.due)
+			mon.due.pop()
 			mon.skipLocked(m, now)
 			t.skipped = append(t.skipped, m.spec)
 			continue
@@ -430,7 +445,7 @@ func (mon *Monitor) dispatch(t *turn) {
 		if mon.inFlight >= mon.cfg.MaxConcurrent {
 			break
 		}
-		heap.Pop(&mon.due)
+		mon.due.pop()
 		c := &check{m: m, spec: m.spec, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now,
 			deadline: now.Add(mon.cfg.Timeout)}
 		heap.Push(&mon.deadlines, c)
@@ -441,8 +456,8 @@ func (mon *Monitor) dispatch(t *turn) {
 	}
 	mon.publishSummaryLocked()
 	mon.wakeAt = now.Add(heartbeatEvery)
-	if mon.due.Len() > 0 && mon.inFlight < mon.cfg.MaxConcurrent && mon.due[0].due.Before(mon.wakeAt) {
-		mon.wakeAt = mon.due[0].due
+	if next, ok := mon.due.next(); ok && mon.inFlight < mon.cfg.MaxConcurrent && next.Before(mon.wakeAt) {
+		mon.wakeAt = next
 	}
 	if mon.deadlines.Len() > 0 && mon.deadlines[0].deadline.Before(mon.wakeAt) {
 		mon.wakeAt = mon.deadlines[0].deadline
@@ -451,18 +466,37 @@ func (mon *Monitor) dispatch(t *turn) {
 }
 
 // scanStaleLocked counts mounts whose last check is older than
-// interval + timeout.
+// interval + timeout: one pass over a dense array of 8 bytes a mount.
 func (mon *Monitor) scanStaleLocked(now time.Time) {
 	mon.lastScan = now
-	limit := mon.cfg.Interval + mon.cfg.Timeout
+	limit := now.Sub(mon.due.epoch) - mon.cfg.Interval - mon.cfg.Timeout
 	n := 0
-	for _, m := range mon.mounts {
-		st := m.status.Load()
-		if st.State != StatePending && now.Sub(st.LastCheck) > limit {
+	for _, at := range mon.lastChecks {
+		if at != noCheck && at < limit {
 			n++
 		}
 	}
 	mon.stale = n
+}
+
+// noCheck marks a free slot or a pending mount in Monitor.lastChecks.
+const noCheck = time.Duration(math.MinInt64)
+
+// allocSlotLocked returns a free slot of Monitor.lastChecks.
+func (mon *Monitor) allocSlotLocked() int {
+	if n := len(mon.freeSlots); n > 0 {
+		s := mon.freeSlots[n-1]
+		mon.freeSlots = mon.freeSlots[:n-1]
+		return s
+	}
+	mon.lastChecks = append(mon.lastChecks, noCheck)
+	return len(mon.lastChecks) - 1
+}
+
+// freeSlotLocked gives a slot back.
+func (mon *Monitor) freeSlotLocked(s int) {
+	mon.lastChecks[s] = noCheck
+	mon.freeSlots = append(mon.freeSlots, s)
 }
 
 // launch hands a check to a worker goroutine; its deadline is already in
@@ -600,12 +634,7 @@ func (mon *Monitor) skipLocked(m *mount, now time.Time) {
 
 // requeueLocked queues m for a check at due.
 func (mon *Monitor) requeueLocked(m *mount, due time.Time) {
-	m.due = due
-	if m.idx >= 0 {
-		heap.Fix(&mon.due, m.idx)
-		return
-	}
-	heap.Push(&mon.due, m)
+	mon.due.push(m, due)
 }
 
 // complete runs when a check's goroutine returns from the filesystem.
@@ -629,9 +658,8 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 		// A stuck check of an unregistered mount returned: a mount
 		// registered again at the same path may now be checked.
 		delete(mon.orphans, m.spec.Path)
-		if again := mon.mounts[m.spec.Path]; again != nil && again.idx >= 0 {
-			again.due = now
-			heap.Fix(&mon.due, again.idx)
+		if again := mon.mounts[m.spec.Path]; again != nil && again.queued {
+			mon.due.push(again, now)
 		}
 	}
 	old := m.status.Load()
@@ -672,7 +700,8 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 	// a re-registration released above, and mounts held back for lack of
 	// capacity (they are overdue). A healthy check's next run is an
 	// interval away, so usually the loop sleeps on.
-	wake := mon.due.Len() > 0 && mon.due[0].due.Before(mon.wakeAt)
+	next, ok := mon.due.next()
+	wake := ok && next.Before(mon.wakeAt)
 	mon.publishSummaryLocked()
 	mon.mu.Unlock()
 	if !expired {
@@ -692,6 +721,11 @@ func (mon *Monitor) setStatusLocked(m *mount, old, st *MountStatus) {
 		mon.countLocked(st.State, +1, path)
 	}
 	m.status.Store(st)
+	if st.State == StatePending {
+		mon.lastChecks[m.slot] = noCheck
+	} else {
+		mon.lastChecks[m.slot] = st.LastCheck.Sub(mon.due.epoch)
+	}
 	mon.logTransition(old, st)
 }
 

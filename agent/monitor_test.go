@@ -489,13 +489,30 @@ func TestStuckCheckOnFakeClock(t *testing.T) {
 	if st.State != agent.StateHung || st.Reason != probes.ReasonHung || st.Checks != 2 || tab.blocked.Load() != 1 || clk.Pending() != 1 {
 		t.Fatalf("while stuck: %+v, %d blocked calls, %d timers", st, tab.blocked.Load(), clk.Pending())
 	}
+	// The last check ended at the deadline, 7s ago: not stale yet
+	// (interval + timeout = 12s). The next skip, 8s later, finds it 15s
+	// old: stale, and the agent is not ready.
+	if s := mon.Summary(); s.Stale != 0 {
+		t.Fatalf("stale after 7s: %+v", s)
+	}
+	clk.Advance(8 * time.Second)
+	testutil.WaitFor(t, "stale", func() bool { return mon.Summary().Stale == 1 })
+	if s := mon.Summary(); s.Ready() || status(t, mon, dir).ConsecutiveErrors != 5 {
+		t.Fatalf("stale: summary %+v, status %+v", s, status(t, mon, dir))
+	}
 
 	// The call returns: the mount is re-checked at once, on the same
 	// fake instant, and recovers.
 	tab.open()
 	testutil.WaitFor(t, "recovered", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
-	if st := status(t, mon, dir); st.Checks != 3 || st.ConsecutiveErrors != 0 || st.ErrorCount != 4 {
+	if st := status(t, mon, dir); st.Checks != 3 || st.ConsecutiveErrors != 0 || st.ErrorCount != 5 {
 		t.Fatalf("after the stuck call returned: %+v", st)
+	}
+	// The stale count is taken at most a second apart.
+	clk.Advance(time.Second)
+	testutil.WaitFor(t, "fresh again", func() bool { return mon.Summary().Stale == 0 })
+	if !mon.Summary().Ready() {
+		t.Fatalf("not ready after recovery: %+v", mon.Summary())
 	}
 }
 
