@@ -39,11 +39,17 @@ table at the end of the run is computed by the bench from the figures.
    **2b.** The agent binary, built as ` + "`make build`" + ` does (static,
    CGO_ENABLED=0), started with no mounts and no OTEL_* variables; VmRSS 3 s
    after one request of every endpoint, split into anonymous memory (heap,
-   stacks) and the binary's pages the kernel has mapped (RssFile).
+   stacks) and the binary's pages the kernel has mapped (RssFile). Beside
+   it, built and measured the same way, the dependency floor
+   (internal/bench/floor): the agreed core dependencies wired as the agent
+   wires them (chi, the OpenTelemetry SDK and its Prometheus exporter
+   serving /metrics, the OTLP HTTP and gRPC exporters linked) with no
+   agent code.
 3. **CPU at scale.** 10,000 tmpfs mounts at the default 30 s interval. After one
    interval to let the random first phase settle, the process's CPU time over
-   the run divided by wall time (the once-a-second sampler that counts checks
-   per second is measured separately and subtracted). Spread: checks started
+   the run divided by wall time. A sampler counts each mount's new checks
+   once a second (a pass over the status list, by index); the same pass is
+   timed on its own after the run and its share subtracted. Spread: checks started
    per one-second bucket, max / mean.
 4. **Endpoint cost.** /metrics over real HTTP: the agent's HTTP server on
    loopback, one kept-alive client connection asking for gzip as Prometheus
