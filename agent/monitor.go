@@ -519,23 +519,32 @@ func (mon *Monitor) launch(c *check) {
 }
 
 // workerIdle is how long an idle worker waits for another check before it
-// exits.
+// exits: between one and two workerIdle periods.
 const workerIdle = 10 * time.Second
 
-// worker runs checks handed to it until it has been idle for workerIdle.
-// Reusing goroutines saves their creation and stack growth on every check;
-// a worker stuck in the kernel simply never comes back for more, and a new
-// one is started when no idle worker takes a check.
+// worker runs checks handed to it until it has had none for a whole
+// workerIdle period. Reusing goroutines saves their creation and stack
+// growth on every check; a worker stuck in the kernel simply never comes
+// back for more, and a new one is started when no idle worker takes a
+// check. Idleness is judged by a ticker, not by a timer reset after every
+// check: re-arming a timer can wake the runtime's network poller, a
+// system call per check.
 func (mon *Monitor) worker(job func()) {
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
+	tick := time.NewTicker(workerIdle)
+	defer tick.Stop()
+	busy := false
 	for {
-		job()
-		idle.Reset(workerIdle)
+		if job != nil {
+			job()
+			busy = true
+		}
 		select {
 		case job = <-mon.work:
-		case <-idle.C:
-			return
+		case <-tick.C:
+			if !busy {
+				return
+			}
+			busy, job = false, nil
 		}
 	}
 }
