@@ -88,7 +88,9 @@ type Monitor struct {
 }
 
 type mount struct {
-	spec   Mount
+	// spec is the mount's description, shared with its published
+	// statuses: never modified, Register replaces it.
+	spec   *Mount
 	status atomic.Pointer[MountStatus]
 	reg    registration
 
@@ -110,8 +112,8 @@ type mount struct {
 type check struct {
 	m *mount
 	// spec is the mount's description when the check started: Register
-	// may change m.spec meanwhile.
-	spec   Mount
+	// may replace m.spec meanwhile.
+	spec   *Mount
 	clock  Clock
 	start  time.Time
 	rec    CheckRecorder
@@ -209,10 +211,13 @@ func (mon *Monitor) Register(spec Mount) error {
 	mon.mu.Lock()
 	defer mon.mu.Unlock()
 	if m, ok := mon.mounts[spec.Path]; ok {
-		if m.spec != spec {
-			m.spec = spec
+		if *m.spec != spec {
+			// Published statuses and checks in flight keep the old
+			// description; it is never modified.
+			desc := spec
+			m.spec = &desc
 			st := *m.status.Load()
-			st.Mount = spec
+			st.Mount = &desc
 			m.status.Store(&st)
 		}
 		return nil
@@ -221,8 +226,9 @@ func (mon *Monitor) Register(spec Mount) error {
 		return fmt.Errorf("register %q: %w (at most %d)", spec.Path, ErrTooManyMounts, mon.cfg.MaxMounts)
 	}
 	now := mon.clock.Now()
-	m := &mount{spec: spec, idx: -1, due: now}
-	st := &MountStatus{Mount: spec, State: StatePending, Registered: now}
+	desc := spec
+	m := &mount{spec: &desc, idx: -1, due: now}
+	st := &MountStatus{Mount: &desc, State: StatePending, Registered: now}
 	m.status.Store(st)
 	mon.mounts[spec.Path] = m
 	mon.pending++
@@ -424,7 +430,7 @@ func (mon *Monitor) dispatch(t *turn) {
 			// (after MinRetry at least, so beyond the horizon).
 			heap.Pop(&mon.due)
 			mon.skipLocked(m, now)
-			t.skipped = append(t.skipped, m.spec)
+			t.skipped = append(t.skipped, *m.spec)
 			continue
 		}
 		if mon.inFlight >= mon.cfg.MaxConcurrent {
@@ -470,7 +476,7 @@ func (mon *Monitor) scanStaleLocked(now time.Time) {
 func (mon *Monitor) launch(c *check) {
 	spec := c.spec
 	if mon.obs != nil {
-		c.rec = mon.obs.CheckStart(spec, c.start)
+		c.rec = mon.obs.CheckStart(*spec, c.start)
 	} else {
 		c.rec = nopRecorder{}
 	}
@@ -517,7 +523,7 @@ func (mon *Monitor) runCheck(ctx context.Context, c *check) {
 // probeOptions are the options of one check of spec: the probes pipeline
 // with the mount table and tunnel preflight (which touch nothing on the
 // mount), this instance's probe file names, and the injected clock.
-func probeOptions(cfg Config, owner probes.Owner, spec Mount, obs probes.Observer) probes.Options {
+func probeOptions(cfg Config, owner probes.Owner, spec *Mount, obs probes.Observer) probes.Options {
 	o := probes.Options{
 		Owner:         owner,
 		Observer:      obs,

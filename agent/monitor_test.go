@@ -96,8 +96,8 @@ func TestHealthyMount(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	ops := map[probes.Op]bool{}
-	for _, o := range st.Ops {
-		ops[o.Op] = true
+	for op := range st.Ops.All() {
+		ops[op] = true
 	}
 	for _, op := range []probes.Op{probes.OpWrite, probes.OpRead, probes.OpDelete} {
 		if !ops[op] {
