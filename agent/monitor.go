@@ -94,19 +94,19 @@ type mount struct {
 	status atomic.Pointer[MountStatus]
 	reg    registration
 
-	// Guarded by Monitor.mu.
+	// Guarded by Monitor.mu. The flags come first, where they fill the
+	// padding after reg.
+	removed bool
+	// swept is set once the root's one listing for leftovers is queued.
+	swept bool
+
 	due       time.Time
 	idx       int
 	cur       *check
-	removed   bool
 	lastStart time.Time
-	// swept is set once the root's one listing for leftovers is queued.
-	swept bool
-	// leftovers are probe file names to look at again by name after the
-	// next successful check (at most maxLeftoverNames), leftoverRef the
-	// server time learnt about them.
-	leftovers   []string
-	leftoverRef probes.ServerTime
+	// parked holds probe file names to look at again by name after the
+	// next successful check; nil while there are none (almost always).
+	parked *parkedLeftovers
 }
 
 type check struct {
@@ -228,7 +228,7 @@ func (mon *Monitor) Register(spec Mount) error {
 	now := mon.clock.Now()
 	desc := spec
 	m := &mount{spec: &desc, idx: -1, due: now}
-	st := &MountStatus{Mount: &desc, State: StatePending, Registered: now}
+	st := &MountStatus{Mount: &desc, State: StatePending}
 	m.status.Store(st)
 	mon.mounts[spec.Path] = m
 	mon.pending++

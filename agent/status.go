@@ -69,8 +69,6 @@ type MountStatus struct {
 	FailedOp probes.Op
 	// HungSince is when the stuck check started; zero unless State is hung.
 	HungSince time.Time
-	// Registered is when the mount was registered.
-	Registered time.Time
 	// Ops are the per-operation times of the last completed check (none
 	// after a check that hit its deadline).
 	Ops OpTimings

@@ -32,7 +32,7 @@ func failResult(op probes.Op, d time.Duration, err error) probes.Result {
 
 func TestCheckedTransition(t *testing.T) {
 	t.Parallel()
-	pending := MountStatus{Mount: &Mount{Path: "/mnt/a"}, State: StatePending, Registered: t0}
+	pending := MountStatus{Mount: &Mount{Path: "/mnt/a"}, State: StatePending}
 	unhealthy := MountStatus{Mount: &Mount{Path: "/mnt/a"}, State: StateUnhealthy, ErrorCount: 5, ConsecutiveErrors: 3,
 		Checks: 7, LastError: "x", Reason: probes.ReasonIOError, FailedOp: probes.OpWrite}
 	hung := MountStatus{Mount: &Mount{Path: "/mnt/a"}, State: StateHung, ErrorCount: 2, ConsecutiveErrors: 2,
@@ -168,7 +168,7 @@ func TestTimedOutTransition(t *testing.T) {
 // recovery.
 func TestHungLifecycle(t *testing.T) {
 	t.Parallel()
-	st := MountStatus{Mount: &Mount{Path: "/mnt/a"}, State: StatePending, Registered: t0}
+	st := MountStatus{Mount: &Mount{Path: "/mnt/a"}, State: StatePending}
 	st, _, _ = checked(&st, okResult(time.Millisecond), t0, t0.Add(time.Millisecond), pol, 0)
 	start := t0.Add(30 * time.Second)
 	now := start.Add(pol.timeout)
