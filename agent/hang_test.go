@@ -210,9 +210,9 @@ func TestFaults(t *testing.T) {
 		fs.Set(faultfs.OpFsync, faultfs.Fault{Delay: 60 * time.Millisecond})
 		defer fs.Clear()
 		write := func(st *agent.MountStatus) time.Duration {
-			for _, o := range st.Ops {
-				if o.Op == probes.OpWrite {
-					return o.Duration
+			for op, d := range st.Ops.All() {
+				if op == probes.OpWrite {
+					return d
 				}
 			}
 			return 0

@@ -43,7 +43,6 @@ func (h *dueHeap) Pop() any {
 func (q *dueQueue) push(m *mount, due time.Time) {
 	m.gen++
 	m.queued = true
-	m.due = due
 	heap.Push(&q.h, dueEntry{at: due.Sub(q.epoch), gen: m.gen, m: m})
 }
 

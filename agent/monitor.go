@@ -73,7 +73,7 @@ type Monitor struct {
 	// it is pending; freeSlots are unused slots. The stale count reads
 	// this one dense array instead of every mount's status.
 	lastChecks   []time.Duration
-	freeSlots    []int
+	freeSlots    []int32
 	unhealthySet map[string]struct{}
 	running      bool
 	heartbeat    time.Time
@@ -95,35 +95,34 @@ type Monitor struct {
 }
 
 type mount struct {
-	spec   Mount
+	// spec is the mount's description, shared with its published
+	// statuses: never modified, Register replaces it.
+	spec   *Mount
 	status atomic.Pointer[MountStatus]
 	reg    registration
 
-	// Guarded by Monitor.mu.
-	due time.Time // when queued, the due time
-	// gen tells the mount's valid entry in the due queue from those it
-	// left behind; queued is set while it has one.
-	gen    uint32
-	queued bool
-	// slot is the mount's index in Monitor.lastChecks.
-	slot      int
-	cur       *check
-	removed   bool
-	lastStart time.Time
+	// Guarded by Monitor.mu. The flags come first, where they fill the
+	// padding after reg.
+	removed bool
 	// swept is set once the root's one listing for leftovers is queued.
 	swept bool
-	// leftovers are probe file names to look at again by name after the
-	// next successful check (at most maxLeftoverNames), leftoverRef the
-	// server time learnt about them.
-	leftovers   []string
-	leftoverRef probes.ServerTime
+	// queued is set while the mount has a valid entry in the due queue;
+	// gen tells that entry from those it left behind.
+	queued bool
+	gen    uint32
+	// slot is the mount's index in Monitor.lastChecks.
+	slot int32
+	cur  *check
+	// parked holds probe file names to look at again by name after the
+	// next successful check; nil while there are none (almost always).
+	parked *parkedLeftovers
 }
 
 type check struct {
 	m *mount
 	// spec is the mount's description when the check started: Register
-	// may change m.spec meanwhile.
-	spec   Mount
+	// may replace m.spec meanwhile.
+	spec   *Mount
 	clock  Clock
 	start  time.Time
 	rec    CheckRecorder
@@ -222,10 +221,13 @@ func (mon *Monitor) Register(spec Mount) error {
 	mon.mu.Lock()
 	defer mon.mu.Unlock()
 	if m, ok := mon.mounts[spec.Path]; ok {
-		if m.spec != spec {
-			m.spec = spec
+		if *m.spec != spec {
+			// Published statuses and checks in flight keep the old
+			// description; it is never modified.
+			desc := spec
+			m.spec = &desc
 			st := *m.status.Load()
-			st.Mount = spec
+			st.Mount = &desc
 			m.status.Store(&st)
 		}
 		return nil
@@ -234,8 +236,9 @@ func (mon *Monitor) Register(spec Mount) error {
 		return fmt.Errorf("register %q: %w (at most %d)", spec.Path, ErrTooManyMounts, mon.cfg.MaxMounts)
 	}
 	now := mon.clock.Now()
-	m := &mount{spec: spec, slot: mon.allocSlotLocked()}
-	st := &MountStatus{Mount: spec, State: StatePending, Registered: now}
+	desc := spec
+	m := &mount{spec: &desc, slot: mon.allocSlotLocked()}
+	st := &MountStatus{Mount: &desc, State: StatePending}
 	m.status.Store(st)
 	mon.mounts[spec.Path] = m
 	mon.pending++
@@ -439,7 +442,7 @@ func (mon *Monitor) dispatch(t *turn) {
 			// (after MinRetry at least, so beyond the horizon).
 			mon.due.pop()
 			mon.skipLocked(m, now)
-			t.skipped = append(t.skipped, m.spec)
+			t.skipped = append(t.skipped, *m.spec)
 			continue
 		}
 		if mon.inFlight >= mon.cfg.MaxConcurrent {
@@ -450,7 +453,6 @@ func (mon *Monitor) dispatch(t *turn) {
 			deadline: now.Add(mon.cfg.Timeout)}
 		heap.Push(&mon.deadlines, c)
 		m.cur = c
-		m.lastStart = now
 		mon.inFlight++
 		t.starts = append(t.starts, c)
 	}
@@ -483,18 +485,18 @@ func (mon *Monitor) scanStaleLocked(now time.Time) {
 const noCheck = time.Duration(math.MinInt64)
 
 // allocSlotLocked returns a free slot of Monitor.lastChecks.
-func (mon *Monitor) allocSlotLocked() int {
+func (mon *Monitor) allocSlotLocked() int32 {
 	if n := len(mon.freeSlots); n > 0 {
 		s := mon.freeSlots[n-1]
 		mon.freeSlots = mon.freeSlots[:n-1]
 		return s
 	}
 	mon.lastChecks = append(mon.lastChecks, noCheck)
-	return len(mon.lastChecks) - 1
+	return int32(len(mon.lastChecks) - 1)
 }
 
 // freeSlotLocked gives a slot back.
-func (mon *Monitor) freeSlotLocked(s int) {
+func (mon *Monitor) freeSlotLocked(s int32) {
 	mon.lastChecks[s] = noCheck
 	mon.freeSlots = append(mon.freeSlots, s)
 }
@@ -504,7 +506,7 @@ func (mon *Monitor) freeSlotLocked(s int) {
 func (mon *Monitor) launch(c *check) {
 	spec := c.spec
 	if mon.obs != nil {
-		c.rec = mon.obs.CheckStart(spec, c.start)
+		c.rec = mon.obs.CheckStart(*spec, c.start)
 	} else {
 		c.rec = nopRecorder{}
 	}
@@ -560,7 +562,7 @@ func (mon *Monitor) runCheck(ctx context.Context, c *check) {
 // probeOptions are the options of one check of spec: the probes pipeline
 // with the mount table and tunnel preflight (which touch nothing on the
 // mount), this instance's probe file names, and the injected clock.
-func probeOptions(cfg Config, owner probes.Owner, spec Mount, obs probes.Observer) probes.Options {
+func probeOptions(cfg Config, owner probes.Owner, spec *Mount, obs probes.Observer) probes.Options {
 	o := probes.Options{
 		Owner:         owner,
 		Observer:      obs,

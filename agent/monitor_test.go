@@ -96,8 +96,8 @@ func TestHealthyMount(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	ops := map[probes.Op]bool{}
-	for _, o := range st.Ops {
-		ops[o.Op] = true
+	for op := range st.Ops.All() {
+		ops[op] = true
 	}
 	for _, op := range []probes.Op{probes.OpWrite, probes.OpRead, probes.OpDelete} {
 		if !ops[op] {
@@ -202,14 +202,25 @@ func TestRegisterValidationAndUnregister(t *testing.T) {
 	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
 		t.Fatal(err)
 	}
+	first := status(t, mon, dir)
+	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(t, mon, dir); st != first {
+		t.Fatal("registering the same description again published a new status")
+	}
 	if err := mon.Register(agent.Mount{Path: dir, FSType: "nfs4"}); err != nil {
 		t.Fatalf("second Register: %v", err)
 	}
 	if s := mon.Summary(); s.Mounts != 1 {
 		t.Fatalf("duplicate register: %d mounts", s.Mounts)
 	}
-	if st := status(t, mon, dir); st.FSType != "nfs4" {
-		t.Fatalf("re-register did not update the description: %+v", st)
+	if st := status(t, mon, dir); st.FSType != "nfs4" || st.Mount == first.Mount {
+		t.Fatalf("re-register did not update the description: %+v", st.Mount)
+	}
+	// A published status and its description are never modified.
+	if first.FSType != "" || first.Path != dir {
+		t.Fatalf("re-register modified a published description: %+v", first.Mount)
 	}
 	if !mon.Unregister(dir) || mon.Unregister(dir) {
 		t.Fatal("Unregister should report true once")

@@ -54,18 +54,18 @@ func CheckOnce(ctx context.Context, cfg Config, spec Mount) (Once, error) {
 	start := cfg.Clock.Now()
 	// The check tracks the operation in progress exactly as a Monitor's
 	// does, so the deadline names the same operation.
-	c := &check{spec: spec, clock: cfg.Clock, start: start, rec: nopRecorder{}, op: probes.OpOpen, opStart: start,
+	c := &check{spec: &spec, clock: cfg.Clock, start: start, rec: nopRecorder{}, op: probes.OpOpen, opStart: start,
 		deadline: start.Add(cfg.Timeout), didx: -1}
 	checkCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	done := make(chan probes.Result, 1)
 	go func() {
 		defer cancel()
-		done <- probes.Check(checkCtx, spec.Path, probeOptions(cfg, owner, spec, c))
+		done <- probes.Check(checkCtx, spec.Path, probeOptions(cfg, owner, &spec, c))
 	}()
 	timer := cfg.Clock.NewTimer(cfg.Timeout)
 	defer timer.Stop()
-	pending := &MountStatus{Mount: spec, State: StatePending}
+	pending := &MountStatus{Mount: &spec, State: StatePending}
 	var res probes.Result
 	select {
 	case res = <-done:

@@ -54,7 +54,7 @@ func TestTwoAgentsOneNode(t *testing.T) {
 			}
 		}
 		if time.Now().After(end) && sa.Checks >= 10 && sb.Checks >= 10 {
-			t.Logf("check times: %v / %v", sa.History, sb.History)
+			t.Logf("check times: %v / %v", sa.History.Durations(), sb.History.Durations())
 			break
 		}
 		if time.Now().After(deadline) {

@@ -39,16 +39,14 @@ type Mount struct {
 	Attribution attribution.Attribution
 }
 
-// OpTiming is the duration of one operation of the last check.
-type OpTiming struct {
-	Op       probes.Op
-	Duration time.Duration
-}
-
 // MountStatus is the published health of one mount. A value is never
 // modified after it is published; readers may keep it.
 type MountStatus struct {
-	Mount
+	// Mount is the mount's description, shared by every status published
+	// for the same registration until Register changes it; never nil in a
+	// published status, and never modified (a changed description is a
+	// new Mount).
+	*Mount
 	State State
 	Mode  probes.Mode
 	// LastCheck is when the last check completed or hit its deadline;
@@ -57,8 +55,6 @@ type MountStatus struct {
 	// ResponseTime is the duration of the whole last check (the timeout
 	// for a check that hit its deadline).
 	ResponseTime time.Duration
-	// Ops are the per-operation times of the last completed check.
-	Ops []OpTiming
 	// ErrorCount counts failed checks since registration.
 	ErrorCount uint64
 	// ConsecutiveErrors counts failed checks since the last success.
@@ -73,26 +69,12 @@ type MountStatus struct {
 	FailedOp probes.Op
 	// HungSince is when the stuck check started; zero unless State is hung.
 	HungSince time.Time
-	// Registered is when the mount was registered.
-	Registered time.Time
+	// Ops are the per-operation times of the last completed check (none
+	// after a check that hit its deadline).
+	Ops OpTimings
 	// History holds the response times of the last HistoryLen checks,
 	// oldest first (a check that hit its deadline counts as the timeout).
-	History []time.Duration
-}
-
-// HistoryLen is the number of response times kept in MountStatus.History.
-const HistoryLen = 16
-
-// withHistory returns h with d appended, keeping at most HistoryLen values.
-// It never modifies h, which may be shared with a published status.
-func withHistory(h []time.Duration, d time.Duration) []time.Duration {
-	start := 0
-	if len(h) >= HistoryLen {
-		start = len(h) - HistoryLen + 1
-	}
-	out := make([]time.Duration, 0, HistoryLen)
-	out = append(out, h[start:]...)
-	return append(out, d)
+	History History
 }
 
 // Healthy reports whether the last check succeeded.

@@ -180,17 +180,34 @@ func (mon *Monitor) sweepable(j *sweepJob) bool {
 		m.swept = false
 	} else {
 		m.parkLeftoversLocked(j.names...)
-		m.leftoverRef = j.ref
+		if m.parked != nil {
+			m.parked.ref = j.ref
+		}
 	}
 	return false
+}
+
+// parkedLeftovers are probe file names a mount keeps for removal by name
+// (at most maxLeftoverNames), and the server time learnt about them. A
+// mount points to them only while there are some, so that the common
+// mount without leftovers does not carry their room.
+type parkedLeftovers struct {
+	names []string
+	ref   probes.ServerTime
 }
 
 // parkLeftoversLocked remembers probe file names to remove after the
 // mount's next successful check, at most maxLeftoverNames.
 func (m *mount) parkLeftoversLocked(names ...string) {
+	if len(names) == 0 {
+		return
+	}
+	if m.parked == nil {
+		m.parked = new(parkedLeftovers)
+	}
 	for _, n := range names {
-		if len(m.leftovers) < maxLeftoverNames {
-			m.leftovers = append(m.leftovers, n)
+		if len(m.parked.names) < maxLeftoverNames {
+			m.parked.names = append(m.parked.names, n)
 		}
 	}
 }
@@ -206,8 +223,8 @@ func (mon *Monitor) sweepAfterLocked(m *mount, ok bool) {
 		m.swept = true
 		mon.sweeper.add(&sweepJob{m: m, path: m.spec.Path, list: true})
 	}
-	if len(m.leftovers) > 0 {
-		mon.sweeper.add(&sweepJob{m: m, path: m.spec.Path, names: m.leftovers, ref: m.leftoverRef})
-		m.leftovers, m.leftoverRef = nil, probes.ServerTime{}
+	if p := m.parked; p != nil {
+		mon.sweeper.add(&sweepJob{m: m, path: m.spec.Path, names: p.names, ref: p.ref})
+		m.parked = nil
 	}
 }

@@ -84,11 +84,8 @@ func checked(old *MountStatus, res probes.Result, start, now time.Time, p policy
 	next.Mode = res.Mode
 	next.LastCheck = now
 	next.ResponseTime = res.Duration()
-	next.History = withHistory(old.History, next.ResponseTime)
-	next.Ops = make([]OpTiming, 0, len(res.Ops))
-	for _, o := range res.Ops {
-		next.Ops = append(next.Ops, OpTiming{Op: o.Op, Duration: o.Duration})
-	}
+	next.History.add(next.ResponseTime)
+	next.Ops = opTimingsOfResult(res.Ops)
 	next.Checks++
 	next.HungSince = time.Time{}
 	out := Outcome{Mode: res.Mode, Duration: next.ResponseTime}
@@ -125,8 +122,8 @@ func timedOut(old *MountStatus, op probes.Op, start, now time.Time, p policy) (M
 	next.State = StateHung
 	next.LastCheck = now
 	next.ResponseTime = p.timeout
-	next.History = withHistory(old.History, p.timeout)
-	next.Ops = nil
+	next.History.add(p.timeout)
+	next.Ops = OpTimings{}
 	next.ErrorCount++
 	next.ConsecutiveErrors++
 	next.Checks++

@@ -32,10 +32,10 @@ func failResult(op probes.Op, d time.Duration, err error) probes.Result {
 
 func TestCheckedTransition(t *testing.T) {
 	t.Parallel()
-	pending := MountStatus{Mount: Mount{Path: "/mnt/a"}, State: StatePending, Registered: t0}
-	unhealthy := MountStatus{Mount: Mount{Path: "/mnt/a"}, State: StateUnhealthy, ErrorCount: 5, ConsecutiveErrors: 3,
+	pending := MountStatus{Mount: &Mount{Path: "/mnt/a"}, State: StatePending}
+	unhealthy := MountStatus{Mount: &Mount{Path: "/mnt/a"}, State: StateUnhealthy, ErrorCount: 5, ConsecutiveErrors: 3,
 		Checks: 7, LastError: "x", Reason: probes.ReasonIOError, FailedOp: probes.OpWrite}
-	hung := MountStatus{Mount: Mount{Path: "/mnt/a"}, State: StateHung, ErrorCount: 2, ConsecutiveErrors: 2,
+	hung := MountStatus{Mount: &Mount{Path: "/mnt/a"}, State: StateHung, ErrorCount: 2, ConsecutiveErrors: 2,
 		Checks: 3, Reason: probes.ReasonHung, FailedOp: probes.OpRead, HungSince: t0.Add(-time.Minute)}
 	jittered := pol
 	jittered.jitter = 0.1
@@ -55,7 +55,7 @@ func TestCheckedTransition(t *testing.T) {
 			old: pending, res: okResult(2 * time.Millisecond), p: jittered, r: 0.5, elapsed: 2 * time.Millisecond,
 			want: StateHealthy, wantDelay: time.Second + 29*time.Second/2,
 			check: func(t *testing.T, next MountStatus, out Outcome) {
-				if next.Checks != 1 || next.ResponseTime != 2*time.Millisecond || len(next.Ops) != 2 || !slices.Equal(next.History, []time.Duration{2 * time.Millisecond}) {
+				if next.Checks != 1 || next.ResponseTime != 2*time.Millisecond || next.Ops.Len() != 2 || !slices.Equal(next.History.Durations(), []time.Duration{2 * time.Millisecond}) {
 					t.Errorf("status %+v", next)
 				}
 				if !out.Success() || out.Err != nil || out.Duration != 2*time.Millisecond || out.Mode != probes.ModeReadWrite {
@@ -124,7 +124,7 @@ func TestCheckedTransition(t *testing.T) {
 			if !next.LastCheck.Equal(t0.Add(tc.elapsed)) {
 				t.Errorf("LastCheck %v", next.LastCheck)
 			}
-			if !slices.Equal(old.History, tc.old.History) || old.Checks != tc.old.Checks {
+			if old.History != tc.old.History || old.Checks != tc.old.Checks {
 				t.Error("the old status was modified")
 			}
 			if tc.check != nil {
@@ -138,7 +138,7 @@ func TestTimedOutTransition(t *testing.T) {
 	t.Parallel()
 	for _, old := range []MountStatus{
 		{State: StatePending},
-		{State: StateHealthy, Checks: 4, Ops: []OpTiming{{probes.OpWrite, time.Millisecond}}, History: []time.Duration{time.Millisecond}},
+		{State: StateHealthy, Checks: 4, Ops: OpTimingsOf(OpTiming{probes.OpWrite, time.Millisecond}), History: HistoryOf(time.Millisecond)},
 		{State: StateUnhealthy, Checks: 4, ErrorCount: 2, ConsecutiveErrors: 2},
 	} {
 		t.Run(string(old.State), func(t *testing.T) {
@@ -146,9 +146,9 @@ func TestTimedOutTransition(t *testing.T) {
 			now := t0.Add(pol.timeout)
 			next, out, delay := timedOut(&old, probes.OpRead, start, now, pol)
 			if next.State != StateHung || !next.HungSince.Equal(start) || !next.LastCheck.Equal(now) || next.ResponseTime != pol.timeout ||
-				next.Ops != nil || next.Checks != old.Checks+1 || next.ErrorCount != old.ErrorCount+1 ||
+				next.Ops.Len() != 0 || next.Checks != old.Checks+1 || next.ErrorCount != old.ErrorCount+1 ||
 				next.ConsecutiveErrors != old.ConsecutiveErrors+1 || next.Reason != probes.ReasonTimeout || next.FailedOp != probes.OpRead ||
-				next.LastError != "timeout after 5s in read: check deadline exceeded" || next.History[len(next.History)-1] != pol.timeout {
+				next.LastError != "timeout after 5s in read: check deadline exceeded" || next.History.Durations()[next.History.Len()-1] != pol.timeout {
 				t.Fatalf("status %+v", next)
 			}
 			if !out.TimedOut || out.State != StateHung || !errors.Is(out.Err, ErrTimeout) || out.Reason != probes.ReasonTimeout ||
@@ -168,7 +168,7 @@ func TestTimedOutTransition(t *testing.T) {
 // recovery.
 func TestHungLifecycle(t *testing.T) {
 	t.Parallel()
-	st := MountStatus{Mount: Mount{Path: "/mnt/a"}, State: StatePending, Registered: t0}
+	st := MountStatus{Mount: &Mount{Path: "/mnt/a"}, State: StatePending}
 	st, _, _ = checked(&st, okResult(time.Millisecond), t0, t0.Add(time.Millisecond), pol, 0)
 	start := t0.Add(30 * time.Second)
 	now := start.Add(pol.timeout)

@@ -358,7 +358,7 @@ func (w *Watcher) attributeStatic(table map[string]Entry, reg Registry, static [
 		if !ok || st.Attribution == want {
 			continue
 		}
-		spec := st.Mount
+		spec := *st.Mount // a copy: the published description is never modified
 		spec.Attribution = want
 		if err := reg.Register(spec); err != nil {
 			w.log.Warn("attribute configured mount", "mount", p, "err", err)

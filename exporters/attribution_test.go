@@ -70,7 +70,7 @@ func TestSpanAttribution(t *testing.T) {
 func TestInfoOpenMetrics(t *testing.T) {
 	t.Parallel()
 	src := &source{}
-	src.set([]*agent.MountStatus{{Mount: agent.Mount{Path: "/mnt/a", Attribution: attribution.Attribution{FileSystemID: "fs-0123456789abcdef0", Volume: "pv\xff"}}, State: agent.StatePending}},
+	src.set([]*agent.MountStatus{{Mount: &agent.Mount{Path: "/mnt/a", Attribution: attribution.Attribution{FileSystemID: "fs-0123456789abcdef0", Volume: "pv\xff"}}, State: agent.StatePending}},
 		agent.Summary{Mounts: 1, Pending: 1})
 	tel := newTel(t, src, exporters.Options{})
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil).WithContext(context.Background())

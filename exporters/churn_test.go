@@ -35,11 +35,11 @@ func TestChurn(t *testing.T) {
 		sts := make([]*agent.MountStatus, live)
 		for i := range sts {
 			p := fmt.Sprintf("/var/lib/kubelet/pods/pod-%d-%d/volumes/efs/mount", r, i)
-			sts[i] = &agent.MountStatus{Mount: agent.Mount{Path: p}, State: agent.StateHealthy, LastCheck: t0, ResponseTime: time.Millisecond, ErrorCount: uint64(i)}
+			sts[i] = &agent.MountStatus{Mount: &agent.Mount{Path: p}, State: agent.StateHealthy, LastCheck: t0, ResponseTime: time.Millisecond, ErrorCount: uint64(i)}
 		}
 		src.set(sts, agent.Summary{Mounts: live})
 		for _, st := range sts {
-			runCheckIn(tel.Observer(), src, st.Mount, t0, map[probes.Op]time.Duration{probes.OpWrite: time.Millisecond, probes.OpRead: time.Millisecond}, st)
+			runCheckIn(tel.Observer(), src, *st.Mount, t0, map[probes.Op]time.Duration{probes.OpWrite: time.Millisecond, probes.OpRead: time.Millisecond}, st)
 		}
 		body := scrape(t, tel, "")
 		if n := strings.Count(body, "efs_mount_health_status{"); n != live {

@@ -59,7 +59,7 @@ func (s *source) set(sts []*agent.MountStatus, sum agent.Summary) {
 func live(paths ...string) ([]*agent.MountStatus, agent.Summary) {
 	var sts []*agent.MountStatus
 	for _, p := range paths {
-		sts = append(sts, &agent.MountStatus{Mount: agent.Mount{Path: p}, State: agent.StateHealthy, LastCheck: t0})
+		sts = append(sts, &agent.MountStatus{Mount: &agent.Mount{Path: p}, State: agent.StateHealthy, LastCheck: t0})
 	}
 	return sts, agent.Summary{Mounts: len(paths)}
 }
@@ -173,12 +173,12 @@ func (r registration) Registered() bool {
 
 func fixture() ([]*agent.MountStatus, agent.Summary) {
 	return []*agent.MountStatus{
-		{Mount: agent.Mount{Path: "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount", Attribution: attribution.Attribution{
+		{Mount: &agent.Mount{Path: "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount", Attribution: attribution.Attribution{
 			FileSystemID: "fs-0123456789abcdef0", AccessPoint: "fsap-0fedcba9876543210", PodUID: "abc123", Volume: "efs-pv"}}, State: agent.StateHealthy,
 			LastCheck: t0, ResponseTime: 15 * time.Millisecond, Checks: 3},
-		{Mount: agent.Mount{Path: "/mnt/hung"}, State: agent.StateHung, LastCheck: t0, ResponseTime: 5 * time.Second,
+		{Mount: &agent.Mount{Path: "/mnt/hung"}, State: agent.StateHung, LastCheck: t0, ResponseTime: 5 * time.Second,
 			ErrorCount: 4, ConsecutiveErrors: 2, Reason: probes.ReasonTimeout},
-		{Mount: agent.Mount{Path: "/mnt/pending"}, State: agent.StatePending},
+		{Mount: &agent.Mount{Path: "/mnt/pending"}, State: agent.StatePending},
 	}, agent.Summary{Mounts: 3, Pending: 1, Unhealthy: 1, Hung: 1, InFlight: 1}
 }
 

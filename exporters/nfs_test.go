@@ -19,7 +19,7 @@ func TestNFSStats(t *testing.T) {
 	path := "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount"
 	var snap atomic.Pointer[nfsstats.Snapshot]
 	src := &source{}
-	src.set([]*agent.MountStatus{{Mount: agent.Mount{Path: path, FSType: "nfs4"}, State: agent.StateHealthy, LastCheck: t0}}, agent.Summary{Mounts: 1})
+	src.set([]*agent.MountStatus{{Mount: &agent.Mount{Path: path, FSType: "nfs4"}, State: agent.StateHealthy, LastCheck: t0}}, agent.Summary{Mounts: 1})
 	tel := newTel(t, src, exporters.Options{NFSStats: func() nfsstats.Snapshot {
 		if s := snap.Load(); s != nil {
 			return *s

@@ -172,7 +172,7 @@ func TestOTLPPush(t *testing.T) {
 	// A mount point may hold any byte; protobuf strings must be UTF-8, and
 	// one invalid path must not fail the push of every other mount.
 	hostile := "/mnt/bad\xff"
-	sts = append(sts, &agent.MountStatus{Mount: agent.Mount{Path: hostile}, State: agent.StateHealthy, LastCheck: t0})
+	sts = append(sts, &agent.MountStatus{Mount: &agent.Mount{Path: hostile}, State: agent.StateHealthy, LastCheck: t0})
 	sum.Mounts++
 	src.set(sts, sum)
 	tel := newTel(t, src, exporters.Options{InstanceID: "node-1", Getenv: func(k string) string { return env[k] }})

@@ -80,7 +80,7 @@ func TestTailSampling(t *testing.T) {
 		rec.OpEnd(probes.OpStatfs, time.Millisecond, nil)
 		rec.OpStart(probes.OpWrite, t0.Add(time.Millisecond))
 		rec.OpEnd(probes.OpWrite, deadline-time.Millisecond, timeoutErr(probes.OpWrite))
-		rec.End(outcomeOf(&agent.MountStatus{Mount: agent.Mount{Path: "/mnt/hung"}, State: agent.StateHung, Reason: probes.ReasonTimeout,
+		rec.End(outcomeOf(&agent.MountStatus{Mount: &agent.Mount{Path: "/mnt/hung"}, State: agent.StateHung, Reason: probes.ReasonTimeout,
 			LastError: "timeout", LastCheck: t0.Add(deadline)}, deadline), t0.Add(deadline))
 
 		trees := checkTrees(spans.Ended())

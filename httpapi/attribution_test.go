@@ -17,8 +17,8 @@ const attributedPath = "/var/lib/kubelet/pods/7f3c/volumes/kubernetes.io~csi/pv-
 func attributedSource() *fakeSource {
 	return &fakeSource{live: true, sum: agent.Summary{Mounts: 2},
 		sts: []*agent.MountStatus{
-			{Mount: agent.Mount{Path: "/mnt/plain"}, State: agent.StateHealthy, LastCheck: now},
-			{Mount: agent.Mount{Path: attributedPath, Attribution: attribution.Attribution{FileSystemID: "fs-0123456789abcdef0",
+			{Mount: &agent.Mount{Path: "/mnt/plain"}, State: agent.StateHealthy, LastCheck: now},
+			{Mount: &agent.Mount{Path: attributedPath, Attribution: attribution.Attribution{FileSystemID: "fs-0123456789abcdef0",
 				AccessPoint: "fsap-0fedcba9876543210", PodUID: "7f3c", Volume: "<b>pv-shared</b>"}}, State: agent.StateHealthy, LastCheck: now},
 		}}
 }

@@ -20,12 +20,12 @@ func benchRouter() http.Handler {
 	src := &fakeSource{live: true, sum: agent.Summary{Mounts: 1000, Running: true, Heartbeat: now}}
 	for i := 0; i < 1000; i++ {
 		src.sts = append(src.sts, &agent.MountStatus{
-			Mount:        agent.Mount{Path: fmt.Sprintf("/var/lib/kubelet/pods/%08d/volumes/kubernetes.io~csi/pv/mount", i)},
+			Mount:        &agent.Mount{Path: fmt.Sprintf("/var/lib/kubelet/pods/%08d/volumes/kubernetes.io~csi/pv/mount", i)},
 			State:        agent.StateHealthy,
 			Mode:         probes.ModeReadWrite,
 			LastCheck:    now,
 			ResponseTime: 3 * time.Millisecond,
-			Ops:          []agent.OpTiming{{Op: probes.OpWrite, Duration: 2 * time.Millisecond}, {Op: probes.OpRead, Duration: time.Millisecond}},
+			Ops:          agent.OpTimingsOf(agent.OpTiming{Op: probes.OpWrite, Duration: 2 * time.Millisecond}, agent.OpTiming{Op: probes.OpRead, Duration: time.Millisecond}),
 		})
 	}
 	return httpapi.NewRouter(src, httpapi.Options{Now: func() time.Time { return now }})

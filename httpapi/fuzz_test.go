@@ -36,8 +36,8 @@ func FuzzHostileMountPaths(f *testing.F) {
 		src := &fakeSource{live: true,
 			sum: agent.Summary{Mounts: 2, Unhealthy: 1, UnhealthyPaths: []string{b}},
 			sts: []*agent.MountStatus{
-				{Mount: agent.Mount{Path: a}, State: agent.StateHealthy, LastError: b},
-				{Mount: agent.Mount{Path: b}, State: agent.StateUnhealthy, LastError: a},
+				{Mount: &agent.Mount{Path: a}, State: agent.StateHealthy, LastError: b},
+				{Mount: &agent.Mount{Path: b}, State: agent.StateUnhealthy, LastError: a},
 			}}
 		h := httpapi.NewRouter(src, httpapi.Options{})
 		_, body, _ := get(t, h, http.MethodGet, "/healthz/mounts")

@@ -331,10 +331,10 @@ func ToJSON(st *agent.MountStatus, now time.Time) MountJSON {
 		t := st.LastCheck.UTC().Format(time.RFC3339)
 		j.LastCheckTime = &t
 	}
-	if len(st.Ops) > 0 {
-		j.OperationsMs = make(map[string]float64, len(st.Ops))
-		for _, o := range st.Ops {
-			j.OperationsMs[string(o.Op)] = float64(o.Duration.Microseconds()) / 1000
+	if n := st.Ops.Len(); n > 0 {
+		j.OperationsMs = make(map[string]float64, n)
+		for op, d := range st.Ops.All() {
+			j.OperationsMs[string(op)] = float64(d.Microseconds()) / 1000
 		}
 	}
 	if st.State == agent.StateHung && !st.HungSince.IsZero() {

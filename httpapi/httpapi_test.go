@@ -102,19 +102,19 @@ func TestMountsJSON(t *testing.T) {
 	hostile := "/var/lib/kubelet/pods/x/\"quoted\"\n<script>\xff"
 	src := &fakeSource{live: true, sts: []*agent.MountStatus{
 		{
-			Mount: agent.Mount{Path: "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount", FSType: "nfs4"},
+			Mount: &agent.Mount{Path: "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount", FSType: "nfs4"},
 			State: agent.StateHealthy, Mode: probes.ModeReadWrite,
 			LastCheck: time.Date(2025, 1, 11, 15, 30, 45, 0, time.FixedZone("x", 3600)), ResponseTime: 15 * time.Millisecond,
-			Ops: []agent.OpTiming{{Op: probes.OpWrite, Duration: 9 * time.Millisecond}, {Op: probes.OpRead, Duration: 4500 * time.Microsecond}},
+			Ops: agent.OpTimingsOf(agent.OpTiming{Op: probes.OpWrite, Duration: 9 * time.Millisecond}, agent.OpTiming{Op: probes.OpRead, Duration: 4500 * time.Microsecond}),
 		},
 		{
-			Mount: agent.Mount{Path: "/mnt/hung"}, State: agent.StateHung, Mode: probes.ModeReadWrite,
+			Mount: &agent.Mount{Path: "/mnt/hung"}, State: agent.StateHung, Mode: probes.ModeReadWrite,
 			LastCheck: now, ResponseTime: 5 * time.Second, ErrorCount: 3, ConsecutiveErrors: 2,
 			LastError: "timeout after 5s in write: check deadline exceeded", Reason: probes.ReasonTimeout, FailedOp: probes.OpWrite,
 			HungSince: now.Add(-12 * time.Second),
 		},
-		{Mount: agent.Mount{Path: "/mnt/pending"}, State: agent.StatePending},
-		{Mount: agent.Mount{Path: hostile}, State: agent.StateHealthy},
+		{Mount: &agent.Mount{Path: "/mnt/pending"}, State: agent.StatePending},
+		{Mount: &agent.Mount{Path: hostile}, State: agent.StateHealthy},
 	}}
 	h := httpapi.NewRouter(src, httpapi.Options{Now: func() time.Time { return now }})
 	code, body, hdr := get(t, h, http.MethodGet, "/healthz/mounts")

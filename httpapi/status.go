@@ -97,23 +97,29 @@ func ms(d time.Duration) string {
 }
 
 // sparkline draws response-time history as a small inline SVG.
-func sparkline(h []time.Duration) template.HTML {
-	if len(h) < 2 {
+func sparkline(h *agent.History) template.HTML {
+	n := h.Len()
+	if n < 2 {
 		return ""
 	}
 	const w, ht = 120.0, 24.0
-	max := slices.Max(h)
-	if max <= 0 {
-		max = 1
+	var top time.Duration
+	for d := range h.All() {
+		top = max(top, d)
+	}
+	if top <= 0 {
+		top = 1
 	}
 	var pts strings.Builder
-	for i, d := range h {
-		x := float64(i) * w / float64(len(h)-1)
-		y := ht - 2 - float64(d)/float64(max)*(ht-4)
+	i := 0
+	for d := range h.All() {
+		x := float64(i) * w / float64(n-1)
+		y := ht - 2 - float64(d)/float64(top)*(ht-4)
 		fmt.Fprintf(&pts, "%.1f,%.1f ", x, y)
+		i++
 	}
 	return template.HTML(fmt.Sprintf(`<svg class="spark" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="response time history, max %s ms"><polyline fill="none" stroke="#1565c0" stroke-width="1.5" points="%s"/></svg>`,
-		int(w), int(ht), int(w), int(ht), ms(max), strings.TrimSpace(pts.String())))
+		int(w), int(ht), int(w), int(ht), ms(top), strings.TrimSpace(pts.String())))
 }
 
 func age(now, t time.Time) string {
@@ -142,7 +148,7 @@ func (h *handlers) status(w http.ResponseWriter, _ *http.Request) {
 		r := statusRow{
 			Path: pathesc.Display(st.Path), State: string(st.State), Reason: string(st.Reason), Mode: string(st.Mode),
 			LastError: pathesc.Display(st.LastError), Age: age(now, st.LastCheck), Errors: st.ErrorCount,
-			Consecutive: st.ConsecutiveErrors, Spark: sparkline(st.History), Rank: stateRank(st.State),
+			Consecutive: st.ConsecutiveErrors, Spark: sparkline(&st.History), Rank: stateRank(st.State),
 			FileSystemID: st.Attribution.FileSystemID, AccessPoint: st.Attribution.AccessPoint,
 			PodUID: pathesc.Display(st.Attribution.PodUID), Volume: pathesc.Display(st.Attribution.Volume),
 		}
@@ -155,8 +161,8 @@ func (h *handlers) status(w http.ResponseWriter, _ *http.Request) {
 		if st.Reason != "" {
 			r.Advice = probes.Advice(st.Reason)
 		}
-		for _, o := range st.Ops {
-			r.Ops = append(r.Ops, opCell{Op: string(o.Op), Ms: ms(o.Duration)})
+		for op, d := range st.Ops.All() {
+			r.Ops = append(r.Ops, opCell{Op: string(op), Ms: ms(d)})
 		}
 		page.Rows = append(page.Rows, r)
 	}

@@ -15,18 +15,18 @@ import (
 
 // statusFixture has one mount in each state, a hostile path, and history.
 func statusFixture() *fakeSource {
-	hist := []time.Duration{3 * time.Millisecond, 4 * time.Millisecond, 40 * time.Millisecond, 5 * time.Millisecond}
+	hist := agent.HistoryOf(3*time.Millisecond, 4*time.Millisecond, 40*time.Millisecond, 5*time.Millisecond)
 	return &fakeSource{live: true,
 		sum: agent.Summary{Mounts: 5, Unhealthy: 2, Hung: 1, Pending: 1},
 		sts: []*agent.MountStatus{
-			{Mount: agent.Mount{Path: "/a/healthy"}, State: agent.StateHealthy, Mode: probes.ModeReadWrite, LastCheck: now.Add(-3 * time.Second),
-				ResponseTime: 5 * time.Millisecond, History: hist, Ops: []agent.OpTiming{{Op: probes.OpWrite, Duration: 3 * time.Millisecond}}},
-			{Mount: agent.Mount{Path: "/b/hung"}, State: agent.StateHung, LastCheck: now, HungSince: now.Add(-42 * time.Second),
+			{Mount: &agent.Mount{Path: "/a/healthy"}, State: agent.StateHealthy, Mode: probes.ModeReadWrite, LastCheck: now.Add(-3 * time.Second),
+				ResponseTime: 5 * time.Millisecond, History: hist, Ops: agent.OpTimingsOf(agent.OpTiming{Op: probes.OpWrite, Duration: 3 * time.Millisecond})},
+			{Mount: &agent.Mount{Path: "/b/hung"}, State: agent.StateHung, LastCheck: now, HungSince: now.Add(-42 * time.Second),
 				ResponseTime: 5 * time.Second, Reason: probes.ReasonTimeout, LastError: "timeout after 5s in write", ConsecutiveErrors: 4, ErrorCount: 9, History: hist},
-			{Mount: agent.Mount{Path: "/c/io"}, State: agent.StateUnhealthy, LastCheck: now, Reason: probes.ReasonIOError,
+			{Mount: &agent.Mount{Path: "/c/io"}, State: agent.StateUnhealthy, LastCheck: now, Reason: probes.ReasonIOError,
 				LastError: "write: fsync: input/output error", ConsecutiveErrors: 1, ErrorCount: 1},
-			{Mount: agent.Mount{Path: "/d/pending"}, State: agent.StatePending},
-			{Mount: agent.Mount{Path: `/e/<img src=x onerror=alert(1)>"`}, State: agent.StateHealthy, LastCheck: now},
+			{Mount: &agent.Mount{Path: "/d/pending"}, State: agent.StatePending},
+			{Mount: &agent.Mount{Path: `/e/<img src=x onerror=alert(1)>"`}, State: agent.StateHealthy, LastCheck: now},
 		}}
 }
 
@@ -69,10 +69,10 @@ func TestStatusPageEscapesControls(t *testing.T) {
 	evil := "/mnt/\u202egnp.exe\u202c\u2066x\u2069\u2028\x1b[31m\u0085\xff"
 	src := &fakeSource{live: true, sum: agent.Summary{Mounts: 3, Unhealthy: 1},
 		sts: []*agent.MountStatus{
-			{Mount: agent.Mount{Path: evil}, State: agent.StateUnhealthy, LastCheck: now, Reason: probes.ReasonIOError,
+			{Mount: &agent.Mount{Path: evil}, State: agent.StateUnhealthy, LastCheck: now, Reason: probes.ReasonIOError,
 				LastError: "open " + evil + "/probe: input/output error"},
-			{Mount: agent.Mount{Path: "/mnt/a\xfe"}, State: agent.StateHealthy, LastCheck: now},
-			{Mount: agent.Mount{Path: "/mnt/a\xff"}, State: agent.StateHealthy, LastCheck: now},
+			{Mount: &agent.Mount{Path: "/mnt/a\xfe"}, State: agent.StateHealthy, LastCheck: now},
+			{Mount: &agent.Mount{Path: "/mnt/a\xff"}, State: agent.StateHealthy, LastCheck: now},
 		}}
 	h := httpapi.NewRouter(src, httpapi.Options{Now: func() time.Time { return now }})
 	_, body, _ := get(t, h, http.MethodGet, "/")

@@ -70,6 +70,24 @@ func Ops() []Op {
 	return ops
 }
 
+// NumSteps is the number of steps of a check. A check reports each step's
+// operation at most once, so Result.Ops never holds more than NumSteps.
+const NumSteps = len(steps)
+
+// StepIndex returns the position of op's step in Steps (and Ops), or -1
+// when no step has that operation.
+func StepIndex(op Op) int {
+	for i := range steps {
+		if steps[i].Op == op {
+			return i
+		}
+	}
+	return -1
+}
+
+// StepOp returns the operation of the step at position i of Steps.
+func StepOp(i int) Op { return steps[i].Op }
+
 // run is one check in progress.
 type run struct {
 	ctx  context.Context

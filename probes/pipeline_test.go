@@ -29,6 +29,15 @@ func TestOps(t *testing.T) {
 		if i > 0 && s.Stage < steps[i-1].Stage {
 			t.Fatalf("step %s runs in stage %d, before the stage of the step ahead of it", s.Op, s.Stage)
 		}
+		if probes.StepIndex(s.Op) != i || probes.StepOp(i) != s.Op {
+			t.Fatalf("StepIndex(%s) = %d, StepOp(%d) = %s; want %d and %s", s.Op, probes.StepIndex(s.Op), i, probes.StepOp(i), i, s.Op)
+		}
+	}
+	if probes.NumSteps != len(steps) {
+		t.Fatalf("NumSteps = %d, want %d", probes.NumSteps, len(steps))
+	}
+	if i := probes.StepIndex("no such op"); i != -1 {
+		t.Fatalf("StepIndex of an unknown op = %d, want -1", i)
 	}
 }
 
