@@ -573,7 +573,6 @@ func idleRSS(r *report) {
 		r.add("")
 		return
 	}
-	idleRSSMiB = agent.rss
 	r.add("| binary | size | RSS 3 s after one request of every endpoint | of which anonymous (heap, stacks) | of which the binary's pages |")
 	r.add("|---|---|---|---|---|")
 	r.add("| the agent, `CGO_ENABLED=0 go build -trimpath -ldflags \"-s -w\"` (as `make build`), no mounts, no OTEL_* | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB |",
@@ -655,8 +654,6 @@ func residentIdle(pkg string, paths []string) (resident, error) {
 	}
 	return resident{size: float64(fi.Size()) / (1 << 20), rss: float64(rssKiB) / 1024, anon: float64(anonKiB) / 1024, file: float64(fileKiB) / 1024}, nil
 }
-
-var idleRSSMiB float64
 
 // latencies is what the load generator reports per URL.
 type latencies struct {
