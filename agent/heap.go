@@ -11,12 +11,19 @@ import (
 // mounts the mounts are spread over the heap and each one touched costs a
 // cache miss. A mount is taken out or moved by invalidating its entry
 // (the mount's generation changes) and pushing a new one; an invalid
-// entry is dropped when it reaches the top. Entries are only invalidated
-// when a queued mount is unregistered or moved, so they stay few.
+// entry is dropped when it reaches the top, and the heap is rebuilt from
+// its valid entries whenever invalid ones are more than half of it (and
+// more than compactMin), so it never holds more than about twice the
+// queued mounts, whatever the churn.
 type dueQueue struct {
 	epoch time.Time // due times are kept as offsets from it
 	h     dueHeap
+	dead  int // invalid entries in h
 }
+
+// compactMin is the number of invalid entries below which the due queue
+// is never rebuilt.
+const compactMin = 64
 
 type dueEntry struct {
 	at  time.Duration // due time, from epoch
@@ -41,15 +48,36 @@ func (h *dueHeap) Pop() any {
 
 // push queues m at due, replacing its place in the queue if it has one.
 func (q *dueQueue) push(m *mount, due time.Time) {
-	m.gen++
+	q.invalidate(m)
 	m.queued = true
 	heap.Push(&q.h, dueEntry{at: due.Sub(q.epoch), gen: m.gen, m: m})
 }
 
 // remove takes m out of the queue.
 func (q *dueQueue) remove(m *mount) {
-	m.gen++
+	q.invalidate(m)
 	m.queued = false
+}
+
+// invalidate makes m's entry, if it has one, invalid.
+func (q *dueQueue) invalidate(m *mount) {
+	m.gen++
+	if !m.queued {
+		return
+	}
+	q.dead++
+	if q.dead > compactMin && q.dead > len(q.h)/2 {
+		live := q.h[:0]
+		for _, e := range q.h {
+			if e.m.queued && e.m.gen == e.gen {
+				live = append(live, e)
+			}
+		}
+		clear(q.h[len(live):])
+		q.h = live
+		heap.Init(&q.h)
+		q.dead = 0
+	}
 }
 
 // peek returns the mount due first and its due time, after dropping the
@@ -61,6 +89,7 @@ func (q *dueQueue) peek() (*mount, time.Duration, bool) {
 			return e.m, e.at, true
 		}
 		heap.Pop(&q.h)
+		q.dead--
 	}
 	return nil, 0, false
 }

@@ -54,3 +54,53 @@ func TestDueQueue(t *testing.T) {
 		}
 	}
 }
+
+// TestDueQueueBounded: however often mounts are moved or taken out, the
+// queue holds at most about twice the mounts queued (plus 64).
+func TestDueQueueBounded(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	q := dueQueue{epoch: t0}
+	const n = 100
+	ms := make([]*mount, n)
+	for i := range ms {
+		ms[i] = &mount{}
+		q.push(ms[i], t0.Add(time.Duration(i)*time.Second))
+	}
+	for round := 0; round < 1000; round++ {
+		m := ms[round%n]
+		if round%3 == 0 {
+			q.remove(m) // unregistered ...
+			q.push(&mount{}, t0.Add(time.Hour))
+			ms[round%n] = &mount{} // ... and another registered
+			q.push(ms[round%n], t0.Add(time.Duration(round)*time.Millisecond))
+		} else {
+			q.push(m, t0.Add(time.Duration(round)*time.Minute)) // moved
+		}
+		queued := 0
+		for _, e := range q.h {
+			if e.m.queued && e.m.gen == e.gen {
+				queued++
+			}
+		}
+		if len(q.h) > 2*queued+65 { // compactMin is 64
+
+			t.Fatalf("round %d: %d entries for %d queued mounts", round, len(q.h), queued)
+		}
+		if q.dead != len(q.h)-queued {
+			t.Fatalf("round %d: %d invalid entries counted, %d held", round, q.dead, len(q.h)-queued)
+		}
+	}
+	// Everything still comes out in order.
+	var last time.Duration
+	for {
+		_, at, ok := q.peek()
+		if !ok {
+			break
+		}
+		if at < last {
+			t.Fatal("out of order after compaction")
+		}
+		last = at
+		q.pop()
+	}
+}
