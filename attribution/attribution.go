@@ -13,12 +13,24 @@ type Attribution struct {
 	FileSystemID string
 	// AccessPoint is the EFS access point, e.g. "fsap-0123456789abcdef0".
 	AccessPoint string
+	// Service is the AWS service the file system belongs to: ServiceEFS or
+	// ServiceS3Files (Amazon S3 Files, mounted with mount.s3files through
+	// the same efs-proxy), empty when unknown.
+	Service string
 	// PodUID is the UID of the pod whose volume this is.
 	PodUID string
 	// Volume is the volume's directory name in the kubelet layout: the
 	// PersistentVolume name for a CSI volume backed by one.
 	Volume string
 }
+
+// The values of Attribution.Service.
+const (
+	// ServiceEFS is Amazon EFS (efs-utils' service_type "elasticfilesystem").
+	ServiceEFS = "efs"
+	// ServiceS3Files is Amazon S3 Files (service_type "s3files").
+	ServiceS3Files = "s3files"
+)
 
 // IsZero reports whether nothing is known.
 func (a Attribution) IsZero() bool { return a == Attribution{} }
@@ -30,6 +42,9 @@ func (a Attribution) Or(b Attribution) Attribution {
 	}
 	if a.AccessPoint == "" {
 		a.AccessPoint = b.AccessPoint
+	}
+	if a.Service == "" {
+		a.Service = b.Service
 	}
 	if a.PodUID == "" {
 		a.PodUID = b.PodUID
@@ -43,8 +58,9 @@ func (a Attribution) Or(b Attribution) Attribution {
 // efsHost is efs-utils' FQDN_REGEX_PATTERN (src/mount_efs/__init__.py):
 // an optional availability-zone label, the file system id, then the
 // service, region and DNS suffix, as in
-// fs-0123.efs.us-east-1.amazonaws.com or us-east-1a.fs-0123.efs.us-east-1.amazonaws.com.
-var efsHost = regexp.MustCompile(`^(?:[a-z0-9-]+\.)?(fs-[0-9a-f]+)\.(?:[a-z-]+\.)+[a-z0-9-]+\.[a-z0-9.-]+$`)
+// fs-0123.efs.us-east-1.amazonaws.com or us-east-1a.fs-0123.efs.us-east-1.amazonaws.com,
+// and S3 Files' use1-az1.fs-0123.s3files.us-east-1.on.aws.
+var efsHost = regexp.MustCompile(`^(?:[a-z0-9-]+\.)?(fs-[0-9a-f]+)\.(?:[a-z0-9-]+\.)+[a-z0-9-]+\.[a-z0-9.-]+$`)
 
 // bareFSID is a file system id on its own (efs-utils' FS_ID_REGEX_PATTERN).
 var bareFSID = regexp.MustCompile(`^fs-[0-9a-f]+$`)
@@ -61,7 +77,19 @@ func FromSource(source string) Attribution {
 	}
 	host := strings.ToLower(source[:i])
 	if m := efsHost.FindStringSubmatch(host); m != nil {
-		return Attribution{FileSystemID: m[1]}
+		// The label after the id names the service: "efs" (efs-utils'
+		// dns_name_format {fs_id}.efs.{region}.{dns_name_suffix}) or
+		// "s3files" ({az_id}.{fs_id}.s3files.{region}.{dns_name_suffix},
+		// dist/s3files-utils.conf, efs-utils v3.2.0).
+		a := Attribution{FileSystemID: m[1]}
+		rest := host[strings.Index(host, m[1])+len(m[1])+1:]
+		switch rest[:strings.IndexByte(rest+".", '.')] {
+		case "efs":
+			a.Service = ServiceEFS
+		case "s3files":
+			a.Service = ServiceS3Files
+		}
+		return a
 	}
 	if bareFSID.MatchString(host) {
 		return Attribution{FileSystemID: host}
@@ -104,7 +132,10 @@ var hexSuffix = regexp.MustCompile(`^[0-9a-f]{8,40}$`)
 // or "s3files:…". It returns an error naming the id for anything else.
 func FromVolumeID(id string) (Attribution, error) {
 	tokens := strings.Split(id, ":")
+	// An id without the type prefix is EFS (parseVolumeId, v3.4.1).
+	service := ServiceEFS
 	if tokens[0] == "efs" || tokens[0] == "s3files" {
+		service = map[string]string{"efs": ServiceEFS, "s3files": ServiceS3Files}[tokens[0]]
 		tokens = tokens[1:]
 	}
 	if len(tokens) == 0 || len(tokens) > 3 {
@@ -114,7 +145,7 @@ func FromVolumeID(id string) (Attribution, error) {
 	if !ok || !hexSuffix.MatchString(fsID) {
 		return Attribution{}, fmt.Errorf("volume id %q: file system id %q is not fs- followed by 8 to 40 hex digits", id, tokens[0])
 	}
-	a := Attribution{FileSystemID: tokens[0]}
+	a := Attribution{FileSystemID: tokens[0], Service: service}
 	if len(tokens) == 3 && tokens[2] != "" {
 		ap, ok := strings.CutPrefix(tokens[2], "fsap-")
 		if !ok || !hexSuffix.MatchString(ap) {

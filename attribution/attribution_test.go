@@ -32,6 +32,22 @@ func TestFromSource(t *testing.T) {
 	}
 }
 
+// TestFromSourceService: the label after the id names the service, EFS
+// ({fs_id}.efs.…) or S3 Files ({az_id}.{fs_id}.s3files.{region}.on.aws,
+// dist/s3files-utils.conf, efs-utils v3.2.0).
+func TestFromSourceService(t *testing.T) {
+	t.Parallel()
+	for src, want := range map[string]attribution.Attribution{
+		"fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:/":           {FileSystemID: "fs-0123456789abcdef0", Service: attribution.ServiceEFS},
+		"use1-az1.fs-0123456789abcdef0.s3files.us-east-1.on.aws:/data": {FileSystemID: "fs-0123456789abcdef0", Service: attribution.ServiceS3Files},
+		"fs-deadbeef:/": {FileSystemID: "fs-deadbeef"},
+	} {
+		if got := attribution.FromSource(src); got != want {
+			t.Errorf("FromSource(%q) = %+v, want %+v", src, got, want)
+		}
+	}
+}
+
 func TestFromPath(t *testing.T) {
 	t.Parallel()
 	const uid = "7f3c2a9e-1b4d-4e8a-9c61-2d5f0e8b7a13"
@@ -88,6 +104,11 @@ func TestFromVolumeID(t *testing.T) {
 		}
 		if err != nil || a.FileSystemID != tc.fs || a.AccessPoint != tc.ap {
 			t.Errorf("FromVolumeID(%q) = %+v, %v; want %s %s", tc.id, a, err, tc.fs, tc.ap)
+		}
+		// The type prefix names the service; without it the driver takes
+		// EFS (parseVolumeId, pkg/driver/node.go, aws-efs-csi-driver v3.4.1).
+		if want := map[bool]string{true: attribution.ServiceS3Files, false: attribution.ServiceEFS}[strings.HasPrefix(tc.id, "s3files:")]; a.Service != want {
+			t.Errorf("FromVolumeID(%q).Service = %q, want %q", tc.id, a.Service, want)
 		}
 	}
 }

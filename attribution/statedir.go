@@ -39,6 +39,10 @@ type TunnelState struct {
 	Mountpoint string
 	// Port is the tunnel's local port, from the file's name.
 	Port int
+	// Service is ServiceS3Files for an S3 Files mount, ServiceEFS for an
+	// EFS one, from the file's service_type key; empty when the key is
+	// absent or null (files of older versions).
+	Service string
 }
 
 // stateFile are the keys of an efs-utils state file that matter here
@@ -48,6 +52,21 @@ type stateFile struct {
 	FSID        string `json:"fsId"`
 	AccessPoint string `json:"accessPoint"`
 	Mountpoint  string `json:"mountpoint"`
+	// ServiceType is MountContext().service: "elasticfilesystem" or
+	// "s3files" (EFS_SERVICE_NAME, S3FILES_SERVICE_NAME in
+	// src/efs_utils_common/constants.py, efs-utils v3.2.0).
+	ServiceType string `json:"service_type"`
+}
+
+// serviceOf maps efs-utils' service_type to Attribution.Service.
+func serviceOf(serviceType string) string {
+	switch serviceType {
+	case "elasticfilesystem":
+		return ServiceEFS
+	case "s3files":
+		return ServiceS3Files
+	}
+	return ""
 }
 
 // SafeMountpoint is efs-utils' get_file_safe_mountpoint_name: the mount
@@ -77,9 +96,23 @@ func parseStateName(name string) (key, fsID string, port int, ok bool) {
 	return name[first+1:], fsID, p, true
 }
 
+// tempPrefix marks the state file of a mount in progress. efs-utils
+// (bootstrap_proxy and write_tunnel_state_file in
+// src/efs_utils_common/proxy.py, v3.2.0) writes the complete state, file
+// system id, mountpoint, service and certificate details included, to
+// "~<name>" before it starts the tunnel, rewrites it with the tunnel's pid,
+// runs mount.nfs4 inside that context and renames the file to "<name>" only
+// when the context exits, after mount.nfs4 has returned. A mount that has
+// just appeared in the mount table is therefore usually still described by
+// its "~" file.
+const tempPrefix = "~"
+
 // StateDir reads efs-utils' state directory and remembers what it found.
 // A file is parsed the first time its name is seen; the file system id and
-// access point of a tunnel never change under the same name. It is not
+// access point of a tunnel never change under the same name. A "~" file
+// (a mount in progress) is read as well, so a new mount is attributed by
+// the first refresh that sees it; the final file, once renamed, takes its
+// place. It is not
 // safe for concurrent use: one goroutine (discovery's refresh) owns it.
 type StateDir struct {
 	dir   string
@@ -131,9 +164,10 @@ func (s *StateDir) Refresh() error {
 		if !e.Type().IsRegular() {
 			continue // the per-mount "<name>+" directories, sockets, links
 		}
-		_, fsID, port, ok := parseStateName(name)
+		base, temp := strings.CutPrefix(name, tempPrefix)
+		_, fsID, port, ok := parseStateName(base)
 		if !ok {
-			continue // stunnel-config.*, "~" temporary files, others
+			continue // stunnel-config.*, others
 		}
 		if ts, ok := s.known[name]; ok {
 			all[name], parsed[name] = ts, ts
@@ -142,8 +176,9 @@ func (s *StateDir) Refresh() error {
 		ts := TunnelState{FileSystemID: fsID, Port: port}
 		sf, err := readStateFile(filepath.Join(s.dir, name))
 		if err != nil {
-			// Use the name for now, and read the file again next time.
-			if first == nil {
+			// Use the name for now, and read the file again next time. A
+			// "~" file being written is expected, not a problem to report.
+			if first == nil && !temp {
 				first = err
 			}
 			all[name] = ts
@@ -156,6 +191,12 @@ func (s *StateDir) Refresh() error {
 			ts.AccessPoint = sf.AccessPoint
 		}
 		ts.Mountpoint = sf.Mountpoint
+		ts.Service = serviceOf(sf.ServiceType)
+		if temp {
+			// Rewritten (the tunnel's pid) until renamed: read it again.
+			all[name] = ts
+			continue
+		}
 		all[name], parsed[name] = ts, ts
 	}
 	s.known = parsed
@@ -163,7 +204,11 @@ func (s *StateDir) Refresh() error {
 	s.byPort = make(map[int]TunnelState, len(all))
 	shared := map[int]bool{}
 	for name, ts := range all {
-		key, _, _, _ := parseStateName(name)
+		base, temp := strings.CutPrefix(name, tempPrefix)
+		if _, done := all[base]; temp && done {
+			continue // renamed since (a leftover of a crash): the final file wins
+		}
+		key, _, _, _ := parseStateName(base)
 		s.byKey[key] = ts
 		if _, dup := s.byPort[ts.Port]; dup {
 			shared[ts.Port] = true
@@ -217,5 +262,5 @@ func (s *StateDir) Lookup(mountpoint string, port int) (TunnelState, bool) {
 
 // Attribution is the attribution of a tunnel.
 func (ts TunnelState) Attribution() Attribution {
-	return Attribution{FileSystemID: ts.FileSystemID, AccessPoint: ts.AccessPoint}
+	return Attribution{FileSystemID: ts.FileSystemID, AccessPoint: ts.AccessPoint, Service: ts.Service}
 }

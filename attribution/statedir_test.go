@@ -49,7 +49,9 @@ func TestStateDirFixture(t *testing.T) {
 		{"/mnt/efs", 20310, "fs-0aaaabbbbccccdddd", ""},
 		// Unreadable JSON: attributed from the name.
 		{"/mnt/torn", 20411, "fs-0ccccddddeeeeffff", ""},
-		{"/mnt/new", 20400, "", ""}, // "~" file: the mount is not done
+		// A "~" file (mount.nfs4 has not returned yet), caught half
+		// written: attributed from its name, and no error.
+		{"/mnt/new", 20400, "fs-0bbbbccccddddeeee", ""},
 		{"/mnt/efs", 20999, "", ""},
 	} {
 		ts, ok := s.Lookup(tc.mount, tc.port)
@@ -154,5 +156,77 @@ func TestStateDirBounds(t *testing.T) {
 	}
 	if found != attribution.MaxStateFiles {
 		t.Fatalf("%d tunnels known, want the bound %d", found, attribution.MaxStateFiles)
+	}
+}
+
+// TestStateDirMountInProgress: efs-utils writes the complete state file as
+// "~<name>" before mount.nfs4 runs and renames it only after mount.nfs4
+// has returned (bootstrap_proxy, src/efs_utils_common/proxy.py, efs-utils
+// v3.2.0), so a mount that has just appeared in the mount table is
+// described by its "~" file. It is attributed from that file at once,
+// service included, and stays attributed across the rename.
+func TestStateDirMountInProgress(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := attribution.NewStateDir(dir)
+	const name = "fs-0123456789abcdef0.mnt.s3.20500"
+	// As write_tunnel_state_file writes it for a TLS S3 Files mount, then
+	// rewritten with the tunnel's pid.
+	body := `{"pid": 7171, "cmd": ["/usr/bin/efs-proxy", "/var/run/efs/stunnel-config.` + name + `", "--tls"], "files": [], "mount_time": 1764079200.5, "mountpoint": "/mnt/s3", "service_type": "s3files", "accessPoint": "fsap-0fedcba9876543210", "fsId": "fs-0123456789abcdef0"}`
+	if err := os.WriteFile(filepath.Join(dir, "~"+name), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := attribution.Attribution{FileSystemID: "fs-0123456789abcdef0", AccessPoint: "fsap-0fedcba9876543210", Service: attribution.ServiceS3Files}
+	if err := s.Refresh(); err != nil {
+		t.Fatalf("Refresh with a mount in progress: %v", err)
+	}
+	if ts, ok := s.Lookup("/mnt/s3", 20500); !ok || ts.Attribution() != want || ts.Mountpoint != "/mnt/s3" {
+		t.Fatalf("\"~\" file: %+v %v, want %+v", ts, ok, want)
+	}
+	if err := os.Rename(filepath.Join(dir, "~"+name), filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if ts, ok := s.Lookup("/mnt/s3", 20500); !ok || ts.Attribution() != want {
+		t.Fatalf("renamed: %+v %v, want %+v", ts, ok, want)
+	}
+	// A "~" leftover beside its final file (a crash between write and
+	// rename of a later mount on the same name): the final file wins.
+	if err := os.WriteFile(filepath.Join(dir, "~"+name), []byte(`{"fsId": "fs-0aaaabbbbccccdddd"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if ts, ok := s.Lookup("/mnt/s3", 20500); !ok || ts.Attribution() != want {
+		t.Fatalf("leftover: %+v %v, want %+v", ts, ok, want)
+	}
+}
+
+// TestStateDirService: service_type "elasticfilesystem" is EFS, null or
+// absent (older efs-utils) is unknown.
+func TestStateDirService(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"fs-11112222.mnt.a.20001": `{"service_type": "elasticfilesystem"}`,
+		"fs-11112222.mnt.b.20002": `{"service_type": null}`,
+		"fs-11112222.mnt.c.20003": `{"service_type": "s3files"}`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := attribution.NewStateDir(dir)
+	if err := s.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	for mp, want := range map[string]string{"/mnt/a": attribution.ServiceEFS, "/mnt/b": "", "/mnt/c": attribution.ServiceS3Files} {
+		port := map[string]int{"/mnt/a": 20001, "/mnt/b": 20002, "/mnt/c": 20003}[mp]
+		if ts, ok := s.Lookup(mp, port); !ok || ts.Service != want {
+			t.Errorf("Lookup(%s) = %+v %v, want service %q", mp, ts, ok, want)
+		}
 	}
 }

@@ -56,9 +56,9 @@ func TestAttributionFromTableAndStateFiles(t *testing.T) {
 		}
 		for path, want := range map[string]attribution.Attribution{
 			pods + "/bbb/volumes/kubernetes.io~csi/efs tls/mount": tls,
-			pods + "/aaa/volumes/kubernetes.io~csi/efs-pv/mount":  {FileSystemID: "fs-0123", PodUID: "aaa", Volume: "efs-pv"},
+			pods + "/aaa/volumes/kubernetes.io~csi/efs-pv/mount":  {FileSystemID: "fs-0123", Service: attribution.ServiceEFS, PodUID: "aaa", Volume: "efs-pv"},
 			pods + "/ddd/volumes/kubernetes.io~nfs/legacy":        {PodUID: "ddd", Volume: "legacy"},
-			"/mnt/other-efs": {FileSystemID: "fs-9"},
+			"/mnt/other-efs": {FileSystemID: "fs-9", Service: attribution.ServiceEFS},
 			"/proc":          {},
 		} {
 			e, ok := tab[path]
@@ -134,7 +134,7 @@ func TestAttributesRealMounts(t *testing.T) {
 		}
 		return st.Attribution
 	}
-	want := attribution.Attribution{FileSystemID: "fs-0123456789abcdef0", PodUID: uid, Volume: pv}
+	want := attribution.Attribution{FileSystemID: "fs-0123456789abcdef0", Service: attribution.ServiceEFS, PodUID: uid, Volume: pv}
 	wantStatic := attribution.Attribution{PodUID: "static-uid", Volume: "pv-static"}
 	deadline := time.Now().Add(10 * time.Second)
 	for attr(vol) != want || attr(static) != wantStatic {

@@ -333,7 +333,7 @@ func (w *Watcher) sync(table map[string]Entry, reg Registry, static map[string]b
 			w.owned[m.Path] = m
 		}
 		w.log.Info("mount discovered", "mount", m.Path, "fstype", m.FSType, "source", m.Source, "tunnel", m.TunnelAddr,
-			"filesystem_id", m.Attribution.FileSystemID, "access_point", m.Attribution.AccessPoint,
+			"filesystem_id", m.Attribution.FileSystemID, "access_point", m.Attribution.AccessPoint, "service", m.Attribution.Service,
 			"pod_uid", m.Attribution.PodUID, "volume", m.Attribution.Volume)
 	}
 	for _, p := range remove {

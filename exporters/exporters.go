@@ -168,6 +168,9 @@ const (
 	SpanFileSystemID = attribute.Key("efs.mount.filesystem_id")
 	// SpanAccessPoint is the EFS access point of a check span, when known.
 	SpanAccessPoint = attribute.Key("efs.mount.access_point")
+	// SpanService is the service of a check span's file system, "efs" or
+	// "s3files", when known.
+	SpanService = attribute.Key("efs.mount.service")
 	// SpanPodUID is the UID of the pod whose volume the mount is, when known.
 	SpanPodUID = attribute.Key("k8s.pod.uid")
 	// SpanVolume is the kubelet's name of the volume (the PersistentVolume
@@ -357,7 +360,7 @@ func (t *Telemetry) instruments(version string) error {
 // mount's efs_mount_info series: the mount path and each attribution that
 // is known, escaped like mount paths.
 func infoLabels(path string, a attribution.Attribution) (names, values []string) {
-	all := [...]string{a.AccessPoint, a.FileSystemID, path, a.PodUID, a.Volume} // lInfo's order
+	all := [...]string{a.AccessPoint, a.FileSystemID, path, a.PodUID, a.Service, a.Volume} // lInfo's order
 	names, values = make([]string, 0, len(all)), make([]string, 0, len(all))
 	for i, v := range all {
 		if v != "" || lInfo[i] == string(MountPathKey) {
@@ -374,7 +377,7 @@ func spanAttribution(attrs []attribute.KeyValue, m agent.Mount) []attribute.KeyV
 	for _, kv := range [...]struct {
 		k attribute.Key
 		v string
-	}{{SpanFileSystemID, a.FileSystemID}, {SpanAccessPoint, a.AccessPoint}, {SpanPodUID, a.PodUID}, {SpanVolume, a.Volume}} {
+	}{{SpanFileSystemID, a.FileSystemID}, {SpanAccessPoint, a.AccessPoint}, {SpanService, a.Service}, {SpanPodUID, a.PodUID}, {SpanVolume, a.Volume}} {
 		if kv.v != "" {
 			attrs = append(attrs, kv.k.String(pathValue(kv.v)))
 		}

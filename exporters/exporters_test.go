@@ -174,9 +174,9 @@ func (r registration) Registered() bool {
 func fixture() ([]*agent.MountStatus, agent.Summary) {
 	return []*agent.MountStatus{
 		{Mount: &agent.Mount{Path: "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount", Attribution: attribution.Attribution{
-			FileSystemID: "fs-0123456789abcdef0", AccessPoint: "fsap-0fedcba9876543210", PodUID: "abc123", Volume: "efs-pv"}}, State: agent.StateHealthy,
+			FileSystemID: "fs-0123456789abcdef0", AccessPoint: "fsap-0fedcba9876543210", Service: attribution.ServiceEFS, PodUID: "abc123", Volume: "efs-pv"}}, State: agent.StateHealthy,
 			LastCheck: t0, ResponseTime: 15 * time.Millisecond, Checks: 3},
-		{Mount: &agent.Mount{Path: "/mnt/hung"}, State: agent.StateHung, LastCheck: t0, ResponseTime: 5 * time.Second,
+		{Mount: &agent.Mount{Path: "/mnt/hung", Attribution: attribution.Attribution{FileSystemID: "fs-0aaaabbbbccccdddd", Service: attribution.ServiceS3Files}}, State: agent.StateHung, LastCheck: t0, ResponseTime: 5 * time.Second,
 			ErrorCount: 4, ConsecutiveErrors: 2, Reason: probes.ReasonTimeout},
 		{Mount: &agent.Mount{Path: "/mnt/pending"}, State: agent.StatePending},
 	}, agent.Summary{Mounts: 3, Pending: 1, Unhealthy: 1, Hung: 1, InFlight: 1}
@@ -223,7 +223,9 @@ func TestGoldenScrape(t *testing.T) {
 		`efs_mount_error_total{mount_path="/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount"} 0` + "\n",
 		"# HELP efs_csi_driver_healthy Overall health status of the CSI driver (1=healthy, 0=unhealthy)\n# TYPE efs_csi_driver_healthy gauge\nefs_csi_driver_healthy 0\n",
 		// Attribution goes through the info series only; unknown labels are omitted.
-		`efs_mount_info{access_point="fsap-0fedcba9876543210",filesystem_id="fs-0123456789abcdef0",mount_path="/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount",pod_uid="abc123",volume="efs-pv"} 1` + "\n",
+		`efs_mount_info{access_point="fsap-0fedcba9876543210",filesystem_id="fs-0123456789abcdef0",mount_path="/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount",pod_uid="abc123",service="efs",volume="efs-pv"} 1` + "\n",
+		// An Amazon S3 Files mount is labelled as one, not as EFS.
+		`efs_mount_info{filesystem_id="fs-0aaaabbbbccccdddd",mount_path="/mnt/hung",service="s3files"} 1` + "\n",
 		`efs_mount_info{mount_path="/mnt/pending"} 1` + "\n",
 	} {
 		if !strings.Contains(got, line) {

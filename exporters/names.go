@@ -83,7 +83,7 @@ var (
 	lBuild     = []string{"goversion", "version"}
 	// lInfo are efs_mount_info's labels; a series carries only those
 	// whose value is known (mount_path always).
-	lInfo = []string{"access_point", "filesystem_id", string(MountPathKey), "pod_uid", "volume"}
+	lInfo = []string{"access_point", "filesystem_id", string(MountPathKey), "pod_uid", "service", "volume"}
 )
 
 // LatencyBuckets are the operation latency histogram buckets, in seconds:
@@ -131,11 +131,13 @@ var metricNames = [numMetrics]metricName{
 	mNFSRTT:             {"efs.nfs.rpc.rtt", "efs_nfs_rpc_rtt_seconds_total", "Cumulative NFS RPC round-trip time in seconds, per mount and operation", "s", float64ObservableCounter, nfs, lMountOp, nil},
 	mNFSExecute:         {"efs.nfs.rpc.execute", "efs_nfs_rpc_execute_seconds_total", "Cumulative NFS RPC execution time (queue and round trip) in seconds, per mount and operation", "s", float64ObservableCounter, nfs, lMountOp, nil},
 	mNFSBacklog:         {"efs.nfs.transport.backlog", "efs_nfs_transport_backlog_total", "Cumulative NFS transport backlog queue length, sampled per request", "", int64ObservableCounter, nfs, lMount, nil},
-	// efs_mount_info{mount_path,filesystem_id,access_point,pod_uid,volume}:
+	// efs_mount_info{mount_path,filesystem_id,access_point,pod_uid,service,volume}:
+	// service is "efs" or "s3files" (Amazon S3 Files, mounted through the
+	// same efs-proxy) where known.
 	// always 1, one series per registered mount, labels of unknown values
 	// omitted. Join on mount_path to add them to the series above, as
 	// kube-state-metrics' *_info series are joined.
-	mInfo: {"efs.mount.info", "efs_mount_info", "What the mount is: EFS file system, access point, pod UID and volume where known (always 1)", "", int64Gauge, mounts, lInfo, nil},
+	mInfo: {"efs.mount.info", "efs_mount_info", "What the mount is: file system, access point, service (efs or s3files), pod UID and volume where known (always 1)", "", int64Gauge, mounts, lInfo, nil},
 	// efs_health_agent_build_info{version,goversion}: always 1.
 	mBuildInfo: {"efs.health_agent.build_info", "efs_health_agent_build_info", "Build information of efs-health-agent (always 1)", "", int64Gauge, mounts, lBuild, nil},
 }

@@ -19,7 +19,7 @@ func attributedSource() *fakeSource {
 		sts: []*agent.MountStatus{
 			{Mount: &agent.Mount{Path: "/mnt/plain"}, State: agent.StateHealthy, LastCheck: now},
 			{Mount: &agent.Mount{Path: attributedPath, Attribution: attribution.Attribution{FileSystemID: "fs-0123456789abcdef0",
-				AccessPoint: "fsap-0fedcba9876543210", PodUID: "7f3c", Volume: "<b>pv-shared</b>"}}, State: agent.StateHealthy, LastCheck: now},
+				AccessPoint: "fsap-0fedcba9876543210", Service: attribution.ServiceS3Files, PodUID: "7f3c", Volume: "<b>pv-shared</b>"}}, State: agent.StateHealthy, LastCheck: now},
 		}}
 }
 
@@ -38,12 +38,12 @@ func TestMountsAttribution(t *testing.T) {
 	}
 	a := got[attributedPath]
 	for k, want := range map[string]string{"filesystemId": "fs-0123456789abcdef0", "accessPoint": "fsap-0fedcba9876543210",
-		"podUid": "7f3c", "volume": "<b>pv-shared</b>"} {
+		"podUid": "7f3c", "volume": "<b>pv-shared</b>", "service": "s3files"} {
 		if a[k] != want {
 			t.Errorf("%s = %v, want %q", k, a[k], want)
 		}
 	}
-	for _, k := range []string{"filesystemId", "accessPoint", "podUid", "volume"} {
+	for _, k := range []string{"filesystemId", "accessPoint", "podUid", "volume", "service"} {
 		if _, ok := got["/mnt/plain"][k]; ok {
 			t.Errorf("unknown %s present: %v", k, got["/mnt/plain"])
 		}

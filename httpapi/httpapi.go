@@ -304,8 +304,10 @@ type MountJSON struct {
 	// What the mount is, where known (see the attribution package).
 	FileSystemID string `json:"filesystemId,omitempty"`
 	AccessPoint  string `json:"accessPoint,omitempty"`
-	PodUID       string `json:"podUid,omitempty"`
-	Volume       string `json:"volume,omitempty"`
+	// Service is "efs" or "s3files" (Amazon S3 Files) where known.
+	Service string `json:"service,omitempty"`
+	PodUID  string `json:"podUid,omitempty"`
+	Volume  string `json:"volume,omitempty"`
 }
 
 // ToJSON converts a status to its JSON form; now is used for hungForMs.
@@ -324,6 +326,7 @@ func ToJSON(st *agent.MountStatus, now time.Time) MountJSON {
 		FSType:            st.FSType,
 		FileSystemID:      st.Attribution.FileSystemID,
 		AccessPoint:       st.Attribution.AccessPoint,
+		Service:           st.Attribution.Service,
 		PodUID:            pathesc.Escape(st.Attribution.PodUID),
 		Volume:            pathesc.Escape(st.Attribution.Volume),
 	}
