@@ -28,7 +28,18 @@ func New(mon *agent.Monitor) *Health { return &Health{mon: mon, now: time.Now} }
 // volume name not set in m.Attribution are taken from the target path when
 // it follows the kubelet's layout, and the file system id from an EFS
 // Source. It is idempotent.
+//
+// FSType is the type the kernel's mount table shows, which the mounttable
+// step compares: "efs" and "s3files", the fstype the EFS CSI driver passes
+// to mount (NodePublishVolume, pkg/driver/node.go, aws-efs-csi-driver
+// v3.4.1), are mapped to "nfs4", what mount.efs and mount.s3files mount and
+// the kernel lists; any other type is taken as given. Source, when set,
+// must equal the table's source too: through efs-proxy (every mount.efs
+// mount since efs-utils v2) that is "127.0.0.1:<subpath>", not the name
+// the driver passed to mount, so leave Source empty unless it was read
+// from the table.
 func (h *Health) Publish(m agent.Mount) error {
+	m.FSType = KernelFSType(m.FSType)
 	m.Attribution = m.Attribution.Or(attribution.FromSource(m.Source)).Or(attribution.FromPath(m.Path))
 	if err := h.mon.Register(m); err != nil {
 		return fmt.Errorf("monitor volume at %q: %w", m.Path, err)
@@ -36,10 +47,22 @@ func (h *Health) Publish(m agent.Mount) error {
 	return nil
 }
 
+// KernelFSType is the filesystem type the kernel shows for a mount made
+// with fstype: "nfs4" for the EFS CSI driver's "efs" and "s3files"
+// (mount.efs and mount.s3files, efs-utils v3.2.0, mount NFS 4.1), fstype
+// itself otherwise.
+func KernelFSType(fstype string) string {
+	switch fstype {
+	case "efs", "s3files":
+		return "nfs4"
+	}
+	return fstype
+}
+
 // PublishVolume is Publish for an EFS CSI volume: the file system and
 // access point not set in m.Attribution come from the volume id, in the
 // forms the EFS CSI driver accepts ("fs-…", "fs-…::fsap-…",
-// "fs-…:/subpath:fsap-…", optionally prefixed "efs:"). A volume id of
+// "fs-…:/subpath:fsap-…", optionally prefixed "efs:" or "s3files:"). A volume id of
 // another form adds nothing; the volume is monitored all the same.
 func (h *Health) PublishVolume(volumeID string, m agent.Mount) error {
 	if a, err := attribution.FromVolumeID(volumeID); err == nil {

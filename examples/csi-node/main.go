@@ -47,8 +47,16 @@ func (s *NodeServer) NodePublishVolume(_ context.Context, req *csi.NodePublishVo
 		return nil, status.Errorf(codes.Internal, "create target: %v", err)
 	}
 	// The volume id names the EFS file system and access point; the
-	// target path, the pod and the PersistentVolume.
-	if err := s.Health.PublishVolume(req.GetVolumeId(), agent.Mount{Path: filepath.Clean(target), FSType: req.GetVolumeContext()["fstype"]}); err != nil {
+	// target path, the pod and the PersistentVolume. The filesystem type
+	// is the volume capability's ("efs", "s3files" or empty, as the EFS
+	// CSI driver accepts them; PublishVolume maps them to the kernel's
+	// "nfs4"), never a volume context key: the driver rejects every key
+	// it does not know (NodePublishVolume, pkg/driver/node.go,
+	// aws-efs-csi-driver v3.4.1). TunnelAddr stays empty: the driver does
+	// not know the efs-proxy port mount.efs picked, so the tunnel step is
+	// off here (a driver may read it from the mount table after the
+	// mount, the addr=127.0.0.1,port=<port> options, as discovery does).
+	if err := s.Health.PublishVolume(req.GetVolumeId(), agent.Mount{Path: filepath.Clean(target), FSType: req.GetVolumeCapability().GetMount().GetFsType()}); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return &csi.NodePublishVolumeResponse{}, nil
@@ -61,14 +69,21 @@ func (s *NodeServer) NodeUnpublishVolume(_ context.Context, req *csi.NodeUnpubli
 	return &csi.NodeUnpublishVolumeResponse{}, nil
 }
 
-// NodeGetVolumeStats reports the volume condition from the last check. It
-// returns no usage: statfs on a hung mount would block the call.
+// NodeGetVolumeStats reports the volume condition from the last check,
+// with a usage entry of unit UNKNOWN. kubelet rejects a response without
+// usage ("failed to get usage from response. usage is nil") before it
+// looks at the condition (NodeGetVolumeStats in kubelet's
+// pkg/volume/csi/csi_client.go), and the EFS CSI driver answers UNKNOWN
+// the same way while its own figures are not ready (computeVolumeMetrics,
+// pkg/driver/vol_statter.go, aws-efs-csi-driver v3.4.1). No statfs here,
+// nor an os.Stat of the path (upstream's first step, which blocks on a
+// hung mount): the call reads memory only.
 func (s *NodeServer) NodeGetVolumeStats(_ context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	cond, ok := s.Health.VolumeCondition(filepath.Clean(req.GetVolumePath()))
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "volume path %q is not published", req.GetVolumePath())
 	}
-	return &csi.NodeGetVolumeStatsResponse{VolumeCondition: cond}, nil
+	return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{{Unit: csi.VolumeUsage_UNKNOWN}}, VolumeCondition: cond}, nil
 }
 
 // NodeGetCapabilities advertises volume condition and stats.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -22,6 +23,25 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/csihealth"
 	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 )
+
+// kubeletVolumeStats plays kubelet's part in NodeGetVolumeStats
+// (csiDriverClient.NodeGetVolumeStats in kubelet's
+// pkg/volume/csi/csi_client.go, read at kubernetes/kubernetes commit
+// 3e4a7900d755): a response without usage is an error, "failed to get usage
+// from response. usage is nil", returned before anything else of the
+// response is read; in releases with the CSIVolumeHealth feature gate
+// (alpha since v1.21, off by default) the volume condition is read after
+// that check, and only with the gate on.
+func kubeletVolumeStats(ctx context.Context, node csi.NodeClient, volID, target string) (*csi.VolumeCondition, error) {
+	resp, err := node.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: volID, VolumePath: target})
+	if err != nil {
+		return nil, err
+	}
+	if resp.GetUsage() == nil {
+		return nil, errors.New("failed to get usage from response. usage is nil")
+	}
+	return resp.GetVolumeCondition(), nil
+}
 
 // TestNodeServerOverGRPC drives the example plugin as kubelet would, over
 // a unix socket: publish, stats (healthy), the volume breaks, stats
@@ -61,20 +81,26 @@ func TestNodeServerOverGRPC(t *testing.T) {
 		t.Fatalf("capabilities %v %v", caps, err)
 	}
 	target := filepath.Join(t.TempDir(), "pods", "uid", "volumes", "kubernetes.io~csi", "efs-pv", "mount")
-	if _, err := node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: volumeID, TargetPath: target}); err != nil {
+	// As kubelet sends it for an EFS CSI volume: the capability carries
+	// the driver's fstype, the volume context only keys the driver knows.
+	pub := &csi.NodePublishVolumeRequest{VolumeId: volumeID, TargetPath: target,
+		VolumeCapability: &csi.VolumeCapability{AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: "efs"}},
+			AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER}},
+		VolumeContext: map[string]string{"encryptInTransit": "true"}}
+	if _, err := node.NodePublishVolume(ctx, pub); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := mon.Status(target); st.Attribution != (attribution.Attribution{FileSystemID: "fs-0123456789abcdef0",
-		AccessPoint: "fsap-0fedcba9876543210", PodUID: "uid", Volume: "efs-pv"}) {
-		t.Fatalf("published volume attributed %+v", st.Attribution)
+		AccessPoint: "fsap-0fedcba9876543210", Service: attribution.ServiceEFS, PodUID: "uid", Volume: "efs-pv"}) || st.FSType != "nfs4" {
+		t.Errorf("published volume attributed %+v, fstype %q", st.Attribution, st.FSType)
 	}
 	cond := func() *csi.VolumeCondition {
 		t.Helper()
-		r, err := node.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: volumeID, VolumePath: target})
+		c, err := kubeletVolumeStats(ctx, node, volumeID, target)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return r.VolumeCondition
+		return c
 	}
 	testutil.WaitFor(t, "a healthy volume condition", func() bool { return strings.HasPrefix(cond().Message, "healthy") })
 	if c := cond(); c.Abnormal {
