@@ -14,7 +14,6 @@ import (
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
@@ -56,6 +55,14 @@ func run(t *testing.T, name string, args ...string) []byte {
 	return out
 }
 
+func envOf(c corev1.Container) map[string]string {
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	return env
+}
+
 var docSep = regexp.MustCompile(`(?m)^---\s*$`)
 
 // helmTemplate renders the chart as release efs-health-agent in kube-system
@@ -94,7 +101,7 @@ func TestHelmChart(t *testing.T) {
 	base := build(t, "kustomize/base")
 	chart := decodeAll(t, "helm daemonset", splitDocs(helmTemplate(t, helm)))
 	for _, k := range []string{"DaemonSet/efs-health-agent", "Service/efs-health-agent", "ServiceAccount/efs-health-agent",
-		"NetworkPolicy/efs-health-agent", "PodMonitor/efs-health-agent", "PrometheusRule/efs-health-agent", "ConfigMap/efs-health-agent-dashboard"} {
+		"PodMonitor/efs-health-agent", "PrometheusRule/efs-health-agent", "ConfigMap/efs-health-agent-dashboard"} {
 		if chart[k] == nil || base[k] == nil {
 			t.Fatalf("%s missing: chart %v, kustomize %v", k, chart[k] != nil, base[k] != nil)
 		}
@@ -115,10 +122,33 @@ func TestHelmChart(t *testing.T) {
 	if !reflect.DeepEqual(hpr.Spec, kpr.Spec) || hpr.Labels["release"] != kpr.Labels["release"] {
 		t.Error("chart PrometheusRule differs from deploy/prometheus/rules.yaml (make deploy-sync)")
 	}
-	hnp, knp := chart["NetworkPolicy/efs-health-agent"].(*networkingv1.NetworkPolicy), base["NetworkPolicy/efs-health-agent"].(*networkingv1.NetworkPolicy)
-	if !reflect.DeepEqual(hnp.Spec.Ingress, knp.Spec.Ingress) || !reflect.DeepEqual(hnp.Spec.PolicyTypes, knp.Spec.PolicyTypes) ||
-		!reflect.DeepEqual(hnp.Spec.PodSelector.MatchLabels, hds.Spec.Selector.MatchLabels) {
-		t.Errorf("chart NetworkPolicy differs from the kustomize base or does not select the agent: %+v", hnp.Spec)
+	for k := range chart {
+		if strings.HasPrefix(k, "NetworkPolicy/") {
+			t.Errorf("%s rendered: NetworkPolicy does not cover the agent's host-network pods", k)
+		}
+	}
+	// The retired values are refused by name, not silently ignored.
+	for set, want := range map[string]string{"sidecar.migrateProbes=true": "sidecar.migrateProbes is gone", "sidecar.bindNodeIP=true": "sidecar.bindNodeIP is gone",
+		"networkPolicy.enabled=true": "networkPolicy is gone"} {
+		if out, err := exec.Command(helm, "template", "x", chartDir, "--set", set).CombinedOutput(); err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("--set %s not refused with %q: %v\n%s", set, want, err, out)
+		}
+	}
+	// Another kubelet root (the driver's node.kubeletPath): the agent
+	// follows it in both modes; without the state directory mounted, no
+	// volume of /var/run/efs at all.
+	const kubelet = "/var/lib/k0s/kubelet"
+	moved := decodeAll(t, "helm kubeletPath", splitDocs(helmTemplate(t, helm, "kubeletPath="+kubelet, "daemonset.mountEFSState=false")))["DaemonSet/efs-health-agent"].(*appsv1.DaemonSet)
+	mc := container(t, moved, "efs-health-agent")
+	if v := moved.Spec.Template.Spec.Volumes; len(v) != 1 || v[0].HostPath.Path != kubelet+"/pods" || len(mc.VolumeMounts) != 1 || mc.VolumeMounts[0].MountPath != kubelet+"/pods" {
+		t.Errorf("kubeletPath=%s, mountEFSState=false: volumes %+v, mounts %+v", kubelet, v, mc.VolumeMounts)
+	}
+	if env := envOf(mc); env["HEALTH_DISCOVER_PREFIX"] != kubelet+"/pods" {
+		t.Errorf("kubeletPath=%s: discovery prefix %q", kubelet, env["HEALTH_DISCOVER_PREFIX"])
+	}
+	movedPatch := decodeAll(t, "helm sidecar kubeletPath", splitDocs(helmTemplate(t, helm, "mode=sidecar", "kubeletPath="+kubelet)))["ConfigMap/efs-health-agent-csi-node-patch"].(*corev1.ConfigMap).Data["patch.yaml"]
+	if !strings.Contains(movedPatch, "mountPath: "+kubelet+"\n") || !strings.Contains(movedPatch, `value: "`+kubelet+`/pods"`) {
+		t.Errorf("sidecar patch with kubeletPath=%s:\n%s", kubelet, movedPatch)
 	}
 	hcm, kcm := chart["ConfigMap/efs-health-agent-dashboard"].(*corev1.ConfigMap), base["ConfigMap/efs-health-agent-dashboard"].(*corev1.ConfigMap)
 	if hcm.Data["efs-health-agent.json"] != strings.TrimRight(kcm.Data["efs-health-agent.json"], "\n") || hcm.Labels["grafana_dashboard"] != "1" {
@@ -127,7 +157,7 @@ func TestHelmChart(t *testing.T) {
 
 	// Toggles.
 	off := decodeAll(t, "helm toggles", splitDocs(helmTemplate(t, helm, "podMonitor.enabled=false", "prometheusRule.enabled=false",
-		"dashboard.enabled=false", "networkPolicy.enabled=false", "podMonitor.labels.release=prom")))
+		"dashboard.enabled=false", "podMonitor.labels.release=prom")))
 	for k := range off {
 		if strings.HasPrefix(k, "PodMonitor/") || strings.HasPrefix(k, "PrometheusRule/") || strings.HasPrefix(k, "NetworkPolicy/") || k == "ConfigMap/efs-health-agent-dashboard" {
 			t.Errorf("%s rendered although disabled", k)
@@ -153,9 +183,9 @@ func TestHelmChart(t *testing.T) {
 	}
 	fs := filesys.MakeFsInMemory()
 	for name, content := range map[string]string{
-		"/k/kustomization.yaml": "resources:\n- efs-csi-node.yaml\npatches:\n- path: patch.yaml\n",
+		"/k/kustomization.yaml": "namespace: kube-system\nresources:\n- efs-csi-node.yaml\npatches:\n- path: patch.yaml\n",
 		"/k/efs-csi-node.yaml":  string(node),
-		"/k/patch.yaml":         "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: efs-csi-node\n  namespace: kube-system\n" + patch,
+		"/k/patch.yaml":         "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: efs-csi-node\n" + patch,
 	} {
 		if err := fs.WriteFile(name, []byte(content)); err != nil {
 			t.Fatal(err)
@@ -163,6 +193,9 @@ func TestHelmChart(t *testing.T) {
 	}
 	patched := decodeAll(t, "helm sidecar patch", kustomize(t, fs, "/k"))["DaemonSet/efs-csi-node"].(*appsv1.DaemonSet)
 	overlay := build(t, "kustomize/overlays/csi-sidecar")["DaemonSet/efs-csi-node"].(*appsv1.DaemonSet)
+	// The driver's containers (liveness-probe, efs-plugin and its probes)
+	// come out of the chart's patch as they went in.
+	driverUntouched(t, standIn(t), patched)
 	if !reflect.DeepEqual(patched, overlay) {
 		a, _ := json.MarshalIndent(patched.Spec.Template.Spec.Containers, "", " ")
 		b, _ := json.MarshalIndent(overlay.Spec.Template.Spec.Containers, "", " ")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -150,6 +151,57 @@ func leastPrivilege(t *testing.T, c corev1.Container) {
 	}
 }
 
+// hostNetwork asserts that the agent runs in the host's network namespace,
+// where efs-proxy listens on the host's loopback (127.0.0.1:<port>: every
+// mount.efs mount since efs-utils v2, mount_with_proxy in
+// src/efs_utils_common/mount_utils.py, v3.2.0), so the tunnel step can
+// reach it; that it listens on the node IP only; that it still resolves
+// cluster names (an OTLP collector Service); and that its port is clear of
+// the EFS CSI driver's on the same host network (aws-efs-csi-driver
+// v3.4.1: node livenessprobe 9809, controller 9909, efs-proxy ports from
+// 20049 up to PORT_RANGE_UPPER_BOUND 21049). In the driver's pod (sidecar)
+// the DNS policy is the driver's, ClusterFirst, and left alone.
+func hostNetwork(t *testing.T, ds *appsv1.DaemonSet, c corev1.Container, dns corev1.DNSPolicy) {
+	t.Helper()
+	spec := ds.Spec.Template.Spec
+	if !spec.HostNetwork || spec.DNSPolicy != dns {
+		t.Errorf("%s: hostNetwork %v, dnsPolicy %q; want the host network with %s", ds.Name, spec.HostNetwork, spec.DNSPolicy, dns)
+	}
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+	}
+	if env["HEALTH_BIND_ADDRESS"].Value != "$(NODE_IP)" || env["NODE_IP"].ValueFrom == nil || env["NODE_IP"].ValueFrom.FieldRef.FieldPath != "status.hostIP" {
+		t.Errorf("%s on the host network does not bind to the node IP: %+v", c.Name, c.Env)
+	}
+	for _, p := range c.Ports {
+		if p.ContainerPort == 9809 || p.ContainerPort == 9909 || (p.ContainerPort >= 20049 && p.ContainerPort <= 21049) {
+			t.Errorf("%s: port %d collides with the EFS CSI driver's", c.Name, p.ContainerPort)
+		}
+	}
+}
+
+// efsStateNotCreated asserts that the agent's pod never creates the host's
+// /var/run/efs: kubelet would make it 0755, while efs-utils creates it 0750
+// and never changes one that exists (create_required_directory,
+// src/efs_utils_common/file_utils.py, efs-utils v3.2.0).
+func efsStateNotCreated(t *testing.T, ds *appsv1.DaemonSet) {
+	t.Helper()
+	var found bool
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		if v.HostPath == nil || path.Clean(v.HostPath.Path) != "/var/run/efs" {
+			continue
+		}
+		found = true
+		if v.HostPath.Type == nil || *v.HostPath.Type != corev1.HostPathDirectory {
+			t.Errorf("%s: volume %s of /var/run/efs has type %v, want Directory (never created)", ds.Name, v.Name, v.HostPath.Type)
+		}
+	}
+	if !found {
+		t.Errorf("%s: no volume of /var/run/efs", ds.Name)
+	}
+}
+
 func TestBase(t *testing.T) {
 	objs := build(t, "kustomize/base")
 	ds := objs["DaemonSet/efs-health-agent"].(*appsv1.DaemonSet)
@@ -193,47 +245,132 @@ func TestBase(t *testing.T) {
 	if pm.Labels["release"] != "kube-prometheus-stack" || pr.Labels["release"] != "kube-prometheus-stack" {
 		t.Errorf("PodMonitor/PrometheusRule lack the kube-prometheus-stack selector label: %v, %v", pm.Labels, pr.Labels)
 	}
-	np := objs["NetworkPolicy/efs-health-agent"].(*networkingv1.NetworkPolicy)
-	if !reflect.DeepEqual(np.Spec.PodSelector.MatchLabels, ds.Spec.Selector.MatchLabels) || len(np.Spec.Ingress) != 1 ||
-		np.Spec.Ingress[0].Ports[0].Port.IntValue() != 9910 || len(np.Spec.Ingress[0].From) == 0 {
-		t.Errorf("NetworkPolicy does not admit only port 9910 of the agent's pods from a named source: %+v", np.Spec)
+	if _, ok := objs["NetworkPolicy/efs-health-agent"]; ok {
+		t.Error("a NetworkPolicy for a host-network pod, which it does not cover")
 	}
+	hostNetwork(t, ds, c, corev1.DNSClusterFirstWithHostNet)
+	efsStateNotCreated(t, ds)
 	cm := objs["ConfigMap/efs-health-agent-dashboard"].(*corev1.ConfigMap)
 	if cm.Labels["grafana_dashboard"] != "1" || !json.Valid([]byte(cm.Data["efs-health-agent.json"])) {
 		t.Error("dashboard ConfigMap missing its label or valid JSON")
 	}
 }
 
+// standIn decodes the stand-in of the EFS CSI driver's node DaemonSet.
+func standIn(t *testing.T) *appsv1.DaemonSet {
+	t.Helper()
+	b, err := os.ReadFile("kustomize/overlays/csi-sidecar/efs-csi-node.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decodeAll(t, "stand-in", splitDocs(b))["DaemonSet/efs-csi-node"].(*appsv1.DaemonSet)
+}
+
+// TestStandInIsUpstreamNodeDaemonSet: the stand-in is the node DaemonSet of
+// aws-efs-csi-driver v3.4.1 (deploy/kubernetes/base/node-daemonset.yaml):
+// its containers, labels, host network, ports (the node's livenessprobe on
+// 9809; 9909 is the controller's) and the efs-state-dir hostPath.
+func TestStandInIsUpstreamNodeDaemonSet(t *testing.T) {
+	ds := standIn(t)
+	var names []string
+	for _, c := range ds.Spec.Template.Spec.Containers {
+		names = append(names, c.Name)
+	}
+	if got := strings.Join(names, ","); got != "efs-plugin,csi-driver-registrar,liveness-probe" {
+		t.Errorf("containers %s", got)
+	}
+	want := map[string]string{"app": "efs-csi-node", "app.kubernetes.io/name": "aws-efs-csi-driver", "app.kubernetes.io/instance": "kustomize"}
+	if !reflect.DeepEqual(ds.Spec.Selector.MatchLabels, want) || !reflect.DeepEqual(ds.Spec.Template.Labels, want) {
+		t.Errorf("labels %v / %v, want %v", ds.Spec.Selector.MatchLabels, ds.Spec.Template.Labels, want)
+	}
+	if !ds.Spec.Template.Spec.HostNetwork {
+		t.Error("not on the host network")
+	}
+	plugin := container(t, ds, "efs-plugin")
+	if len(plugin.Ports) != 1 || plugin.Ports[0].Name != "healthz" || plugin.Ports[0].ContainerPort != 9809 ||
+		plugin.LivenessProbe == nil || plugin.LivenessProbe.HTTPGet.Port.String() != "healthz" || plugin.LivenessProbe.HTTPGet.Path != "/healthz" {
+		t.Errorf("efs-plugin: ports %+v, liveness %+v; want healthz 9809 probed on /healthz", plugin.Ports, plugin.LivenessProbe)
+	}
+	if lp := container(t, ds, "liveness-probe"); !contains(lp.Args, "--health-port=9809") {
+		t.Errorf("liveness-probe args %v, want --health-port=9809", lp.Args)
+	}
+	vols := map[string]string{}
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		vols[v.Name] = v.HostPath.Path + " " + string(*v.HostPath.Type)
+	}
+	if !reflect.DeepEqual(vols, map[string]string{
+		"kubelet-dir": "/var/lib/kubelet Directory", "plugin-dir": "/var/lib/kubelet/plugins/efs.csi.aws.com/ DirectoryOrCreate",
+		"registration-dir": "/var/lib/kubelet/plugins_registry/ Directory", "efs-state-dir": "/var/run/efs DirectoryOrCreate",
+		"efs-utils-config": "/var/amazon/efs DirectoryOrCreate", "efs-utils-config-legacy": "/etc/amazon/efs DirectoryOrCreate",
+	}) {
+		t.Errorf("volumes %v", vols)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCSISidecarOverlay: the overlay adds the agent as a container of its
+// own and changes nothing of the driver. The liveness-probe sidecar and
+// efs-plugin (its liveness probe on the sidecar's 9809 included) are
+// exactly as in the driver's DaemonSet: were efs-plugin's probes on the
+// agent, kubelet would restart efs-plugin, and every efs-proxy of the node
+// with it, whenever the agent failed, and a driver whose CSI socket is
+// stuck would no longer be restarted.
 func TestCSISidecarOverlay(t *testing.T) {
 	objs := build(t, "kustomize/overlays/csi-sidecar")
 	ds := objs["DaemonSet/efs-csi-node"].(*appsv1.DaemonSet)
-	for _, c := range ds.Spec.Template.Spec.Containers {
-		if c.Name == "liveness-probe" {
-			t.Fatal("the old livenessprobe sidecar is still there")
-		}
-	}
-	plugin := container(t, ds, "efs-plugin")
-	probe(t, "efs-plugin liveness", plugin.LivenessProbe, "/healthz/live", -1, 0, 0, 5)
-	probe(t, "efs-plugin readiness", plugin.ReadinessProbe, "/healthz/live", -1, 0, 0, 3)
-	for _, c := range ds.Spec.Template.Spec.Containers {
-		for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
-			if p != nil && p.HTTPGet != nil && (p.HTTPGet.Port.IntValue() == 9909 || p.HTTPGet.Port.String() == "healthz") {
-				t.Errorf("%s still probes the old livenessprobe port", c.Name)
-			}
-		}
-	}
+	driverUntouched(t, standIn(t), ds)
 	agent := container(t, ds, "efs-health-agent")
 	probe(t, "agent liveness", agent.LivenessProbe, "/healthz/live", 10, 3, 10, 5)
 	probe(t, "agent readiness", agent.ReadinessProbe, "/healthz/live", 5, 3, 5, 3)
 	leastPrivilege(t, agent)
-	// Host network: the agent listens on the node IP only.
-	env := map[string]corev1.EnvVar{}
-	for _, e := range agent.Env {
-		env[e.Name] = e
+	hostNetwork(t, ds, agent, corev1.DNSClusterFirst)
+	// The agent sees the volumes where the driver mounts them.
+	plugin := container(t, ds, "efs-plugin")
+	mounts := func(c corev1.Container) map[string]string {
+		m := map[string]string{}
+		for _, vm := range c.VolumeMounts {
+			m[vm.Name] = vm.MountPath
+		}
+		return m
 	}
-	if !ds.Spec.Template.Spec.HostNetwork || env["HEALTH_BIND_ADDRESS"].Value != "$(NODE_IP)" ||
-		env["NODE_IP"].ValueFrom == nil || env["NODE_IP"].ValueFrom.FieldRef.FieldPath != "status.hostIP" {
-		t.Errorf("sidecar on the host network does not bind to the node IP: %+v", agent.Env)
+	if a, p := mounts(agent), mounts(plugin); a["kubelet-dir"] != p["kubelet-dir"] || a["efs-state-dir"] != p["efs-state-dir"] {
+		t.Errorf("agent mounts %v, efs-plugin %v", a, p)
+	}
+}
+
+// driverUntouched asserts that patched is orig plus one container, the
+// agent's: every other container (liveness-probe and efs-plugin with its
+// probes), the volumes and the rest of the pod exactly as they were.
+func driverUntouched(t *testing.T, orig, patched *appsv1.DaemonSet) {
+	t.Helper()
+	var others []corev1.Container
+	for _, c := range patched.Spec.Template.Spec.Containers {
+		if c.Name != "efs-health-agent" {
+			others = append(others, c)
+		}
+	}
+	if len(others) != len(orig.Spec.Template.Spec.Containers) || len(patched.Spec.Template.Spec.Containers) != len(others)+1 {
+		t.Fatalf("containers: %d of the driver's kept of %d, %d in all; want the driver's and the agent's", len(others), len(orig.Spec.Template.Spec.Containers), len(patched.Spec.Template.Spec.Containers))
+	}
+	for i, c := range orig.Spec.Template.Spec.Containers {
+		if !reflect.DeepEqual(c, others[i]) {
+			a, _ := json.MarshalIndent(c, "", " ")
+			b, _ := json.MarshalIndent(others[i], "", " ")
+			t.Errorf("the driver's container %s changed:\nwas:\n%s\nnow:\n%s", c.Name, a, b)
+		}
+	}
+	podA, podB := orig.Spec.Template.Spec, patched.Spec.Template.Spec
+	podA.Containers, podB.Containers = nil, nil
+	if !reflect.DeepEqual(podA, podB) {
+		t.Errorf("the driver's pod spec changed beyond the added container:\nwas %+v\nnow %+v", podA, podB)
 	}
 }
 

@@ -22,6 +22,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
+{{/* kubelet's pods directory, <kubeletPath>/pods. */}}
+{{- define "efs-health-agent.podsDir" -}}
+{{- printf "%s/pods" (trimSuffix "/" .Values.kubeletPath) -}}
+{{- end -}}
+
 {{/* The health-port probe used for liveness, and for readiness too: a node
 with an unhealthy mount must not hold up a rollout. */}}
 {{- define "efs-health-agent.liveProbe" -}}
@@ -47,7 +52,7 @@ env:
   valueFrom:
     fieldRef:
       fieldPath: spec.nodeName
-{{- if and .sidecar $v.sidecar.bindNodeIP }}
+{{- if $v.bindNodeIP }}
 # Host network: listen on the node's primary address only.
 - name: NODE_IP
   valueFrom:
@@ -67,7 +72,7 @@ env:
 - name: HEALTH_DISCOVER_FSTYPES
   value: {{ $v.discoverFSTypes | quote }}
 - name: HEALTH_DISCOVER_PREFIX
-  value: {{ $v.discoverPrefix | quote }}
+  value: {{ $v.discoverPrefix | default (include "efs-health-agent.podsDir" .root) | quote }}
 - name: HEALTH_MOUNTINFO
   value: /proc/self/mountinfo
 - name: HEALTH_LOG_FORMAT
@@ -101,18 +106,21 @@ securityContext:
     - DAC_OVERRIDE
 volumeMounts:
 {{- if .sidecar }}
+# The driver's kubelet-dir volume, where the driver mounts it.
 - name: kubelet-dir
-  mountPath: /var/lib/kubelet
+  mountPath: {{ $v.kubeletPath }}
   mountPropagation: HostToContainer
 - name: efs-state-dir
   mountPath: /var/run/efs
   readOnly: true
 {{- else }}
 - name: kubelet-pods
-  mountPath: /var/lib/kubelet/pods
+  mountPath: {{ include "efs-health-agent.podsDir" .root }}
   mountPropagation: HostToContainer
+{{- if $v.daemonset.mountEFSState }}
 - name: efs-state
   mountPath: /var/run/efs
   readOnly: true
+{{- end }}
 {{- end }}
 {{- end -}}
