@@ -68,8 +68,9 @@ var bareFSID = regexp.MustCompile(`^fs-[0-9a-f]+$`)
 // FromSource attributes a mount by its source (the device column of the
 // mount table). An EFS mount made by name, "fs-….efs.<region>.amazonaws.com:/path"
 // (or with an availability-zone label in front, or the bare "fs-…:/path"),
-// yields the file system id. Anything else, including the "127.0.0.1:/"
-// of a mount through efs-utils' local tunnel, yields nothing: see StateDir.
+// yields the file system id. Anything else, including the
+// "127.0.0.1:<subpath>" of a mount through efs-proxy (every mount.efs
+// mount since efs-utils v2), yields nothing: see StateDir.
 func FromSource(source string) Attribution {
 	i := strings.LastIndexByte(source, ':')
 	if i <= 0 {

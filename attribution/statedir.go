@@ -28,12 +28,14 @@ const (
 )
 
 // TunnelState is what one efs-utils state file says about a mount through
-// its local TLS tunnel (efs-proxy or stunnel).
+// its local proxy: efs-proxy for every mount.efs mount since efs-utils v2,
+// TLS or not, stunnel only with the legacy stunnel option.
 type TunnelState struct {
 	// FileSystemID comes from the file's name (and its fsId key).
 	FileSystemID string
-	// AccessPoint is the accessPoint key, written for TLS mounts made
-	// with the accesspoint option.
+	// AccessPoint is the accessPoint key, written only for TLS mounts
+	// made with the accesspoint option (a non-TLS mount's file has
+	// neither fsId nor accessPoint).
 	AccessPoint string
 	// Mountpoint is the mountpoint key (absent in files of old versions).
 	Mountpoint string

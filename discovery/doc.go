@@ -8,11 +8,22 @@
 // unregisters each one that disappears.
 //
 // It reads /proc/<pid>/mountinfo, parsed by github.com/moby/sys/mountinfo,
-// and, when a mount goes through efs-utils' local TLS tunnel, efs-utils'
-// state directory (a local directory, bounded by package attribution); it
-// never stats or opens a mount point, so a hung mount cannot block it.
-// Each entry says what the mount is (Entry.Attribution): EFS file system
-// and access point, pod and volume.
+// and, when a mount goes through efs-proxy, efs-utils' state directory (a
+// local directory, bounded by package attribution); it never stats or
+// opens a mount point, so a hung mount cannot block it.
+//
+// Since efs-utils v2 every mount.efs (and mount.s3files) mount goes through
+// efs-proxy, TLS or not (only the legacy stunnel option uses stunnel): the
+// kernel mounts NFS 4.1 from 127.0.0.1 on the proxy's port, so the table
+// shows the source 127.0.0.1:<subpath> and the options
+// addr=127.0.0.1,port=<port> (Entry.TunnelAddr). Such a mount is attributed
+// from its state file, whose name carries the file system id and port; TLS
+// mounts add fsId and accessPoint, non-TLS ones carry neither. The file of
+// a mount in progress, "~<name>", is read too (efs-utils renames it only
+// after mount.nfs4 has returned), so a new mount is attributed when first
+// seen. Each entry says what the mount is (Entry.Attribution): file system,
+// access point and service (EFS or S3 Files), pod and volume.
+//
 // Changes are noticed at once through the kernel's notification on the
 // mountinfo file (poll with POLLPRI), with a periodic re-read as fallback.
 package discovery

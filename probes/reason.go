@@ -87,7 +87,7 @@ func Advice(r Reason) string {
 	case ReasonProbeFileLost:
 		return "the agent's own probe file vanished twice in a row between its operations: something else removes files in the mount root (a cleanup job, another tool); find it and exclude .efs-health-probe-* files"
 	case ReasonTunnelDown:
-		return "the local TLS tunnel (efs-proxy/stunnel) is not accepting connections: check the CSI node plugin's tunnel processes and restart it"
+		return "the check failed and the mount's efs-proxy (127.0.0.1:<port>, through which every mount.efs mount goes) did not accept a connection: the efs-utils watchdog restarts a dead efs-proxy within about a second, so look at its logs (mount-watchdog.log, mount.log in /var/log/amazon/efs of the EFS CSI node pod); do not restart the CSI node plugin, which would kill every efs-proxy of the node"
 	}
 	return "no action needed"
 }

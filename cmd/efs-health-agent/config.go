@@ -75,7 +75,7 @@ var settings = []setting{
 	{"fstypes", "discover-fstypes", "HEALTH_DISCOVER_FSTYPES", "", "comma-separated filesystem types to discover from the mount table, e.g. nfs4,nfs,efs (default: no discovery)"},
 	{"prefix", "discover-prefix", "HEALTH_DISCOVER_PREFIX", "/var/lib/kubelet/pods", "only mounts under this directory are discovered"},
 	{"mountinfo", "mountinfo", "HEALTH_MOUNTINFO", "/proc/self/mountinfo", "mount table to follow (e.g. /host/proc/1/mountinfo)"},
-	{"statedir", "efs-state-dir", "HEALTH_EFS_STATE_DIR", "/var/run/efs", "efs-utils state directory, read to tell the file system of a mount through its TLS tunnel (127.0.0.1:/)"},
+	{"statedir", "efs-state-dir", "HEALTH_EFS_STATE_DIR", "/var/run/efs", "efs-utils state directory, read to tell the file system, access point and service of a mount through efs-proxy (source 127.0.0.1:<subpath>)"},
 	{"discoveryinterval", "discovery-interval", "HEALTH_DISCOVERY_INTERVAL", "10s", "longest time between two reads of the mount table, 1s to 1h (changes are also noticed at once)"},
 	{"traceslow", "trace-slow-threshold", "HEALTH_TRACE_SLOW_THRESHOLD", "500ms", "a check at least this slow always keeps its spans, like a failed one; faster healthy checks are sampled (OTEL_TRACES_SAMPLER)"},
 }
