@@ -42,7 +42,7 @@ func TestAttributionThroughBinary(t *testing.T) {
 
 	testutil.WaitForWithin(t, 10*time.Second, "discovered and healthy", func() bool { return state(t, agent.base, vol) == "healthy" })
 	m := mounts(t, agent.base)[vol]
-	for k, want := range map[string]string{"filesystemId": fsID, "podUid": uid, "volume": pv} {
+	for k, want := range map[string]string{"filesystemId": fsID, "service": "efs", "podUid": uid, "volume": pv} {
 		if m[k] != want {
 			t.Errorf("/healthz/mounts %s = %v, want %q", k, m[k], want)
 		}
@@ -60,7 +60,7 @@ func TestAttributionThroughBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `efs_mount_info{filesystem_id="` + fsID + `",mount_path="` + vol + `",pod_uid="` + uid + `",volume="` + pv + `"} 1`
+	want := `efs_mount_info{filesystem_id="` + fsID + `",mount_path="` + vol + `",pod_uid="` + uid + `",service="efs",volume="` + pv + `"} 1`
 	if !strings.Contains(string(body), want) {
 		t.Fatalf("scrape lacks %s:\n%s", want, body)
 	}
