@@ -15,7 +15,9 @@ import (
 const (
 	maxStatusSize = 288 // MountStatus, allocated per check, one kept per mount
 	maxEntrySize  = 48  // mount, one per mount
-	maxDescSize   = 128 // Mount, one per registration (and per change)
+	// Mount, one per registration (and per change): 144 since the
+	// attribution's service (EFS or S3 Files) took it past 128.
+	maxDescSize = 144
 )
 
 func TestPerMountSize(t *testing.T) {
