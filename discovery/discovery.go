@@ -27,8 +27,8 @@ type Entry struct {
 	// Options are the per-mount and superblock options, comma-separated.
 	Options string
 	// Tunnel is the attribution from efs-utils' state file of the mount's
-	// local TLS tunnel, filled by Watcher.Refresh; Mount adds what the
-	// source and the path say.
+	// efs-proxy, filled by Watcher.Refresh; Mount adds what the source and
+	// the path say.
 	Tunnel attribution.Attribution
 }
 
@@ -42,10 +42,11 @@ func option(opts, key string) (string, bool) {
 	return "", false
 }
 
-// TunnelAddr returns the local TLS tunnel address of an EFS mount made
-// with efs-utils' tls option: the NFS client then talks to 127.0.0.1 on the
-// tunnel's port (addr=127.0.0.1,port=20xxx in the options) instead of the
-// NFS port 2049. It returns "" for other mounts.
+// TunnelAddr returns the address of the efs-proxy (or, with the legacy
+// stunnel option, stunnel) an EFS mount goes through: since efs-utils v2
+// every mount.efs mount, TLS or not, has the NFS client talk to 127.0.0.1
+// on the proxy's port (addr=127.0.0.1,port=20xxx in the options) instead
+// of the NFS port 2049. It returns "" for other mounts.
 func (e Entry) TunnelAddr() string {
 	if !strings.HasPrefix(e.FSType, "nfs") {
 		return ""
@@ -125,8 +126,8 @@ type Config struct {
 	// MinInterval to MaxInterval.
 	Interval time.Duration
 	// StateDir is efs-utils' state directory (attribution.DefaultStateDir),
-	// read with the table to attribute mounts through its TLS tunnel
-	// (source 127.0.0.1:/); empty: not read.
+	// read with the table to attribute mounts through efs-proxy (source
+	// 127.0.0.1:<subpath>); empty: not read.
 	StateDir string
 	Logger   *slog.Logger
 }
