@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -74,36 +71,13 @@ func newTableReader(path string) *tableReader {
 // attempt is one read in progress, shared by the reader goroutine and the
 // caller that waits for it.
 type attempt struct {
-	progress atomic.Int64 // bytes read so far
-	done     chan struct{}
-
-	mu        sync.Mutex
-	file      *os.File
-	abandoned bool
+	progress  atomic.Int64 // bytes read so far
+	abandoned atomic.Bool  // the caller gave up: stop at the next read call
+	done      chan struct{}
 
 	table map[string]Entry
 	fd    int
 	err   error
-}
-
-// abandon marks the read abandoned and closes its file, so that a reader
-// still making progress stops at its next read call.
-func (a *attempt) abandon() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.abandoned = true
-	if a.file != nil {
-		a.file.Close()
-	}
-}
-
-// setFile records the opened file; false when the read was abandoned
-// meanwhile (the caller then closes it).
-func (a *attempt) setFile(f *os.File) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.file = f
-	return !a.abandoned
 }
 
 // read reads and parses the table, keeping the entries keep accepts. With
@@ -120,13 +94,11 @@ func (r *tableReader) read(ctx context.Context, keep func(mountpoint, fstype str
 	a := &attempt{done: make(chan struct{}), fd: -1}
 	go func() {
 		t, fd, err := r.readFile(a, keep, wantFD)
-		a.mu.Lock()
-		if a.abandoned && fd >= 0 {
+		if a.abandoned.Load() && fd >= 0 {
 			unix.Close(fd)
 			fd = -1
 		}
 		a.table, a.fd, a.err = t, fd, err
-		a.mu.Unlock()
 		r.busy.Store(false)
 		close(a.done)
 	}()
@@ -138,99 +110,120 @@ func (r *tableReader) read(ctx context.Context, keep func(mountpoint, fstype str
 		case <-a.done:
 			return a.table, a.fd, a.err
 		case <-ctx.Done():
-			a.abandon()
+			a.abandoned.Store(true)
 			return nil, -1, fmt.Errorf("read %s: %w", r.path, ctx.Err())
 		case <-tick.C:
 			if n := a.progress.Load(); n != last {
 				last, lastAt = n, r.now()
 			} else if r.now().Sub(lastAt) >= r.stall {
-				a.abandon()
+				a.abandoned.Store(true)
 				return nil, -1, fmt.Errorf("read %s: %w for %v (after %d bytes)", r.path, ErrReadStalled, r.stall, n)
 			}
 		}
 	}
 }
 
-// readFile is the body of a read, on its own goroutine.
+// readFile is the body of a read, on its own goroutine. It uses the
+// descriptor directly: it alone closes it, once no call on it is in
+// progress, so an abandoned read cannot have its descriptor reused under
+// it.
 func (r *tableReader) readFile(a *attempt, keep func(mountpoint, fstype string) bool, wantFD bool) (map[string]Entry, int, error) {
 	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
 	// writer.
-	f, err := os.OpenFile(r.path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	fd, err := unix.Open(r.path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, -1, fmt.Errorf("read mount table: %w", err)
+		return nil, -1, fmt.Errorf("read mount table: %w", &fs.PathError{Op: "open", Path: r.path, Err: err})
 	}
-	defer f.Close()
-	if !a.setFile(f) {
-		return nil, -1, fmt.Errorf("read %s: abandoned", r.path)
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, -1, fmt.Errorf("read mount table: %w", &fs.PathError{Op: "fstat", Path: r.path, Err: err})
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, -1, fmt.Errorf("read mount table: %w", err)
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, -1, fmt.Errorf("%s is %s: %w", r.path, kind(st.Mode), ErrNotRegular)
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, -1, fmt.Errorf("%s is %s: %w", r.path, kind(fi.Mode()), ErrNotRegular)
+	cr := &countingReader{fd: fd, a: a, limit: r.limit}
+	t, err := Parse(cr, keep)
+	if cr.total >= cr.limit {
+		// The parser reports the cut line rather than the reader's error.
+		return nil, -1, fmt.Errorf("read %s: %w of %d bytes", r.path, ErrTableTooLarge, r.limit)
 	}
-	t, err := Parse(&countingReader{r: f, n: &a.progress, limit: r.limit}, keep)
 	if err != nil {
 		return nil, -1, fmt.Errorf("%s: %w", r.path, err)
 	}
-	fd := -1
-	if wantFD {
-		// Control keeps the descriptor's mode, unlike Fd.
-		var derr error
-		if cerr := func() error {
-			rc, err := f.SyscallConn()
-			if err != nil {
-				return err
-			}
-			return rc.Control(func(d uintptr) { fd, derr = unix.FcntlInt(d, unix.F_DUPFD_CLOEXEC, 0) })
-		}(); cerr != nil || derr != nil {
-			// The table was read; only the change notification is lost,
-			// and the periodic re-read remains.
-			fd = -1
-		}
+	if !wantFD {
+		return t, -1, nil
 	}
-	return t, fd, nil
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		// The table was read; only the change notification is lost,
+		// and the periodic re-read remains.
+		dup = -1
+	}
+	return t, dup, nil
 }
 
-// kind names a file mode that is not a regular file.
-func kind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
+// kind names the type of a file that is not a regular file.
+func kind(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO:
 		return "a named pipe (FIFO)"
-	case m&fs.ModeSocket != 0:
+	case unix.S_IFSOCK:
 		return "a socket"
-	case m&fs.ModeCharDevice != 0:
+	case unix.S_IFCHR:
 		return "a character device"
-	case m&fs.ModeDevice != 0:
+	case unix.S_IFBLK:
 		return "a block device"
-	case m.IsDir():
+	case unix.S_IFDIR:
 		return "a directory"
 	default:
-		return "of mode " + m.String()
+		return fmt.Sprintf("of type %#o", mode&unix.S_IFMT)
 	}
 }
 
-// countingReader counts the bytes read into n and refuses to go past
-// limit.
+// countingReader reads the descriptor, counts the bytes into the
+// attempt's progress, stops once the attempt is abandoned, and refuses to
+// go past limit.
 type countingReader struct {
-	r     io.Reader
-	n     *atomic.Int64
+	fd    int
+	a     *attempt
 	total int64
 	limit int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	if c.a.abandoned.Load() {
+		return 0, errors.New("read abandoned")
+	}
 	if c.total >= c.limit {
 		return 0, fmt.Errorf("%w of %d bytes", ErrTableTooLarge, c.limit)
 	}
 	if rest := c.limit - c.total; int64(len(p)) > rest {
 		p = p[:rest]
 	}
-	n, err := c.r.Read(p)
-	c.total += int64(n)
-	c.n.Add(int64(n))
-	return n, err
+	for {
+		n, err := unix.Read(c.fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			// O_NONBLOCK on a file that honours it with nothing to
+			// read yet: not a mount table.
+			return 0, fmt.Errorf("read: %w", err)
+		}
+		if n < 0 {
+			n = 0
+		}
+		c.total += int64(n)
+		c.a.progress.Add(int64(n))
+		if err != nil {
+			return n, err
+		}
+		if n == 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
 }
 
 // CheckTable reads the mount table at path once, with the bounds of
