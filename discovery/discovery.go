@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -184,7 +183,21 @@ type Watcher struct {
 	stateMu  sync.Mutex
 	state    *attribution.StateDir
 	stateErr string // last state dir problem logged
+
+	reader *tableReader
+	// pause waits before the read that confirms a departure; tests
+	// replace it to change the table in between.
+	pause func(context.Context, time.Duration) error
+	now   func() time.Time
+	// Failed reads in Run, logged when they start, then at most once per
+	// failLogEvery, and when the table is read again.
+	failing   int
+	failedLog time.Time
 }
+
+// failLogEvery is the least time between two warnings about a mount table
+// that keeps failing to be read.
+const failLogEvery = time.Minute
 
 // New returns a Watcher; call Refresh or Run to read the table.
 func New(cfg Config) (*Watcher, error) {
@@ -195,7 +208,7 @@ func New(cfg Config) (*Watcher, error) {
 		cfg.Logger = slog.Default()
 	}
 	w := &Watcher{cfg: cfg, log: cfg.Logger, owned: map[string]agent.Mount{}, paths: make(map[string]bool, len(cfg.Paths)),
-		state: attribution.NewStateDir(cfg.StateDir)}
+		state: attribution.NewStateDir(cfg.StateDir), reader: newTableReader(cfg.MountInfo), pause: sleep, now: time.Now}
 	for _, p := range cfg.Paths {
 		w.paths[p] = true
 	}
@@ -219,20 +232,81 @@ func (w *Watcher) Lookup(path string) (fstype, source string, ok bool) {
 	return e.FSType, e.Source, ok
 }
 
-// Refresh re-reads the mount table and returns the entries kept.
+// Refresh re-reads the mount table, publishes it for Lookup and returns
+// the entries kept. The read is bounded (ReadStall, MaxTableBytes; a file
+// that is not regular is refused with ErrNotRegular), and an entry of the
+// last published table that the read lacks is dropped only when a second
+// read, ConfirmDelay later, lacks it too.
 func (w *Watcher) Refresh() (map[string]Entry, error) {
-	f, err := os.Open(w.cfg.MountInfo)
+	t, fd, err := w.read(context.Background(), false)
 	if err != nil {
-		return nil, fmt.Errorf("read mount table: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	t, err := Parse(f, w.keep)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", w.cfg.MountInfo, err)
+	if fd >= 0 {
+		unix.Close(fd)
 	}
-	w.attributeTunnels(t)
 	w.table.Store(&t)
 	return t, nil
+}
+
+// read reads the table without publishing it. When the read lacks entries
+// of the published table, it reads again after ConfirmDelay and keeps the
+// entries the second read still has: a departure is believed only when
+// two independent reads agree. With wantFD it also returns a descriptor
+// of the first read, for poll.
+func (w *Watcher) read(ctx context.Context, wantFD bool) (map[string]Entry, int, error) {
+	t, fd, err := w.reader.read(ctx, w.keep, wantFD)
+	if err != nil {
+		return nil, -1, err
+	}
+	old := *w.table.Load()
+	missing := false
+	for p := range old {
+		if _, ok := t[p]; !ok {
+			missing = true
+			break
+		}
+	}
+	if missing {
+		second, err := w.confirm(ctx)
+		if err != nil {
+			// Nothing confirms the departures: keep what the last table
+			// had, and let the next read decide.
+			w.log.Debug("mount table: departures not confirmed", "err", err)
+			second = old
+		}
+		for p := range old {
+			if _, ok := t[p]; ok {
+				continue
+			}
+			if e2, ok := second[p]; ok {
+				t[p] = e2
+			}
+		}
+	}
+	w.attributeTunnels(t)
+	return t, fd, nil
+}
+
+// confirm is the second read of a departure, ConfirmDelay after the first.
+func (w *Watcher) confirm(ctx context.Context) (map[string]Entry, error) {
+	if err := w.pause(ctx, ConfirmDelay); err != nil {
+		return nil, err
+	}
+	t, _, err := w.reader.read(ctx, w.keep, false)
+	return t, err
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // attributeTunnels fills Entry.Tunnel of the mounts through a loopback
@@ -304,12 +378,29 @@ func typeWanted(t string, types []string) bool {
 	return false
 }
 
-// sync registers new mounts and unregisters vanished ones that discovery
-// registered itself; mounts configured statically are never unregistered.
+// sync keeps reg in step with table: it unregisters the mounts that
+// discovery registered and the table no longer has, then publishes the
+// table for Lookup, then registers the new mounts. That order means a
+// departed mount is never judged against a table that lacks it (a check
+// would call it not_mounted), and a new mount is in the table before its
+// first check. Mounts configured statically are never unregistered.
 func (w *Watcher) sync(table map[string]Entry, reg Registry, static map[string]bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if len(w.cfg.FSTypes) == 0 {
+		w.table.Store(&table)
+		return
+	}
 	add, remove := Diff(w.owned, table, w.cfg.FSTypes, w.cfg.Prefix)
+	for _, p := range remove {
+		delete(w.owned, p)
+		if static[p] {
+			continue
+		}
+		reg.Unregister(p)
+		w.log.Info("mount gone", "mount", p)
+	}
+	w.table.Store(&table)
 	refused := 0
 	defer func() {
 		switch {
@@ -337,14 +428,6 @@ func (w *Watcher) sync(table map[string]Entry, reg Registry, static map[string]b
 			"filesystem_id", m.Attribution.FileSystemID, "access_point", m.Attribution.AccessPoint, "service", m.Attribution.Service,
 			"pod_uid", m.Attribution.PodUID, "volume", m.Attribution.Volume)
 	}
-	for _, p := range remove {
-		delete(w.owned, p)
-		if static[p] {
-			continue
-		}
-		reg.Unregister(p)
-		w.log.Info("mount gone", "mount", p)
-	}
 }
 
 // attributeStatic gives mounts registered by configuration the attribution
@@ -371,42 +454,59 @@ func (w *Watcher) attributeStatic(table map[string]Entry, reg Registry, static [
 // kernel signals a change of the table, and at least every Interval.
 // When FSTypes is set it keeps reg in step with the table; paths in static
 // are registered by configuration and never unregistered here.
+//
+// A read that fails (the file is missing, not a regular file, stalls past
+// ReadStall, or does not parse) keeps the last table read, is logged when
+// the failures start and then at most once per minute, and is retried at
+// the next Interval: discovery recovers by itself once the table is valid
+// again. Run returns within ReadStall of ctx being cancelled, whatever the
+// table does.
 func (w *Watcher) Run(ctx context.Context, reg Registry, static []string) error {
 	st := map[string]bool{}
 	for _, p := range static {
 		st[p] = true
 	}
-	var fd = -1
-	if f, err := unix.Open(w.cfg.MountInfo, unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
-		fd = f
-		defer unix.Close(fd)
-	}
+	// The descriptor polled for the kernel's change notification comes
+	// from the first successful read, never from an open of its own that
+	// could block.
+	fd := -1
+	defer func() {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}()
 	const slice = 250 * time.Millisecond
 	next := time.Time{}
 	changed := true
 	for {
-		if changed || !time.Now().Before(next) {
-			table, err := w.Refresh()
-			if err != nil {
-				w.log.Warn("mount table", "err", err)
-			} else {
-				if len(w.cfg.FSTypes) > 0 {
-					w.sync(table, reg, st)
+		if changed || !w.now().Before(next) {
+			table, nfd, err := w.read(ctx, fd < 0)
+			if ctx.Err() != nil {
+				if nfd >= 0 {
+					unix.Close(nfd)
 				}
+				return nil
+			}
+			if err != nil {
+				w.readFailed(err)
+			} else {
+				if nfd >= 0 {
+					fd = nfd
+				}
+				w.readOK()
+				w.sync(table, reg, st)
 				w.attributeStatic(table, reg, static)
 			}
-			next = time.Now().Add(w.cfg.Interval)
+			next = w.now().Add(w.cfg.Interval)
 			changed = false
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		wait := min(time.Until(next), slice)
+		wait := min(next.Sub(w.now()), slice)
 		if fd < 0 {
-			select {
-			case <-ctx.Done():
+			if sleep(ctx, wait) != nil {
 				return nil
-			case <-time.After(wait):
 			}
 			continue
 		}
@@ -421,4 +521,24 @@ func (w *Watcher) Run(ctx context.Context, reg Registry, static []string) error 
 			changed = true
 		}
 	}
+}
+
+// readFailed logs a failed read of the table: the first of a run of
+// failures, then at most once per failLogEvery.
+func (w *Watcher) readFailed(err error) {
+	w.failing++
+	if w.failing > 1 && w.now().Sub(w.failedLog) < failLogEvery {
+		return
+	}
+	w.failedLog = w.now()
+	w.log.Warn("mount table unreadable; the last table read stays in force", "mountinfo", w.cfg.MountInfo,
+		"err", err, "failed_reads", w.failing)
+}
+
+// readOK ends a run of failed reads.
+func (w *Watcher) readOK() {
+	if w.failing > 0 {
+		w.log.Info("mount table readable again", "mountinfo", w.cfg.MountInfo, "failed_reads", w.failing)
+	}
+	w.failing = 0
 }

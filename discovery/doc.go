@@ -26,4 +26,14 @@
 //
 // Changes are noticed at once through the kernel's notification on the
 // mountinfo file (poll with POLLPRI), with a periodic re-read as fallback.
+//
+// The table is an input that may block or lie, and is read accordingly:
+// opened with O_NONBLOCK and refused unless fstat says it is a regular
+// file (a FIFO, a device, a socket), read on a goroutine of its own that
+// is abandoned after ReadStall without progress (at most one such reader
+// is ever stuck), and at most MaxTableBytes. A failed read keeps the last
+// table and is retried, so discovery recovers by itself. An entry that a
+// read lacks is dropped only when a second read, ConfirmDelay later,
+// lacks it too (a torn read is not a departure), and a mount that left is
+// unregistered before the table without it is published.
 package discovery

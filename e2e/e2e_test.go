@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -77,7 +78,7 @@ func freePort(t *testing.T) int {
 type agentProc struct {
 	cmd  *exec.Cmd
 	base string
-	logs *bytes.Buffer
+	logs *syncBuffer // read with Text
 	done chan error
 }
 
@@ -92,6 +93,12 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.Buffer.Write(p)
 }
 
+// ReadFrom copies through Write, under the lock: the embedded Buffer's
+// ReadFrom, which exec's copy of a child's output uses, would bypass it.
+func (b *syncBuffer) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(writeOnly{b}, r)
+}
+
 func startAgent(t *testing.T, env []string, args ...string) *agentProc {
 	t.Helper()
 	port := freePort(t)
@@ -103,7 +110,7 @@ func startAgent(t *testing.T, env []string, args ...string) *agentProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &agentProc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &logs.Buffer, done: make(chan error, 1)}
+	p := &agentProc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), logs: logs, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +14,8 @@ import (
 	"testing"
 	"time"
 	"unicode"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 )
@@ -107,22 +111,69 @@ func TestBadMountTableExits2(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("not a mount table\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct{ name, mountinfo, want string }{
 		{"missing", filepath.Join(dir, "missing"), `invalid HEALTH_MOUNTINFO="` + filepath.Join(dir, "missing") + `": read mount table: open`},
-		{"a directory", dir, `invalid HEALTH_MOUNTINFO="` + dir + `"`},
+		{"a directory", dir, `invalid HEALTH_MOUNTINFO="` + dir + `": ` + dir + ` is a directory: not a regular file`},
 		{"not a mount table", garbage, `invalid HEALTH_MOUNTINFO="` + garbage + `"`},
+		// Opening a FIFO for reading waits for a writer, and reading
+		// it waits for data: it is refused from its mode.
+		{"a FIFO", fifo, `invalid HEALTH_MOUNTINFO="` + fifo + `": ` + fifo + ` is a named pipe (FIFO): not a regular file`},
+		{"a device", "/dev/zero", `invalid HEALTH_MOUNTINFO="/dev/zero": /dev/zero is a character device: not a regular file`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var out, errb bytes.Buffer
-			e := env(map[string]string{"HEALTH_MOUNTINFO": tc.mountinfo, "HEALTH_PORT": freePort(t), "HEALTH_LOG_LEVEL": "error"})
-			code := run([]string{"--bind-address", "127.0.0.1", "--mount", dir}, e, &out, &errb)
+			// At the default log level: the error is the first and only
+			// line, before the memory limit or anything else is logged.
+			e := env(map[string]string{"HEALTH_MOUNTINFO": tc.mountinfo, "HEALTH_PORT": freePort(t)})
+			done := make(chan int, 1)
+			go func() { done <- run([]string{"--bind-address", "127.0.0.1", "--mount", dir}, e, &out, &errb) }()
+			var code int
+			select {
+			case code = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the agent did not exit within 30 s") // leaks the hung run: the test has failed anyway
+			}
 			msg := errb.String()
 			if code != 2 || !strings.Contains(msg, tc.want) || strings.Count(strings.TrimSpace(msg), "\n") != 0 {
 				t.Fatalf("exit %d, stderr %q; want 2 and one line containing %q", code, msg, tc.want)
 			}
 		})
+	}
+}
+
+// TestJoinedErrorsOneLine logs a joined error, as the telemetry's flush
+// at shutdown returns one (traces and metrics, each possibly joined
+// again by the SDK): its parts are separated with "; ", not with a
+// newline that the escaping would show as a literal \x0a.
+func TestJoinedErrorsOneLine(t *testing.T) {
+	t.Parallel()
+	err := errors.Join(fmt.Errorf("traces: %w", errors.Join(errors.New("exporter a: refused"), errors.New("exporter b: timeout"))),
+		nil, fmt.Errorf("metrics: %w", context.DeadlineExceeded))
+	want := "traces: exporter a: refused; exporter b: timeout; metrics: context deadline exceeded"
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			c, _, perr := parseConfig("t", []string{"--log-format=" + format}, env(nil), &bytes.Buffer{})
+			if perr != nil {
+				t.Fatal(perr)
+			}
+			var buf bytes.Buffer
+			newLogger(c, &buf).Warn("telemetry flush", "err", err)
+			out := buf.String()
+			if strings.Contains(out, `\x0a`) || !strings.Contains(out, want) || strings.Count(out, "\n") != 1 {
+				t.Fatalf("logged %q, want one line with %q", out, want)
+			}
+		})
+	}
+	// A path with a newline in a part is still escaped.
+	if got := errorText(errors.Join(errors.New("open /mnt/a\nb"), errors.New("x"))); got != `open /mnt/a\x0ab; x` {
+		t.Fatalf("errorText = %q", got)
 	}
 }
 

@@ -76,6 +76,14 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "efs-health-agent: invalid %s=%d: cannot listen on %s: %v\n", cfg.origin["port"], cfg.Port, cfg.listenAddr(), err)
 		return 2
 	}
+	// The mount table is read once before anything is logged, with the
+	// bounds of every later read: a FIFO, a device or a file that does not
+	// answer is a bad setting, reported in one line.
+	if err := discovery.CheckTable(context.Background(), cfg.MountInfo); err != nil {
+		ln.Close()
+		fmt.Fprintf(stderr, "efs-health-agent: %s\n", pathesc.Display(fmt.Sprintf("invalid %s=%q: %v", cfg.origin["mountinfo"], cfg.MountInfo, err)))
+		return 2
+	}
 	log := newLogger(cfg, stderr)
 	warnNothingMonitored(cfg, log)
 	setMemoryLimit(log, getenv)
@@ -175,7 +183,7 @@ func escapeAttr(_ []string, a slog.Attr) slog.Attr {
 	case slog.KindAny:
 		switch v := a.Value.Any().(type) {
 		case error:
-			a.Value = slog.StringValue(pathesc.Display(v.Error()))
+			a.Value = slog.StringValue(errorText(v))
 		case fmt.Stringer:
 			a.Value = slog.StringValue(pathesc.Display(v.String()))
 		case []string:
@@ -187,6 +195,32 @@ func escapeAttr(_ []string, a slog.Attr) slog.Attr {
 		}
 	}
 	return a
+}
+
+// errorText is an error as a log value, escaped with pathesc.Display. The
+// parts of a joined error (errors.Join, as the telemetry's shutdown
+// returns) are separated with "; " rather than the newline Join puts
+// between them, which the escaping would show as a literal \x0a; so are
+// the parts of a joined error that another one wraps with a prefix.
+func errorText(err error) string {
+	switch e := err.(type) {
+	case interface{ Unwrap() []error }:
+		var parts []string
+		for _, p := range e.Unwrap() {
+			if p != nil {
+				parts = append(parts, errorText(p))
+			}
+		}
+		return strings.Join(parts, "; ")
+	case interface{ Unwrap() error }:
+		msg := err.Error()
+		if inner := e.Unwrap(); inner != nil && strings.Contains(inner.Error(), "\n") {
+			if prefix, ok := strings.CutSuffix(msg, inner.Error()); ok {
+				return pathesc.Display(prefix) + errorText(inner)
+			}
+		}
+	}
+	return pathesc.Display(err.Error())
 }
 
 // serve runs the agent until ctx is cancelled, then shuts down within

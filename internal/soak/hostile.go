@@ -45,6 +45,7 @@ type hostileResult struct {
 	liveProbes, liveFailed       int64
 	liveSlowest                  time.Duration
 	exitErr                      error
+	table                        *tableAttack // hostile_table.go
 }
 
 // mountinfoFixture writes a mount table of n lines shaped like a busy
@@ -133,6 +134,10 @@ func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
 	if err := mountinfoFixture(table, hostileTableLines); err != nil {
 		return nil, fmt.Errorf("mountinfo fixture: %w", err)
 	}
+	tables, err := newTableAttack(bin, table, mounts)
+	if err != nil {
+		return nil, fmt.Errorf("mount-table attack: %w", err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -172,6 +177,8 @@ func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); tables.run(ctx) }()
 	// RSS every 20 ms.
 	var peak atomic.Int64
 	wg.Add(1)
@@ -299,6 +306,10 @@ func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
 			res.exitErr = errors.New("no exit within 5 s of SIGTERM")
 		}
 	}
+	logMu.Lock()
+	tables.judge(logs.String())
+	logMu.Unlock()
+	res.table = tables
 	return res, nil
 }
 
@@ -325,7 +336,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // ok reports whether the phase held its bounds: no OOM kill, a clean
 // exit, and /healthz/live answered within 1 s every time.
 func (r *hostileResult) ok() bool {
-	return r.oomKills <= 0 && r.exitErr == nil && r.liveFailed == 0 && r.debugOther == 0 && r.liveProbes > 0
+	return r.oomKills <= 0 && r.exitErr == nil && r.liveFailed == 0 && r.debugOther == 0 && r.liveProbes > 0 && r.table.ok()
 }
 
 // markdown is the phase's section of BENCHMARKS.md.
@@ -357,6 +368,7 @@ func (r *hostileResult) markdown(dur time.Duration, note string) string {
 	fmt.Fprintf(&b, "| `/debug/checks` served / refused with 429 / other | %d / %d / %d |\n", r.debugOK, r.debugRefused, r.debugOther)
 	fmt.Fprintf(&b, "| `/healthz/live` probes / failed or over 1 s | %d / %d |\n", r.liveProbes, r.liveFailed)
 	fmt.Fprintf(&b, "| slowest `/healthz/live` | %v |\n", r.liveSlowest.Round(100*time.Microsecond))
+	r.table.rows(&b)
 	exit := "clean exit after SIGTERM"
 	if r.exitErr != nil {
 		exit = r.exitErr.Error()
