@@ -317,8 +317,16 @@ func TestInstruments(t *testing.T) {
 			t.Errorf("%s escaped the view layer", name)
 		}
 	}
-	if len(got) != 13 {
-		t.Errorf("%d metrics, want 13", len(got))
+	// The mode's series carries both labels, each with its own value.
+	metricdatatest.AssertEqual(t, metricdata.Metrics{
+		Name: "efs_mount_check_mode", Description: got["efs_mount_check_mode"].Description,
+		Data: metricdata.Gauge[int64]{DataPoints: []metricdata.DataPoint[int64]{
+			{Attributes: attribute.NewSet(attribute.String("mode", "read-write"), attribute.String("mount_path", "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount")), Value: 1},
+			{Attributes: attribute.NewSet(attribute.String("mode", "write-denied"), attribute.String("mount_path", "/mnt/hung")), Value: 1},
+		}},
+	}, got["efs_mount_check_mode"], metricdatatest.IgnoreTimestamp())
+	if len(got) != 14 {
+		t.Errorf("%d metrics, want 14", len(got))
 	}
 }
 
