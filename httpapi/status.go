@@ -22,13 +22,13 @@ const PathStatus = "/"
 type statusRow struct {
 	Path, State, Reason, Mode, LastError, Advice string
 	// ModeNote explains a mode an operator may not expect (write-denied).
-	ModeNote string
-	Age                                          string
-	ResponseMs                                   string
-	Ops                                          []opCell
-	Errors, Consecutive                          uint64
-	Spark                                        template.HTML
-	Rank                                         int
+	ModeNote            string
+	Age                 string
+	ResponseMs          string
+	Ops                 []opCell
+	Errors, Consecutive uint64
+	Spark               template.HTML
+	Rank                int
 	// What the mount is, where known.
 	FileSystemID, AccessPoint, PodUID, Volume string
 }
