@@ -60,7 +60,7 @@ var steps = [...]Step{
 	// statfs is the read-only check's round trip to the server (it is
 	// never cached). A read-write check needs none: its write and read
 	// reach the server, and a read-only mount refuses the create with
-	// EROFS before any of them.
+	// EROFS before anything is written.
 	{Op: OpStatfs, Stage: StageReadOnly, do: (*run).statfs},
 	{Op: OpStat, Stage: StageReadOnly, do: (*run).stat},
 	{Op: OpReaddir, Stage: StageReadOnly, do: (*run).readdir},
