@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -87,6 +89,62 @@ func TestWriteDenied(t *testing.T) {
 	ents, _ := os.ReadDir(fs.Mountpoint())
 	for _, e := range ents {
 		t.Errorf("left behind: %s", e.Name())
+	}
+}
+
+// TestWriteDeniedSquashed is root squash as the kernel does it, without
+// NFS: a root-owned 0755 mount root (a tmpfs), checked by an identity
+// squashed to nobody. The check runs on a thread whose filesystem uid is
+// 65534, which also drops the thread's capabilities to override file
+// permissions (setfsuid(2)), so the create gets a real EACCES from the
+// kernel while the root stays readable.
+func TestWriteDeniedSquashed(t *testing.T) {
+	t.Parallel()
+	testutil.RequireRoot(t, "mount tmpfs and change the filesystem uid")
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(base, "root")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m,mode=0755"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	squashed := func(opts probes.Options) probes.Result {
+		done := make(chan probes.Result)
+		go func() {
+			// The thread is never unlocked: it exits with the goroutine,
+			// and its squashed identity with it.
+			runtime.LockOSThread()
+			if err := unix.Setfsuid(65534); err != nil {
+				t.Errorf("setfsuid: %v", err)
+			}
+			if got, _ := unix.SetfsuidRetUid(-1); got != 65534 {
+				t.Errorf("filesystem uid %d, want 65534", got)
+			}
+			done <- probes.Check(context.Background(), dir, opts)
+		}()
+		return <-done
+	}
+	res := squashed(probes.Options{Hostname: "h"})
+	if res.Err != nil || res.Mode != probes.ModeWriteDenied || !errors.Is(res.WriteDenied, unix.EACCES) {
+		t.Fatalf("squashed: %+v", res)
+	}
+	if got := opNames(res); got != "open,statfs,stat,readdir" {
+		t.Fatalf("ops %s", got)
+	}
+	res = squashed(probes.Options{Hostname: "h", RequireWriteCheck: true})
+	if probes.Classify(res.Err) != probes.ReasonPermissionDenied || res.FailedOp != probes.OpWrite {
+		t.Fatalf("squashed, write check required: %+v", res)
+	}
+	// Unsquashed, the same root is checked read-write.
+	if res := probes.Check(context.Background(), dir, probes.Options{Hostname: "h"}); res.Err != nil || res.Mode != probes.ModeReadWrite {
+		t.Fatalf("as root: %+v", res)
 	}
 }
 
