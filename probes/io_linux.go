@@ -51,10 +51,12 @@ type sysState struct {
 	name   string
 	bufs   *buffers
 	// fd is the probe file, open from its create to the end of the read
-	// step while fdOpen; direct is set when fd accepts O_DIRECT.
-	fd     int
-	fdOpen bool
-	direct bool
+	// step while fdOpen; direct is set when fd accepts O_DIRECT, directOn
+	// while it is set.
+	fd       int
+	fdOpen   bool
+	direct   bool
+	directOn bool
 }
 
 // close releases the root's descriptor (and the probe file's, if a
@@ -154,6 +156,7 @@ func (r *run) write() error {
 	s := &r.sys
 	s.fd, s.fdOpen = fd, true
 	s.direct = setDirect(fd, true) == nil
+	s.directOn = s.direct
 	// The payload goes out of an aligned buffer, as O_DIRECT on a block
 	// device wants it.
 	buf := r.sys.bufs.aligned()[:PayloadSize]
@@ -164,6 +167,7 @@ func (r *run) write() error {
 		// sectors larger than the payload): write it buffered; the read
 		// still bypasses the cache.
 		if err = setDirect(fd, false); err == nil {
+			s.directOn = false
 			err = pwriteAll(fd, buf)
 		}
 	}
@@ -185,19 +189,16 @@ func (r *run) write() error {
 	return nil
 }
 
-// setDirect sets or clears O_DIRECT on fd. It fails with EINVAL where the
-// filesystem does not do direct I/O (fcntl(2), fs/fcntl.c setfl).
+// setDirect sets or clears O_DIRECT on fd, a probe file opened without
+// any other flag that F_SETFL changes (O_APPEND, O_NONBLOCK, O_NOATIME),
+// so no F_GETFL is needed. It fails with EINVAL where the filesystem does
+// not do direct I/O (fcntl(2); Linux fs/fcntl.c setfl).
 func setDirect(fd int, on bool) error {
-	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
-	if err != nil {
-		return err
-	}
+	fl := 0
 	if on {
-		fl |= unix.O_DIRECT
-	} else {
-		fl &^= unix.O_DIRECT
+		fl = unix.O_DIRECT
 	}
-	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl)
+	_, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl)
 	return err
 }
 
@@ -235,8 +236,11 @@ func (r *run) read() error {
 // buf, which is cleared first so that only what read(2) put there is
 // compared.
 func (s *sysState) directRead(buf []byte) ([]byte, error) {
-	if err := setDirect(s.fd, true); err != nil {
-		return nil, fmt.Errorf("read: %w", err)
+	if !s.directOn {
+		if err := setDirect(s.fd, true); err != nil {
+			return nil, fmt.Errorf("read: %w", err)
+		}
+		s.directOn = true
 	}
 	clear(buf)
 	for {
