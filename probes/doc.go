@@ -58,7 +58,8 @@
 // through the same descriptor into a cleared buffer, compares, closes it
 // and unlinks it. It proves that the data reached the server, that the
 // read came from the server, and that the file is gone. On the Linux
-// NFSv4.1 client (read in Linux 6.1) that is about 7 RPCs:
+// NFSv4.1 client (as read in Linux 6.1.192) that is expected to be 6 RPCs,
+// 7 from a server that answers the write UNSTABLE:
 //
 //	OPEN, SETATTR  the exclusive create: the server keeps the create verifier in
 //	               the file's times, which the client then sets (fs/nfs/nfs4proc.c
@@ -86,8 +87,12 @@
 // is closed, and the read reopens it with O_DIRECT where allowed, else
 // buffered: the proof of earlier versions.
 //
-// A read-only check runs statfs, stat and a bounded readdir of the root.
-// A read-write check never lists the root.
+// A read-only check runs statfs, stat and a bounded readdir of the root:
+// on NFS a STATFS, and a GETATTR and READDIR when the client's caches of
+// the root have expired; in write-denied mode the refused create adds an
+// OPEN (the client leaves the write permission of a directory to the
+// server, fs/nfs/dir.c nfs_permission). A read-write check never lists the
+// root.
 //
 // Probe file names say which agent instance wrote them (Owner, in
 // ownership.go). SweepLeftovers and RemoveLeftovers remove the files other
