@@ -115,12 +115,15 @@ func TestSpans(t *testing.T) {
 			wantOps: []wantOp{{"efs.mount.statfs", "", "", time.Millisecond}},
 		},
 		{
-			name:  "tunnel down before any I/O",
+			// The tunnel step is advisory: it explains the write's failure.
+			name:  "tunnel unreachable, then the write fails",
 			mount: agent.Mount{Path: path, TunnelAddr: "127.0.0.1:20049"},
-			steps: []step{{probes.OpTunnel, time.Millisecond, fmt.Errorf("tunnel 127.0.0.1:20049: %w", probes.ErrTunnelDown)}},
-			end:   &agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonTunnelDown, LastError: "tunnel down"},
-			endAt: time.Millisecond, wantState: "unhealthy", wantErr: true,
-			wantOps: []wantOp{{"efs.mount.tunnel", "tunnel_down", "", time.Millisecond}},
+			steps: []step{{probes.OpTunnel, time.Millisecond, fmt.Errorf("tunnel 127.0.0.1:20049: %w", probes.ErrTunnelDown)},
+				{probes.OpOpen, time.Millisecond, nil}, {probes.OpWrite, time.Millisecond, opErr(probes.OpWrite, unix.EIO)}},
+			end:   &agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonTunnelDown, LastError: "write: input/output error (tunnel down)", FailedOp: probes.OpWrite},
+			endAt: 3 * time.Millisecond, wantState: "unhealthy", wantErr: true,
+			wantOps: []wantOp{{"efs.mount.tunnel", "tunnel_down", "", time.Millisecond}, {"efs.mount.open", "", "", time.Millisecond},
+				{"efs.mount.write", "io_error", "1024", time.Millisecond}},
 		},
 	}
 	for _, tc := range tests {
