@@ -59,6 +59,10 @@ type Config struct {
 	// TunnelTimeout bounds the TCP connect to a mount's TLS tunnel
 	// (default: a fifth of the timeout, at most 1s).
 	TunnelTimeout time.Duration
+	// RequireWriteCheck makes a refused create of the probe file
+	// (EACCES/EPERM) the failure permission_denied; by default such a
+	// mount is checked read-only in mode write-denied.
+	RequireWriteCheck bool
 }
 
 // MountTable answers from the kernel's mount table which filesystem is

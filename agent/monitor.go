@@ -87,6 +87,9 @@ type Monitor struct {
 	// orphans holds unregistered mounts whose check is still stuck, so a
 	// re-registration of the same path cannot start a second check there.
 	orphans map[string]*mount
+	// tunnelWarned is set once the agent has said that a tunnel could not
+	// be reached from its network namespace while the mount worked.
+	tunnelWarned atomic.Bool
 
 	wake    chan struct{}
 	work    chan func() // hands a check to an idle worker
@@ -139,6 +142,9 @@ type check struct {
 	opOpen  bool // op has started and not ended
 	expired bool
 	done    bool
+	// tunnelErr is the failure of the check's tunnel step: it explains a
+	// deadline that passes later (see tunnelExplains).
+	tunnelErr error
 }
 
 // New returns a Monitor; call Run to start checking.
@@ -572,6 +578,8 @@ func probeOptions(cfg Config, owner probes.Owner, spec *Mount, obs probes.Observ
 		TunnelAddr:    spec.TunnelAddr,
 		TunnelTimeout: cfg.TunnelTimeout,
 		MountTable:    cfg.MountTable,
+
+		RequireWriteCheck: cfg.RequireWriteCheck,
 	}
 	if o.TunnelTimeout <= 0 {
 		o.TunnelTimeout = min(cfg.Timeout/5, time.Second)
@@ -596,6 +604,9 @@ func (c *check) OpEnd(op probes.Op, d time.Duration, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.opOpen = false
+	if op == probes.OpTunnel && err != nil {
+		c.tunnelErr = err
+	}
 	if !c.expired {
 		c.rec.OpEnd(op, d, err)
 	}
@@ -610,7 +621,7 @@ func (mon *Monitor) expire(c *check, now time.Time) {
 		return
 	}
 	c.expired = true
-	op, opStart, opOpen := c.op, c.opStart, c.opOpen
+	op, opStart, opOpen, tunnelErr := c.op, c.opStart, c.opOpen, c.tunnelErr
 	c.mu.Unlock()
 	c.cancel()
 
@@ -619,6 +630,7 @@ func (mon *Monitor) expire(c *check, now time.Time) {
 	m := c.m
 	old := m.status.Load()
 	next, out, delay := timedOut(old, op, c.start, now, mon.pol)
+	tunnelExplains(&next, &out, tunnelErr)
 	if !m.removed {
 		mon.setStatusLocked(m, old, &next)
 		mon.requeueLocked(m, now.Add(delay))
@@ -696,6 +708,7 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 				mon.log.Info("probe file vanished mid-check (removed by something else); checked again with a fresh name",
 					"mount", m.spec.Path, "healthy", res.Err == nil)
 			}
+			mon.logCheckLocked(c.spec, old, &next, &res)
 			mon.setStatusLocked(m, old, &next)
 			mon.requeueLocked(m, now.Add(delay))
 		}
@@ -771,7 +784,9 @@ func (mon *Monitor) logTransition(old, st *MountStatus) {
 			l.Info("mount healthy", "mode", string(st.Mode), "response_time", st.ResponseTime)
 		} else if old.State != StateHealthy {
 			l.Info("mount recovered", "mode", string(st.Mode), "response_time", st.ResponseTime)
-		} else {
+		} else if st.Mode != probes.ModeWriteDenied && old.Mode != probes.ModeWriteDenied {
+			// A change into or out of write-denied has a line of its
+			// own (logCheckLocked).
 			l.Info("mount mode changed", "mode", string(st.Mode), "previous_mode", string(old.Mode))
 		}
 	case StateUnhealthy:
@@ -780,6 +795,27 @@ func (mon *Monitor) logTransition(old, st *MountStatus) {
 		}
 	case StateHung:
 		l.Error("mount hung", "op", string(st.FailedOp), "err", st.LastError)
+	}
+}
+
+// logCheckLocked says what a returned check found that its state does
+// not: once per agent process, that a tunnel could not be reached from
+// this network namespace while the mount worked; and once per mount each
+// time the check falls back to write-denied, or leaves it.
+func (mon *Monitor) logCheckLocked(spec *Mount, old, next *MountStatus, res *probes.Result) {
+	if res.Err == nil && res.TunnelErr != nil && mon.tunnelWarned.CompareAndSwap(false, true) {
+		mon.log.Warn("tunnel checks cannot be made from this network namespace",
+			"mount", spec.Path, "tunnel_addr", spec.TunnelAddr, "err", res.TunnelErr,
+			"detail", "the mount's I/O works while its tunnel does not accept connections here (an agent outside the host network beside efs-proxy); tunnel_down then only explains a failing or hung check")
+	}
+	switch {
+	case next.Mode == old.Mode:
+	case next.Mode == probes.ModeWriteDenied:
+		mon.log.Warn("probe file creation denied: checking the mount read-only",
+			"mount", spec.Path, "err", res.WriteDenied,
+			"detail", "the agent may not create files in the mount root (root squash, an EFS file-system policy without ClientRootAccess, or a root owned by another user); set HEALTH_REQUIRE_WRITE_CHECK=true to count that as a failure")
+	case old.Mode == probes.ModeWriteDenied:
+		mon.log.Info("probe file creation allowed again: write check resumed", "mount", spec.Path, "mode", string(next.Mode))
 	}
 }
 

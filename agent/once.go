@@ -84,9 +84,10 @@ func CheckOnce(ctx context.Context, cfg Config, spec Mount) (Once, error) {
 	}
 	c.mu.Lock()
 	c.expired = true
-	op := c.op
+	op, tunnelErr := c.op, c.tunnelErr
 	c.mu.Unlock()
 	cancel()
-	_, out, _ := timedOut(pending, op, start, cfg.Clock.Now(), pol)
+	next, out, _ := timedOut(pending, op, start, cfg.Clock.Now(), pol)
+	tunnelExplains(&next, &out, tunnelErr)
 	return Once{Outcome: out, Late: done}, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/internal/fakeclock"
+	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
 	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
@@ -89,4 +90,29 @@ func TestCheckOnceStuck(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Fatalf("files: %v", ents)
 	}
+}
+
+// TestCheckOnceTunnelDown: the one-shot check follows the tunnel rules:
+// healthy when only the tunnel is unreachable, tunnel_down when the check
+// then hangs past its deadline.
+func TestCheckOnceTunnelDown(t *testing.T) {
+	fs := faultfs.MountT(t)
+	ln := tunnelListener(t)
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := onceConfig(agent.RealClock{}, nil)
+	cfg.Timeout = 200 * time.Millisecond
+	spec := agent.Mount{Path: fs.Mountpoint(), TunnelAddr: addr}
+	o, err := agent.CheckOnce(context.Background(), cfg, spec)
+	if err != nil || o.Outcome.State != agent.StateHealthy || !errors.Is(o.Result.TunnelErr, probes.ErrTunnelDown) {
+		t.Fatalf("tunnel down, I/O fine: %+v %v", o, err)
+	}
+	fs.Set(faultfs.OpWrite, faultfs.Fault{Hang: true})
+	o, err = agent.CheckOnce(context.Background(), cfg, spec)
+	if err != nil || !o.Outcome.TimedOut || o.Outcome.Reason != probes.ReasonTunnelDown || !errors.Is(o.Outcome.Err, agent.ErrTimeout) ||
+		!errors.Is(o.Outcome.Err, probes.ErrTunnelDown) {
+		t.Fatalf("tunnel down, check hung: %+v %v", o.Outcome, err)
+	}
+	fs.Clear()
+	<-o.Late
 }

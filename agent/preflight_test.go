@@ -1,14 +1,17 @@
 package agent_test
 
 import (
+	"context"
+	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
 	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
@@ -77,12 +80,55 @@ func TestUnmountedPathNotTouched(t *testing.T) {
 	testutil.WaitFor(t, "plain dir healthy", func() bool { return status(t, mon, plain).State == agent.StateHealthy })
 }
 
-func TestTunnelDown(t *testing.T) {
-	t.Parallel()
+// logRecorder keeps the messages (and mount attribute) of the log
+// records of a monitor.
+type logRecorder struct {
+	mu   sync.Mutex
+	recs []string // "LEVEL message mount"
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler            { return l }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	line := r.Level.String() + " " + r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "mount" || a.Key == "tunnel_addr" {
+			line += " " + a.Key + "=" + a.Value.String()
+		}
+		return true
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, line)
+	return nil
+}
+
+// count is the number of records whose line contains every one of parts.
+func (l *logRecorder) count(parts ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.recs {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(r, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+// tunnelListener is a TCP port that accepts connections until closed.
+func tunnelListener(t *testing.T) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -92,21 +138,86 @@ func TestTunnelDown(t *testing.T) {
 			c.Close()
 		}
 	}()
-	mon, clk := newFake(t, nil)
-	dir := t.TempDir()
-	if err := mon.Register(agent.Mount{Path: dir, FSType: "nfs4", TunnelAddr: ln.Addr().String()}); err != nil {
+	return ln
+}
+
+// TestTunnelDown: the tunnel never fails a working mount. With the
+// tunnel's port closed (efs-proxy dead, or an agent in a network
+// namespace of its own, where nothing listens on the host's loopback) a
+// mount whose I/O works stays healthy, and the agent says once that
+// tunnel checks cannot be made from here; when the I/O then fails, the
+// reason is tunnel_down.
+func TestTunnelDown(t *testing.T) {
+	fs := faultfs.MountT(t)
+	ln := tunnelListener(t)
+	logs := &logRecorder{}
+	mon, clk := newFake(t, func(c *agent.Config) { c.Logger = slog.New(logs) })
+	other := t.TempDir()
+	addr := ln.Addr().String()
+	for _, p := range []string{fs.Mountpoint(), other} {
+		if err := mon.Register(agent.Mount{Path: p, FSType: "nfs4", TunnelAddr: addr}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.WaitFor(t, "healthy through the tunnel", func() bool { return mon.Summary().Ready() })
+	ln.Close()
+	for range 3 {
+		n := status(t, mon, fs.Mountpoint()).Checks
+		clk.Advance(31 * time.Second)
+		testutil.WaitFor(t, "checks with the tunnel down", func() bool {
+			return status(t, mon, fs.Mountpoint()).Checks > n && status(t, mon, other).Checks > n
+		})
+		for _, p := range []string{fs.Mountpoint(), other} {
+			if st := status(t, mon, p); st.State != agent.StateHealthy {
+				t.Fatalf("tunnel down, I/O fine: %+v", st)
+			}
+		}
+	}
+	const warn = "WARN tunnel checks cannot be made from this network namespace"
+	if n := logs.count(warn, "tunnel_addr="+addr); n != 1 {
+		t.Fatalf("%d warnings that the tunnel cannot be checked from here, want 1 (logs %q)", n, logs.recs)
+	}
+	assertNoProbeFiles(t, fs.Mountpoint())
+
+	fs.Set(faultfs.OpWrite, faultfs.Fault{Errno: syscall.EIO})
+	clk.Advance(31 * time.Second)
+	testutil.WaitFor(t, "tunnel_down", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateUnhealthy })
+	st := status(t, mon, fs.Mountpoint())
+	if st.Reason != probes.ReasonTunnelDown || st.FailedOp != probes.OpWrite || !strings.Contains(st.LastError, addr) ||
+		!strings.Contains(st.LastError, "input/output error") {
+		t.Fatalf("tunnel down, I/O failing: %+v", st)
+	}
+	if st := status(t, mon, other); st.State != agent.StateHealthy {
+		t.Fatalf("the other mount: %+v", st)
+	}
+}
+
+// TestTunnelDownHung: a check that hangs past its deadline after its
+// tunnel could not be reached is hung with reason tunnel_down, and stays
+// so while it is stuck and once the call returns.
+func TestTunnelDownHung(t *testing.T) {
+	fs := faultfs.MountT(t)
+	ln := tunnelListener(t)
+	addr := ln.Addr().String()
+	ln.Close()
+	mon := newReal(t, 300*time.Millisecond, 150*time.Millisecond)
+	if err := mon.Register(agent.Mount{Path: fs.Mountpoint(), FSType: "nfs4", TunnelAddr: addr}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, "healthy through the tunnel", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
-	ln.Close()
-	clk.Advance(31 * time.Second)
-	testutil.WaitFor(t, "tunnel_down", func() bool { return status(t, mon, dir).State == agent.StateUnhealthy })
-	st := status(t, mon, dir)
-	if st.Reason != probes.ReasonTunnelDown || st.FailedOp != probes.OpTunnel || !strings.Contains(st.LastError, ln.Addr().String()) {
-		t.Fatalf("closed tunnel port: %+v", st)
+	testutil.WaitFor(t, "healthy with the tunnel down", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+	fs.Set(faultfs.OpWrite, faultfs.Fault{Hang: true})
+	testutil.WaitFor(t, "hung", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHung })
+	st := status(t, mon, fs.Mountpoint())
+	if st.Reason != probes.ReasonTunnelDown || st.FailedOp != probes.OpWrite || !strings.Contains(st.LastError, "timeout after") ||
+		!strings.Contains(st.LastError, addr) {
+		t.Fatalf("hung behind a dead tunnel: %+v", st)
 	}
-	// The mount itself was not touched while the tunnel was down.
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-		t.Fatalf("files: %v", ents)
+	n := st.ConsecutiveErrors
+	testutil.WaitFor(t, "a check skipped while stuck", func() bool { return status(t, mon, fs.Mountpoint()).ConsecutiveErrors > n })
+	if st := status(t, mon, fs.Mountpoint()); st.Reason != probes.ReasonTunnelDown {
+		t.Fatalf("still stuck: %+v", st)
 	}
+	fs.Clear()
+	testutil.WaitFor(t, "recovered", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+	assertNoProbeFiles(t, fs.Mountpoint())
 }

@@ -81,7 +81,11 @@ func (c Config) policy() policy {
 // next start is never less than minRetry after this one.
 func checked(old *MountStatus, res probes.Result, start, now time.Time, p policy, r float64) (MountStatus, Outcome, time.Duration) {
 	next := *old
-	next.Mode = res.Mode
+	if res.ModeKnown() || old.Mode == "" {
+		// A check that failed before it could tell (in the preflight or
+		// at the root) leaves the mode as it was.
+		next.Mode = res.Mode
+	}
 	next.LastCheck = now
 	next.ResponseTime = res.Duration()
 	next.History.add(next.ResponseTime)
@@ -136,13 +140,37 @@ func timedOut(old *MountStatus, op probes.Op, start, now time.Time, p policy) (M
 	return next, out, p.backoff(next.ConsecutiveErrors)
 }
 
+// tunnelExplains amends the transition at a deadline (timedOut) of a
+// check whose tunnel step had failed (tunnelErr): the tunnel explains the
+// hang, so the reason is tunnel_down and the message says both. The
+// tunnel alone never fails a check (see probes.Result.TunnelErr).
+func tunnelExplains(next *MountStatus, out *Outcome, tunnelErr error) {
+	if tunnelErr == nil {
+		return
+	}
+	out.Err = fmt.Errorf("%w (%w)", out.Err, tunnelErr)
+	out.Reason = probes.ReasonTunnelDown
+	next.Reason = probes.ReasonTunnelDown
+	next.LastError = out.Err.Error()
+}
+
+// stuckReason is the reason of a mount whose stuck check is still stuck
+// (or has just returned): tunnel_down when the tunnel explained the hang
+// (tunnelExplains), else r.
+func stuckReason(old *MountStatus, r probes.Reason) probes.Reason {
+	if old.Reason == probes.ReasonTunnelDown {
+		return old.Reason
+	}
+	return r
+}
+
 // skipped is the transition when a check is due while the previous one is
 // still stuck: no check starts, and the missed check counts as a failure.
 func skipped(old *MountStatus, now time.Time, p policy) (MountStatus, time.Duration) {
 	next := *old
 	next.ErrorCount++
 	next.ConsecutiveErrors++
-	next.Reason = probes.ReasonHung
+	next.Reason = stuckReason(old, probes.ReasonHung)
 	next.LastError = fmt.Sprintf("timeout after %v in %s; still blocked after %v",
 		p.timeout, old.FailedOp, now.Sub(old.HungSince).Round(time.Millisecond))
 	return next, p.backoff(next.ConsecutiveErrors)
@@ -155,7 +183,7 @@ func returned(old *MountStatus, start, now time.Time, p policy) (MountStatus, ti
 	next := *old
 	next.State = StateUnhealthy
 	next.HungSince = time.Time{}
-	next.Reason = probes.ReasonTimeout
+	next.Reason = stuckReason(old, probes.ReasonTimeout)
 	next.LastError = fmt.Sprintf("timeout after %v in %s; the call returned after %v",
 		p.timeout, old.FailedOp, now.Sub(start).Round(time.Millisecond))
 	return next, 0

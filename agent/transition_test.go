@@ -245,3 +245,66 @@ func TestCoalesceWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestTunnelDownHungLifecycle: a check whose tunnel step failed and that
+// then hangs is hung with reason tunnel_down, and stays tunnel_down while
+// it is skipped and when the call returns; without the tunnel's error the
+// reasons are timeout, hung, timeout as before.
+func TestTunnelDownHungLifecycle(t *testing.T) {
+	t.Parallel()
+	tunnelErr := &probes.OpError{Op: probes.OpTunnel, Err: fmt.Errorf("tunnel 127.0.0.1:20049: %w", probes.ErrTunnelDown)}
+	for _, tc := range []struct {
+		name                       string
+		tunnelErr                  error
+		atDeadline, skip, returned probes.Reason
+	}{
+		{"tunnel up", nil, probes.ReasonTimeout, probes.ReasonHung, probes.ReasonTimeout},
+		{"tunnel down", tunnelErr, probes.ReasonTunnelDown, probes.ReasonTunnelDown, probes.ReasonTunnelDown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			healthy := &MountStatus{Mount: &Mount{Path: "/m"}, State: StateHealthy, Mode: probes.ModeReadWrite}
+			hung, out, _ := timedOut(healthy, probes.OpWrite, t0, t0.Add(pol.timeout), pol)
+			tunnelExplains(&hung, &out, tc.tunnelErr)
+			if hung.State != StateHung || hung.Reason != tc.atDeadline || out.Reason != tc.atDeadline || !errors.Is(out.Err, ErrTimeout) {
+				t.Fatalf("at the deadline: %+v %+v", hung, out)
+			}
+			if tc.tunnelErr != nil && (!errors.Is(out.Err, probes.ErrTunnelDown) || hung.LastError != out.Err.Error()) {
+				t.Fatalf("the tunnel's error is not in the outcome: %+v", out)
+			}
+			skip, _ := skipped(&hung, t0.Add(10*time.Second), pol)
+			if skip.Reason != tc.skip {
+				t.Fatalf("skipped: %+v", skip)
+			}
+			back, _ := returned(&skip, t0, t0.Add(20*time.Second), pol)
+			if back.Reason != tc.returned || back.State != StateUnhealthy {
+				t.Fatalf("returned: %+v", back)
+			}
+		})
+	}
+}
+
+// TestModeKept: a check that fails before it can tell its mode (preflight,
+// open) keeps the mount's mode; one that fails later, or succeeds, sets it.
+func TestModeKept(t *testing.T) {
+	t.Parallel()
+	denied := &MountStatus{Mount: &Mount{Path: "/m"}, State: StateHealthy, Mode: probes.ModeWriteDenied}
+	for _, tc := range []struct {
+		name string
+		res  probes.Result
+		want probes.Mode
+	}{
+		{"open fails", failResult(probes.OpOpen, time.Millisecond, syscall.ENOENT), probes.ModeWriteDenied},
+		{"mount table fails", failResult(probes.OpMountTable, 0, probes.ErrNotMounted), probes.ModeWriteDenied},
+		{"write fails", failResult(probes.OpWrite, time.Millisecond, syscall.EIO), probes.ModeReadWrite},
+		{"read-write check works", okResult(time.Millisecond), probes.ModeReadWrite},
+	} {
+		next, _, _ := checked(denied, tc.res, t0, t0.Add(time.Millisecond), pol, 0)
+		if next.Mode != tc.want {
+			t.Errorf("%s: mode %s, want %s", tc.name, next.Mode, tc.want)
+		}
+	}
+	pending := &MountStatus{Mount: &Mount{Path: "/m"}, State: StatePending}
+	if next, _, _ := checked(pending, failResult(probes.OpOpen, 0, syscall.ENOENT), t0, t0, pol, 0); next.Mode != probes.ModeReadWrite {
+		t.Errorf("a first check that fails at the root: mode %q, want read-write", next.Mode)
+	}
+}

@@ -175,8 +175,8 @@ func fixture() ([]*agent.MountStatus, agent.Summary) {
 	return []*agent.MountStatus{
 		{Mount: &agent.Mount{Path: "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount", Attribution: attribution.Attribution{
 			FileSystemID: "fs-0123456789abcdef0", AccessPoint: "fsap-0fedcba9876543210", Service: attribution.ServiceEFS, PodUID: "abc123", Volume: "efs-pv"}}, State: agent.StateHealthy,
-			LastCheck: t0, ResponseTime: 15 * time.Millisecond, Checks: 3},
-		{Mount: &agent.Mount{Path: "/mnt/hung", Attribution: attribution.Attribution{FileSystemID: "fs-0aaaabbbbccccdddd", Service: attribution.ServiceS3Files}}, State: agent.StateHung, LastCheck: t0, ResponseTime: 5 * time.Second,
+			Mode: probes.ModeReadWrite, LastCheck: t0, ResponseTime: 15 * time.Millisecond, Checks: 3},
+		{Mount: &agent.Mount{Path: "/mnt/hung", Attribution: attribution.Attribution{FileSystemID: "fs-0aaaabbbbccccdddd", Service: attribution.ServiceS3Files}}, State: agent.StateHung, Mode: probes.ModeWriteDenied, LastCheck: t0, ResponseTime: 5 * time.Second,
 			ErrorCount: 4, ConsecutiveErrors: 2, Reason: probes.ReasonTimeout},
 		{Mount: &agent.Mount{Path: "/mnt/pending"}, State: agent.StatePending},
 	}, agent.Summary{Mounts: 3, Pending: 1, Unhealthy: 1, Hung: 1, InFlight: 1}

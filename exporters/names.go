@@ -24,6 +24,7 @@ const (
 	mHung
 	mConsecutiveErrors
 	mLastCheck
+	mMode
 	mNFSRequests
 	mNFSRetransmissions
 	mNFSMajorTimeouts
@@ -80,6 +81,7 @@ var (
 	lMountOp   = []string{string(MountPathKey), "operation"}
 	lOperation = []string{"operation"}
 	lCheck     = []string{"outcome", "reason"}
+	lMode      = []string{"mode", string(MountPathKey)}
 	lBuild     = []string{"goversion", "version"}
 	// lInfo are efs_mount_info's labels; a series carries only those
 	// whose value is known (mount_path always).
@@ -121,6 +123,10 @@ var metricNames = [numMetrics]metricName{
 	// efs_mount_last_check_timestamp_seconds{mount_path}: Unix time of the
 	// last completed (or timed-out) check.
 	mLastCheck: {"efs.mount.last_check.timestamp", "efs_mount_last_check_timestamp_seconds", "Unix time of the mount's last completed check in seconds", "s", float64Gauge, mounts, lMount, nil},
+	// efs_mount_check_mode{mount_path,mode}: 1, one series per checked
+	// mount, labelled with the mode of its last check that could tell
+	// (read-write, read-only, write-denied). Absent until the first check.
+	mMode: {"efs.mount.check_mode", "efs_mount_check_mode", "Mode of the mount's last check (read-write, read-only, write-denied: the probe file may not be created, checked read-only); always 1", "", int64Gauge, mounts, lMode, nil},
 	// NFS client statistics of registered NFS mounts, from
 	// /proc/self/mountstats (package nfsstats), per operation (READ,
 	// WRITE, GETATTR, ...), in base units. They rise before checks start

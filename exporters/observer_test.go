@@ -115,12 +115,15 @@ func TestSpans(t *testing.T) {
 			wantOps: []wantOp{{"efs.mount.statfs", "", "", time.Millisecond}},
 		},
 		{
-			name:  "tunnel down before any I/O",
+			// The tunnel step is advisory: it explains the write's failure.
+			name:  "tunnel unreachable, then the write fails",
 			mount: agent.Mount{Path: path, TunnelAddr: "127.0.0.1:20049"},
-			steps: []step{{probes.OpTunnel, time.Millisecond, fmt.Errorf("tunnel 127.0.0.1:20049: %w", probes.ErrTunnelDown)}},
-			end:   &agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonTunnelDown, LastError: "tunnel down"},
-			endAt: time.Millisecond, wantState: "unhealthy", wantErr: true,
-			wantOps: []wantOp{{"efs.mount.tunnel", "tunnel_down", "", time.Millisecond}},
+			steps: []step{{probes.OpTunnel, time.Millisecond, fmt.Errorf("tunnel 127.0.0.1:20049: %w", probes.ErrTunnelDown)},
+				{probes.OpOpen, time.Millisecond, nil}, {probes.OpWrite, time.Millisecond, opErr(probes.OpWrite, unix.EIO)}},
+			end:   &agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonTunnelDown, LastError: "write: input/output error (tunnel down)", FailedOp: probes.OpWrite},
+			endAt: 3 * time.Millisecond, wantState: "unhealthy", wantErr: true,
+			wantOps: []wantOp{{"efs.mount.tunnel", "tunnel_down", "", time.Millisecond}, {"efs.mount.open", "", "", time.Millisecond},
+				{"efs.mount.write", "io_error", "1024", time.Millisecond}},
 		},
 	}
 	for _, tc := range tests {
@@ -317,8 +320,16 @@ func TestInstruments(t *testing.T) {
 			t.Errorf("%s escaped the view layer", name)
 		}
 	}
-	if len(got) != 13 {
-		t.Errorf("%d metrics, want 13", len(got))
+	// The mode's series carries both labels, each with its own value.
+	metricdatatest.AssertEqual(t, metricdata.Metrics{
+		Name: "efs_mount_check_mode", Description: got["efs_mount_check_mode"].Description,
+		Data: metricdata.Gauge[int64]{DataPoints: []metricdata.DataPoint[int64]{
+			{Attributes: attribute.NewSet(attribute.String("mode", "read-write"), attribute.String("mount_path", "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount")), Value: 1},
+			{Attributes: attribute.NewSet(attribute.String("mode", "write-denied"), attribute.String("mount_path", "/mnt/hung")), Value: 1},
+		}},
+	}, got["efs_mount_check_mode"], metricdatatest.IgnoreTimestamp())
+	if len(got) != 14 {
+		t.Errorf("%d metrics, want 14", len(got))
 	}
 }
 

@@ -37,8 +37,9 @@ import (
 // and the golden scrape pins the result.
 
 // sink receives the series of the observable rows: value v of row id, for
-// mount path (raw, "" for a series without labels) and NFS operation op
-// ("" for none). The build info's labels are fixed.
+// mount path (raw, "" for a series without labels) and op, the value of
+// the row's other label ("" for none): the NFS operation, or the check
+// mode. The build info's labels are fixed.
 type sink interface {
 	observe(id metricID, v float64, path, op string)
 	// info reports the mount's efs_mount_info series, whose labels are
@@ -72,6 +73,9 @@ func (t *Telemetry) observeState(s sink) {
 		s.observe(mResponseTime, float64(st.ResponseTime.Microseconds())/1000, p, "")
 		s.observe(mHung, float64(b2i(st.State == agent.StateHung)), p, "")
 		s.observe(mLastCheck, float64(st.LastCheck.UnixMilli())/1000, p, "")
+		if st.Mode != "" {
+			s.observe(mMode, 1, p, string(st.Mode))
+		}
 	}
 	if t.nfsStats == nil {
 		return
@@ -165,10 +169,11 @@ func compareLabels(a, b *dto.Metric) int {
 type familySink struct {
 	fams  [numMetrics]*dto.MetricFamily
 	build []*dto.LabelPair
-	// path, op and labels are the last series' mount, operation and
-	// labels, shared by the next series of the same mount (they are only
-	// read).
+	// path, op, names and labels are the last series' mount, operation,
+	// label names and labels, shared by the next series of the same mount
+	// and label names (they are only read).
 	path, op string
+	names    []string
 	labels   []*dto.LabelPair
 }
 
@@ -185,9 +190,9 @@ func (s *familySink) observe(id metricID, v float64, path, op string) {
 		labels = s.build
 	case path == "":
 	default:
-		if s.labels == nil || path != s.path || op != s.op {
-			s.labels = labelPairs(n.labels, seriesValues(path, op)...)
-			s.path, s.op = path, op
+		if s.labels == nil || path != s.path || op != s.op || !slices.Equal(n.labels, s.names) {
+			s.labels = labelPairs(n.labels, seriesValues(n.labels, path, op)...)
+			s.path, s.op, s.names = path, op, n.labels
 		}
 		labels = s.labels
 	}
@@ -245,13 +250,19 @@ type counterSample struct {
 
 func isCounter(k kind) bool { return k == int64ObservableCounter || k == float64ObservableCounter }
 
-// seriesValues are the label values of a mount's series: the escaped
-// path, then the operation if any (the order of lMount and lMountOp).
-func seriesValues(path, op string) []string {
-	if op == "" {
-		return []string{pathValue(path)}
+// seriesValues are the label values of a mount's series, in the order of
+// the label names: the escaped path for mount_path, op for the other
+// label if any (lMount, lMountOp, lMode).
+func seriesValues(names []string, path, op string) []string {
+	vals := make([]string, len(names))
+	for i, n := range names {
+		if n == string(MountPathKey) {
+			vals[i] = pathValue(path)
+		} else {
+			vals[i] = op
+		}
 	}
-	return []string{pathValue(path), op}
+	return vals
 }
 
 // labelPairs returns the label pairs names[i]=values[i]; names are sorted,
@@ -273,9 +284,11 @@ type otelSink struct {
 	o     metric.Observer
 	in    *instrumentSet
 	build metric.ObserveOption
-	// path, op and attrs are the last series' mount, operation and
-	// attribute set, reused by the next series of the same mount.
+	// path, op, names and attrs are the last series' mount, operation,
+	// label names and attribute set, reused by the next series of the
+	// same mount and label names.
 	path, op string
+	names    []string
 	attrs    metric.ObserveOption
 }
 
@@ -286,14 +299,14 @@ func (s *otelSink) observe(id metricID, v float64, path, op string) {
 		opt = s.build
 	case path == "":
 	default:
-		if s.attrs == nil || path != s.path || op != s.op {
-			names, values := metricNames[id].labels, seriesValues(path, op)
+		if names := metricNames[id].labels; s.attrs == nil || path != s.path || op != s.op || !slices.Equal(names, s.names) {
+			values := seriesValues(names, path, op)
 			kvs := make([]attribute.KeyValue, len(names))
 			for i := range names {
 				kvs[i] = attribute.String(names[i], values[i])
 			}
 			s.attrs = metric.WithAttributeSet(attribute.NewSet(kvs...))
-			s.path, s.op = path, op
+			s.path, s.op, s.names = path, op, names
 		}
 		opt = s.attrs
 	}

@@ -115,6 +115,7 @@ func TestMountsJSON(t *testing.T) {
 		},
 		{Mount: &agent.Mount{Path: "/mnt/pending"}, State: agent.StatePending},
 		{Mount: &agent.Mount{Path: hostile}, State: agent.StateHealthy},
+		{Mount: &agent.Mount{Path: "/mnt/squashed"}, State: agent.StateHealthy, Mode: probes.ModeWriteDenied, LastCheck: now},
 	}}
 	h := httpapi.NewRouter(src, httpapi.Options{Now: func() time.Time { return now }})
 	code, body, hdr := get(t, h, http.MethodGet, "/healthz/mounts")
@@ -150,8 +151,11 @@ func TestMountsJSON(t *testing.T) {
 	if p := raw["/mnt/pending"]; p["lastCheckTime"] != nil || p["state"] != "pending" || p["isHealthy"] != false {
 		t.Errorf("pending mount JSON %#v", p)
 	}
-	if len(raw) != 4 {
-		t.Errorf("%d mounts in JSON, want 4 (hostile path lost?)", len(raw))
+	if m := raw["/mnt/squashed"]; m["mode"] != "write-denied" || m["isHealthy"] != true {
+		t.Errorf("write-denied mount JSON %#v", m)
+	}
+	if len(raw) != 5 {
+		t.Errorf("%d mounts in JSON, want 5 (hostile path lost?)", len(raw))
 	}
 	// Every documented field is present on every mount.
 	for path, m := range raw {

@@ -21,12 +21,14 @@ const PathStatus = "/"
 // statusRow is one mount on the status page.
 type statusRow struct {
 	Path, State, Reason, Mode, LastError, Advice string
-	Age                                          string
-	ResponseMs                                   string
-	Ops                                          []opCell
-	Errors, Consecutive                          uint64
-	Spark                                        template.HTML
-	Rank                                         int
+	// ModeNote explains a mode an operator may not expect (write-denied).
+	ModeNote            string
+	Age                 string
+	ResponseMs          string
+	Ops                 []opCell
+	Errors, Consecutive uint64
+	Spark               template.HTML
+	Rank                int
 	// What the mount is, where known.
 	FileSystemID, AccessPoint, PodUID, Volume string
 }
@@ -55,7 +57,7 @@ th{background:#f4f4f4}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .state{font-weight:600;padding:.1em .5em;border-radius:.3em;color:#fff}
 .healthy{background:#2e7d32}.unhealthy{background:#c62828}.hung{background:#6a1b9a}.pending{background:#757575}
-.err{color:#b71c1c;font-size:.9em}.advice{color:#555;font-size:.85em}
+.err{color:#b71c1c;font-size:.9em}.mode.write-denied{color:#8d6e00}.advice{color:#555;font-size:.85em}
 code{font-size:.95em;word-break:break-all}
 </style></head>
 <body>
@@ -68,7 +70,7 @@ code{font-size:.95em;word-break:break-all}
 <thead><tr><th>Mount</th><th>State</th><th>Last check</th><th>Response</th><th>Operations (ms)</th><th>History</th><th>Errors (consecutive / total)</th></tr></thead>
 <tbody>
 {{range .Rows}}<tr class="mount" data-state="{{.State}}" data-path="{{.Path}}">
-<td><code>{{.Path}}</code>{{if .Mode}}<br><small>{{.Mode}}</small>{{end}}{{if or .FileSystemID .PodUID}}<br><small class="attr">{{if .FileSystemID}}<span class="fs">{{.FileSystemID}}</span>{{end}}{{if .AccessPoint}} <span class="ap">{{.AccessPoint}}</span>{{end}}{{if .PodUID}} pod <span class="pod">{{.PodUID}}</span>{{end}}{{if .Volume}} volume <span class="vol">{{.Volume}}</span>{{end}}</small>{{end}}</td>
+<td><code>{{.Path}}</code>{{if .Mode}}<br><small class="mode {{.Mode}}"{{if .ModeNote}} title="{{.ModeNote}}"{{end}}>{{.Mode}}{{if .ModeNote}}: {{.ModeNote}}{{end}}</small>{{end}}{{if or .FileSystemID .PodUID}}<br><small class="attr">{{if .FileSystemID}}<span class="fs">{{.FileSystemID}}</span>{{end}}{{if .AccessPoint}} <span class="ap">{{.AccessPoint}}</span>{{end}}{{if .PodUID}} pod <span class="pod">{{.PodUID}}</span>{{end}}{{if .Volume}} volume <span class="vol">{{.Volume}}</span>{{end}}</small>{{end}}</td>
 <td><span class="state {{.State}}">{{.State}}</span>{{if .Reason}}<br><small>{{.Reason}}</small>{{end}}</td>
 <td>{{.Age}}</td>
 <td class="num">{{.ResponseMs}}</td>
@@ -154,6 +156,9 @@ func (h *handlers) status(w http.ResponseWriter, _ *http.Request) {
 		}
 		if st.State != agent.StatePending {
 			r.ResponseMs = ms(st.ResponseTime) + " ms"
+		}
+		if st.Mode == probes.ModeWriteDenied {
+			r.ModeNote = "the probe file may not be created (EACCES/EPERM), checked read-only"
 		}
 		if st.State == agent.StateHung {
 			r.Age = "stuck for " + now.Sub(st.HungSince).Round(time.Second).String()

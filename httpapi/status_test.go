@@ -26,7 +26,7 @@ func statusFixture() *fakeSource {
 			{Mount: &agent.Mount{Path: "/c/io"}, State: agent.StateUnhealthy, LastCheck: now, Reason: probes.ReasonIOError,
 				LastError: "write: fsync: input/output error", ConsecutiveErrors: 1, ErrorCount: 1},
 			{Mount: &agent.Mount{Path: "/d/pending"}, State: agent.StatePending},
-			{Mount: &agent.Mount{Path: `/e/<img src=x onerror=alert(1)>"`}, State: agent.StateHealthy, LastCheck: now},
+			{Mount: &agent.Mount{Path: `/e/<img src=x onerror=alert(1)>"`}, State: agent.StateHealthy, Mode: probes.ModeWriteDenied, LastCheck: now},
 		}}
 }
 
@@ -46,7 +46,9 @@ func TestStatusPage(t *testing.T) {
 	if got := strings.Join(order, ","); got != "hung,unhealthy,pending,healthy,healthy" {
 		t.Fatalf("rows not worst first: %s", got)
 	}
-	for _, want := range []string{"stuck for 42s", "timeout after 5s in write", probes.Advice(probes.ReasonTimeout)[:30], "<svg class=\"spark\"", "write 3.0", "5 mounts"} {
+	for _, want := range []string{"stuck for 42s", "timeout after 5s in write", probes.Advice(probes.ReasonTimeout)[:30], "<svg class=\"spark\"", "write 3.0", "5 mounts",
+		// A mount checked read-only because its probe file may not be created says so.
+		`<small class="mode write-denied"`, "write-denied: the probe file may not be created (EACCES/EPERM), checked read-only"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
 		}

@@ -6,21 +6,40 @@
 // Ops for their operation names, which metrics and /debug/checks use):
 //
 //	preflight   mounttable  the path is still the registered mount (MountTable)
-//	            tunnel      the mount's TLS tunnel accepts a connection (TunnelDialer)
+//	            tunnel      the mount's tunnel accepts a connection (TunnelDialer; advisory)
 //	root        open        the mount root, as a directory fd
-//	            statfs      read-only mount? then the read-only steps instead
 //	read-write  write       create the probe file, write and fsync a payload
 //	            read        read it back (O_DIRECT where allowed) and compare
 //	            delete      remove it by name (a cleanup step: runs after failures too)
-//	read-only   stat        fstat of the root
+//	read-only   statfs      the filesystem's statistics (a server round trip on NFS)
+//	            stat        fstat of the root
 //	            readdir     a bounded listing of the root
 //
-// Preflight steps touch nothing on the mount; a failure there fails the
-// check before any I/O. Every step is timed and reported to the Observer
-// (OpStart, OpEnd) in this order. The runner adds two rules: a create
-// refused with EROFS falls back to the read-only steps, and a probe file
-// that vanished mid-check (ErrProbeFileLost) is retried once with a fresh
-// name.
+// Preflight steps touch nothing on the mount; a failed mount-table step
+// fails the check before any I/O. Every step is timed and reported to the
+// Observer (OpStart, OpEnd) in this order. The runner adds its rules:
+//
+//   - A create refused with EROFS (a read-only mount) runs the read-only
+//     steps instead, in ModeReadOnly.
+//   - A create refused with EACCES/EPERM on a root that opened (a
+//     root-squashed export, an EFS file-system policy without
+//     ClientRootAccess) runs the read-only steps too, in ModeWriteDenied:
+//     the volume serves its pods, the agent may just not write there.
+//     Options.RequireWriteCheck makes the refusal a failure
+//     (permission_denied) instead. Result.WriteDenied keeps the refusal.
+//   - A probe file that vanished mid-check (ErrProbeFileLost) is retried
+//     once with a fresh name.
+//   - The tunnel step is advisory: its failure never fails a check. Since
+//     efs-utils v2 every EFS mount goes through efs-proxy on the host's
+//     loopback, which an agent in a network namespace of its own cannot
+//     reach while the mount works. A failed dial is kept in
+//     Result.TunnelErr. When a later step fails, the tunnel is the likely
+//     cause: the check's error wraps both errors and its reason is
+//     tunnel_down. When the check works, it is healthy and TunnelErr only
+//     says the tunnel could not be checked from here. A check that hangs
+//     past its deadline after a failed dial is the caller's to judge (the
+//     Observer saw the tunnel's OpEnd with the error): package agent then
+//     reports tunnel_down instead of timeout or hung.
 //
 // Adding a step is one edit in this package: a row in the steps table
 //
@@ -30,12 +49,50 @@
 // io_linux.go when it does I/O on the mount, with a stub in io_other.go).
 // Metrics, /debug/checks and the check subcommand pick it up from Ops.
 //
+// # What a read-write check costs
+//
 // A read-write check creates a uniquely named file in the mount root
-// (relative to a directory fd, with O_CREAT|O_EXCL|O_NOFOLLOW and mode
-// 0600), writes and fsyncs a small random payload, reads it back bypassing
-// the page cache where the filesystem allows, compares it, and unlinks it.
-// A read-only check runs statfs, stat and a bounded readdir of the root.
-// A read-write check never lists the root.
+// (relative to a directory fd, O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW, mode
+// 0600), sets O_DIRECT on it with fcntl where the filesystem allows, writes
+// a small random payload at offset 0, fsyncs, reads it back at offset 0
+// through the same descriptor into a cleared buffer, compares, closes it
+// and unlinks it. It proves that the data reached the server, that the
+// read came from the server, and that the file is gone. On the Linux
+// NFSv4.1 client (as read in Linux 6.1.192) that is expected to be 6 RPCs,
+// 7 from a server that answers the write UNSTABLE:
+//
+//	OPEN, SETATTR  the exclusive create: the server keeps the create verifier in
+//	               the file's times, which the client then sets (fs/nfs/nfs4proc.c
+//	               _nfs4_do_open, nfs4_exclusive_attrset)
+//	WRITE          one, FILE_SYNC: a direct write is FLUSH_COND_STABLE, stable
+//	               when it is a single request with nothing else to commit
+//	               (fs/nfs/direct.c nfs_file_direct_write, fs/nfs/pagelist.c
+//	               nfs_generic_pgio, nfs_pgio_rpcsetup); a server answering
+//	               UNSTABLE gets a COMMIT before write(2) returns
+//	               (nfs_direct_write_completion, nfs_direct_write_schedule_work)
+//	(fsync)        none: no dirty pages and nothing on the inode's commit list
+//	               (fs/nfs/file.c nfs_file_fsync, fs/nfs/write.c __nfs_commit_inode)
+//	READ           one: a direct read always goes to the server
+//	               (fs/nfs/direct.c nfs_file_direct_read)
+//	CLOSE          one, for the one open
+//	REMOVE         one; the file is closed first, or the client would rename it
+//	               to .nfsXXXX (silly rename) instead
+//
+// Earlier versions also sent a STATFS and reopened the file for the read
+// (OPEN_NOATTR and a second CLOSE). statfs now runs only in the read-only
+// steps: a read-only mount refuses the create with EROFS (fs/namei.c
+// lookup_open, after one OPEN or LOOKUP that finds no such file), so a
+// read-write check does not need it to choose its steps. Where O_DIRECT is refused (fcntl fails with EINVAL,
+// fs/fcntl.c setfl) the write is buffered and the fsync sends it, the file
+// is closed, and the read reopens it with O_DIRECT where allowed, else
+// buffered: the proof of earlier versions.
+//
+// A read-only check runs statfs, stat and a bounded readdir of the root:
+// on NFS a STATFS, and a GETATTR and READDIR when the client's caches of
+// the root have expired; in write-denied mode the refused create adds an
+// OPEN (the client leaves the write permission of a directory to the
+// server, fs/nfs/dir.c nfs_permission). A read-write check never lists the
+// root.
 //
 // Probe file names say which agent instance wrote them (Owner, in
 // ownership.go). SweepLeftovers and RemoveLeftovers remove the files other

@@ -14,8 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const stRDONLY = unix.ST_RDONLY
-
 // openRoot opens the mount root as a directory without following a symlink
 // in its last component, so a symlink planted in place of the mount root is
 // never followed. It opens with O_PATH: the fd only anchors the *at calls,
@@ -52,14 +50,37 @@ type sysState struct {
 	opened bool
 	name   string
 	bufs   *buffers
+	// fd is the probe file, open from its create to the end of the read
+	// step while fdOpen; direct is set when fd accepts O_DIRECT, directOn
+	// while it is set.
+	fd       int
+	fdOpen   bool
+	direct   bool
+	directOn bool
 }
 
-// close releases the root's descriptor.
+// close releases the root's descriptor (and the probe file's, if a
+// check ended without its read and delete steps).
 func (s *sysState) close() {
+	s.closeFile()
 	if s.opened {
 		unix.Close(s.dirfd)
 		s.opened = false
 	}
+}
+
+// closeFile closes the probe file's descriptor if it is open. The
+// descriptor is released even when close reports EINTR (a signal during
+// the filesystem's flush): only a real error is returned.
+func (s *sysState) closeFile() error {
+	if !s.fdOpen {
+		return nil
+	}
+	s.fdOpen = false
+	if err := unix.Close(s.fd); err != nil && err != unix.EINTR {
+		return err
+	}
+	return nil
 }
 
 // release puts the buffers back into the pool.
@@ -82,21 +103,28 @@ func (r *run) open() error {
 	return nil
 }
 
-// statfs is the statfs step; it notes whether the mount is read-only.
+// statfs is the statfs step of the read-only check: a round trip to the
+// server on NFS (the client never caches it, fs/nfs/super.c nfs_statfs).
 func (r *run) statfs() error {
 	var st unix.Statfs_t
-	if err := fstatfs(r.sys.dirfd, &st); err != nil {
-		return err
-	}
-	r.readOnlyFS = st.Flags&stRDONLY != 0
-	return nil
+	return fstatfs(r.sys.dirfd, &st)
 }
 
 // write is the write step: create a fresh probe file, write and fsync a
 // random payload. It sets r.refused, without any file created, when the
-// filesystem is read-only (EROFS).
+// filesystem is read-only (EROFS), and r.denied when the create was
+// refused with EACCES/EPERM and Options.RequireWriteCheck is off.
+//
+// The file stays open for the read step, with O_DIRECT where the
+// filesystem accepts it (set with fcntl after the create, so the create
+// itself never fails for it): on the Linux NFS client a direct write of
+// one small buffer is a single WRITE sent FILE_SYNC, or followed by a
+// COMMIT before write(2) returns when the server answers UNSTABLE, and a
+// direct read always goes to the server (see the read step). Where
+// O_DIRECT is refused the write is buffered and the fsync sends it, and
+// the read step reopens the file as before.
 func (r *run) write() error {
-	r.created, r.refused = false, false
+	r.created, r.refused, r.denied = false, false, false
 	owner := r.opts.Owner
 	if !owner.valid() {
 		var err error
@@ -119,29 +147,120 @@ func (r *run) write() error {
 
 	fd, err := createFile(r.sys.dirfd, name, &r.created)
 	if err != nil {
-		r.refused = !r.created && errors.Is(err, unix.EROFS)
+		if !r.created {
+			r.refused = errors.Is(err, unix.EROFS)
+			r.denied = !r.opts.RequireWriteCheck && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM))
+		}
 		return fmt.Errorf("create: %w", err)
 	}
-	if err := writeAll(fd, payload); err != nil {
-		unix.Close(fd)
+	s := &r.sys
+	s.fd, s.fdOpen = fd, true
+	s.direct = setDirect(fd, true) == nil
+	s.directOn = s.direct
+	// The payload goes out of an aligned buffer, as O_DIRECT on a block
+	// device wants it.
+	buf := r.sys.bufs.aligned()[:PayloadSize]
+	copy(buf, payload)
+	err = pwriteAll(fd, buf)
+	if s.direct && errors.Is(err, unix.EINVAL) {
+		// O_DIRECT accepted, but not for this write (a block device with
+		// sectors larger than the payload): write it buffered; the read
+		// still bypasses the cache.
+		if err = setDirect(fd, false); err == nil {
+			s.directOn = false
+			err = pwriteAll(fd, buf)
+		}
+	}
+	if err != nil {
+		s.closeFile()
 		return fmt.Errorf("write(2): %w", lost(err))
 	}
 	if err := retryEINTR(func() error { return unix.Fsync(fd) }); err != nil {
-		unix.Close(fd)
+		s.closeFile()
 		return fmt.Errorf("fsync: %w", lost(err))
 	}
-	// The descriptor is released even when close reports EINTR (a signal
-	// during the filesystem's flush); the data is already fsynced, so
-	// only a real error counts.
-	if err := unix.Close(fd); err != nil && err != unix.EINTR {
-		return fmt.Errorf("close: %w", lost(err))
+	if !s.direct {
+		// Buffered all the way: close now, and the read step reopens the
+		// file (close-to-open revalidates it on NFS).
+		if err := s.closeFile(); err != nil {
+			return fmt.Errorf("close: %w", lost(err))
+		}
 	}
 	return nil
 }
 
-// read is the read step: read the probe file back and compare.
+// setDirect sets or clears O_DIRECT on fd, a probe file opened without
+// any other flag that F_SETFL changes (O_APPEND, O_NONBLOCK, O_NOATIME),
+// so no F_GETFL is needed. It fails with EINVAL where the filesystem does
+// not do direct I/O (fcntl(2); Linux fs/fcntl.c setfl).
+func setDirect(fd int, on bool) error {
+	fl := 0
+	if on {
+		fl = unix.O_DIRECT
+	}
+	_, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl)
+	return err
+}
+
+// read is the read step: read the probe file back and compare. Through
+// the write's own descriptor with O_DIRECT, one pread at offset 0 that
+// the Linux NFS client always sends to the server as a READ
+// (fs/nfs/direct.c nfs_file_direct_read), then the file's one close;
+// otherwise, or when the direct read is refused with EINVAL, as before:
+// reopen it, with O_DIRECT where the filesystem allows, else buffered.
 func (r *run) read() error {
-	return readBack(r.sys.dirfd, r.sys.name, r.sys.bufs.payload[:], r.sys.bufs.aligned())
+	s := &r.sys
+	want := s.bufs.payload[:]
+	buf := s.bufs.aligned()
+	if s.fdOpen && s.direct {
+		got, err := s.directRead(buf)
+		if !errors.Is(err, unix.EINVAL) {
+			cerr := s.closeFile()
+			if err != nil {
+				return lost(err)
+			}
+			if cerr != nil {
+				return fmt.Errorf("close: %w", lost(cerr))
+			}
+			return compare(got, want)
+		}
+	}
+	if err := s.closeFile(); err != nil {
+		return fmt.Errorf("close: %w", lost(err))
+	}
+	return readBack(s.dirfd, s.name, want, buf)
+}
+
+// directRead reads the probe file from offset 0 through the open
+// descriptor with O_DIRECT (set again if the write had to clear it) into
+// buf, which is cleared first so that only what read(2) put there is
+// compared.
+func (s *sysState) directRead(buf []byte) ([]byte, error) {
+	if !s.directOn {
+		if err := setDirect(s.fd, true); err != nil {
+			return nil, fmt.Errorf("read: %w", err)
+		}
+		s.directOn = true
+	}
+	clear(buf)
+	for {
+		n, err := unix.Pread(s.fd, buf, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read: %w", err)
+		}
+		return buf[:n], nil
+	}
+}
+
+// compare checks the bytes read back against those written.
+func compare(got, want []byte) error {
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("read %d bytes: %w", len(got), ErrDataMismatch)
+	}
+	return nil
 }
 
 // delete is the delete step. It runs whenever the probe file may exist,
@@ -149,6 +268,9 @@ func (r *run) read() error {
 // a stuck call returns), and removes the file by name, so no probe file
 // is left behind and no directory listing is needed.
 func (r *run) delete() error {
+	// Closed first: on NFS, unlinking a file that is still open renames it
+	// to .nfsXXXX instead ("silly rename"), removed only at the close.
+	_ = r.sys.closeFile()
 	if err := unlinkOwn(r.sys.dirfd, r.sys.name); err != nil {
 		// Even after ENOENT: a later look by name costs one stat.
 		r.res.Leftovers = append(r.res.Leftovers, r.sys.name)
@@ -184,7 +306,7 @@ func unlinkOwn(dirfd int, name string) error {
 // file is ours (its name is random) and it is opened without O_CREAT.
 // *created is set as soon as the file may exist, so the caller removes it.
 func createFile(dirfd int, name string, created *bool) (int, error) {
-	const flags = unix.O_NOFOLLOW | unix.O_WRONLY | unix.O_CLOEXEC
+	const flags = unix.O_NOFOLLOW | unix.O_RDWR | unix.O_CLOEXEC
 	interrupted := false
 	for {
 		fd, err := unix.Openat(dirfd, name, unix.O_CREAT|unix.O_EXCL|flags, 0o600)
@@ -213,9 +335,11 @@ func createFile(dirfd int, name string, created *bool) (int, error) {
 	}
 }
 
-func writeAll(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
+// pwriteAll writes b at offset 0 of fd.
+func pwriteAll(fd int, b []byte) error {
+	off := 0
+	for off < len(b) {
+		n, err := unix.Pwrite(fd, b[off:], int64(off))
 		if err == unix.EINTR {
 			continue
 		}
@@ -225,7 +349,7 @@ func writeAll(fd int, b []byte) error {
 		if n == 0 {
 			return unix.EIO
 		}
-		b = b[n:]
+		off += n
 	}
 	return nil
 }
@@ -279,10 +403,7 @@ func readBack(dirfd int, name string, want, buf []byte) error {
 	if err != nil {
 		return lost(err)
 	}
-	if !bytes.Equal(got, want) {
-		return fmt.Errorf("read %d bytes: %w", len(got), ErrDataMismatch)
-	}
-	return nil
+	return compare(got, want)
 }
 
 // readFile reads up to PayloadSize bytes of the file into buf, which must

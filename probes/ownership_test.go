@@ -223,7 +223,8 @@ func TestLeftoverAge(t *testing.T) {
 }
 
 // TestProbeFileVanishes: the check's own probe file removed by something
-// else (ENOENT on the read's open) is not an outage: the check runs again
+// else (ENOENT on the read, as NFS gives ESTALE for a file removed by
+// another client) is not an outage: the check runs again
 // at once with a fresh name. Only a file that vanishes again fails, with
 // probe_file_lost, never not_mounted.
 func TestProbeFileVanishes(t *testing.T) {
@@ -239,7 +240,7 @@ func TestProbeFileVanishes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			creates := fs.Calls(faultfs.OpCreate)
-			fs.Set(faultfs.OpOpen, faultfs.Fault{Errno: syscall.ENOENT, Times: tc.times})
+			fs.Set(faultfs.OpRead, faultfs.Fault{Errno: syscall.ENOENT, Times: tc.times})
 			defer fs.Clear()
 			res := probes.Check(context.Background(), fs.Mountpoint(), probes.Options{Owner: o})
 			if got := probes.Classify(res.Err); got != tc.want || !res.Retried {

@@ -3,6 +3,7 @@ package probes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 )
@@ -16,12 +17,13 @@ const (
 	// in Result.Ops only when it fails: the response time of a check is
 	// its I/O on the mount.
 	StagePreflight Stage = iota
-	// StageRoot steps open the mount root and read its flags.
+	// StageRoot steps open the mount root.
 	StageRoot
 	// StageReadWrite steps write, read back and delete the probe file.
 	StageReadWrite
 	// StageReadOnly steps run instead of StageReadWrite on a read-only
-	// mount.
+	// mount, and after StageReadWrite when the create of the probe file
+	// was refused (EROFS; EACCES/EPERM unless RequireWriteCheck).
 	StageReadOnly
 )
 
@@ -36,6 +38,10 @@ type Step struct {
 	// or the check was cancelled (when their condition holds); other
 	// steps run only while the check has not failed and ctx is not done.
 	Cleanup bool
+	// Advisory steps never fail a check on their own: their failure is
+	// kept (Result.TunnelErr) to explain a later failure or a hang, and
+	// the check goes on.
+	Advisory bool
 
 	when func(*run) bool  // nil: always
 	do   func(*run) error // the operation; its error is wrapped in OpError
@@ -46,12 +52,16 @@ type Step struct {
 // io_other.go).
 var steps = [...]Step{
 	{Op: OpMountTable, Stage: StagePreflight, when: (*run).hasMountTable, do: (*run).mountTable},
-	{Op: OpTunnel, Stage: StagePreflight, when: (*run).hasTunnel, do: (*run).tunnel},
+	{Op: OpTunnel, Stage: StagePreflight, Advisory: true, when: (*run).hasTunnel, do: (*run).tunnel},
 	{Op: OpOpen, Stage: StageRoot, do: (*run).open},
-	{Op: OpStatfs, Stage: StageRoot, do: (*run).statfs},
 	{Op: OpWrite, Stage: StageReadWrite, do: (*run).write},
 	{Op: OpRead, Stage: StageReadWrite, do: (*run).read},
 	{Op: OpDelete, Stage: StageReadWrite, Cleanup: true, when: (*run).hasProbeFile, do: (*run).delete},
+	// statfs is the read-only check's round trip to the server (it is
+	// never cached). A read-write check needs none: its write and read
+	// reach the server, and a read-only mount refuses the create with
+	// EROFS before anything is written.
+	{Op: OpStatfs, Stage: StageReadOnly, do: (*run).statfs},
 	{Op: OpStat, Stage: StageReadOnly, do: (*run).stat},
 	{Op: OpReaddir, Stage: StageReadOnly, do: (*run).readdir},
 }
@@ -94,11 +104,12 @@ type run struct {
 	root string
 	opts Options
 	res  Result
-	// readOnlyFS is set by statfs when the mount is read-only.
-	readOnlyFS bool
 	// refused is set by write when the filesystem refused to create the
 	// probe file with EROFS.
 	refused bool
+	// denied is set by write when creating the probe file was refused
+	// with EACCES/EPERM and Options.RequireWriteCheck is off.
+	denied bool
 	// created is set while a probe file of this check may exist.
 	created bool
 	sys     sysState // the open root and buffers; see io_linux.go
@@ -120,13 +131,22 @@ func (r *run) stage(s Stage) bool {
 		if st.when != nil && !st.when(r) {
 			continue
 		}
-		r.timed(st.Op, st.do)
+		err := r.timed(st.Op, st.do)
+		switch {
+		case err == nil:
+		case st.Advisory:
+			r.res.TunnelErr = err
+		case r.res.Err == nil:
+			r.res.Err = err
+			r.res.FailedOp = st.Op
+		}
 	}
 	return r.res.Err == nil
 }
 
-// timed runs one operation, timing it and telling the observer.
-func (r *run) timed(op Op, do func(*run) error) {
+// timed runs one operation, timing it and telling the observer. It
+// returns the operation's error as an OpError.
+func (r *run) timed(op Op, do func(*run) error) error {
 	o := &r.opts
 	if o.Observer != nil {
 		o.Observer.OpStart(op)
@@ -141,10 +161,7 @@ func (r *run) timed(op Op, do func(*run) error) {
 	if o.Observer != nil {
 		o.Observer.OpEnd(op, d, err)
 	}
-	if err != nil && r.res.Err == nil {
-		r.res.Err = err
-		r.res.FailedOp = op
-	}
+	return err
 }
 
 // reset drops the operations after the first keep and the failure.
@@ -153,12 +170,14 @@ func (r *run) reset(keep int) {
 }
 
 // Check runs one check of the mount at root: the preflight steps, then
-// read-write unless the mount is read-only (its statfs flags say so, or
-// file creation fails with EROFS), in which case it runs the read-only
-// steps. When the probe file vanishes mid-check (removed by something
-// else) the read-write steps run once more with a fresh name. It blocks
-// for as long as the filesystem does; ctx is only consulted between
-// operations.
+// read-write unless creating the probe file is refused, in which case it
+// runs the read-only steps: as ModeReadOnly when the refusal is EROFS (a
+// read-only mount), as ModeWriteDenied when it is EACCES/EPERM and
+// Options.RequireWriteCheck is off (a root-squashed export). When the
+// probe file vanishes mid-check (removed by something else) the
+// read-write steps run once more with a fresh name. A failed tunnel step
+// fails nothing by itself (see Result.TunnelErr). It blocks for as long
+// as the filesystem does; ctx is only consulted between operations.
 func Check(ctx context.Context, root string, opts Options) Result {
 	return check(ctx, root, opts, ModeReadWrite)
 }
@@ -188,26 +207,43 @@ func check(ctx context.Context, root string, opts Options, mode Mode) Result {
 // be one allocation per check.
 var runPool sync.Pool
 
-// runStages runs the stages of a check in order, with the runner's two
-// rules: the read-only fallback and one retry of a lost probe file.
+// runStages runs the stages of a check in order, with the runner's
+// rules: the read-only fallback, one retry of a lost probe file, and a
+// failed tunnel step explaining a later failure.
 func (r *run) runStages(mode Mode) Result {
-	ctx := r.ctx
 	if !r.stage(StagePreflight) {
 		return r.res
 	}
 	r.res.Ops = r.res.Ops[:0]
+	r.runIO(mode)
+	if r.res.TunnelErr != nil && r.res.Err != nil && !errors.Is(r.res.Err, ErrTunnelDown) {
+		// The tunnel could not be reached and the check failed: the
+		// tunnel is the likely cause. The reason becomes tunnel_down; the
+		// message keeps both errors, and the failed step its own.
+		var oe *OpError
+		inner := r.res.Err
+		if errors.As(inner, &oe) {
+			inner = oe.Err
+		}
+		r.res.Err = &OpError{Op: r.res.FailedOp, Err: fmt.Errorf("%w (%w)", inner, r.res.TunnelErr)}
+	}
+	return r.res
+}
+
+// runIO runs the stages on the mount.
+func (r *run) runIO(mode Mode) {
+	ctx := r.ctx
 	defer r.sys.close()
 	if !r.stage(StageRoot) {
-		return r.res
+		return
 	}
-	keep := len(r.res.Ops) // open and statfs stay when falling back to read-only
-	if mode == ModeReadOnly || r.readOnlyFS {
-		r.res.Mode = ModeReadOnly
+	keep := len(r.res.Ops) // open stays when falling back to read-only
+	if mode == ModeReadOnly {
 		r.stage(StageReadOnly)
-		return r.res
+		return
 	}
 	r.stage(StageReadWrite)
-	if !r.refused && errors.Is(r.res.Err, ErrProbeFileLost) && ctx.Err() == nil {
+	if !r.refused && !r.denied && errors.Is(r.res.Err, ErrProbeFileLost) && ctx.Err() == nil {
 		// Something else removed the probe file mid-check. That is not an
 		// outage of the mount: try once more at once with a fresh name,
 		// and report it only if it happens again.
@@ -218,11 +254,21 @@ func (r *run) runStages(mode Mode) Result {
 	// Back to the pool only here: a check stuck in the kernel keeps its
 	// buffers until the call returns.
 	r.sys.release()
-	if r.refused {
+	switch {
+	case r.refused:
 		// Creation failed with EROFS: the mount is read-only. Check it as such.
 		r.res.Mode = ModeReadOnly
-		r.reset(keep)
-		r.stage(StageReadOnly)
+	case r.denied:
+		// Creation failed with EACCES/EPERM on a root that opened: the
+		// agent may not write here (a root-squashed export, an access
+		// point or directory owned by someone else), which is no outage
+		// of the volume. Check that the root answers, as on a read-only
+		// mount, and say so.
+		r.res.Mode = ModeWriteDenied
+		r.res.WriteDenied = r.res.Err
+	default:
+		return
 	}
-	return r.res
+	r.reset(keep)
+	r.stage(StageReadOnly)
 }

@@ -63,7 +63,10 @@ func (r *run) mountTable() error {
 // hasTunnel says whether the tunnel step runs.
 func (r *run) hasTunnel() bool { return r.opts.TunnelAddr != "" }
 
-// tunnel is the tunnel step: the mount's TLS tunnel accepts a connection.
+// tunnel is the tunnel step: the mount's tunnel accepts a connection.
+// The step is advisory (see Result.TunnelErr): since efs-utils v2 every
+// EFS mount goes through efs-proxy on the host's loopback, which an agent
+// in a network namespace of its own cannot reach while the mount works.
 func (r *run) tunnel() error {
 	if err := r.opts.Tunnel.DialTunnel(r.ctx, r.opts.TunnelAddr, r.opts.TunnelTimeout); err != nil {
 		return fmt.Errorf("tunnel %s: %w", r.opts.TunnelAddr, err)

@@ -21,7 +21,8 @@ const (
 	// OpMountTable is the lookup of the path in the mount table that
 	// precedes the I/O of a mount registered with its filesystem type.
 	OpMountTable Op = "mounttable"
-	// OpTunnel is the TCP connect to a mount's local TLS tunnel.
+	// OpTunnel is the TCP connect to a mount's local tunnel (efs-proxy or
+	// stunnel). It is advisory: see Result.TunnelErr.
 	OpTunnel Op = "tunnel"
 )
 
@@ -30,9 +31,24 @@ type Mode string
 
 // Check modes.
 const (
+	// ModeReadWrite: the probe file was created, written, read back and
+	// removed.
 	ModeReadWrite Mode = "read-write"
-	ModeReadOnly  Mode = "read-only"
+	// ModeReadOnly: the mount is read-only (creating the probe file was
+	// refused with EROFS, or CheckReadOnly ran): statfs, stat and a
+	// bounded readdir of the root.
+	ModeReadOnly Mode = "read-only"
+	// ModeWriteDenied: the mount is writable, but creating the probe file
+	// was refused with EACCES/EPERM on a root that opened (a root-squashed
+	// export, an EFS file-system policy without ClientRootAccess, an
+	// access point or directory owned by another user), so the read-only
+	// steps ran instead. Options.RequireWriteCheck makes that refusal a
+	// permission_denied failure instead.
+	ModeWriteDenied Mode = "write-denied"
 )
+
+// Modes lists every check mode, for documentation and label values.
+var Modes = []Mode{ModeReadWrite, ModeReadOnly, ModeWriteDenied}
 
 // FilePrefix starts the name of every probe file. The full name also says
 // which node and which agent instance wrote it (see Owner), so a leftover
@@ -46,8 +62,8 @@ const PayloadSize = 1024
 // registered as, according to the mount table.
 var ErrNotMounted = errors.New("not the registered mount")
 
-// ErrTunnelDown reports that the local TLS tunnel of a mount refused a
-// connection.
+// ErrTunnelDown reports that the local tunnel of a mount (efs-proxy or
+// stunnel) refused a connection.
 var ErrTunnelDown = errors.New("TLS tunnel not accepting connections")
 
 // ErrUnsupported reports that the checks need Linux: they rely on
@@ -90,6 +106,20 @@ type Result struct {
 	// failed; they are this instance's, no longer in use, and may be
 	// removed by name later.
 	Leftovers []string
+	// TunnelErr is the tunnel step's failure (it wraps ErrTunnelDown), nil
+	// when the tunnel accepted the connection or there is none. The
+	// tunnel step never fails a check on its own: a tunnel that cannot be
+	// reached from the agent's network namespace says nothing about the
+	// mount, whose I/O goes through the kernel's connection. When the
+	// check then fails, Err wraps TunnelErr too and the reason is
+	// tunnel_down; when it works, the check is healthy and TunnelErr only
+	// says that the tunnel could not be checked from here. (A caller that
+	// abandons a check at its deadline learns of the failed dial from the
+	// Observer's OpEnd for OpTunnel, and reports tunnel_down likewise.)
+	TunnelErr error
+	// WriteDenied is the refusal (EACCES/EPERM) of the probe file's create
+	// that made this a ModeWriteDenied check; nil otherwise.
+	WriteDenied error
 }
 
 // Duration is the sum of the operation times.
@@ -141,6 +171,10 @@ type Options struct {
 	Tunnel TunnelDialer
 	// TunnelTimeout bounds the tunnel step (default 1s).
 	TunnelTimeout time.Duration
+	// RequireWriteCheck makes a create of the probe file refused with
+	// EACCES/EPERM a failure (reason permission_denied) instead of a
+	// ModeWriteDenied check.
+	RequireWriteCheck bool
 }
 
 func (o *Options) defaults() {
@@ -156,4 +190,16 @@ func (o *Options) defaults() {
 	if o.TunnelTimeout <= 0 {
 		o.TunnelTimeout = time.Second
 	}
+}
+
+// ModeKnown reports whether the check got far enough to tell its mode:
+// it succeeded, or it failed at or after the create of the probe file (a
+// check that failed in the preflight or opening the root says
+// ModeReadWrite without knowing).
+func (r Result) ModeKnown() bool {
+	if r.Err == nil || r.Mode != ModeReadWrite {
+		return true
+	}
+	i := StepIndex(r.FailedOp)
+	return i >= 0 && steps[i].Stage >= StageReadWrite
 }

@@ -29,7 +29,7 @@ func TestReadWriteCheck(t *testing.T) {
 	if res.Err != nil || res.Mode != probes.ModeReadWrite {
 		t.Fatalf("check: %+v", res)
 	}
-	want := "start open,end open false,start statfs,end statfs false,start write,end write false,start read,end read false,start delete,end delete false"
+	want := "start open,end open false,start write,end write false,start read,end read false,start delete,end delete false"
 	if got := strings.Join(rec.events, ","); got != want {
 		t.Fatalf("events\n got %s\nwant %s", got, want)
 	}

@@ -87,14 +87,27 @@ func runCheck(args []string, getenv func(string) string, stdout, stderr io.Write
 		fmt.Fprintf(tw, "%s\n", pathesc.Display(p))
 		if o.Outcome.TimedOut {
 			healthy = false
-			op := o.Outcome.FailedOp
+			op, reason := o.Outcome.FailedOp, o.Outcome.Reason
 			fmt.Fprintf(tw, "  %s\tstuck\n", op)
-			fmt.Fprintf(tw, "  verdict\tUNHEALTHY\ttimeout after %v in %s (reason: %s)\n", cfg.Timeout, op, probes.ReasonTimeout)
-			fmt.Fprintf(tw, "  action\t%s\n", probes.Advice(probes.ReasonTimeout))
+			msg := fmt.Sprintf("timeout after %v in %s", cfg.Timeout, op)
+			if reason == probes.ReasonTunnelDown {
+				msg = pathesc.Display(o.Outcome.Err.Error()) // says the tunnel was down too
+			}
+			fmt.Fprintf(tw, "  verdict\tUNHEALTHY\t%s (reason: %s)\n", msg, reason)
+			fmt.Fprintf(tw, "  action\t%s\n", probes.Advice(reason))
 			fmt.Fprintf(tw, "  cleanup\t%s\n", lateCleanup(o.Late))
 			continue
 		}
 		res := o.Result
+		if res.TunnelErr != nil {
+			// The tunnel step is advisory: it explains a failure, it is
+			// not one.
+			fmt.Fprintf(tw, "  %s\tunreachable\t%s (not a failure by itself)\n", probes.OpTunnel, pathesc.Display(res.TunnelErr.Error()))
+		}
+		if res.WriteDenied != nil {
+			fmt.Fprintf(tw, "  %s\tdenied\t%s: checked read-only instead (--require-write-check makes this a failure)\n",
+				probes.OpWrite, pathesc.Display(res.WriteDenied.Error()))
+		}
 		for _, op := range res.Ops {
 			status := "ok"
 			if op.Err != nil {

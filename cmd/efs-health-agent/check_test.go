@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
@@ -32,4 +33,27 @@ func TestCheckStuck(t *testing.T) {
 		ents, err := os.ReadDir(fs.Mountpoint())
 		return err == nil && len(ents) == 0
 	})
+}
+
+// TestCheckWriteDenied: a mount where the probe file may not be created
+// is healthy, checked read-only, and the output says why; with
+// --require-write-check it is the failure permission_denied.
+func TestCheckWriteDenied(t *testing.T) {
+	t.Parallel()
+	fs := faultfs.MountT(t)
+	fs.Set(faultfs.OpCreate, faultfs.Fault{Errno: syscall.EACCES})
+	var out, errb bytes.Buffer
+	if code := run([]string{"check", fs.Mountpoint()}, env(nil), &out, &errb); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	for _, w := range []string{"write    denied", "permission denied: checked read-only instead", "statfs", "readdir", "HEALTHY   write-denied"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("output lacks %q:\n%s", w, out.String())
+		}
+	}
+	out.Reset()
+	if code := run([]string{"check", "--require-write-check", fs.Mountpoint()}, env(nil), &out, &errb); code != 1 ||
+		!strings.Contains(out.String(), "(reason: permission_denied)") {
+		t.Fatalf("write check required: exit %d\n%s%s", code, out.String(), errb.String())
+	}
 }

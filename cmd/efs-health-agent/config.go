@@ -51,6 +51,10 @@ type config struct {
 
 	TraceSlowThreshold time.Duration
 
+	// RequireWriteCheck makes a refused create of the probe file
+	// (EACCES/EPERM) a failure instead of a write-denied check.
+	RequireWriteCheck bool
+
 	// origin names where each setting came from ("--port", "HEALTH_PORT"
 	// or "default"), so errors name what the user has to fix.
 	origin map[string]string
@@ -77,6 +81,7 @@ var settings = []setting{
 	{"mountinfo", "mountinfo", "HEALTH_MOUNTINFO", "/proc/self/mountinfo", "mount table to follow (e.g. /host/proc/1/mountinfo)"},
 	{"statedir", "efs-state-dir", "HEALTH_EFS_STATE_DIR", "/var/run/efs", "efs-utils state directory, read to tell the file system, access point and service of a mount through efs-proxy (source 127.0.0.1:<subpath>)"},
 	{"discoveryinterval", "discovery-interval", "HEALTH_DISCOVERY_INTERVAL", "10s", "longest time between two reads of the mount table, 1s to 1h (changes are also noticed at once)"},
+	{"requirewrite", "require-write-check", "HEALTH_REQUIRE_WRITE_CHECK", "false", "count a refused create of the probe file (EACCES/EPERM, e.g. root squash) as the failure permission_denied instead of checking the mount read-only in mode write-denied"},
 	{"traceslow", "trace-slow-threshold", "HEALTH_TRACE_SLOW_THRESHOLD", "500ms", "a check at least this slow always keeps its spans, like a failed one; faster healthy checks are sampled (OTEL_TRACES_SAMPLER)"},
 }
 
@@ -280,6 +285,9 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 	if c.TraceSlowThreshold, err = parseDuration(raw["traceslow"], time.Millisecond, agent.MaxInterval); err != nil {
 		return nil, nil, bad("traceslow", err.Error())
 	}
+	if c.RequireWriteCheck, err = strconv.ParseBool(strings.TrimSpace(raw["requirewrite"])); err != nil {
+		return nil, nil, bad("requirewrite", "must be true or false")
+	}
 	return c, fs.Args(), nil
 }
 
@@ -331,6 +339,7 @@ func (c *config) agentConfig() agent.Config {
 	ac.Interval = c.Interval
 	ac.Timeout = c.Timeout
 	ac.Hostname = c.NodeName
+	ac.RequireWriteCheck = c.RequireWriteCheck
 	if ac.MinRetry > c.Interval {
 		ac.MinRetry = c.Interval
 	}

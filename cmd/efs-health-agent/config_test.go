@@ -441,3 +441,29 @@ func TestCheckOutputEscapesControls(t *testing.T) {
 		}
 	}
 }
+
+// TestRequireWriteCheck: the setting is off by default, taken from the
+// flag or the environment, reaches the agent's configuration, and a bad
+// value is refused naming the setting.
+func TestRequireWriteCheck(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{nil, nil, false},
+		{[]string{"--require-write-check"}, nil, true},
+		{nil, map[string]string{"HEALTH_REQUIRE_WRITE_CHECK": "true"}, true},
+		{[]string{"--require-write-check=false"}, map[string]string{"HEALTH_REQUIRE_WRITE_CHECK": "true"}, false},
+	} {
+		c, _, err := parseConfig("t", tc.args, env(tc.env), &bytes.Buffer{})
+		if err != nil || c.RequireWriteCheck != tc.want || c.agentConfig().RequireWriteCheck != tc.want {
+			t.Errorf("%v %v: %v, %v; want %v", tc.args, tc.env, c != nil && c.RequireWriteCheck, err, tc.want)
+		}
+	}
+	_, _, err := parseConfig("t", nil, env(map[string]string{"HEALTH_REQUIRE_WRITE_CHECK": "maybe"}), &bytes.Buffer{})
+	if err == nil || err.Error() != `invalid HEALTH_REQUIRE_WRITE_CHECK="maybe": must be true or false` {
+		t.Fatalf("bad value: %v", err)
+	}
+}

@@ -1,0 +1,88 @@
+package agent_test
+
+import (
+	"log/slog"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+// TestWriteDeniedMode: a mount where the probe file may not be created
+// (EACCES on the create, as on a root-squashed export) is healthy in mode
+// write-denied, and the agent says so once, however many checks run, and
+// once again when the write check works again. A failure in between (the
+// root not opening) does not make it say so again.
+func TestWriteDeniedMode(t *testing.T) {
+	fs := faultfs.MountT(t)
+	logs := &logRecorder{}
+	mon, clk := newFake(t, func(c *agent.Config) { c.Logger = slog.New(logs) })
+	p := fs.Mountpoint()
+	fs.Set(faultfs.OpCreate, faultfs.Fault{Errno: syscall.EACCES})
+	if err := mon.Register(agent.Mount{Path: p}); err != nil {
+		t.Fatal(err)
+	}
+	next := func(what string) *agent.MountStatus {
+		t.Helper()
+		n := status(t, mon, p).Checks
+		clk.Advance(31 * time.Second)
+		testutil.WaitFor(t, what, func() bool { return status(t, mon, p).Checks > n })
+		return status(t, mon, p)
+	}
+	testutil.WaitFor(t, "first check", func() bool { return status(t, mon, p).State == agent.StateHealthy })
+	for i := range 3 {
+		st := status(t, mon, p)
+		if i > 0 {
+			st = next("another check")
+		}
+		if st.State != agent.StateHealthy || st.Mode != probes.ModeWriteDenied {
+			t.Fatalf("check %d: %+v", i, st)
+		}
+	}
+	const denied = "WARN probe file creation denied: checking the mount read-only mount="
+	if n := logs.count(denied); n != 1 {
+		t.Fatalf("%d write-denied warnings, want 1: %q", n, logs.recs)
+	}
+	// A check that fails before it can tell the mode keeps it.
+	fs.Set(faultfs.OpStatfs, faultfs.Fault{Errno: syscall.EIO, Times: 1})
+	if st := next("a failing check"); st.State != agent.StateUnhealthy || st.Mode != probes.ModeWriteDenied ||
+		st.FailedOp != probes.OpStatfs || st.Reason != probes.ReasonIOError {
+		t.Fatalf("write-denied, root not answering: %+v", st)
+	}
+	if st := next("recovery"); st.State != agent.StateHealthy || st.Mode != probes.ModeWriteDenied {
+		t.Fatalf("recovered: %+v", st)
+	}
+	if n := logs.count(denied); n != 1 {
+		t.Fatalf("%d write-denied warnings after a failure in between, want 1", n)
+	}
+	fs.Clear()
+	if st := next("write allowed"); st.State != agent.StateHealthy || st.Mode != probes.ModeReadWrite {
+		t.Fatalf("write allowed again: %+v", st)
+	}
+	next("another check")
+	if n := logs.count("INFO probe file creation allowed again"); n != 1 {
+		t.Fatalf("%d lines that the write check resumed, want 1: %q", n, logs.recs)
+	}
+	assertNoProbeFiles(t, p)
+}
+
+// TestRequireWriteCheck: with RequireWriteCheck a refused create is the
+// failure permission_denied.
+func TestRequireWriteCheck(t *testing.T) {
+	fs := faultfs.MountT(t)
+	mon, _ := newFake(t, func(c *agent.Config) { c.RequireWriteCheck = true })
+	fs.Set(faultfs.OpCreate, faultfs.Fault{Errno: syscall.EACCES})
+	if err := mon.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "first check", func() bool { return status(t, mon, fs.Mountpoint()).Checks > 0 })
+	st := status(t, mon, fs.Mountpoint())
+	if st.State != agent.StateUnhealthy || st.Reason != probes.ReasonPermissionDenied || st.FailedOp != probes.OpWrite ||
+		st.Mode != probes.ModeReadWrite {
+		t.Fatalf("write check required, create refused: %+v", st)
+	}
+}

@@ -1,0 +1,76 @@
+package probes_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+// closedPort returns the address of a TCP listener that was opened and
+// closed: nothing listens there any more, as after efs-proxy died, or as
+// seen from a network namespace without it.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestTunnelExplains: the tunnel step never fails a check by itself. On
+// the fault filesystem, with a real TCP port that accepts and one that
+// was closed: a working mount behind an unreachable tunnel is healthy
+// (the result says the tunnel was not reached); a failing mount behind it
+// fails as tunnel_down, keeping both errors; behind a working tunnel the
+// failure keeps its own reason.
+func TestTunnelExplains(t *testing.T) {
+	fs := faultfs.MountT(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	up, down := ln.Addr().String(), closedPort(t)
+	check := func(addr string) probes.Result {
+		return probes.Check(context.Background(), fs.Mountpoint(), probes.Options{Hostname: "h", TunnelAddr: addr, TunnelTimeout: time.Second})
+	}
+
+	if res := check(up); res.Err != nil || res.TunnelErr != nil {
+		t.Fatalf("tunnel up, I/O fine: %+v", res)
+	}
+	res := check(down)
+	if res.Err != nil || !errors.Is(res.TunnelErr, probes.ErrTunnelDown) || !strings.Contains(res.TunnelErr.Error(), down) {
+		t.Fatalf("tunnel down, I/O fine: want healthy with the tunnel's error, got %+v", res)
+	}
+
+	fs.Set(faultfs.OpWrite, faultfs.Fault{Errno: syscall.EIO})
+	defer fs.Clear()
+	res = check(down)
+	if probes.Classify(res.Err) != probes.ReasonTunnelDown || res.FailedOp != probes.OpWrite || !errors.Is(res.Err, syscall.EIO) ||
+		!strings.Contains(res.Err.Error(), "input/output error") || !strings.Contains(res.Err.Error(), down) {
+		t.Fatalf("tunnel down, I/O failing: want tunnel_down in write with both errors, got %+v", res)
+	}
+	res = check(up)
+	if probes.Classify(res.Err) != probes.ReasonIOError || res.TunnelErr != nil {
+		t.Fatalf("tunnel up, I/O failing: want io_error, got %+v", res)
+	}
+}
