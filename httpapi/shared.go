@@ -149,30 +149,72 @@ func (e *sharedEndpoint) get(req *http.Request) (*rendering, string) {
 		e.mu.Unlock()
 		return e.wait(f, req)
 	}
-	select {
-	case e.r.tokens <- struct{}{}:
-	default:
-		// Every render slot is busy: the last rendering, however old,
-		// costs nothing more to serve.
-		if c := s.cur; c != nil {
+	if c := s.cur; c != nil {
+		select {
+		case e.r.tokens <- struct{}{}:
+		default:
+			// Every render slot is busy: the last rendering, however
+			// old, costs nothing more to serve.
 			c.refs.Add(1)
 			e.mu.Unlock()
 			return c, ""
 		}
+	} else {
+		// Nothing to serve meanwhile: wait for a render slot, as the
+		// flight requests for this variant now wait for.
+		f := &flight{done: make(chan struct{})}
+		s.inflight = f
 		e.mu.Unlock()
-		return nil, "too many responses being rendered"
+		if !e.r.takeToken(req) {
+			e.finish(s, f, nil)
+			return nil, "too many responses being rendered"
+		}
+		return e.renderFlight(s, f, req, gen, now)
 	}
 	f := &flight{done: make(chan struct{})}
 	s.inflight = f
 	e.mu.Unlock()
+	return e.renderFlight(s, f, req, gen, now)
+}
 
+// takeToken waits up to RenderWait for a render slot.
+func (r *renderer) takeToken(req *http.Request) bool {
+	select {
+	case r.tokens <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(r.lim.RenderWait)
+	defer t.Stop()
+	select {
+	case r.tokens <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-req.Context().Done():
+	}
+	return false
+}
+
+// renderFlight renders f holding a render slot, which it gives back, and
+// returns the rendering with this request's reference.
+func (e *sharedEndpoint) renderFlight(s *slot, f *flight, req *http.Request, gen any, now time.Time) (*rendering, string) {
 	res, err := e.render(req, gen, now)
 	<-e.r.tokens
+	e.finish(s, f, res)
+	if err != nil {
+		e.r.log.Warn("rendering failed", "path", req.URL.Path, "err", err)
+		return nil, err.Error()
+	}
+	return res, ""
+}
 
+// finish ends flight f of slot s with res (nil: failed), which becomes
+// the slot's rendering, referenced by the cache, f's waiters and the
+// request that rendered it.
+func (e *sharedEndpoint) finish(s *slot, f *flight, res *rendering) {
 	e.mu.Lock()
 	var old *rendering
 	if res != nil {
-		// The cache's reference, the waiters' and this request's.
 		res.refs.Store(2 + f.waiters)
 		old, s.cur = s.cur, res
 	}
@@ -183,11 +225,6 @@ func (e *sharedEndpoint) get(req *http.Request) (*rendering, string) {
 	if old != nil {
 		old.release()
 	}
-	if err != nil {
-		e.r.log.Warn("rendering failed", "path", req.URL.Path, "err", err)
-		return nil, err.Error()
-	}
-	return res, ""
 }
 
 // wait waits for f, whose waiters count includes this request.
