@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -39,8 +39,8 @@ func manyMounts(n int) *fakeSource {
 	src := &fakeSource{live: true, sum: agent.Summary{Mounts: n, Running: true, Heartbeat: now}}
 	for i := 0; i < n; i++ {
 		src.sts = append(src.sts, &agent.MountStatus{
-			Mount:     &agent.Mount{Path: fmt.Sprintf("/var/lib/kubelet/pods/%08x-0000-4000-8000-%012x/volumes/kubernetes.io~csi/pv-%d/mount", i, i, i), FSType: "nfs4"},
-			State:     agent.StateHealthy, Mode: probes.ModeReadWrite, LastCheck: now, ResponseTime: 3 * time.Millisecond,
+			Mount: &agent.Mount{Path: fmt.Sprintf("/var/lib/kubelet/pods/%08x-0000-4000-8000-%012x/volumes/kubernetes.io~csi/pv-%d/mount", i, i, i), FSType: "nfs4"},
+			State: agent.StateHealthy, Mode: probes.ModeReadWrite, LastCheck: now, ResponseTime: 3 * time.Millisecond,
 			Ops: agent.OpTimingsOf(agent.OpTiming{Op: probes.OpWrite, Duration: 2 * time.Millisecond}, agent.OpTiming{Op: probes.OpRead, Duration: time.Millisecond}),
 		})
 	}
