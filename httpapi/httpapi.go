@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -188,11 +189,12 @@ func NewServer(addr string, h http.Handler, log *slog.Logger) *Server {
 }
 
 // Serve accepts connections on ln and serves them. When MaxConnections
-// connections are open, a new one is admitted by closing the one that has
-// waited longest without a request in progress (idle keep-alive, or not
-// yet through its request headers), so that a flood of idle connections never locks out the
-// kubelet's probe; only when every connection is busy with a request is
-// the new one closed instead. Serve may be called once.
+// connections are open, a new one is admitted by closing one that is idle
+// or silent past NewGrace, or else one busy with a request for
+// BusyEvictAfter, so that neither a flood of idle connections nor one of
+// slow clients locks out the kubelet's probe; when none can be closed, the
+// newcomer takes one of ProbeReserve extra slots, which serve the health
+// probes only. Serve may be called once.
 func (s *Server) Serve(ln net.Listener) error {
 	max := s.MaxConnections
 	if max <= 0 {
@@ -206,7 +208,40 @@ func (s *Server) Serve(ln net.Listener) error {
 			prev(c, st)
 		}
 	}
+	prevCtx := s.ConnContext
+	s.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if prevCtx != nil {
+			ctx = prevCtx(ctx, c)
+		}
+		if s.limiter.reserved(c) {
+			ctx = context.WithValue(ctx, reserveKey{}, true)
+		}
+		return ctx
+	}
+	s.Handler = probesOnlyInReserve(s.Handler)
 	return s.Server.Serve(&limitListener{Listener: ln, l: s.limiter})
+}
+
+// reserveKey marks the context of a connection admitted beyond the cap.
+type reserveKey struct{}
+
+// probesOnlyInReserve serves a connection admitted beyond the cap the O(1)
+// health routes only, and closes it after the answer.
+func probesOnlyInReserve(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Context().Value(reserveKey{}) == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Connection", "close")
+		switch r.URL.Path {
+		case PathLive, PathReady, PathHealthz:
+			next.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
+			text(w, http.StatusServiceUnavailable, "too many connections; retry later")
+		}
+	})
 }
 
 // ListenAndServe listens on s.Addr and calls Serve.
