@@ -45,6 +45,9 @@ type hostileResult struct {
 	liveProbes, liveFailed       int64
 	liveSlowest                  time.Duration
 	exitErr                      error
+	// The hostile clients' part (hostile_http.go), on its own agent.
+	http    *hostileHTTPResult
+	httpErr error
 }
 
 // mountinfoFixture writes a mount table of n lines shaped like a busy
@@ -299,6 +302,7 @@ func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
 			res.exitErr = errors.New("no exit within 5 s of SIGTERM")
 		}
 	}
+	res.http, res.httpErr = runHostileHTTP(bin, dur)
 	return res, nil
 }
 
@@ -325,7 +329,8 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // ok reports whether the phase held its bounds: no OOM kill, a clean
 // exit, and /healthz/live answered within 1 s every time.
 func (r *hostileResult) ok() bool {
-	return r.oomKills <= 0 && r.exitErr == nil && r.liveFailed == 0 && r.debugOther == 0 && r.liveProbes > 0
+	return r.oomKills <= 0 && r.exitErr == nil && r.liveFailed == 0 && r.debugOther == 0 && r.liveProbes > 0 &&
+		r.httpErr == nil && r.http != nil && r.http.ok()
 }
 
 // markdown is the phase's section of BENCHMARKS.md.
@@ -362,6 +367,11 @@ func (r *hostileResult) markdown(dur time.Duration, note string) string {
 		exit = r.exitErr.Error()
 	}
 	fmt.Fprintf(&b, "| end | %s |\n\n", exit)
+	if r.httpErr != nil {
+		fmt.Fprintf(&b, "Hostile clients: %v\n\n", r.httpErr)
+	} else if r.http != nil {
+		b.WriteString(r.http.markdown())
+	}
 	return b.String()
 }
 
