@@ -58,10 +58,28 @@ type rendering struct {
 	plainLen int64
 	gen      any
 	at       time.Time
+	took     time.Duration // how long the rendering took
 
 	reserved int64
 	budget   *byteBudget
 	refs     atomic.Int32
+}
+
+// shareFactor: a rendering that took d is shared for at least
+// shareFactor×d (at most maxShare), whatever the state does since, so
+// that renderings take at most a fifth of the time whatever the clients
+// ask; a cheap one is renewed as soon as the state changes.
+const (
+	shareFactor = 4
+	maxShare    = 15 * time.Second
+)
+
+// fresh reports whether r may be served at now, the state being gen: it
+// is younger than shareFactor times its rendering time, or the state is
+// the one it was made from and it is younger than maxAge.
+func (r *rendering) fresh(gen any, now time.Time, maxAge time.Duration) bool {
+	age := now.Sub(r.at)
+	return age < min(shareFactor*r.took, maxShare) || (r.gen == gen && age < maxAge)
 }
 
 func (r *rendering) release() {
@@ -139,7 +157,7 @@ func (e *sharedEndpoint) get(req *http.Request) (*rendering, string) {
 		e.slots[key] = s
 	}
 	s.used = now
-	if c := s.cur; c != nil && c.gen == gen && now.Sub(c.at) < e.r.lim.MaxAge {
+	if c := s.cur; c != nil && c.fresh(gen, now, e.r.lim.MaxAge) {
 		c.refs.Add(1)
 		e.mu.Unlock()
 		return c, ""
@@ -169,12 +187,12 @@ func (e *sharedEndpoint) get(req *http.Request) (*rendering, string) {
 			e.finish(s, f, nil)
 			return nil, "too many responses being rendered"
 		}
-		return e.renderFlight(s, f, req, gen, now)
+		return e.renderFlight(s, f, req, gen)
 	}
 	f := &flight{done: make(chan struct{})}
 	s.inflight = f
 	e.mu.Unlock()
-	return e.renderFlight(s, f, req, gen, now)
+	return e.renderFlight(s, f, req, gen)
 }
 
 // takeToken waits up to RenderWait for a render slot.
@@ -197,8 +215,8 @@ func (r *renderer) takeToken(req *http.Request) bool {
 
 // renderFlight renders f holding a render slot, which it gives back, and
 // returns the rendering with this request's reference.
-func (e *sharedEndpoint) renderFlight(s *slot, f *flight, req *http.Request, gen any, now time.Time) (*rendering, string) {
-	res, err := e.render(req, gen, now)
+func (e *sharedEndpoint) renderFlight(s *slot, f *flight, req *http.Request, gen any) (*rendering, string) {
+	res, err := e.render(req, gen)
 	<-e.r.tokens
 	e.finish(s, f, res)
 	if err != nil {
@@ -274,7 +292,8 @@ func (e *sharedEndpoint) evictLocked() bool {
 }
 
 // render runs the handler into a gzip stream held in the byte budget.
-func (e *sharedEndpoint) render(req *http.Request, gen any, now time.Time) (*rendering, error) {
+func (e *sharedEndpoint) render(req *http.Request, gen any) (*rendering, error) {
+	start := e.r.now()
 	r2 := req.Clone(req.Context())
 	r2.Header.Del("Accept-Encoding")
 	buf := &heldBuffer{budget: e.r.bytes}
@@ -309,7 +328,7 @@ func (e *sharedEndpoint) render(req *http.Request, gen any, now time.Time) (*ren
 	for _, k := range []string{"Content-Length", "Content-Encoding"} {
 		cw.header.Del(k)
 	}
-	return &rendering{header: cw.header, status: cw.status, gz: body, plainLen: cw.counted.n, gen: gen, at: now,
+	return &rendering{header: cw.header, status: cw.status, gz: body, plainLen: cw.counted.n, gen: gen, at: start, took: e.r.now().Sub(start),
 		reserved: reserved, budget: e.r.bytes}, nil
 }
 
