@@ -84,7 +84,6 @@ type byteBudget struct {
 
 	mu   sync.Mutex
 	used int64
-	peak int64
 }
 
 // reserve takes n bytes from the budget; it reports false, taking
@@ -96,7 +95,6 @@ func (b *byteBudget) reserve(n int64) bool {
 		return false
 	}
 	b.used += n
-	b.peak = max(b.peak, b.used)
 	return true
 }
 
@@ -105,13 +103,6 @@ func (b *byteBudget) release(n int64) {
 	b.mu.Lock()
 	b.used -= n
 	b.mu.Unlock()
-}
-
-// usage is the bytes held now and the most ever held.
-func (b *byteBudget) usage() (used, peak int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.used, b.peak
 }
 
 // heldBuffer is an in-memory body whose capacity is reserved from a

@@ -65,7 +65,7 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 // Accept (as promhttp negotiates it with OpenMetrics enabled) and the
 // name[] filter.
 func metricsVariant(r *http.Request) string {
-	f := expfmt.NegotiateIncludingOpenMetrics(r.Header)
+	f := expfmt.NegotiateAccept(r.Header, expfmt.DefaultOpenMetricsAcceptedFormats()...)
 	names := r.URL.Query()["name[]"]
 	if len(names) == 0 {
 		return string(f)

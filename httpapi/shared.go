@@ -39,8 +39,6 @@ type renderer struct {
 
 	gz sync.Pool // *gzip.Writer
 	zr sync.Pool // *gzip.Reader
-
-	refused atomic.Uint64
 }
 
 func newRenderer(lim Limits, gen func() any, log *slog.Logger) *renderer {
@@ -124,7 +122,6 @@ func (r *renderer) endpoint(h http.Handler, variant func(*http.Request) string) 
 
 // unavailable answers 503 with Retry-After and logs why, rate-limited.
 func (r *renderer) unavailable(w http.ResponseWriter, req *http.Request, why string) {
-	r.refused.Add(1)
 	r.log.Warn("request refused", "path", req.URL.Path, "why", why)
 	w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
 	text(w, http.StatusServiceUnavailable, req.URL.Path+": "+why+"; retry later")
