@@ -218,7 +218,11 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		return ctx
 	}
-	s.Handler = probesOnlyInReserve(s.Handler)
+	h := s.Handler
+	if h == nil {
+		h = http.DefaultServeMux
+	}
+	s.Handler = probesOnlyInReserve(h)
 	return s.Server.Serve(&limitListener{Listener: ln, l: s.limiter})
 }
 

@@ -122,7 +122,8 @@ func (r *renderer) endpoint(h http.Handler, variant func(*http.Request) string) 
 
 // unavailable answers 503 with Retry-After and logs why, rate-limited.
 func (r *renderer) unavailable(w http.ResponseWriter, req *http.Request, why string) {
-	r.log.Warn("request refused", "path", req.URL.Path, "why", why)
+	// The reason is in the message: the rate limit is per cause.
+	r.log.Warn("request refused: "+why, "path", req.URL.Path)
 	w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
 	text(w, http.StatusServiceUnavailable, req.URL.Path+": "+why+"; retry later")
 }
@@ -217,7 +218,7 @@ func (e *sharedEndpoint) renderFlight(s *slot, f *flight, req *http.Request, gen
 	<-e.r.tokens
 	e.finish(s, f, res)
 	if err != nil {
-		e.r.log.Warn("rendering failed", "path", req.URL.Path, "err", err)
+		e.r.log.Warn("rendering failed: "+err.Error(), "path", req.URL.Path)
 		return nil, err.Error()
 	}
 	return res, ""
