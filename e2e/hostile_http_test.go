@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/efs-health-agent/efs-health-agent/internal/cgroup"
 	"github.com/efs-health-agent/efs-health-agent/internal/hostilehttp"
 	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 	"github.com/efs-health-agent/efs-health-agent/internal/tmpfs"
@@ -134,5 +136,99 @@ func TestHostileClientsThroughBinary(t *testing.T) {
 	}
 	if n := probe.Failed.Load(); n > 0 {
 		t.Errorf("%d /healthz/live probes failed or took over 1 s (last: %s)", n, probe.LastError())
+	}
+}
+
+// TestSIGTERMInMemoryCgroupUnderClients: the agent binary with 5,000
+// mounts in a 128 MiB memory cgroup, as the manifests run it, under 20
+// concurrent scrapers of each O(n) endpoint and 40 clients that never
+// read /metrics. It is not OOM-killed, /healthz/live answers within the
+// manifests' probe timeout (3 s) throughout, and SIGTERM ends it, exit
+// status 0, within 5 s.
+func TestSIGTERMInMemoryCgroupUnderClients(t *testing.T) {
+	testutil.RequireRoot(t, "create a cgroup")
+	const mounts = 5000
+	raiseNoFile(t, 8192)
+	g, err := cgroup.New("efs-health-agent-e2e-http", 128<<20)
+	if err != nil {
+		testutil.Require(t, err)
+	}
+	t.Cleanup(func() { _ = g.Remove() })
+	dir := tmpfs.Dir(t)
+	port := freePort(t)
+	args := []string{"--bind-address", "127.0.0.1", "--port", strconv.Itoa(port), "--check-interval", "60s", "--check-timeout", "5s"}
+	for i := 0; i < mounts; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("v%04d", i))
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--mount", p)
+	}
+	cmd := g.Command(agentBinary(t), args...)
+	logs := &syncBuffer{}
+	w := writeOnly{logs}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	testutil.WaitForWithin(t, 180*time.Second, "every mount checked", func() bool {
+		resp, err := http.Get(base + "/healthz/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	probe := &hostilehttp.Probe{}
+	pctx, pcancel := context.WithCancel(ctx)
+	var pwg sync.WaitGroup
+	pwg.Go(func() { probe.Run(pctx, base, "/healthz/live", 100*time.Millisecond, 3*time.Second) })
+	var c hostilehttp.Counts
+	var opened atomic.Int64
+	for _, p := range []string{"/metrics", "/healthz/mounts", "/"} {
+		hostilehttp.Scrapers(ctx, &wg, base, p, 20, 10*time.Second, &c)
+	}
+	hostilehttp.NonReaders(ctx, &wg, "127.0.0.1:"+strconv.Itoa(port), "/metrics", 40, time.Minute, &opened)
+	// For a while: the probe keeps going. (The code before the memory
+	// budget was OOM-killed within 10 s of 20 scrapers at 5,000 mounts.)
+	time.Sleep(10 * time.Second)
+	pcancel()
+	pwg.Wait()
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		done <- err
+		t.Logf("exit %v after SIGTERM: %v", time.Since(start).Round(time.Millisecond), err)
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("no exit within 5 s of SIGTERM")
+	}
+	t.Logf("scrapes: %s; %d non-readers; cgroup peak %d MiB, %d OOM kills; /healthz/live %d probes, slowest %v, %d failed",
+		&c, opened.Load(), g.PeakBytes()>>20, g.OOMKills(), probe.Probes.Load(), probe.Slowest().Round(time.Millisecond), probe.Failed.Load())
+	if n := g.OOMKills(); n > 0 {
+		t.Errorf("%d OOM kills", n)
+	}
+	if n := probe.Failed.Load(); n > 0 || probe.Probes.Load() == 0 {
+		t.Errorf("%d of %d /healthz/live probes failed or took over 3 s (last: %s)", n, probe.Probes.Load(), probe.LastError())
+	}
+	if c.Bad.Load() > 0 || c.OK.Load() == 0 {
+		t.Errorf("scrapes: %s", &c)
 	}
 }
