@@ -31,12 +31,13 @@ const NewGrace = 250 * time.Millisecond
 // the load is shed there rather than on a probe.
 const ShedBusyAfter = 100 * time.Millisecond
 
-// ProbeReserve is how many connections beyond the cap are admitted when
-// no open connection can make room; they are served the O(1) health
-// routes only (/healthz, /healthz/ready, /healthz/live), anything else is
-// answered 503 with Retry-After, and each is closed after its answer, so
-// that the kubelet's probe still gets in while every slot is busy.
-const ProbeReserve = 16
+// The probe reserve: when no open connection can make room, a newcomer
+// takes one of as many extra slots as the cap. A reserve connection is
+// served the O(1) health routes only (/healthz, /healthz/ready,
+// /healthz/live), anything else is answered 503 with Retry-After, and it
+// is closed after its answer, so that the kubelet's probe still gets in
+// while every slot is busy, even under a storm of new connections (each
+// costs a goroutine and two 4 KiB buffers until it is closed).
 
 // connLimiter caps the open connections of a server. When the cap is
 // reached, a new connection is admitted by closing the connection that has
@@ -47,7 +48,7 @@ const ProbeReserve = 16
 // connections can never lock out a new client such as the kubelet's
 // probe. When every open connection is in the middle of a request, the one
 // busy longest is closed if it has been busy for BusyEvictAfter. When none
-// can be closed, the newcomer takes one of ProbeReserve extra slots
+// can be closed, the newcomer takes one of the probe reserve's slots
 // (closing the oldest reserve connection silent past NewGrace if they are
 // all taken); failing that, the connection busy longest, if for
 // ShedBusyAfter, is closed; and only when that fails too is the newcomer
@@ -79,7 +80,7 @@ type connEntry struct {
 }
 
 func newConnLimiter(max int) *connLimiter {
-	return &connLimiter{max: max, spare: ProbeReserve, now: time.Now, conns: map[net.Conn]*connEntry{},
+	return &connLimiter{max: max, spare: max, now: time.Now, conns: map[net.Conn]*connEntry{},
 		waiting: list.New(), busy: list.New(), reserve: list.New()}
 }
 

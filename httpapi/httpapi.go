@@ -193,8 +193,8 @@ func NewServer(addr string, h http.Handler, log *slog.Logger) *Server {
 // or silent past NewGrace, or else one busy with a request for
 // BusyEvictAfter, so that neither a flood of idle connections nor one of
 // slow clients locks out the kubelet's probe; when none can be closed, the
-// newcomer takes one of ProbeReserve extra slots, which serve the health
-// probes only. Serve may be called once.
+// newcomer takes one of as many again reserve slots, which serve the
+// health probes only. Serve may be called once.
 func (s *Server) Serve(ln net.Listener) error {
 	max := s.MaxConnections
 	if max <= 0 {
