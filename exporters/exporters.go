@@ -1,7 +1,6 @@
 package exporters
 
 import (
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/otlptranslator"
@@ -26,6 +24,7 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/attribution"
+	"github.com/efs-health-agent/efs-health-agent/internal/lograte"
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 	"github.com/efs-health-agent/efs-health-agent/nfsstats"
 )
@@ -392,31 +391,23 @@ func b2i(b bool) int64 {
 	return 0
 }
 
-// MetricsHandler serves the Prometheus scrape (text, or OpenMetrics with
+// MetricsHandler renders the Prometheus scrape (text, or OpenMetrics with
 // exemplars when the scraper asks for it) from the private registry and
-// the state, gzip-compressed when the scraper accepts it (Prometheus does).
+// the state, uncompressed, as it is encoded. The router serves it through
+// its shared renderer (httpapi), which renders one scrape for concurrent
+// scrapers, compresses it once and bounds the memory it holds. Its error
+// log is rate-limited: at most one line per cause per
+// lograte.DefaultInterval.
 func (t *Telemetry) MetricsHandler() http.Handler {
-	h := promhttp.HandlerFor(t.gatherer, promhttp.HandlerOpts{
+	return promhttp.HandlerFor(t.gatherer, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
-		ErrorLog:          slog.NewLogLogger(t.log.Handler(), slog.LevelWarn),
+		ErrorLog:          lograte.StdLogger(t.log, lograte.New(lograte.DefaultInterval, nil), slog.LevelWarn),
 		ErrorHandling:     promhttp.ContinueOnError,
-		// Compressed below at gzip.BestSpeed rather than at promhttp's
-		// default level: the text of 10,000 mounts is about 6.6 MB, and
-		// the default level spends on it a third of the scrape.
+		// httpapi compresses (once, at gzip.BestSpeed, for every
+		// scraper of the same rendering).
 		DisableCompression: true,
 	})
-	// The timeout handler buffers the response: compress inside it, so
-	// that it holds the compressed scrape.
-	return http.TimeoutHandler(middleware.Compress(gzip.BestSpeed, scrapeContentTypes...)(h), scrapeTimeout,
-		fmt.Sprintf("Exceeded configured timeout of %v.\n", scrapeTimeout))
 }
-
-// scrapeTimeout bounds the rendering of one scrape.
-const scrapeTimeout = 10 * time.Second
-
-// scrapeContentTypes are the media types of the scrape formats promhttp
-// negotiates: text, OpenMetrics and protobuf.
-var scrapeContentTypes = []string{"text/plain", "application/openmetrics-text", "application/vnd.google.protobuf"}
 
 // Shutdown flushes pending spans and metrics and stops the providers,
 // within ctx: an unreachable collector costs at most the time left in ctx.

@@ -115,8 +115,9 @@ func TestConnectionCapEvictsOldestIdle(t *testing.T) {
 	}
 }
 
-// TestConnectionCapAllBusy: when every connection is in a request, a new
-// one is closed rather than admitted; once a request ends there is room.
+// TestConnectionCapAllBusy: with every slot busy (not yet for
+// BusyEvictAfter), a newcomer is served from the probe reserve: the
+// health probes are answered, anything else 503 with Retry-After.
 func TestConnectionCapAllBusy(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
@@ -139,14 +140,31 @@ func TestConnectionCapAllBusy(t *testing.T) {
 		go func() { busy <- k.get("/block") }()
 		<-entered
 	}
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	k := &keepAlive{Conn: c, r: bufio.NewReader(c)}
-	if err := k.get("/"); err == nil {
-		t.Fatal("a third connection was served while two of two were busy")
+	// Two of two busy for less than BusyEvictAfter: a third connection
+	// takes a reserve slot, which serves the health probes only and is
+	// closed after its answer.
+	for _, tc := range []struct {
+		path string
+		code int
+	}{{"/", http.StatusServiceUnavailable}, {httpapi.PathLive, http.StatusOK}} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.WriteString(c, "GET "+tc.path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("GET %s with two of two busy: %v", tc.path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || !resp.Close || (tc.code == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "") {
+			t.Fatalf("GET %s with two of two busy: %d (close %v, Retry-After %q), want %d and the connection closed",
+				tc.path, resp.StatusCode, resp.Close, resp.Header.Get("Retry-After"), tc.code)
+		}
 	}
 	close(release)
 	for i := 0; i < 2; i++ {

@@ -6,7 +6,14 @@
 // O(1) summary or the per-mount status values); none of them touches a
 // filesystem, so they answer at once even while a mount is hung. The
 // Server bounds what clients can hold: a cap on open connections that
-// closes the longest-idle one to admit a new one (connlimit.go), short
-// timeouts, header limits, and a concurrency limit on /debug/checks whose
-// excess requests are refused with 429 and Retry-After (debug.go).
+// closes an idle, silent or long-busy one to admit a new one, with a
+// reserve of slots for the health probes (connlimit.go), short timeouts,
+// header limits, request bodies never read (middleware.go), and a
+// concurrency limit on /debug/checks whose excess requests are refused
+// with 429 and Retry-After (debug.go). The O(n) answers (/metrics,
+// /healthz/mounts, the status page) come from one shared renderer: a
+// rendering, gzip-compressed once, is served to every concurrent request
+// for it, renderings and the bytes they hold draw from one budget (Limits,
+// budget.go), past which the answer is 503 with Retry-After, and every
+// response is written under a deadline sized to it (shared.go).
 package httpapi

@@ -1,7 +1,8 @@
 package httpapi
 
 import (
-	"bytes"
+	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -12,9 +13,9 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/internal/lograte"
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 )
 
@@ -49,8 +50,14 @@ type Options struct {
 	// Pprof serves the Go profiler under /debug/pprof/, one request at a
 	// time.
 	Pprof bool
+	// Limits bounds the memory requests can make the agent hold and the
+	// time a client may take to read a response (zero: defaults).
+	Limits Limits
 	// Now is the clock used to report how long a mount has been hung.
-	Now    func() time.Time
+	Now func() time.Time
+	// Logger receives the request path's warnings (refused requests,
+	// failed renderings, handler panics), at most one line per cause per
+	// lograte.DefaultInterval.
 	Logger *slog.Logger
 }
 
@@ -70,31 +77,43 @@ func Routes(opts Options) []string {
 }
 
 // NewRouter returns the handler for every endpoint. Only GET and HEAD are
-// allowed; anything else is 405.
+// allowed; anything else is 405. /metrics, /healthz/mounts and the status
+// page are served through one shared renderer under opts.Limits; every
+// route but the profiler answers within a write deadline, and no request
+// body is read (see ignoreBodies).
 func NewRouter(src Source, opts Options) http.Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	log := lograte.Logger(opts.Logger, lograte.New(lograte.DefaultInterval, nil))
+	lim := opts.Limits.withDefaults()
+	rend := newRenderer(lim, func() any { return src.Summary() }, log)
 	h := &handlers{src: src, now: opts.Now}
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer)
+	r.Use(recoverer(log))
+	r.Use(ignoreBodies)
 	r.Use(readOnlyMethods)
-	r.Get(PathHealthz, h.healthz)
-	r.Get(PathReady, h.ready)
-	r.Get(PathLive, h.live)
-	r.Get(PathMounts, h.mounts)
-	r.Get(PathStatus, h.status)
-	if opts.Metrics != nil {
-		r.Method(http.MethodGet, PathMetrics, opts.Metrics)
-	}
-	if opts.DebugChecks != nil {
-		n := opts.DebugConcurrency
-		if n <= 0 {
-			n = DefaultDebugConcurrency
+	r.Group(func(r chi.Router) {
+		r.Use(writeDeadline(lim.WriteBase))
+		r.Get(PathHealthz, h.healthz)
+		r.Get(PathReady, h.ready)
+		r.Get(PathLive, h.live)
+		r.Method(http.MethodGet, PathMounts, rend.endpoint(http.HandlerFunc(h.mounts), nil))
+		r.Method(http.MethodGet, PathStatus, rend.endpoint(http.HandlerFunc(h.status), nil))
+		if opts.Metrics != nil {
+			r.Method(http.MethodGet, PathMetrics, rend.endpoint(opts.Metrics, metricsVariant))
 		}
-		r.Method(http.MethodGet, PathDebugChecks, limitConcurrency(n, opts.DebugChecks))
-	}
+		if opts.DebugChecks != nil {
+			n := opts.DebugConcurrency
+			if n <= 0 {
+				n = DefaultDebugConcurrency
+			}
+			r.Method(http.MethodGet, PathDebugChecks, limitConcurrency(n, opts.DebugChecks))
+		}
+	})
 	if opts.Pprof {
+		// A CPU profile or trace takes as long as it is asked to: the
+		// server's WriteTimeout bounds it instead.
 		r.Method(http.MethodGet, PathPprof+"*", limitConcurrency(1, pprofHandler()))
 	}
 	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
@@ -129,6 +148,9 @@ type headWriter struct{ http.ResponseWriter }
 
 func (h headWriter) Write(b []byte) (int, error) { return len(b), nil }
 
+// Unwrap lets http.ResponseController reach the connection.
+func (h headWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
 // IdleTimeout is how long a keep-alive connection may wait for its next
 // request. It is short: probes and scrapes come every few seconds at most
 // and open new connections anyway, and an idle connection holds memory.
@@ -159,17 +181,20 @@ func NewServer(addr string, h http.Handler, log *slog.Logger) *Server {
 		MaxHeaderBytes:    16 << 10,
 	}
 	if log != nil {
-		s.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+		// The server's own errors (accept errors, malformed requests)
+		// are caused by clients: rate-limited like every request-path log.
+		s.ErrorLog = lograte.StdLogger(log, lograte.New(lograte.DefaultInterval, nil), slog.LevelWarn)
 	}
 	return &Server{Server: s, MaxConnections: DefaultMaxConnections}
 }
 
 // Serve accepts connections on ln and serves them. When MaxConnections
-// connections are open, a new one is admitted by closing the one that has
-// waited longest without a request in progress (idle keep-alive, or not
-// yet through its request headers), so that a flood of idle connections never locks out the
-// kubelet's probe; only when every connection is busy with a request is
-// the new one closed instead. Serve may be called once.
+// connections are open, a new one is admitted by closing one that is idle
+// or silent past NewGrace, or else one busy with a request for
+// BusyEvictAfter, so that neither a flood of idle connections nor one of
+// slow clients locks out the kubelet's probe; when none can be closed, the
+// newcomer takes one of as many again reserve slots, which serve the
+// health probes only. Serve may be called once.
 func (s *Server) Serve(ln net.Listener) error {
 	max := s.MaxConnections
 	if max <= 0 {
@@ -183,7 +208,44 @@ func (s *Server) Serve(ln net.Listener) error {
 			prev(c, st)
 		}
 	}
+	prevCtx := s.ConnContext
+	s.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if prevCtx != nil {
+			ctx = prevCtx(ctx, c)
+		}
+		if s.limiter.reserved(c) {
+			ctx = context.WithValue(ctx, reserveKey{}, true)
+		}
+		return ctx
+	}
+	h := s.Handler
+	if h == nil {
+		h = http.DefaultServeMux
+	}
+	s.Handler = probesOnlyInReserve(h)
 	return s.Server.Serve(&limitListener{Listener: ln, l: s.limiter})
+}
+
+// reserveKey marks the context of a connection admitted beyond the cap.
+type reserveKey struct{}
+
+// probesOnlyInReserve serves a connection admitted beyond the cap the O(1)
+// health routes only, and closes it after the answer.
+func probesOnlyInReserve(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Context().Value(reserveKey{}) == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Connection", "close")
+		switch r.URL.Path {
+		case PathLive, PathReady, PathHealthz:
+			next.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
+			text(w, http.StatusServiceUnavailable, "too many connections; retry later")
+		}
+	})
 }
 
 // ListenAndServe listens on s.Addr and calls Serve.
@@ -346,34 +408,32 @@ func ToJSON(st *agent.MountStatus, now time.Time) MountJSON {
 	return j
 }
 
+// mounts writes the JSON object of every mount as it is encoded; it is
+// served through the shared renderer, which compresses and buffers it.
 func (h *handlers) mounts(w http.ResponseWriter, _ *http.Request) {
 	sts := h.src.Statuses()
 	now := h.now()
-	var buf bytes.Buffer
-	buf.Grow(64 + 400*len(sts))
-	buf.WriteByte('{')
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(true)
-	for i, st := range sts {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		if err := enc.Encode(pathesc.Escape(st.Path)); err != nil {
-			http.Error(w, "encoding error", http.StatusInternalServerError)
-			return
-		}
-		buf.Truncate(buf.Len() - 1) // the Encoder's trailing newline
-		buf.WriteByte(':')
-		if err := enc.Encode(ToJSON(st, now)); err != nil {
-			http.Error(w, "encoding error", http.StatusInternalServerError)
-			return
-		}
-		buf.Truncate(buf.Len() - 1)
-	}
-	buf.WriteString("}\n")
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
-	_, _ = w.Write(buf.Bytes())
+	bw := bufio.NewWriterSize(w, 16<<10)
+	bw.WriteByte('{')
+	for i, st := range sts {
+		k, err := json.Marshal(pathesc.Escape(st.Path))
+		if err != nil {
+			panic(fmt.Errorf("encode mount path: %w", err))
+		}
+		v, err := json.Marshal(ToJSON(st, now))
+		if err != nil {
+			panic(fmt.Errorf("encode mount %q: %w", st.Path, err))
+		}
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.Write(k)
+		bw.WriteByte(':')
+		bw.Write(v)
+	}
+	bw.WriteString("}\n")
+	_ = bw.Flush()
 }

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -185,14 +184,11 @@ func (h *handlers) status(w http.ResponseWriter, _ *http.Request) {
 		}
 		return 0
 	})
-	var buf bytes.Buffer
-	if err := statusTmpl.Execute(&buf, page); err != nil {
-		http.Error(w, "rendering error", http.StatusInternalServerError)
-		return
-	}
+	// Written as it is rendered, through the shared renderer, which
+	// compresses and buffers it: a failed write ends the rendering.
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
-	_, _ = w.Write(buf.Bytes())
+	_ = statusTmpl.Execute(w, page)
 }

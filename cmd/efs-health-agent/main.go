@@ -29,9 +29,15 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// shutdownGrace bounds the graceful shutdown so the process exits within
-// two seconds of SIGTERM even when checks are stuck in the kernel.
-const shutdownGrace = 1500 * time.Millisecond
+// The process exits within 5 s of SIGTERM whatever its clients do
+// (stalled readers, slow bodies, scrapes in progress) and even when checks
+// are stuck in the kernel: the HTTP server has httpShutdownGrace to finish
+// the requests in progress, then its connections are closed; telemetry
+// has telemetryFlushGrace to flush.
+const (
+	httpShutdownGrace   = 2 * time.Second
+	telemetryFlushGrace = time.Second
+)
 
 func main() {
 	// OTLP push uses the OpenTelemetry default protocol, http/protobuf (port
@@ -224,7 +230,8 @@ func errorText(err error) string {
 }
 
 // serve runs the agent until ctx is cancelled, then shuts down within
-// shutdownGrace without waiting for checks stuck in the kernel.
+// httpShutdownGrace + telemetryFlushGrace without waiting for checks stuck
+// in the kernel.
 func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.Listener, log *slog.Logger) error {
 	// The monitor is built with the telemetry's Observer, and the metric
 	// callbacks read the monitor: the source is set once it exists. New
@@ -295,12 +302,17 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 		runErr = fmt.Errorf("monitor stopped: %w", err)
 	}
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("http shutdown", "err", err)
+	hctx, hcancel := context.WithTimeout(context.Background(), httpShutdownGrace)
+	defer hcancel()
+	if err := srv.Shutdown(hctx); err != nil {
+		// Requests still being written (to a client that does not
+		// read, say) are cut off.
+		log.Warn("http shutdown: closing the connections still open", "err", err)
+		_ = srv.Close()
 	}
-	if err := tel.Shutdown(sctx); err != nil {
+	tctx, tcancel := context.WithTimeout(context.Background(), telemetryFlushGrace)
+	defer tcancel()
+	if err := tel.Shutdown(tctx); err != nil {
 		log.Warn("telemetry flush", "err", err)
 	}
 	return runErr

@@ -46,6 +46,9 @@ type hostileResult struct {
 	liveSlowest                  time.Duration
 	exitErr                      error
 	table                        *tableAttack // hostile_table.go
+	// The hostile clients' part (hostile_http.go), on its own agent.
+	http    *hostileHTTPResult
+	httpErr error
 }
 
 // mountinfoFixture writes a mount table of n lines shaped like a busy
@@ -310,6 +313,7 @@ func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
 	tables.judge(logs.String())
 	logMu.Unlock()
 	res.table = tables
+	res.http, res.httpErr = runHostileHTTP(bin, dur)
 	return res, nil
 }
 
@@ -336,7 +340,8 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // ok reports whether the phase held its bounds: no OOM kill, a clean
 // exit, and /healthz/live answered within 1 s every time.
 func (r *hostileResult) ok() bool {
-	return r.oomKills <= 0 && r.exitErr == nil && r.liveFailed == 0 && r.debugOther == 0 && r.liveProbes > 0 && r.table.ok()
+	return r.oomKills <= 0 && r.exitErr == nil && r.liveFailed == 0 && r.debugOther == 0 && r.liveProbes > 0 &&
+		r.table.ok() && r.httpErr == nil && r.http != nil && r.http.ok()
 }
 
 // markdown is the phase's section of BENCHMARKS.md.
@@ -374,6 +379,11 @@ func (r *hostileResult) markdown(dur time.Duration, note string) string {
 		exit = r.exitErr.Error()
 	}
 	fmt.Fprintf(&b, "| end | %s |\n\n", exit)
+	if r.httpErr != nil {
+		fmt.Fprintf(&b, "Hostile clients: %v\n\n", r.httpErr)
+	} else if r.http != nil {
+		b.WriteString(r.http.markdown())
+	}
 	return b.String()
 }
 
