@@ -75,9 +75,12 @@ type Monitor struct {
 	lastChecks   []time.Duration
 	freeSlots    []int32
 	unhealthySet map[string]struct{}
-	running      bool
-	heartbeat    time.Time
-	lastScan     time.Time
+	// selfDelays counts, by cause, checks whose deadline passed through
+	// the agent's own doing and that were judged by their real result.
+	selfDelays [NumSelfDelayCauses]uint64
+	running    bool
+	heartbeat  time.Time
+	lastScan   time.Time
 	// wakeAt is when the scheduler loop will next look at the due heap on
 	// its own; complete wakes it only when it would otherwise be late.
 	wakeAt    time.Time
@@ -129,16 +132,26 @@ type check struct {
 	cancel context.CancelFunc
 
 	// Guarded by Monitor.mu: the deadline and the check's index in
-	// Monitor.deadlines (-1 once out of it).
+	// Monitor.deadlines (-1 once out of it). extended says why the
+	// deadline was moved past start + timeout (see ownDelay), once at
+	// most; it is noDelay while it was not.
 	deadline time.Time
 	didx     int
+	extended SelfDelayCause
 
 	mu      sync.Mutex
 	op      probes.Op
 	opStart time.Time
+	// lastEnd is when the check's last call returned, on the check's
+	// clock; zero before the first.
+	lastEnd time.Time
 	opOpen  bool // op has started and not ended
 	expired bool
 	done    bool
+	// recMu orders the calls of rec: OpStart and OpEnd hold it while
+	// they call rec (not mu, so that the scheduler loop can look at the
+	// check meanwhile), expire while it ends the record.
+	recMu sync.Mutex
 }
 
 // New returns a Monitor; call Run to start checking.
@@ -450,7 +463,7 @@ func (mon *Monitor) dispatch(t *turn) {
 		}
 		mon.due.pop()
 		c := &check{m: m, spec: m.spec, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now,
-			deadline: now.Add(mon.cfg.Timeout)}
+			deadline: now.Add(mon.cfg.Timeout), extended: noDelay}
 		heap.Push(&mon.deadlines, c)
 		m.cur = c
 		mon.inFlight++
@@ -581,22 +594,30 @@ func probeOptions(cfg Config, owner probes.Owner, spec *Mount, obs probes.Observ
 
 // OpStart implements probes.Observer.
 func (c *check) OpStart(op probes.Op) {
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.op = op
 	c.opStart = c.clock.Now()
 	c.opOpen = true
-	if !c.expired {
-		c.rec.OpStart(op, c.opStart)
+	at, expired := c.opStart, c.expired
+	c.mu.Unlock()
+	if !expired {
+		c.rec.OpStart(op, at)
 	}
 }
 
-// OpEnd implements probes.Observer.
+// OpEnd implements probes.Observer. It stamps when the call returned, so
+// that a deadline passing after that is known not to be the mount's.
 func (c *check) OpEnd(op probes.Op, d time.Duration, err error) {
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.opOpen = false
-	if !c.expired {
+	c.lastEnd = c.clock.Now()
+	expired := c.expired
+	c.mu.Unlock()
+	if !expired {
 		c.rec.OpEnd(op, d, err)
 	}
 }
@@ -605,7 +626,7 @@ func (c *check) OpEnd(op probes.Op, d time.Duration, err error) {
 // dispatch took the check out of the deadline heap.
 func (mon *Monitor) expire(c *check, now time.Time) {
 	c.mu.Lock()
-	if c.done {
+	if c.done || mon.extendLocked(c, now) {
 		c.mu.Unlock()
 		return
 	}
@@ -613,6 +634,10 @@ func (mon *Monitor) expire(c *check, now time.Time) {
 	op, opStart, opOpen := c.op, c.opStart, c.opOpen
 	c.mu.Unlock()
 	c.cancel()
+	// An OpStart or OpEnd that saw the check before it expired finishes
+	// its record first.
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
 
 	mon.mu.Lock()
 	mon.inFlight--
@@ -686,7 +711,24 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 			mon.setStatusLocked(m, old, &next)
 			mon.requeueLocked(m, now.Add(delay))
 		}
+	} else if op, slow := slowCalls(res, mon.cfg.Timeout); c.extended != noDelay && slow {
+		// Past its deadline, and the calls themselves took the whole
+		// timeout: the mount was slow, whatever else delayed the check.
+		hung, o, delay := timedOut(old, op, c.start, now, mon.pol)
+		out = o
+		out.Registration, out.Mounts = &m.reg, len(mon.mounts)
+		if !m.removed {
+			next, _ := returned(&hung, c.start, now, mon.pol)
+			mon.setStatusLocked(m, old, &next)
+			mon.requeueLocked(m, now.Add(delay))
+		}
 	} else {
+		if c.extended != noDelay {
+			// The deadline passed through the agent's own doing, and
+			// the check's calls took less than the timeout: judged by
+			// its real result.
+			mon.selfDelays[c.extended]++
+		}
 		var next MountStatus
 		var delay time.Duration
 		next, out, delay = checked(old, res, c.start, now, mon.pol, mon.rnd.Float64())
@@ -785,14 +827,15 @@ func (mon *Monitor) logTransition(old, st *MountStatus) {
 
 func (mon *Monitor) publishSummaryLocked() {
 	s := &Summary{
-		Mounts:    len(mon.mounts),
-		Pending:   mon.pending,
-		Unhealthy: mon.unhealthy,
-		Hung:      mon.hung,
-		Stale:     mon.stale,
-		InFlight:  mon.inFlight,
-		Heartbeat: mon.heartbeat,
-		Running:   mon.running,
+		Mounts:     len(mon.mounts),
+		Pending:    mon.pending,
+		Unhealthy:  mon.unhealthy,
+		Hung:       mon.hung,
+		Stale:      mon.stale,
+		InFlight:   mon.inFlight,
+		Heartbeat:  mon.heartbeat,
+		Running:    mon.running,
+		SelfDelays: mon.selfDelays,
 	}
 	if old := mon.summary.Load(); old != nil && !mon.setDirty {
 		s.UnhealthyPaths = old.UnhealthyPaths
