@@ -79,8 +79,11 @@ type Monitor struct {
 	// the agent's own doing and that were judged by their real result.
 	selfDelays [NumSelfDelayCauses]uint64
 	running    bool
-	heartbeat  time.Time
-	lastScan   time.Time
+	// draining is set once Run's ctx is cancelled: no check starts, and
+	// every completion wakes the loop.
+	draining  bool
+	heartbeat time.Time
+	lastScan  time.Time
 	// wakeAt is when the scheduler loop will next look at the due heap on
 	// its own; complete wakes it only when it would otherwise be late.
 	wakeAt    time.Time
@@ -351,15 +354,23 @@ func (mon *Monitor) poke() {
 	}
 }
 
-// Run schedules checks until ctx is cancelled. It returns without waiting
-// for checks in flight: a check stuck in the kernel cannot be waited for.
+// ShutdownDrain bounds how long Run waits, once ctx is cancelled, for the
+// checks in flight to finish and remove their probe files.
+const ShutdownDrain = 2 * time.Second
+
+// Run schedules checks until ctx is cancelled. Then it starts no more
+// checks and waits for those in flight that are not stuck: each has until
+// its own deadline, and all of them at most ShutdownDrain (wall clock), to
+// finish and remove its probe file. Checks stuck in the kernel (past their
+// deadline) cannot be waited for and are abandoned. Run returns within
+// ShutdownDrain of the cancellation.
 //
 // One goroutine runs the loop with one re-armed timer. Each turn it ends
 // the checks past their deadline, starts the due checks (with those due
 // within the coalescing window), and sleeps until the next due check, the
 // next deadline or the heartbeat, whichever comes first. Checks run on
 // worker goroutines; a completed check wakes the loop only when a mount is
-// due before the loop's next wake.
+// due before the loop's next wake (or while Run drains).
 func (mon *Monitor) Run(ctx context.Context) error {
 	mon.mu.Lock()
 	if mon.running {
@@ -367,10 +378,12 @@ func (mon *Monitor) Run(ctx context.Context) error {
 		return errors.New("monitor: already running")
 	}
 	mon.running = true
+	mon.draining = false
 	mon.mu.Unlock()
 	defer func() {
 		mon.mu.Lock()
 		mon.running = false
+		mon.draining = false
 		mon.publishSummaryLocked()
 		mon.mu.Unlock()
 	}()
@@ -381,6 +394,8 @@ func (mon *Monitor) Run(ctx context.Context) error {
 
 	timer := mon.clock.NewTimer(heartbeatEvery)
 	defer timer.Stop()
+	cancelled := ctx.Done()
+	var drained <-chan time.Time // fires ShutdownDrain after cancellation
 	var t turn
 	for {
 		mon.dispatch(&t)
@@ -400,9 +415,28 @@ func (mon *Monitor) Run(ctx context.Context) error {
 			// again before sleeping.
 			continue
 		}
+		if drained != nil && t.inFlight == 0 {
+			return nil
+		}
 		timer.Reset(max(t.wakeAt.Sub(mon.clock.Now()), 0))
 		select {
-		case <-ctx.Done():
+		case <-cancelled:
+			cancelled = nil
+			drain := time.NewTimer(ShutdownDrain)
+			defer drain.Stop()
+			drained = drain.C
+			mon.mu.Lock()
+			mon.draining = true
+			n := mon.inFlight
+			mon.mu.Unlock()
+			if n > 0 {
+				mon.log.Info("stopping: waiting for checks in flight", "checks", n, "at_most", ShutdownDrain)
+			}
+		case <-drained:
+			mon.mu.Lock()
+			n := mon.inFlight
+			mon.mu.Unlock()
+			mon.log.Warn("stopping: checks still in flight abandoned", "checks", n)
 			return nil
 		case <-mon.wake:
 		case <-timer.Chan():
@@ -418,6 +452,8 @@ type turn struct {
 	expired []*check
 	skipped []Mount
 	wakeAt  time.Time
+	// inFlight is the number of checks in flight and not stuck.
+	inFlight int
 }
 
 // dispatch takes the checks past their deadline out of the deadline heap,
@@ -444,7 +480,7 @@ func (mon *Monitor) dispatch(t *turn) {
 	if _, ok := mon.due.dueBy(now); ok {
 		horizon = now.Add(mon.window)
 	}
-	for {
+	for !mon.draining {
 		m, ok := mon.due.dueBy(horizon)
 		if !ok {
 			break
@@ -478,6 +514,7 @@ func (mon *Monitor) dispatch(t *turn) {
 		mon.wakeAt = mon.deadlines[0].deadline
 	}
 	t.wakeAt = mon.wakeAt
+	t.inFlight = mon.inFlight
 }
 
 // scanStaleLocked counts mounts whose last check is older than
@@ -754,7 +791,7 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 	// capacity (they are overdue). A healthy check's next run is an
 	// interval away, so usually the loop sleeps on.
 	next, ok := mon.due.next()
-	wake := ok && next.Before(mon.wakeAt)
+	wake := (ok && next.Before(mon.wakeAt)) || mon.draining
 	mon.publishSummaryLocked()
 	mon.mu.Unlock()
 	if !expired {

@@ -190,7 +190,8 @@ func escapeAttr(_ []string, a slog.Attr) slog.Attr {
 }
 
 // serve runs the agent until ctx is cancelled, then shuts down within
-// shutdownGrace without waiting for checks stuck in the kernel.
+// agent.ShutdownDrain (checks in flight finish) plus shutdownGrace,
+// without waiting for checks stuck in the kernel.
 func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.Listener, log *slog.Logger) error {
 	// The monitor is built with the telemetry's Observer, and the metric
 	// callbacks read the monitor: the source is set once it exists. New
@@ -253,14 +254,21 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 		"discover_fstypes", strings.Join(cfg.DiscoverFSTypes, ","), "discover_prefix", cfg.DiscoverPrefix)
 
 	var runErr error
+	monReturned := false
 	select {
 	case <-ctx.Done():
 	case err := <-srvDone:
 		runErr = fmt.Errorf("http server: %w", err)
 	case err := <-monDone:
 		runErr = fmt.Errorf("monitor stopped: %w", err)
+		monReturned = true
 	}
 	log.Info("shutting down")
+	if ctx.Err() != nil && !monReturned {
+		// Checks in flight and not stuck finish and remove their probe
+		// files first: Run returns within agent.ShutdownDrain.
+		<-monDone
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
