@@ -58,6 +58,13 @@ type Monitor struct {
 	// files for their own.
 	owner   probes.Owner
 	sweeper *sweeper
+	// Guarded by mu: sweepOn is the mount a call of the leftover sweep
+	// is in progress on (nil while none is), sweepDone is closed when
+	// that call returns, and sweepIdle, while set, is closed when a check
+	// ends (the sweeper waits for it). See sweepGate.
+	sweepOn   *mount
+	sweepDone chan struct{}
+	sweepIdle chan struct{}
 
 	mu        sync.Mutex
 	mounts    map[string]*mount
@@ -125,7 +132,8 @@ type mount struct {
 }
 
 type check struct {
-	m *mount
+	mon *Monitor // nil for CheckOnce's
+	m   *mount
 	// spec is the mount's description when the check started: Register
 	// may replace m.spec meanwhile.
 	spec   *Mount
@@ -141,6 +149,14 @@ type check struct {
 	deadline time.Time
 	didx     int
 	extended SelfDelayCause
+	// paused is when the check began to wait for a call of the leftover
+	// sweep on its root (zero while it does not): its time does not run
+	// meanwhile (see awaitSweep). parked is set when its deadline passed
+	// during the wait and it was taken out of Monitor.deadlines;
+	// waitedSweep once it has waited.
+	paused      time.Time
+	parked      bool
+	waitedSweep bool
 
 	mu      sync.Mutex
 	op      probes.Op
@@ -474,7 +490,14 @@ func (mon *Monitor) dispatch(t *turn) {
 		mon.scanStaleLocked(now)
 	}
 	for mon.deadlines.Len() > 0 && !mon.deadlines[0].deadline.After(now) {
-		t.expired = append(t.expired, heap.Pop(&mon.deadlines).(*check))
+		c := heap.Pop(&mon.deadlines).(*check)
+		if !c.paused.IsZero() {
+			// Waiting for the agent's own sweep: its time does not
+			// run; awaitSweep puts it back.
+			c.parked = true
+			continue
+		}
+		t.expired = append(t.expired, c)
 	}
 	horizon := now
 	if _, ok := mon.due.dueBy(now); ok {
@@ -498,7 +521,7 @@ func (mon *Monitor) dispatch(t *turn) {
 			break
 		}
 		mon.due.pop()
-		c := &check{m: m, spec: m.spec, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now,
+		c := &check{mon: mon, m: m, spec: m.spec, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now,
 			deadline: now.Add(mon.cfg.Timeout), extended: noDelay}
 		heap.Push(&mon.deadlines, c)
 		m.cur = c
@@ -629,8 +652,13 @@ func probeOptions(cfg Config, owner probes.Owner, spec *Mount, obs probes.Observ
 	return o
 }
 
-// OpStart implements probes.Observer.
+// OpStart implements probes.Observer. A step that creates or unlinks in
+// the mount root first waits for a call of the leftover sweep in progress
+// on that root, if any (see awaitSweep).
 func (c *check) OpStart(op probes.Op) {
+	if c.mon != nil && (op == probes.OpWrite || op == probes.OpDelete) {
+		c.mon.awaitSweep(c)
+	}
 	c.recMu.Lock()
 	defer c.recMu.Unlock()
 	c.mu.Lock()
@@ -735,6 +763,18 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 			mon.due.push(again, now)
 		}
 	}
+	if mon.sweepIdle != nil {
+		// The sweeper waits for a check to end before its next call.
+		close(mon.sweepIdle)
+		mon.sweepIdle = nil
+	}
+	// late: the check ended past start + timeout, its deadline moved
+	// through the agent's own doing (cause).
+	cause := c.extended
+	if cause == noDelay && c.waitedSweep {
+		cause = SelfDelayHousekeeping
+	}
+	late := cause != noDelay && now.Sub(c.start) > mon.cfg.Timeout
 	old := m.status.Load()
 	var out Outcome
 	if expired {
@@ -748,7 +788,7 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 			mon.setStatusLocked(m, old, &next)
 			mon.requeueLocked(m, now.Add(delay))
 		}
-	} else if op, slow := slowCalls(res, mon.cfg.Timeout); c.extended != noDelay && slow {
+	} else if op, slow := slowCalls(res, mon.cfg.Timeout); late && slow {
 		// Past its deadline, and the calls themselves took the whole
 		// timeout: the mount was slow, whatever else delayed the check.
 		hung, o, delay := timedOut(old, op, c.start, now, mon.pol)
@@ -760,11 +800,11 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 			mon.requeueLocked(m, now.Add(delay))
 		}
 	} else {
-		if c.extended != noDelay {
+		if late {
 			// The deadline passed through the agent's own doing, and
 			// the check's calls took less than the timeout: judged by
 			// its real result.
-			mon.selfDelays[c.extended]++
+			mon.selfDelays[cause]++
 		}
 		var next MountStatus
 		var delay time.Duration

@@ -1,6 +1,9 @@
 package agent_test
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -114,4 +117,59 @@ func TestLongNodeNameHealthy(t *testing.T) {
 		t.Fatal("long node name not matched")
 	}
 	assertNoProbeFiles(t, dir)
+}
+
+// TestSlowListingNeverFailsAChecks: every batch of the root's listing
+// (one getdents call, FUSE READDIR) takes 2s, with a 500 ms check timeout.
+// The kernel holds the root's lock for a batch, and a check's create and
+// unlink need it: were a check to wait behind a batch of the agent's own
+// leftover sweep, it would time out in write. The sweep never overlaps a
+// check of the same root, so no check fails while the root is listed,
+// batch after batch, and the listing still completes: the leftover of an
+// earlier instance in the root is removed.
+func TestSlowListingNeverFailsAChecks(t *testing.T) {
+	fs := faultfs.MountT(t)
+	// Enough names for several batches of the sweep's listing.
+	for i := range 200 {
+		if err := os.WriteFile(filepath.Join(fs.Mountpoint(), fmt.Sprintf("user-file-with-a-long-name-%04d", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leftover := probes.HostPrefix("node-a") + "0123456789abcdef.tmp"
+	if err := os.WriteFile(filepath.Join(fs.Mountpoint(), leftover), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs.Set(faultfs.OpGetdents, faultfs.Fault{Delay: 2 * time.Second})
+	cfg := agent.DefaultConfig()
+	cfg.Hostname = "node-a"
+	cfg.Logger = quietLogger()
+	cfg.Interval, cfg.Timeout = 600*time.Millisecond, 500*time.Millisecond
+	cfg.MinRetry = 50 * time.Millisecond
+	cfg.Jitter = 0
+	cfg.LeftoverAge = time.Nanosecond
+	mon := startMonitor(t, cfg)
+	if err := mon.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "healthy", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+	gone := func() bool {
+		_, err := os.Lstat(filepath.Join(fs.Mountpoint(), leftover))
+		return os.IsNotExist(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !gone() || fs.Calls(faultfs.OpGetdents) < 3 {
+		if st := status(t, mon, fs.Mountpoint()); st.ErrorCount != 0 || st.State != agent.StateHealthy {
+			t.Fatalf("the agent's own listing failed a check: %+v", st)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the listing did not complete: %d batches, leftover gone %v", fs.Calls(faultfs.OpGetdents), gone())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	n := status(t, mon, fs.Mountpoint()).Checks
+	testutil.WaitFor(t, "checks after the listing", func() bool { return status(t, mon, fs.Mountpoint()).Checks >= n+3 })
+	if st := status(t, mon, fs.Mountpoint()); st.ErrorCount != 0 || st.State != agent.StateHealthy {
+		t.Fatalf("after the listing: %+v", st)
+	}
+	t.Logf("%d listing batches; %d checks; self delays %v", fs.Calls(faultfs.OpGetdents), status(t, mon, fs.Mountpoint()).Checks, mon.Summary().SelfDelays)
 }

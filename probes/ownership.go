@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"strings"
 	"time"
 
@@ -248,7 +247,36 @@ type SweepOptions struct {
 	// Now is the local clock (default time.Now); it must carry a
 	// monotonic reading.
 	Now func() time.Time
+	// Gate, when set, is passed before every call the sweep makes on the
+	// root (each getdents batch of the listing, each look at a name), so
+	// that the caller can keep those calls apart from its checks of the
+	// same root.
+	Gate Gate
 }
+
+// Gate keeps a sweep's calls on a mount root apart from other work on
+// that root. The kernel serialises a create or unlink in a directory with
+// a getdents call on it in progress; a sweep that enters its gate before
+// each call, and leaves it when the call returns, lets the caller make
+// sure that no check of the root waits behind the sweep.
+type Gate interface {
+	// Enter waits until the sweep may make its next call on the root.
+	// False stops the sweep there.
+	Enter() bool
+	// Leave reports that the call has returned.
+	Leave()
+}
+
+// openGate is the Gate of a sweep without one.
+type openGate struct{}
+
+func (openGate) Enter() bool { return true }
+func (openGate) Leave()      {}
+
+// sweepBatch is the size of the buffer of one getdents call of a
+// listing: small, so that each call (each time the root's lock is held
+// for the sweep) is short.
+const sweepBatch = 4096
 
 // SweepResult is what a sweep did.
 type SweepResult struct {
@@ -282,25 +310,42 @@ func SweepLeftovers(root string, o Owner, opts SweepOptions) (SweepResult, error
 	if err != nil {
 		return res, fmt.Errorf("open %q: %w", root, err)
 	}
-	f := os.NewFile(uintptr(fd), root)
-	defer f.Close()
+	defer unix.Close(fd)
 	deadline := opts.Now().Add(opts.Budget)
+	buf := make([]byte, sweepBatch)
+	var names []string
 	var errs []error
 	for {
 		if res.Listed >= opts.MaxEntries || (opts.Budget > 0 && opts.Now().After(deadline)) {
 			res.Truncated = true
 			break
 		}
-		names, rerr := f.Readdirnames(min(1024, opts.MaxEntries-res.Listed))
+		if !opts.Gate.Enter() {
+			res.Truncated = true
+			break
+		}
+		var n int
+		err := retryEINTR(func() (err error) { n, err = unix.Getdents(fd, buf); return err })
+		opts.Gate.Leave()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list %q: %w", root, err))
+			break
+		}
+		if n <= 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(buf[:n], opts.MaxEntries-res.Listed, names[:0])
 		res.Listed += len(names)
-		for _, n := range names {
-			if o.Classify(n) != EarlierInstance {
+		for _, name := range names {
+			if o.Classify(name) != EarlierInstance {
 				continue
 			}
-			errs = append(errs, consider(dirfd, n, opts, &res))
-		}
-		if rerr != nil || len(names) == 0 {
-			break
+			if !opts.Gate.Enter() {
+				res.Truncated = true
+				return res, errors.Join(errs...)
+			}
+			errs = append(errs, consider(dirfd, name, opts, &res))
+			opts.Gate.Leave()
 		}
 	}
 	return res, errors.Join(errs...)
@@ -319,14 +364,19 @@ func RemoveLeftovers(root string, o Owner, names []string, opts SweepOptions) (S
 	defer unix.Close(dirfd)
 	var errs []error
 	for _, n := range names {
+		look := opts
 		switch o.Classify(n) {
 		case ThisInstance:
-			own := opts
-			own.MinAge = 0
-			errs = append(errs, consider(dirfd, n, own, &res))
+			look.MinAge = 0
 		case EarlierInstance:
-			errs = append(errs, consider(dirfd, n, opts, &res))
+		default:
+			continue
 		}
+		if !opts.Gate.Enter() {
+			return res, errors.Join(errs...)
+		}
+		errs = append(errs, consider(dirfd, n, look, &res))
+		opts.Gate.Leave()
 	}
 	return res, errors.Join(errs...)
 }
@@ -336,6 +386,9 @@ func RemoveLeftovers(root string, o Owner, names []string, opts SweepOptions) (S
 func openLeftovers(root string, opts *SweepOptions) (int, SweepResult, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Gate == nil {
+		opts.Gate = openGate{}
 	}
 	var res SweepResult
 	dirfd, err := openRoot(root)
