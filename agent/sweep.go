@@ -27,6 +27,10 @@ const (
 	sweepMargin = time.Second
 	// maxLoggedNames bounds the file names in one log line.
 	maxLoggedNames = 10
+	// stopBound is how long an agent takes at most to exit after
+	// SIGTERM (its checks in flight finish within ShutdownDrain); the
+	// second listing of a root waits for it.
+	stopBound = 5 * time.Second
 	// maxSweepWait bounds how long a check waits for a call of the
 	// sweep in progress on its root; then it goes on, its time running.
 	maxSweepWait = 10 * time.Second
@@ -58,8 +62,13 @@ type sweepJob struct {
 	list  bool     // list the root once
 	names []string // or look at these names only
 	ref   probes.ServerTime
+	// seen is a local time by which names were known to exist (the end
+	// of the listing that found them); zero for names from elsewhere.
+	seen  time.Time
 	at    time.Time // not before
 	tries int
+	// relist marks the second listing of a registration.
+	relist bool
 }
 
 func newSweeper(mon *Monitor) *sweeper {
@@ -146,6 +155,7 @@ func (s *sweeper) do(ctx context.Context, j *sweepJob) {
 		Budget:     sweepBudget,
 		MaxYoung:   maxLeftoverNames,
 		Ref:        j.ref,
+		Seen:       j.seen,
 		Gate:       gate,
 	}
 	var res probes.SweepResult
@@ -168,9 +178,25 @@ func (s *sweeper) do(ctx context.Context, j *sweepJob) {
 	if gate.refused {
 		s.mon.handBack(j)
 	}
+	now := time.Now()
 	if len(res.Young) > 0 && j.tries < maxSweepTries {
-		s.add(&sweepJob{m: j.m, path: j.path, names: res.Young, ref: res.Ref,
-			at: time.Now().Add(res.Wait + sweepMargin), tries: j.tries + 1})
+		// Young files are looked at again once old enough by their
+		// times, or once watched for minAge, whichever comes first: a
+		// file whose times are in the future (the server's clock was
+		// stepped back) is so removed on time too.
+		seen := j.seen
+		if seen.IsZero() {
+			seen = now
+		}
+		s.add(&sweepJob{m: j.m, path: j.path, names: res.Young, ref: res.Ref, seen: seen,
+			at: now.Add(min(res.Wait, s.minAge-now.Sub(seen)) + sweepMargin), tries: j.tries + 1})
+	}
+	if j.list && !j.relist && !gate.refused {
+		// One more listing, stopBound + minAge later: it finds the
+		// files of an instance that was still stopping during the first
+		// one (its last checks finish after the signal), all of them
+		// made by then and old enough to remove at once.
+		s.add(&sweepJob{m: j.m, path: j.path, list: true, relist: true, at: now.Add(stopBound + s.minAge + sweepMargin)})
 	}
 }
 
@@ -187,9 +213,12 @@ func (mon *Monitor) sweepable(j *sweepJob) bool {
 	if m.status.Load().State == StateHealthy {
 		return true
 	}
-	if j.list {
+	switch {
+	case j.relist:
+		mon.sweeper.retryRelist(j)
+	case j.list:
 		m.swept = false
-	} else {
+	default:
 		m.parkLeftoversLocked(j.names...)
 		if m.parked != nil {
 			m.parked.ref = j.ref
@@ -250,15 +279,30 @@ func (mon *Monitor) handBack(j *sweepJob) {
 	if m.removed {
 		return
 	}
-	if j.list {
+	switch {
+	case j.relist:
+		mon.sweeper.retryRelist(j)
+		return
+	case j.list:
 		m.swept = false
-	} else {
+	default:
 		m.parkLeftoversLocked(j.names...)
 		if m.parked != nil {
 			m.parked.ref = j.ref
 		}
 	}
 	mon.sweepAfterLocked(m, m.status.Load().State == StateHealthy)
+}
+
+// retryRelist queues the second listing of a root again, minAge later,
+// when its mount was not healthy at its time (at most maxSweepTries
+// times): the mount is not listed from scratch for it.
+func (s *sweeper) retryRelist(j *sweepJob) {
+	if j.tries >= maxSweepTries {
+		return
+	}
+	s.add(&sweepJob{m: j.m, path: j.path, list: true, relist: true, tries: j.tries + 1,
+		at: time.Now().Add(s.minAge + sweepMargin)})
 }
 
 // sweepGate keeps the sweep's calls on a mount root apart from the

@@ -244,6 +244,13 @@ type SweepOptions struct {
 	MaxYoung int
 	// Ref is the server time learnt by an earlier sweep of the same root.
 	Ref ServerTime
+	// Seen, when set, is a local time (with a monotonic reading) by which
+	// the names looked at by RemoveLeftovers were known to exist: a file
+	// is then at least now - Seen old, whatever its times say. A clock
+	// stepped back on the server, or a writer whose clock runs ahead,
+	// gives a file times in the future; watching it for MinAge proves its
+	// age all the same.
+	Seen time.Time
 	// Now is the local clock (default time.Now); it must carry a
 	// monotonic reading.
 	Now func() time.Time
@@ -289,7 +296,8 @@ type SweepResult struct {
 	// Young are leftovers of another instance not yet old enough to be
 	// provably not in flight: look at them again by name after Wait.
 	Young []string
-	// Wait is how long until the youngest of Young is old enough.
+	// Wait is how long until the youngest of Young is old enough by its
+	// times (see SweepOptions.Seen for another proof of age).
 	Wait time.Duration
 	// Ref is the server time learnt, for a later RemoveLeftovers.
 	Ref ServerTime
@@ -443,7 +451,11 @@ func consider(dirfd int, name string, opts SweepOptions, res *SweepResult) error
 		if ref.IsZero() || now.Before(ref) {
 			ref = now
 		}
-		if age := ref.Sub(changed(&st)); age < opts.MinAge {
+		age := ref.Sub(changed(&st))
+		if !opts.Seen.IsZero() {
+			age = max(age, now.Sub(opts.Seen))
+		}
+		if age < opts.MinAge {
 			if len(res.Young) < opts.MaxYoung {
 				res.Young = append(res.Young, name)
 				res.Wait = max(res.Wait, opts.MinAge-age)
