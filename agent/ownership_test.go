@@ -173,3 +173,46 @@ func TestSlowListingNeverFailsAChecks(t *testing.T) {
 	}
 	t.Logf("%d listing batches; %d checks; self delays %v", fs.Calls(faultfs.OpGetdents), status(t, mon, fs.Mountpoint()).Checks, mon.Summary().SelfDelays)
 }
+
+// TestHungListingBounds: the root's listing hangs in getdents (a mount
+// that answers open and statfs but not READDIR). Only the sweeper is
+// stuck in it; the next check waits for that call with its time stopped,
+// for at most 10s, then goes on and, held behind the hung call by the
+// kernel, is reported hung. The agent then has exactly one stuck
+// goroutine for the mount plus the sweeper, however many intervals pass,
+// and both finish when the call returns; the mount recovers with no probe
+// file left.
+func TestHungListingBounds(t *testing.T) {
+	fs := faultfs.MountT(t)
+	t.Cleanup(fs.Clear)
+	mon := newReal(t, 300*time.Millisecond, 200*time.Millisecond)
+	fs.Set(faultfs.OpGetdents, faultfs.Fault{Hang: true})
+	if err := mon.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "healthy", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+	if err := fs.WaitBlocked(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	blockedAt := time.Now()
+	testutil.WaitFor(t, "hung behind the hung listing", func() bool {
+		return status(t, mon, fs.Mountpoint()).State == agent.StateHung
+	})
+	if d := time.Since(blockedAt); d > 300*time.Millisecond+10*time.Second+200*time.Millisecond+2*time.Second {
+		t.Errorf("hung reported %v after the listing hung, want at most interval + 10s + timeout", d)
+	}
+	errs := status(t, mon, fs.Mountpoint()).ConsecutiveErrors
+	testutil.WaitFor(t, "three missed checks", func() bool {
+		return status(t, mon, fs.Mountpoint()).ConsecutiveErrors >= errs+3
+	})
+	if n, s := goroutinesIn("agent.(*Monitor).runCheck"), goroutinesIn("agent.(*sweeper).run"); n != 1 || s != 1 {
+		t.Errorf("%d stuck checks and %d sweepers, want 1 and 1", n, s)
+	}
+	if b := fs.Blocked(); b != 1 {
+		t.Errorf("%d requests blocked in the filesystem, want the one getdents", b)
+	}
+	fs.Clear()
+	testutil.WaitFor(t, "recovered", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+	testutil.WaitFor(t, "the stuck check gone", func() bool { return goroutinesIn("agent.(*Monitor).runCheck") <= 1 })
+	assertNoProbeFiles(t, fs.Mountpoint())
+}
