@@ -38,8 +38,10 @@ const (
 
 // sweeper removes probe files left behind, away from every check: one
 // goroutine per running Monitor, fed by complete. It lists a mount's root
-// at most once per registration (after the mount's first successful
-// check), and otherwise only looks at files by name. A mount is swept only
+// twice per registration (after the mount's first successful check, and
+// stopBound + the leftover age later), and otherwise only looks at files
+// by name. Every call it makes on a root goes through a sweepGate, apart
+// from the checks of that root. A mount is swept only
 // while its last check succeeded, so the sweeper rarely meets a hung
 // mount; if it does, it stays blocked there, and only the sweeper (one
 // goroutine for the whole agent) waits: checks and health never depend on

@@ -29,8 +29,9 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// shutdownGrace bounds the graceful shutdown so the process exits within
-// two seconds of SIGTERM even when checks are stuck in the kernel.
+// shutdownGrace bounds the graceful shutdown of HTTP and telemetry, after
+// the monitor's drain (agent.ShutdownDrain), so the process exits within
+// five seconds of SIGTERM even when checks are stuck in the kernel.
 const shutdownGrace = 1500 * time.Millisecond
 
 func main() {
