@@ -80,3 +80,40 @@ func TestReturnedBeforeDeadlineProcessedAfter(t *testing.T) {
 	}
 	assertNoProbeFiles(t, dir)
 }
+
+// TestLateSchedulerExtendsOnce: a check stuck in a call, whose deadline
+// the scheduler sees a second late (the agent was not running), gets one
+// extension of the timeout; seen late again at the new deadline, it is a
+// timeout: the extension is granted once, and a stuck mount is reported
+// at most one timeout later than on time. No self delay is counted.
+func TestLateSchedulerExtendsOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tab := &blockingTable{nfs: map[string]bool{dir: true}}
+	mon, clk := newFake(t, func(c *agent.Config) {
+		c.Interval, c.Timeout, c.MountTable = 10*time.Second, 2*time.Second, tab
+	})
+	tab.close()
+	t.Cleanup(tab.open)
+	if err := mon.Register(agent.Mount{Path: dir, FSType: "nfs4", Source: "fs-1.efs:/"}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "the check to block", func() bool { return tab.blocked.Load() == 1 })
+	testutil.WaitFor(t, "the loop to sleep", func() bool { _, ok := clk.Next(); return ok })
+	clk.Advance(3 * time.Second) // the deadline (2s) seen 1s late
+	testutil.WaitFor(t, "the loop to sleep again", func() bool {
+		next, ok := clk.Next()
+		return ok && next.After(epoch.Add(3*time.Second))
+	})
+	if st := status(t, mon, dir); st.State != agent.StatePending {
+		t.Fatalf("judged at a deadline seen late: %+v", st)
+	}
+	clk.Advance(3 * time.Second) // the new deadline (5s) seen 1s late
+	testutil.WaitFor(t, "hung", func() bool { return status(t, mon, dir).State == agent.StateHung })
+	if st := status(t, mon, dir); !st.LastCheck.Equal(epoch.Add(6*time.Second)) || st.FailedOp != probes.OpMountTable {
+		t.Fatalf("after the extension: %+v", st)
+	}
+	if d := mon.Summary().SelfDelays; d != [agent.NumSelfDelayCauses]uint64{} {
+		t.Fatalf("self delays %v for a stuck check", d)
+	}
+}
