@@ -777,6 +777,7 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 	late := cause != noDelay && now.Sub(c.start) > mon.cfg.Timeout
 	old := m.status.Load()
 	var out Outcome
+	succeeded := false
 	if expired {
 		if !m.removed {
 			// The stuck call finally returned (and the check removed its
@@ -806,6 +807,7 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 			// its real result.
 			mon.selfDelays[cause]++
 		}
+		succeeded = res.Err == nil
 		var next MountStatus
 		var delay time.Duration
 		next, out, delay = checked(old, res, c.start, now, mon.pol, mon.rnd.Float64())
@@ -823,7 +825,7 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 		// A probe file whose unlink failed is removed by name after a
 		// later successful check.
 		m.parkLeftoversLocked(res.Leftovers...)
-		mon.sweepAfterLocked(m, !expired && res.Err == nil)
+		mon.sweepAfterLocked(m, succeeded)
 	}
 	// Wake the scheduler loop only if it would otherwise be late: a mount
 	// is due before the loop's next wake. That covers this mount's retry,
