@@ -221,10 +221,7 @@ func (mon *Monitor) sweepable(j *sweepJob) bool {
 	case j.list:
 		m.swept = false
 	default:
-		m.parkLeftoversLocked(j.names...)
-		if m.parked != nil {
-			m.parked.ref = j.ref
-		}
+		m.parkJobLocked(j)
 	}
 	return false
 }
@@ -236,6 +233,20 @@ func (mon *Monitor) sweepable(j *sweepJob) bool {
 type parkedLeftovers struct {
 	names []string
 	ref   probes.ServerTime
+	// seen is the latest time by which parked names of earlier
+	// instances were known to exist (sweepJob.seen).
+	seen time.Time
+}
+
+// parkJobLocked parks a names job on its mount, with what it learnt.
+func (m *mount) parkJobLocked(j *sweepJob) {
+	m.parkLeftoversLocked(j.names...)
+	if p := m.parked; p != nil {
+		p.ref = j.ref
+		if j.seen.After(p.seen) {
+			p.seen = j.seen
+		}
+	}
 }
 
 // parkLeftoversLocked remembers probe file names to remove after the
@@ -266,7 +277,7 @@ func (mon *Monitor) sweepAfterLocked(m *mount, ok bool) {
 		mon.sweeper.add(&sweepJob{m: m, path: m.spec.Path, list: true})
 	}
 	if p := m.parked; p != nil {
-		mon.sweeper.add(&sweepJob{m: m, path: m.spec.Path, names: p.names, ref: p.ref})
+		mon.sweeper.add(&sweepJob{m: m, path: m.spec.Path, names: p.names, ref: p.ref, seen: p.seen})
 		m.parked = nil
 	}
 }
@@ -288,10 +299,7 @@ func (mon *Monitor) handBack(j *sweepJob) {
 	case j.list:
 		m.swept = false
 	default:
-		m.parkLeftoversLocked(j.names...)
-		if m.parked != nil {
-			m.parked.ref = j.ref
-		}
+		m.parkJobLocked(j)
 	}
 	mon.sweepAfterLocked(m, m.status.Load().State == StateHealthy)
 }
