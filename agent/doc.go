@@ -24,8 +24,12 @@
 //
 // Probe files left behind by earlier instances on this node are removed by
 // one background sweeper goroutine (sweep.go), never inside a check: it
-// lists a mount root once per registration, after the mount's first
-// successful check, and otherwise only looks at files by name.
+// lists a mount root twice per registration, after the mount's first
+// successful check and once more a leftover age later, and otherwise only
+// looks at files by name. Each of its calls on a root is kept apart from
+// the checks of that root (sweepGate), so the agent's own housekeeping
+// never fails a check; nor does a deadline the agent itself missed
+// (selfdelay.go).
 //
 // Readers (HTTP handlers, metric callbacks) never block on checks: each
 // mount's status is an immutable value swapped atomically, and the summary

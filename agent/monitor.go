@@ -58,6 +58,13 @@ type Monitor struct {
 	// files for their own.
 	owner   probes.Owner
 	sweeper *sweeper
+	// Guarded by mu: sweepOn is the mount a call of the leftover sweep
+	// is in progress on (nil while none is), sweepDone is closed when
+	// that call returns, and sweepIdle, while set, is closed when a check
+	// ends (the sweeper waits for it). See sweepGate.
+	sweepOn   *mount
+	sweepDone chan struct{}
+	sweepIdle chan struct{}
 
 	mu        sync.Mutex
 	mounts    map[string]*mount
@@ -75,9 +82,15 @@ type Monitor struct {
 	lastChecks   []time.Duration
 	freeSlots    []int32
 	unhealthySet map[string]struct{}
-	running      bool
-	heartbeat    time.Time
-	lastScan     time.Time
+	// selfDelays counts, by cause, checks whose deadline passed through
+	// the agent's own doing and that were judged by their real result.
+	selfDelays [NumSelfDelayCauses]uint64
+	running    bool
+	// draining is set once Run's ctx is cancelled: no check starts, and
+	// every completion wakes the loop.
+	draining  bool
+	heartbeat time.Time
+	lastScan  time.Time
 	// wakeAt is when the scheduler loop will next look at the due heap on
 	// its own; complete wakes it only when it would otherwise be late.
 	wakeAt    time.Time
@@ -122,7 +135,8 @@ type mount struct {
 }
 
 type check struct {
-	m *mount
+	mon *Monitor // nil for CheckOnce's
+	m   *mount
 	// spec is the mount's description when the check started: Register
 	// may replace m.spec meanwhile.
 	spec   *Mount
@@ -132,19 +146,37 @@ type check struct {
 	cancel context.CancelFunc
 
 	// Guarded by Monitor.mu: the deadline and the check's index in
-	// Monitor.deadlines (-1 once out of it).
+	// Monitor.deadlines (-1 once out of it). extended says why the
+	// deadline was moved past start + timeout (see ownDelay), once at
+	// most; it is noDelay while it was not.
 	deadline time.Time
 	didx     int
+	extended SelfDelayCause
+	// paused is when the check began to wait for a call of the leftover
+	// sweep on its root (zero while it does not): its time does not run
+	// meanwhile (see awaitSweep). parked is set when its deadline passed
+	// during the wait and it was taken out of Monitor.deadlines;
+	// waitedSweep once it has waited.
+	paused      time.Time
+	parked      bool
+	waitedSweep bool
 
 	mu      sync.Mutex
 	op      probes.Op
 	opStart time.Time
+	// lastEnd is when the check's last call returned, on the check's
+	// clock; zero before the first.
+	lastEnd time.Time
 	opOpen  bool // op has started and not ended
 	expired bool
 	done    bool
 	// tunnelErr is the failure of the check's tunnel step: it explains a
 	// deadline that passes later (see tunnelExplains).
 	tunnelErr error
+	// recMu orders the calls of rec: OpStart and OpEnd hold it while
+	// they call rec (not mu, so that the scheduler loop can look at the
+	// check meanwhile), expire while it ends the record.
+	recMu sync.Mutex
 }
 
 // New returns a Monitor; call Run to start checking.
@@ -344,15 +376,23 @@ func (mon *Monitor) poke() {
 	}
 }
 
-// Run schedules checks until ctx is cancelled. It returns without waiting
-// for checks in flight: a check stuck in the kernel cannot be waited for.
+// ShutdownDrain bounds how long Run waits, once ctx is cancelled, for the
+// checks in flight to finish and remove their probe files.
+const ShutdownDrain = 2 * time.Second
+
+// Run schedules checks until ctx is cancelled. Then it starts no more
+// checks and waits for those in flight that are not stuck: each has until
+// its own deadline, and all of them at most ShutdownDrain (wall clock), to
+// finish and remove its probe file. Checks stuck in the kernel (past their
+// deadline) cannot be waited for and are abandoned. Run returns within
+// ShutdownDrain of the cancellation.
 //
 // One goroutine runs the loop with one re-armed timer. Each turn it ends
 // the checks past their deadline, starts the due checks (with those due
 // within the coalescing window), and sleeps until the next due check, the
 // next deadline or the heartbeat, whichever comes first. Checks run on
 // worker goroutines; a completed check wakes the loop only when a mount is
-// due before the loop's next wake.
+// due before the loop's next wake (or while Run drains).
 func (mon *Monitor) Run(ctx context.Context) error {
 	mon.mu.Lock()
 	if mon.running {
@@ -360,10 +400,12 @@ func (mon *Monitor) Run(ctx context.Context) error {
 		return errors.New("monitor: already running")
 	}
 	mon.running = true
+	mon.draining = false
 	mon.mu.Unlock()
 	defer func() {
 		mon.mu.Lock()
 		mon.running = false
+		mon.draining = false
 		mon.publishSummaryLocked()
 		mon.mu.Unlock()
 	}()
@@ -374,6 +416,8 @@ func (mon *Monitor) Run(ctx context.Context) error {
 
 	timer := mon.clock.NewTimer(heartbeatEvery)
 	defer timer.Stop()
+	cancelled := ctx.Done()
+	var drained <-chan time.Time // fires ShutdownDrain after cancellation
 	var t turn
 	for {
 		mon.dispatch(&t)
@@ -393,9 +437,28 @@ func (mon *Monitor) Run(ctx context.Context) error {
 			// again before sleeping.
 			continue
 		}
+		if drained != nil && t.inFlight == 0 {
+			return nil
+		}
 		timer.Reset(max(t.wakeAt.Sub(mon.clock.Now()), 0))
 		select {
-		case <-ctx.Done():
+		case <-cancelled:
+			cancelled = nil
+			drain := time.NewTimer(ShutdownDrain)
+			defer drain.Stop()
+			drained = drain.C
+			mon.mu.Lock()
+			mon.draining = true
+			n := mon.inFlight
+			mon.mu.Unlock()
+			if n > 0 {
+				mon.log.Info("stopping: waiting for checks in flight", "checks", n, "at_most", ShutdownDrain)
+			}
+		case <-drained:
+			mon.mu.Lock()
+			n := mon.inFlight
+			mon.mu.Unlock()
+			mon.log.Warn("stopping: checks still in flight abandoned", "checks", n)
 			return nil
 		case <-mon.wake:
 		case <-timer.Chan():
@@ -411,6 +474,8 @@ type turn struct {
 	expired []*check
 	skipped []Mount
 	wakeAt  time.Time
+	// inFlight is the number of checks in flight and not stuck.
+	inFlight int
 }
 
 // dispatch takes the checks past their deadline out of the deadline heap,
@@ -431,13 +496,20 @@ func (mon *Monitor) dispatch(t *turn) {
 		mon.scanStaleLocked(now)
 	}
 	for mon.deadlines.Len() > 0 && !mon.deadlines[0].deadline.After(now) {
-		t.expired = append(t.expired, heap.Pop(&mon.deadlines).(*check))
+		c := heap.Pop(&mon.deadlines).(*check)
+		if !c.paused.IsZero() {
+			// Waiting for the agent's own sweep: its time does not
+			// run; awaitSweep puts it back.
+			c.parked = true
+			continue
+		}
+		t.expired = append(t.expired, c)
 	}
 	horizon := now
 	if _, ok := mon.due.dueBy(now); ok {
 		horizon = now.Add(mon.window)
 	}
-	for {
+	for !mon.draining {
 		m, ok := mon.due.dueBy(horizon)
 		if !ok {
 			break
@@ -455,8 +527,8 @@ func (mon *Monitor) dispatch(t *turn) {
 			break
 		}
 		mon.due.pop()
-		c := &check{m: m, spec: m.spec, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now,
-			deadline: now.Add(mon.cfg.Timeout)}
+		c := &check{mon: mon, m: m, spec: m.spec, clock: mon.clock, start: now, op: probes.OpOpen, opStart: now,
+			deadline: now.Add(mon.cfg.Timeout), extended: noDelay}
 		heap.Push(&mon.deadlines, c)
 		m.cur = c
 		mon.inFlight++
@@ -471,6 +543,7 @@ func (mon *Monitor) dispatch(t *turn) {
 		mon.wakeAt = mon.deadlines[0].deadline
 	}
 	t.wakeAt = mon.wakeAt
+	t.inFlight = mon.inFlight
 }
 
 // scanStaleLocked counts mounts whose last check is older than
@@ -587,27 +660,40 @@ func probeOptions(cfg Config, owner probes.Owner, spec *Mount, obs probes.Observ
 	return o
 }
 
-// OpStart implements probes.Observer.
+// OpStart implements probes.Observer. A step that creates or unlinks in
+// the mount root first waits for a call of the leftover sweep in progress
+// on that root, if any (see awaitSweep).
 func (c *check) OpStart(op probes.Op) {
+	if c.mon != nil && (op == probes.OpWrite || op == probes.OpDelete) {
+		c.mon.awaitSweep(c)
+	}
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.op = op
 	c.opStart = c.clock.Now()
 	c.opOpen = true
-	if !c.expired {
-		c.rec.OpStart(op, c.opStart)
+	at, expired := c.opStart, c.expired
+	c.mu.Unlock()
+	if !expired {
+		c.rec.OpStart(op, at)
 	}
 }
 
-// OpEnd implements probes.Observer.
+// OpEnd implements probes.Observer. It stamps when the call returned, so
+// that a deadline passing after that is known not to be the mount's.
 func (c *check) OpEnd(op probes.Op, d time.Duration, err error) {
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.opOpen = false
 	if op == probes.OpTunnel && err != nil {
 		c.tunnelErr = err
 	}
-	if !c.expired {
+	c.lastEnd = c.clock.Now()
+	expired := c.expired
+	c.mu.Unlock()
+	if !expired {
 		c.rec.OpEnd(op, d, err)
 	}
 }
@@ -616,7 +702,7 @@ func (c *check) OpEnd(op probes.Op, d time.Duration, err error) {
 // dispatch took the check out of the deadline heap.
 func (mon *Monitor) expire(c *check, now time.Time) {
 	c.mu.Lock()
-	if c.done {
+	if c.done || mon.extendLocked(c, now) {
 		c.mu.Unlock()
 		return
 	}
@@ -624,6 +710,10 @@ func (mon *Monitor) expire(c *check, now time.Time) {
 	op, opStart, opOpen, tunnelErr := c.op, c.opStart, c.opOpen, c.tunnelErr
 	c.mu.Unlock()
 	c.cancel()
+	// An OpStart or OpEnd that saw the check before it expired finishes
+	// its record first.
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
 
 	mon.mu.Lock()
 	mon.inFlight--
@@ -685,8 +775,21 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 			mon.due.push(again, now)
 		}
 	}
+	if mon.sweepIdle != nil {
+		// The sweeper waits for a check to end before its next call.
+		close(mon.sweepIdle)
+		mon.sweepIdle = nil
+	}
+	// late: the check ended past start + timeout, its deadline moved
+	// through the agent's own doing (cause).
+	cause := c.extended
+	if cause == noDelay && c.waitedSweep {
+		cause = SelfDelayHousekeeping
+	}
+	late := cause != noDelay && now.Sub(c.start) > mon.cfg.Timeout
 	old := m.status.Load()
 	var out Outcome
+	succeeded := false
 	if expired {
 		if !m.removed {
 			// The stuck call finally returned (and the check removed its
@@ -698,7 +801,25 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 			mon.setStatusLocked(m, old, &next)
 			mon.requeueLocked(m, now.Add(delay))
 		}
+	} else if op, slow := slowCalls(res, mon.cfg.Timeout); late && slow {
+		// Past its deadline, and the calls themselves took the whole
+		// timeout: the mount was slow, whatever else delayed the check.
+		hung, o, delay := timedOut(old, op, c.start, now, mon.pol)
+		out = o
+		out.Registration, out.Mounts = &m.reg, len(mon.mounts)
+		if !m.removed {
+			next, _ := returned(&hung, c.start, now, mon.pol)
+			mon.setStatusLocked(m, old, &next)
+			mon.requeueLocked(m, now.Add(delay))
+		}
 	} else {
+		if late {
+			// The deadline passed through the agent's own doing, and
+			// the check's calls took less than the timeout: judged by
+			// its real result.
+			mon.selfDelays[cause]++
+		}
+		succeeded = res.Err == nil
 		var next MountStatus
 		var delay time.Duration
 		next, out, delay = checked(old, res, c.start, now, mon.pol, mon.rnd.Float64())
@@ -717,7 +838,7 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 		// A probe file whose unlink failed is removed by name after a
 		// later successful check.
 		m.parkLeftoversLocked(res.Leftovers...)
-		mon.sweepAfterLocked(m, !expired && res.Err == nil)
+		mon.sweepAfterLocked(m, succeeded)
 	}
 	// Wake the scheduler loop only if it would otherwise be late: a mount
 	// is due before the loop's next wake. That covers this mount's retry,
@@ -725,7 +846,7 @@ func (mon *Monitor) complete(c *check, res probes.Result) {
 	// capacity (they are overdue). A healthy check's next run is an
 	// interval away, so usually the loop sleeps on.
 	next, ok := mon.due.next()
-	wake := ok && next.Before(mon.wakeAt)
+	wake := (ok && next.Before(mon.wakeAt)) || mon.draining
 	mon.publishSummaryLocked()
 	mon.mu.Unlock()
 	if !expired {
@@ -821,14 +942,15 @@ func (mon *Monitor) logCheckLocked(spec *Mount, old, next *MountStatus, res *pro
 
 func (mon *Monitor) publishSummaryLocked() {
 	s := &Summary{
-		Mounts:    len(mon.mounts),
-		Pending:   mon.pending,
-		Unhealthy: mon.unhealthy,
-		Hung:      mon.hung,
-		Stale:     mon.stale,
-		InFlight:  mon.inFlight,
-		Heartbeat: mon.heartbeat,
-		Running:   mon.running,
+		Mounts:     len(mon.mounts),
+		Pending:    mon.pending,
+		Unhealthy:  mon.unhealthy,
+		Hung:       mon.hung,
+		Stale:      mon.stale,
+		InFlight:   mon.inFlight,
+		Heartbeat:  mon.heartbeat,
+		Running:    mon.running,
+		SelfDelays: mon.selfDelays,
 	}
 	if old := mon.summary.Load(); old != nil && !mon.setDirty {
 		s.UnhealthyPaths = old.UnhealthyPaths

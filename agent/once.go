@@ -55,7 +55,7 @@ func CheckOnce(ctx context.Context, cfg Config, spec Mount) (Once, error) {
 	// The check tracks the operation in progress exactly as a Monitor's
 	// does, so the deadline names the same operation.
 	c := &check{spec: &spec, clock: cfg.Clock, start: start, rec: nopRecorder{}, op: probes.OpOpen, opStart: start,
-		deadline: start.Add(cfg.Timeout), didx: -1}
+		deadline: start.Add(cfg.Timeout), didx: -1, extended: noDelay}
 	checkCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	done := make(chan probes.Result, 1)

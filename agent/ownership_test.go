@@ -1,6 +1,9 @@
 package agent_test
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -114,4 +117,102 @@ func TestLongNodeNameHealthy(t *testing.T) {
 		t.Fatal("long node name not matched")
 	}
 	assertNoProbeFiles(t, dir)
+}
+
+// TestSlowListingNeverFailsAChecks: every batch of the root's listing
+// (one getdents call, FUSE READDIR) takes 2s, with a 500 ms check timeout.
+// The kernel holds the root's lock for a batch, and a check's create and
+// unlink need it: were a check to wait behind a batch of the agent's own
+// leftover sweep, it would time out in write. The sweep never overlaps a
+// check of the same root, so no check fails while the root is listed,
+// batch after batch, and the listing still completes: the leftover of an
+// earlier instance in the root is removed.
+func TestSlowListingNeverFailsAChecks(t *testing.T) {
+	fs := faultfs.MountT(t)
+	// Enough names for several batches of the sweep's listing.
+	for i := range 200 {
+		if err := os.WriteFile(filepath.Join(fs.Mountpoint(), fmt.Sprintf("user-file-with-a-long-name-%04d", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leftover := probes.HostPrefix("node-a") + "0123456789abcdef.tmp"
+	if err := os.WriteFile(filepath.Join(fs.Mountpoint(), leftover), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs.Set(faultfs.OpGetdents, faultfs.Fault{Delay: 2 * time.Second})
+	cfg := agent.DefaultConfig()
+	cfg.Hostname = "node-a"
+	cfg.Logger = quietLogger()
+	cfg.Interval, cfg.Timeout = 600*time.Millisecond, 500*time.Millisecond
+	cfg.MinRetry = 50 * time.Millisecond
+	cfg.Jitter = 0
+	cfg.LeftoverAge = time.Nanosecond
+	mon := startMonitor(t, cfg)
+	if err := mon.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "healthy", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+	gone := func() bool {
+		_, err := os.Lstat(filepath.Join(fs.Mountpoint(), leftover))
+		return os.IsNotExist(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !gone() || fs.Calls(faultfs.OpGetdents) < 3 {
+		if st := status(t, mon, fs.Mountpoint()); st.ErrorCount != 0 || st.State != agent.StateHealthy {
+			t.Fatalf("the agent's own listing failed a check: %+v", st)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the listing did not complete: %d batches, leftover gone %v", fs.Calls(faultfs.OpGetdents), gone())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	n := status(t, mon, fs.Mountpoint()).Checks
+	testutil.WaitFor(t, "checks after the listing", func() bool { return status(t, mon, fs.Mountpoint()).Checks >= n+3 })
+	if st := status(t, mon, fs.Mountpoint()); st.ErrorCount != 0 || st.State != agent.StateHealthy {
+		t.Fatalf("after the listing: %+v", st)
+	}
+	t.Logf("%d listing batches; %d checks; self delays %v", fs.Calls(faultfs.OpGetdents), status(t, mon, fs.Mountpoint()).Checks, mon.Summary().SelfDelays)
+}
+
+// TestHungListingBounds: the root's listing hangs in getdents (a mount
+// that answers open and statfs but not READDIR). Only the sweeper is
+// stuck in it; the next check waits for that call with its time stopped,
+// for at most 10s, then goes on and, held behind the hung call by the
+// kernel, is reported hung. The agent then has exactly one stuck
+// goroutine for the mount plus the sweeper, however many intervals pass,
+// and both finish when the call returns; the mount recovers with no probe
+// file left.
+func TestHungListingBounds(t *testing.T) {
+	fs := faultfs.MountT(t)
+	t.Cleanup(fs.Clear)
+	mon := newReal(t, 300*time.Millisecond, 200*time.Millisecond)
+	fs.Set(faultfs.OpGetdents, faultfs.Fault{Hang: true})
+	if err := mon.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "healthy", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+	if err := fs.WaitBlocked(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	blockedAt := time.Now()
+	testutil.WaitFor(t, "hung behind the hung listing", func() bool {
+		return status(t, mon, fs.Mountpoint()).State == agent.StateHung
+	})
+	if d := time.Since(blockedAt); d > 300*time.Millisecond+10*time.Second+200*time.Millisecond+2*time.Second {
+		t.Errorf("hung reported %v after the listing hung, want at most interval + 10s + timeout", d)
+	}
+	errs := status(t, mon, fs.Mountpoint()).ConsecutiveErrors
+	testutil.WaitFor(t, "three missed checks", func() bool {
+		return status(t, mon, fs.Mountpoint()).ConsecutiveErrors >= errs+3
+	})
+	if n, s := goroutinesIn("agent.(*Monitor).runCheck"), goroutinesIn("agent.(*sweeper).run"); n != 1 || s != 1 {
+		t.Errorf("%d stuck checks and %d sweepers, want 1 and 1", n, s)
+	}
+	if b := fs.Blocked(); b != 1 {
+		t.Errorf("%d requests blocked in the filesystem, want the one getdents", b)
+	}
+	fs.Clear()
+	testutil.WaitFor(t, "recovered", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
+	testutil.WaitFor(t, "the stuck check gone", func() bool { return goroutinesIn("agent.(*Monitor).runCheck") <= 1 })
+	assertNoProbeFiles(t, fs.Mountpoint())
 }

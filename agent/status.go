@@ -98,6 +98,11 @@ type Summary struct {
 	Heartbeat time.Time
 	// Running is true between Run's start and its return.
 	Running bool
+	// SelfDelays counts, by cause, checks whose deadline passed through
+	// the agent's own doing (not scheduled, or its own housekeeping in
+	// the way) and that were therefore judged by their real result, not
+	// as timeouts, since the Monitor was made.
+	SelfDelays [NumSelfDelayCauses]uint64
 }
 
 // MaxListed bounds Summary.UnhealthyPaths.

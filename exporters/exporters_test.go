@@ -179,7 +179,7 @@ func fixture() ([]*agent.MountStatus, agent.Summary) {
 		{Mount: &agent.Mount{Path: "/mnt/hung", Attribution: attribution.Attribution{FileSystemID: "fs-0aaaabbbbccccdddd", Service: attribution.ServiceS3Files}}, State: agent.StateHung, Mode: probes.ModeWriteDenied, LastCheck: t0, ResponseTime: 5 * time.Second,
 			ErrorCount: 4, ConsecutiveErrors: 2, Reason: probes.ReasonTimeout},
 		{Mount: &agent.Mount{Path: "/mnt/pending"}, State: agent.StatePending},
-	}, agent.Summary{Mounts: 3, Pending: 1, Unhealthy: 1, Hung: 1, InFlight: 1}
+	}, agent.Summary{Mounts: 3, Pending: 1, Unhealthy: 1, Hung: 1, InFlight: 1, SelfDelays: [agent.NumSelfDelayCauses]uint64{agent.SelfDelayScheduling: 3}}
 }
 
 // TestGoldenScrape pins every exported name, type, HELP text and label of

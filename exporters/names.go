@@ -33,6 +33,7 @@ const (
 	mNFSBacklog
 	mInfo
 	mBuildInfo
+	mSelfDelays
 	numMetrics
 )
 
@@ -83,6 +84,7 @@ var (
 	lCheck     = []string{"outcome", "reason"}
 	lMode      = []string{"mode", string(MountPathKey)}
 	lBuild     = []string{"goversion", "version"}
+	lCause     = []string{"cause"}
 	// lInfo are efs_mount_info's labels; a series carries only those
 	// whose value is known (mount_path always).
 	lInfo = []string{"access_point", "filesystem_id", string(MountPathKey), "pod_uid", "service", "volume"}
@@ -146,6 +148,13 @@ var metricNames = [numMetrics]metricName{
 	mInfo: {"efs.mount.info", "efs_mount_info", "What the mount is: file system, access point, service (efs or s3files), pod UID and volume where known (always 1)", "", int64Gauge, mounts, lInfo, nil},
 	// efs_health_agent_build_info{version,goversion}: always 1.
 	mBuildInfo: {"efs.health_agent.build_info", "efs_health_agent_build_info", "Build information of efs-health-agent (always 1)", "", int64Gauge, mounts, lBuild, nil},
+	// efs_health_agent_self_delays_total{cause}: checks whose deadline
+	// passed through the agent's own doing, not the mount's, and that
+	// were judged by their real result instead of as timeouts: cause
+	// "scheduling" (the agent was not running, e.g. CPU throttling) or
+	// "housekeeping" (the check waited for the agent's own listing of the
+	// mount root). Both series are always present.
+	mSelfDelays: {"efs.health_agent.self_delays", "efs_health_agent_self_delays_total", "Checks whose deadline passed because the agent itself was not scheduled (cause=scheduling) or its own housekeeping was in the way (cause=housekeeping), judged by their real result instead of as timeouts", "", int64ObservableCounter, mounts, lCause, nil},
 }
 
 // views renames every instrument to its Prometheus name, sets its HELP,

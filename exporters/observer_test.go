@@ -328,8 +328,14 @@ func TestInstruments(t *testing.T) {
 			{Attributes: attribute.NewSet(attribute.String("mode", "write-denied"), attribute.String("mount_path", "/mnt/hung")), Value: 1},
 		}},
 	}, got["efs_mount_check_mode"], metricdatatest.IgnoreTimestamp())
-	if len(got) != 14 {
-		t.Errorf("%d metrics, want 14", len(got))
+	metricdatatest.AssertEqual(t, metricdata.Metrics{Name: "efs_health_agent_self_delays_total", Description: got["efs_health_agent_self_delays_total"].Description,
+		Data: metricdata.Sum[int64]{Temporality: metricdata.CumulativeTemporality, IsMonotonic: true, DataPoints: []metricdata.DataPoint[int64]{
+			{Attributes: attribute.NewSet(attribute.String("cause", "scheduling")), Value: 3},
+			{Attributes: attribute.NewSet(attribute.String("cause", "housekeeping")), Value: 0},
+		}},
+	}, got["efs_health_agent_self_delays_total"], metricdatatest.IgnoreTimestamp())
+	if len(got) != 15 {
+		t.Errorf("%d metrics, want 15", len(got))
 	}
 }
 

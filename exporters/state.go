@@ -60,6 +60,9 @@ func (t *Telemetry) observeState(s sink) {
 	s.observe(mDriverHealthy, float64(b2i(sum.Healthy())), "", "")
 	s.observe(mInFlight, float64(sum.InFlight), "", "")
 	s.observe(mHungMounts, float64(sum.Hung), "", "")
+	for c := range agent.NumSelfDelayCauses {
+		s.observe(mSelfDelays, float64(sum.SelfDelays[c]), "", c.String())
+	}
 	sts := src.Statuses()
 	for _, st := range sts {
 		p := st.Path
@@ -188,6 +191,8 @@ func (s *familySink) observe(id metricID, v float64, path, op string) {
 	switch {
 	case id == mBuildInfo:
 		labels = s.build
+	case id == mSelfDelays:
+		labels = labelPairs(n.labels, op)
 	case path == "":
 	default:
 		if s.labels == nil || path != s.path || op != s.op || !slices.Equal(n.labels, s.names) {
@@ -297,6 +302,8 @@ func (s *otelSink) observe(id metricID, v float64, path, op string) {
 	switch {
 	case id == mBuildInfo:
 		opt = s.build
+	case id == mSelfDelays:
+		opt = metric.WithAttributes(attribute.String(metricNames[id].labels[0], op))
 	case path == "":
 	default:
 		if names := metricNames[id].labels; s.attrs == nil || path != s.path || op != s.op || !slices.Equal(names, s.names) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"strings"
 	"time"
 
@@ -245,10 +244,46 @@ type SweepOptions struct {
 	MaxYoung int
 	// Ref is the server time learnt by an earlier sweep of the same root.
 	Ref ServerTime
+	// Seen, when set, is a local time (with a monotonic reading) by which
+	// the names looked at by RemoveLeftovers were known to exist: a file
+	// is then at least now - Seen old, whatever its times say. A clock
+	// stepped back on the server, or a writer whose clock runs ahead,
+	// gives a file times in the future; watching it for MinAge proves its
+	// age all the same.
+	Seen time.Time
 	// Now is the local clock (default time.Now); it must carry a
 	// monotonic reading.
 	Now func() time.Time
+	// Gate, when set, is passed before every call the sweep makes on the
+	// root (each getdents batch of the listing, each look at a name), so
+	// that the caller can keep those calls apart from its checks of the
+	// same root.
+	Gate Gate
 }
+
+// Gate keeps a sweep's calls on a mount root apart from other work on
+// that root. The kernel serialises a create or unlink in a directory with
+// a getdents call on it in progress; a sweep that enters its gate before
+// each call, and leaves it when the call returns, lets the caller make
+// sure that no check of the root waits behind the sweep.
+type Gate interface {
+	// Enter waits until the sweep may make its next call on the root.
+	// False stops the sweep there.
+	Enter() bool
+	// Leave reports that the call has returned.
+	Leave()
+}
+
+// openGate is the Gate of a sweep without one.
+type openGate struct{}
+
+func (openGate) Enter() bool { return true }
+func (openGate) Leave()      {}
+
+// sweepBatch is the size of the buffer of one getdents call of a
+// listing: small, so that each call (each time the root's lock is held
+// for the sweep) is short.
+const sweepBatch = 4096
 
 // SweepResult is what a sweep did.
 type SweepResult struct {
@@ -261,7 +296,8 @@ type SweepResult struct {
 	// Young are leftovers of another instance not yet old enough to be
 	// provably not in flight: look at them again by name after Wait.
 	Young []string
-	// Wait is how long until the youngest of Young is old enough.
+	// Wait is how long until the youngest of Young is old enough by its
+	// times (see SweepOptions.Seen for another proof of age).
 	Wait time.Duration
 	// Ref is the server time learnt, for a later RemoveLeftovers.
 	Ref ServerTime
@@ -282,25 +318,42 @@ func SweepLeftovers(root string, o Owner, opts SweepOptions) (SweepResult, error
 	if err != nil {
 		return res, fmt.Errorf("open %q: %w", root, err)
 	}
-	f := os.NewFile(uintptr(fd), root)
-	defer f.Close()
+	defer unix.Close(fd)
 	deadline := opts.Now().Add(opts.Budget)
+	buf := make([]byte, sweepBatch)
+	var names []string
 	var errs []error
 	for {
 		if res.Listed >= opts.MaxEntries || (opts.Budget > 0 && opts.Now().After(deadline)) {
 			res.Truncated = true
 			break
 		}
-		names, rerr := f.Readdirnames(min(1024, opts.MaxEntries-res.Listed))
+		if !opts.Gate.Enter() {
+			res.Truncated = true
+			break
+		}
+		var n int
+		err := retryEINTR(func() (err error) { n, err = unix.Getdents(fd, buf); return err })
+		opts.Gate.Leave()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list %q: %w", root, err))
+			break
+		}
+		if n <= 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(buf[:n], opts.MaxEntries-res.Listed, names[:0])
 		res.Listed += len(names)
-		for _, n := range names {
-			if o.Classify(n) != EarlierInstance {
+		for _, name := range names {
+			if o.Classify(name) != EarlierInstance {
 				continue
 			}
-			errs = append(errs, consider(dirfd, n, opts, &res))
-		}
-		if rerr != nil || len(names) == 0 {
-			break
+			if !opts.Gate.Enter() {
+				res.Truncated = true
+				return res, errors.Join(errs...)
+			}
+			errs = append(errs, consider(dirfd, name, opts, &res))
+			opts.Gate.Leave()
 		}
 	}
 	return res, errors.Join(errs...)
@@ -319,14 +372,19 @@ func RemoveLeftovers(root string, o Owner, names []string, opts SweepOptions) (S
 	defer unix.Close(dirfd)
 	var errs []error
 	for _, n := range names {
+		look := opts
 		switch o.Classify(n) {
 		case ThisInstance:
-			own := opts
-			own.MinAge = 0
-			errs = append(errs, consider(dirfd, n, own, &res))
+			look.MinAge = 0
 		case EarlierInstance:
-			errs = append(errs, consider(dirfd, n, opts, &res))
+		default:
+			continue
 		}
+		if !opts.Gate.Enter() {
+			return res, errors.Join(errs...)
+		}
+		errs = append(errs, consider(dirfd, n, look, &res))
+		opts.Gate.Leave()
 	}
 	return res, errors.Join(errs...)
 }
@@ -336,6 +394,9 @@ func RemoveLeftovers(root string, o Owner, names []string, opts SweepOptions) (S
 func openLeftovers(root string, opts *SweepOptions) (int, SweepResult, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Gate == nil {
+		opts.Gate = openGate{}
 	}
 	var res SweepResult
 	dirfd, err := openRoot(root)
@@ -390,7 +451,11 @@ func consider(dirfd int, name string, opts SweepOptions, res *SweepResult) error
 		if ref.IsZero() || now.Before(ref) {
 			ref = now
 		}
-		if age := ref.Sub(changed(&st)); age < opts.MinAge {
+		age := ref.Sub(changed(&st))
+		if !opts.Seen.IsZero() {
+			age = max(age, now.Sub(opts.Seen))
+		}
+		if age < opts.MinAge {
 			if len(res.Young) < opts.MaxYoung {
 				res.Young = append(res.Young, name)
 				res.Wait = max(res.Wait, opts.MinAge-age)

@@ -230,8 +230,9 @@ func errorText(err error) string {
 }
 
 // serve runs the agent until ctx is cancelled, then shuts down within
-// httpShutdownGrace + telemetryFlushGrace without waiting for checks stuck
-// in the kernel.
+// agent.ShutdownDrain (checks in flight finish, alongside the HTTP
+// server's httpShutdownGrace) plus telemetryFlushGrace, without waiting for
+// checks stuck in the kernel.
 func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.Listener, log *slog.Logger) error {
 	// The monitor is built with the telemetry's Observer, and the metric
 	// callbacks read the monitor: the source is set once it exists. New
@@ -294,14 +295,25 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 		"discover_fstypes", strings.Join(cfg.DiscoverFSTypes, ","), "discover_prefix", cfg.DiscoverPrefix)
 
 	var runErr error
+	monReturned := false
 	select {
 	case <-ctx.Done():
 	case err := <-srvDone:
 		runErr = fmt.Errorf("http server: %w", err)
 	case err := <-monDone:
 		runErr = fmt.Errorf("monitor stopped: %w", err)
+		monReturned = true
 	}
 	log.Info("shutting down")
+	drained := make(chan struct{})
+	go func() {
+		if ctx.Err() != nil && !monReturned {
+			// Checks in flight and not stuck finish and remove their
+			// probe files: Run returns within agent.ShutdownDrain.
+			<-monDone
+		}
+		close(drained)
+	}()
 	hctx, hcancel := context.WithTimeout(context.Background(), httpShutdownGrace)
 	defer hcancel()
 	if err := srv.Shutdown(hctx); err != nil {
@@ -310,6 +322,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 		log.Warn("http shutdown: closing the connections still open", "err", err)
 		_ = srv.Close()
 	}
+	<-drained
 	tctx, tcancel := context.WithTimeout(context.Background(), telemetryFlushGrace)
 	defer tcancel()
 	if err := tel.Shutdown(tctx); err != nil {

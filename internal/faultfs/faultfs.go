@@ -36,9 +36,14 @@ const (
 	// Calls(OpReaddir) counts listings. Opening a directory with O_PATH,
 	// as the checks do for the mount root, does not reach it.
 	OpReaddir Op = "readdir"
-	OpStatfs  Op = "statfs"
-	OpMkdir   Op = "mkdir"
-	OpSetattr Op = "setattr"
+	// OpGetdents is one batch of a listing (FUSE READDIR, one getdents
+	// call). The kernel holds the directory's i_rwsem (shared) while it
+	// waits for the batch, so a delay here also delays every create and
+	// unlink in that directory meanwhile, as a slow NFS READDIR does.
+	OpGetdents Op = "getdents"
+	OpStatfs   Op = "statfs"
+	OpMkdir    Op = "mkdir"
+	OpSetattr  Op = "setattr"
 	// OpAll matches every operation.
 	OpAll Op = "*"
 )
@@ -100,7 +105,7 @@ func Mount(mountpoint, backingDir string, opts Options) (*FS, error) {
 		waiters:    make(chan struct{}),
 		calls:      map[Op]*atomic.Int64{},
 	}
-	for _, op := range []Op{OpLookup, OpGetattr, OpCreate, OpOpen, OpRead, OpWrite, OpFsync, OpFlush, OpRelease, OpUnlink, OpReaddir, OpStatfs, OpMkdir, OpSetattr} {
+	for _, op := range []Op{OpLookup, OpGetattr, OpCreate, OpOpen, OpRead, OpWrite, OpFsync, OpFlush, OpRelease, OpUnlink, OpReaddir, OpGetdents, OpStatfs, OpMkdir, OpSetattr} {
 		f.calls[op] = &atomic.Int64{}
 	}
 	var st syscall.Stat_t
@@ -399,7 +404,63 @@ func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, 
 	if e := n.f.inject(ctx, OpReaddir); e != 0 {
 		return nil, 0, e
 	}
-	return n.LoopbackNode.OpendirHandle(ctx, flags)
+	fh, fl, errno := n.LoopbackNode.OpendirHandle(ctx, flags)
+	if errno != 0 {
+		return fh, fl, errno
+	}
+	return &dir{h: fh, f: n.f}, fl, 0
+}
+
+// dir wraps a loopback directory handle so that each READDIR request (one
+// getdents batch) passes through inject as OpGetdents.
+type dir struct {
+	h fs.FileHandle
+	f *FS
+	// last is the context of the request the last entry was read for:
+	// go-fuse gives every request a context of its own and reads a
+	// handle's entries one request at a time.
+	last context.Context
+}
+
+var (
+	_ fs.FileReaddirenter = (*dir)(nil)
+	_ fs.FileReleasedirer = (*dir)(nil)
+	_ fs.FileSeekdirer    = (*dir)(nil)
+	_ fs.FileFsyncdirer   = (*dir)(nil)
+)
+
+func (d *dir) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if ctx != d.last {
+		d.last = ctx
+		if e := d.f.inject(ctx, OpGetdents); e != 0 {
+			return nil, e
+		}
+	}
+	if r, ok := d.h.(fs.FileReaddirenter); ok {
+		return r.Readdirent(ctx)
+	}
+	return nil, 0
+}
+
+func (d *dir) Releasedir(ctx context.Context, flags uint32) {
+	d.last = nil
+	if r, ok := d.h.(fs.FileReleasedirer); ok {
+		r.Releasedir(ctx, flags)
+	}
+}
+
+func (d *dir) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if s, ok := d.h.(fs.FileSeekdirer); ok {
+		return s.Seekdir(ctx, off)
+	}
+	return syscall.ENOTSUP
+}
+
+func (d *dir) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
+	if s, ok := d.h.(fs.FileFsyncdirer); ok {
+		return s.Fsyncdir(ctx, flags)
+	}
+	return 0
 }
 
 func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {

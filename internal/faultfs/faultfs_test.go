@@ -236,3 +236,33 @@ func TestReaddirFault(t *testing.T) {
 		t.Fatalf("one listing counted as %d", got)
 	}
 }
+
+// TestGetdentsFault: OpGetdents applies to each batch of a listing (one
+// FUSE READDIR each), not to opening the directory: a listing of a small
+// directory is one batch of names and one empty batch at its end.
+func TestGetdentsFault(t *testing.T) {
+	f := faultfs.MountT(t)
+	for _, n := range []string{"a", "b", "c"} {
+		if err := os.WriteFile(filepath.Join(f.Mountpoint(), n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Set(faultfs.OpGetdents, faultfs.Fault{Errno: syscall.EIO})
+	d, err := os.Open(f.Mountpoint())
+	if err != nil {
+		t.Fatalf("opening a directory must not apply a getdents fault: %v", err)
+	}
+	if _, err := d.Readdirnames(-1); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("getdents: %v, want EIO", err)
+	}
+	d.Close()
+	f.Clear()
+	n := f.Calls(faultfs.OpGetdents)
+	names, err := os.ReadDir(f.Mountpoint())
+	if err != nil || len(names) != 3 {
+		t.Fatalf("after Clear: %v %v", names, err)
+	}
+	if got := f.Calls(faultfs.OpGetdents) - n; got != 2 {
+		t.Fatalf("a listing of 3 names counted as %d batches, want 2", got)
+	}
+}

@@ -1,0 +1,92 @@
+package agent_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/probes"
+)
+
+// leftoverMonitor runs a monitor on the wall clock whose leftover age is
+// 1s, so that young leftovers come of age within a test.
+func leftoverMonitor(t *testing.T) *agent.Monitor {
+	t.Helper()
+	cfg := agent.DefaultConfig()
+	cfg.Hostname = "node-a"
+	cfg.Logger = quietLogger()
+	cfg.Interval, cfg.Timeout = 200*time.Millisecond, 100*time.Millisecond
+	cfg.MinRetry = 50 * time.Millisecond
+	cfg.Jitter = 0
+	cfg.LeftoverAge = time.Second
+	return startMonitor(t, cfg)
+}
+
+// plant writes a probe file of an earlier instance of node-a into dir.
+func plant(t *testing.T, dir string) string {
+	t.Helper()
+	earlier, err := probes.NewOwner("node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, err := earlier.NewFileName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func gone(dir, name string) func() bool {
+	return func() bool {
+		_, err := os.Lstat(filepath.Join(dir, name))
+		return os.IsNotExist(err)
+	}
+}
+
+// TestLeftoverFromTheFutureRemoved: a leftover of an earlier instance
+// whose modification time is an hour ahead (the server's clock was
+// stepped back since it was written) is young by its times for an hour.
+// Watched for the leftover age on the agent's own monotonic clock, it is
+// provably that old, and is removed while the agent runs.
+func TestLeftoverFromTheFutureRemoved(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	name := plant(t, dir)
+	ahead := time.Now().Add(time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, name), ahead, ahead); err != nil {
+		t.Fatal(err)
+	}
+	mon := leftoverMonitor(t)
+	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "the leftover with times in the future removed", gone(dir, name))
+}
+
+// TestLeftoverAfterListingRemoved: a leftover of an earlier instance that
+// appears after the root's first listing (that instance was still
+// stopping, its last check finishing) is found by the second listing, a
+// leftover age later, and removed.
+func TestLeftoverAfterListingRemoved(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	first := plant(t, dir)
+	mon := leftoverMonitor(t)
+	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
+		t.Fatal(err)
+	}
+	// The first listing found the first leftover (young) and removed it
+	// by name once old enough: that listing is over.
+	testutil.WaitFor(t, "the leftover present at the start removed", gone(dir, first))
+	late := plant(t, dir)
+	testutil.WaitFor(t, "the leftover that appeared after the listing removed", gone(dir, late))
+	if st := status(t, mon, dir); st.ErrorCount != 0 {
+		t.Fatalf("sweeps changed the mount's health: %+v", st)
+	}
+}
