@@ -69,14 +69,20 @@ var servers = []serverSpec{
 	{name: "b", exports: []exportSpec{{name: "b", mounts: []string{"b1"}, writable: true}}},
 	{name: "slow", exports: []exportSpec{{name: "slow", mounts: []string{"slow"}, writable: true}}},
 	{name: "restart", exports: []exportSpec{{name: "restart", mounts: []string{"restart"}, writable: true}}},
-	{name: "stale", exports: []exportSpec{{name: "stale", mounts: []string{"stale"}, sub: "data", writable: true}}},
-	{name: "ro", exports: []exportSpec{{name: "ro", opts: "ro", mounts: []string{"ro"}}}},
-	{name: "full", exports: []exportSpec{{name: "full", tmpfs: "size=1m", mounts: []string{"full"}, writable: true}}},
-	{name: "squash", exports: []exportSpec{{name: "squash", opts: "root_squash", mounts: []string{"squash"}}}},
+	// Faults of one export (a replaced directory, a full or squashed
+	// file system) leave the server and its other exports alone, so
+	// these share one server; each export is a superblock of its own on
+	// the client, with mountstats of its own.
+	{name: "misc", exports: []exportSpec{
+		{name: "stale", mounts: []string{"stale"}, sub: "data", writable: true},
+		{name: "ro", opts: "ro", mounts: []string{"ro"}},
+		{name: "full", tmpfs: "size=1m", mounts: []string{"full"}, writable: true},
+		{name: "squash", opts: "root_squash", mounts: []string{"squash"}},
+		{name: "rpc", mounts: []string{"rpc"}, writable: true},
+	}},
 	{name: "tunnel", exports: []exportSpec{{name: "tunnel", writable: true}}},
 	{name: "sig", exports: []exportSpec{{name: "sig", mounts: []string{"sig1", "sig2"}, writable: true}}},
 	{name: "big", exports: []exportSpec{{name: "big", mounts: []string{"big"}, writable: true}}},
-	{name: "rpc", exports: []exportSpec{{name: "rpc", mounts: []string{"rpc"}, writable: true}}},
 }
 
 // server is a running server of the test bed.
@@ -98,8 +104,14 @@ func (s *server) hostIf() string { return fmt.Sprintf("h%d", s.index) }
 // exportPath is the server-side directory of export e.
 func exportPath(e string) string { return filepath.Join(exportDir, e) }
 
-// mountPath is the client mount point called name.
-func mountPath(name string) string { return filepath.Join(mountDir, name) }
+// mountPath is the client mount point called name (an absolute name is
+// taken as it is).
+func mountPath(name string) string {
+	if filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(mountDir, name)
+}
 
 // bed is the test bed of this run.
 type testbed struct {
@@ -269,7 +281,15 @@ func (s *server) start() error {
 		}
 		script = append(script, fmt.Sprintf("exportfs -i -o %s 10.0.0.0/16:%s", xopts, dir))
 	}
-	script = append(script, "rpc.nfsd --no-udp -N 3 4", "exec rpc.mountd -F --no-udp -N 3")
+	// nfsdcld keeps the server's record of its clients (for reclaims in
+	// the grace period after a restart); without it nfsd waits for it
+	// at every start before it gives up.
+	script = append(script,
+		"mkdir -p /var/lib/nfs/nfsdcld",
+		"mount -t rpc_pipefs rpc_pipefs /var/lib/nfs/rpc_pipefs",
+		"nfsdcld -p /var/lib/nfs/rpc_pipefs -s /var/lib/nfs/nfsdcld",
+		"rpc.nfsd --no-udp -N 3 4",
+		"exec rpc.mountd -F --no-udp -N 3")
 	for _, st := range steps {
 		if _, err := sh(20*time.Second, st[0], st[1:]...); err != nil {
 			return err
@@ -289,7 +309,9 @@ func (s *server) start() error {
 	go func() { _ = cmd.Wait(); logf.Close() }()
 	// Ready when nfsd accepts connections.
 	started := time.Now()
-	defer func() { fmt.Printf("test bed: server %s: configured in %v, listening after %v more\n", s.spec.name, started.Sub(t0).Round(time.Millisecond), time.Since(started).Round(time.Millisecond)) }()
+	defer func() {
+		fmt.Printf("test bed: server %s: configured in %v, listening after %v more\n", s.spec.name, started.Sub(t0).Round(time.Millisecond), time.Since(started).Round(time.Millisecond))
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", s.addr()+":2049", time.Second)
@@ -307,7 +329,7 @@ func (s *server) start() error {
 
 // inServer runs a command in the server's namespaces (network, mount, UTS).
 func (s *server) inServer(args ...string) (string, error) {
-	return sh(30*time.Second, "nsenter", append([]string{"-t", fmt.Sprint(s.pid), "-n", "-m", "-u", "--"}, args...)...)
+	return sh(30*time.Second, "nsenter", append([]string{"-t", fmt.Sprint(s.pid), "-n", "-m", "-u", "-r", "-w", "--"}, args...)...)
 }
 
 // source is the NFS source of export e.

@@ -16,6 +16,23 @@ func TestScenarios(t *testing.T) {
 		run  func(t *testing.T)
 	}{
 		{"Healthy", testHealthy},
+		{"Partition", testPartition},
+		{"Slow", testSlow},
+		{"Restart", testRestart},
+		{"Stale", testStale},
+		{"ReadOnly", testReadOnly},
+		{"Full", testFull},
+		{"RootSquash", testRootSquash},
+		{"Tunnel", testTunnel},
+		{"TunnelNetns", testTunnelNetns},
+		{"SigtermHung", testSigtermHung},
+		{"SigtermMidCheck", testSigtermMidCheck},
+		{"KillHung", testKillHung},
+		{"LazyUnmount", testLazyUnmount},
+		{"ClockStep", testClockStep},
+		{"BigRoot", testBigRoot},
+		{"RPCCost", testRPCCost},
+		{"Leftovers", testLeftovers},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			start := time.Now()
@@ -42,7 +59,8 @@ func testHealthy(t *testing.T) {
 			t.Errorf("%s: mode %q fsType %q, want read-write on nfs4", m, st.Mode, st.FSType)
 		}
 	}
-	waitFor(t, 20*time.Second, "efs_nfs_* series of a1 with non-zero counts", func() (bool, string) {
+	// The agent reads mountstats every 15 s.
+	waitFor(t, 40*time.Second, "efs_nfs_* series of a1 with non-zero counts", func() (bool, string) {
 		text := a.metrics()
 		lbl := `mount_path="` + mountPath("a1") + `"`
 		var missing []string
