@@ -192,6 +192,7 @@ func testRestart(t *testing.T) {
 	srv := bed.servers["restart"]
 	a := startAgent(t, agentOpts{}, "restart")
 	a.waitMount(30*time.Second, "restart", "healthy", healthy)
+	reclaims := opCounts(t, mountPath("restart"))["RECLAIM_COMPLETE"]
 	if _, err := srv.inServer("rpc.nfsd", "0"); err != nil {
 		t.Fatal(err)
 	}
@@ -213,6 +214,11 @@ func testRestart(t *testing.T) {
 	a.waitMount(120*time.Second, "restart", "healthy after the restart", healthy)
 	t.Logf("healthy %v after nfsd started again (grace period %ds), %v after it stopped",
 		time.Since(started).Round(time.Millisecond), leaseTime, time.Since(stopped).Round(time.Millisecond))
+	// The client went through state recovery with the new server
+	// instance (the reclaims of its grace period).
+	if after := opCounts(t, mountPath("restart"))["RECLAIM_COMPLETE"]; after <= reclaims {
+		t.Errorf("RECLAIM_COMPLETE sent %d times before the restart and %d after: the client did not recover its state", reclaims, after)
+	}
 	grace, err := srv.inServer("cat", "/proc/fs/nfsd/nfsv4gracetime")
 	if err != nil || strings.TrimSpace(grace) != fmt.Sprint(leaseTime) {
 		t.Errorf("grace time %q (%v), want %d", grace, err, leaseTime)
