@@ -63,10 +63,15 @@ type endpointWatch struct {
 
 func watchEndpoints(a *agentProc, cond func(map[string]mountJSON) string) *endpointWatch {
 	w := &endpointWatch{a: a, stopCh: make(chan struct{})}
+	paths := []string{"/healthz/live", "/healthz", "/healthz/ready", "/healthz/mounts", "/metrics", "/"}
+	// The first answer of each is not judged: it pays for lazy set-up
+	// (the first collection of the metrics), not for the mounts' state.
+	for _, p := range paths {
+		_, _, _ = a.get(p)
+	}
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		paths := []string{"/healthz/live", "/healthz", "/healthz/ready", "/healthz/mounts", "/metrics", "/"}
 		for i := 0; ; i++ {
 			select {
 			case <-w.stopCh:
@@ -292,7 +297,7 @@ func testRootSquash(t *testing.T) {
 		t.Fatalf("squashed export's root: %v %v, want a root-owned 0755 directory", st.Mode(), err)
 	}
 	a := startAgent(t, agentOpts{}, "squash")
-	_, m := a.waitMount(15*time.Second, "squash", `healthy with "mode":"write-denied"`, func(m mountJSON) bool { return healthy(m) && m.Mode == "write-denied" })
+	_, m := a.waitMount(10*time.Second, "squash", `healthy with "mode":"write-denied"`, func(m mountJSON) bool { return healthy(m) && m.Mode == "write-denied" })
 	t.Logf("%s", m)
 	v, ok := metric(a.metrics(), "efs_mount_check_mode", `mount_path="`+mountPath("squash")+`"`, `mode="write-denied"`)
 	if !ok || v != 1 {
@@ -436,7 +441,7 @@ func testTunnelNetns(t *testing.T) {
 	t.Cleanup(func() { _, _ = sh(10*time.Second, "ip", "netns", "del", "agent") })
 	mustSh(t, "ip", "-n", "agent", "link", "set", "lo", "up")
 	a := startAgent(t, agentOpts{netns: "agent", args: discoverTunnel})
-	_, st := a.waitMount(20*time.Second, mp, "healthy from another network namespace", healthy)
+	_, st := a.waitMount(15*time.Second, mp, "healthy from another network namespace", healthy)
 	n := a.checks()
 	waitFor(t, 20*time.Second, "three more checks", func() (bool, string) {
 		st, _ = a.mount(mp)

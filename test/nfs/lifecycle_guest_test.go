@@ -504,8 +504,26 @@ func testLeftovers(t *testing.T) {
 		}
 		return len(all) == 0, strings.Join(all, " ")
 	}
-	// A leftover is removed once older than the leftover age (30 s).
-	took := waitFor(t, 75*time.Second, "no probe or .nfs file on any server", left)
+	// A leftover is removed once older than the leftover age (30 s);
+	// the last scenario that could leave one ended longer ago than that.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		// The times the sweep judges a leftover's age by, server side.
+		for _, d := range dirs {
+			fs, _ := probeFiles(d)
+			for _, f := range fs {
+				var st unix.Stat_t
+				if unix.Lstat(filepath.Join(d, f), &st) == nil {
+					t.Logf("left: %s/%s size %d mtime %s ctime %s atime %s (now %s)", d, f, st.Size,
+						time.Unix(st.Mtim.Unix()).UTC().Format(time.RFC3339), time.Unix(st.Ctim.Unix()).UTC().Format(time.RFC3339),
+						time.Unix(st.Atim.Unix()).UTC().Format(time.RFC3339), time.Now().UTC().Format(time.RFC3339))
+				}
+			}
+		}
+	})
+	took := waitFor(t, 45*time.Second, "no probe or .nfs file on any server", left)
 	t.Logf("servers clean %v after the sweeping agent started", took.Round(time.Millisecond))
 	a.stop(syscall.SIGTERM, exitLimit)
 	if ok, files := left(); !ok {
