@@ -1,4 +1,4 @@
-//go:build nfsguest
+//go:build linux && nfsguest
 
 package nfs
 
