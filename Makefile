@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 RUN_DIR   ?= /tmp/efs-health-agent-demo-mount
 RUN_ARGS  ?= --mount $(RUN_DIR) --check-interval 10s --check-timeout 2s
 
-.PHONY: help build run test vet vet-portable fmt-check staticcheck lint demo bench soak fuzz collector-e2e clean image deploy-tools deploy-sync
+.PHONY: help build run test vet vet-portable fmt-check staticcheck lint demo bench soak fuzz collector-e2e nfs-e2e nfs-rpcs clean image deploy-tools deploy-sync
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,8 +23,9 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 test: vet vet-portable fmt-check staticcheck ## vet, gofmt, staticcheck and every test with the race detector (needs root and /dev/fuse for the fault-fs tests)
 	$(GO) test -race -count=1 -timeout 12m ./...
 
-vet: ## go vet
+vet: ## go vet (also the NFS test bed's guest side, built with the nfsguest tag)
 	$(GO) vet ./...
+	$(GO) vet -tags nfsguest ./test/nfs
 
 vet-portable: ## go vet for macOS: the module builds off Linux (the checks then fail as unsupported; Linux-only tests carry build tags)
 	GOOS=darwin $(GO) vet ./...
@@ -58,6 +59,14 @@ bench: ## run the benchmark suite (root, a few minutes) and rewrite BENCHMARKS.m
 soak: build ## minutes-long soak with rotating faults and hung mounts, a 100,000-path churn, then hostile load in a 128 MiB cgroup; figures go to BENCHMARKS.md (root)
 	CHURN_MOUNTS=100000 $(GO) test -count=1 -run TestChurn -v ./agent
 	$(GO) run ./internal/soak -duration $${SOAK_DURATION:-3m} -hostile $${SOAK_HOSTILE_DURATION:-1m} -agent $(BIN) -note "$${SOAK_NOTE:-}" -out BENCHMARKS.md
+
+NFS_RUN   ?=
+
+nfs-e2e: ## the agent against the kernel's NFSv4.1 client and servers in a QEMU guest (root; NFS_RUN=Partition runs one scenario)
+	NFS_E2E=1 NFS_RUN='$(NFS_RUN)' $(GO) test -count=1 -v -timeout 12m -run '^TestNFS$$' ./test/nfs
+
+nfs-rpcs: ## the NFS RPCs of one check, by operation, measured in the NFS test bed (root)
+	$(MAKE) nfs-e2e NFS_RUN=RPCCost
 
 collector-e2e: ## build a minimal OTel Collector (slow the first time), validate otel-collector/config.yaml and run the agent through it
 	otel-collector/e2e.sh
