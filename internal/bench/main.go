@@ -196,33 +196,26 @@ func run(out string, scaleDur time.Duration) int {
 // figures, when set, selects the figures to run (-figures).
 var figures string
 
-// bareCheck is the probe's syscall sequence with no agent machinery.
+// bareCheck is the probe's syscall sequence with no agent machinery: the
+// root opened O_PATH, one descriptor for the probe file (created
+// exclusively, switched to O_DIRECT where the filesystem allows), pwrite,
+// fsync, pread through the same descriptor, close, unlink.
 func bareCheck(dir string, i int, payload, buf []byte) error {
-	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(dfd)
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(dfd, &st); err != nil {
-		return err
-	}
 	name := fmt.Sprintf(".bare-%d.tmp", i)
-	fd, err := unix.Openat(dfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	fd, err := unix.Openat(dfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return err
 	}
-	_, _ = unix.Write(fd, payload)
+	_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_DIRECT)
+	n := copy(buf, payload) // out of an aligned buffer, as O_DIRECT wants
+	_, _ = unix.Pwrite(fd, buf[:n], 0)
 	_ = unix.Fsync(fd)
-	unix.Close(fd)
-	fd, err = unix.Openat(dfd, name, unix.O_RDONLY|unix.O_DIRECT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		fd, err = unix.Openat(dfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-	}
-	_, _ = unix.Read(fd, buf)
+	_, _ = unix.Pread(fd, buf[:n], 0)
 	unix.Close(fd)
 	return unix.Unlinkat(dfd, name, 0)
 }
