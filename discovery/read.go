@@ -140,7 +140,7 @@ func (r *tableReader) readFile(a *attempt, keep func(mountpoint, fstype string) 
 		return nil, -1, fmt.Errorf("read mount table: %w", &fs.PathError{Op: "fstat", Path: r.path, Err: err})
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, -1, fmt.Errorf("%s is %s: %w", r.path, kind(st.Mode), ErrNotRegular)
+		return nil, -1, fmt.Errorf("%s is %s: %w", r.path, kind(uint32(st.Mode)), ErrNotRegular)
 	}
 	cr := &countingReader{fd: fd, a: a, limit: r.limit}
 	t, err := Parse(cr, keep)

@@ -333,7 +333,7 @@ func SweepLeftovers(root string, o Owner, opts SweepOptions) (SweepResult, error
 			break
 		}
 		var n int
-		err := retryEINTR(func() (err error) { n, err = unix.Getdents(fd, buf); return err })
+		err := retryEINTR(func() (err error) { n, err = unix.ReadDirent(fd, buf); return err })
 		opts.Gate.Leave()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("list %q: %w", root, err))

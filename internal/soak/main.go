@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command soak runs the agent for minutes against 200 mounts — 190 tmpfs
 // directories and 10 FUSE fault mounts whose faults rotate (EIO, ESTALE,
 // slow, flapping, and two that hang) — while a client polls every endpoint.
