@@ -58,8 +58,10 @@
 // through the same descriptor into a cleared buffer, compares, closes it
 // and unlinks it. It proves that the data reached the server, that the
 // read came from the server, and that the file is gone. On the Linux
-// NFSv4.1 client (as read in Linux 6.1.192) that is expected to be 6 RPCs,
-// 7 from a server that answers the write UNSTABLE:
+// NFSv4.1 client (as read in Linux 6.1.192) that is 6 RPCs, plus a
+// DELEGRETURN from a server that grants a delegation on the open (the
+// Linux nfsd does: 7 as counted on the NFS test bed, make nfs-rpcs) and a
+// COMMIT from one that answers the write UNSTABLE:
 //
 //	OPEN, SETATTR  the exclusive create: the server keeps the create verifier in
 //	               the file's times, which the client then sets (fs/nfs/nfs4proc.c
@@ -75,6 +77,8 @@
 //	READ           one: a direct read always goes to the server
 //	               (fs/nfs/direct.c nfs_file_direct_read)
 //	CLOSE          one, for the one open
+//	DELEGRETURN    one where the server delegated the file to the client: it
+//	               is handed back before the REMOVE
 //	REMOVE         one; the file is closed first, or the client would rename it
 //	               to .nfsXXXX (silly rename) instead
 //
