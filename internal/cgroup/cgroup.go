@@ -22,6 +22,64 @@ type Group struct {
 	// V2 is true on the unified hierarchy, false on the v1 memory
 	// controller.
 	V2 bool
+	// cpuDir is the v1 cpu controller's group LimitCPU made, if any.
+	cpuDir string
+}
+
+// cfsPeriod is the CFS period of a CPU limit, in microseconds: the
+// kernel's default, as the kubelet sets it.
+const cfsPeriod = 100000
+
+// LimitCPU limits the group's processes to milli thousandths of a CPU,
+// as a Kubernetes CPU limit does (a CFS quota of milli×100 µs every
+// 100 ms). On v2 it sets cpu.max in the group (the cpu controller must be
+// enabled for it in the parent); on v1 it makes a group of the same name
+// under the cpu controller, which Command joins too. Call it before
+// Command.
+func (g *Group) LimitCPU(milli int) error {
+	quota := strconv.Itoa(milli * cfsPeriod / 1000)
+	if g.V2 {
+		if err := os.WriteFile(filepath.Join(g.Dir, "cpu.max"), []byte(quota+" "+strconv.Itoa(cfsPeriod)), 0o644); err != nil {
+			return fmt.Errorf("set %s/cpu.max: %w", g.Dir, err)
+		}
+		return nil
+	}
+	dir := filepath.Join(Root, "cpu", filepath.Base(g.Dir))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	for _, f := range [][2]string{{"cpu.cfs_period_us", strconv.Itoa(cfsPeriod)}, {"cpu.cfs_quota_us", quota}} {
+		if err := os.WriteFile(filepath.Join(dir, f[0]), []byte(f[1]), 0o644); err != nil {
+			_ = os.Remove(dir)
+			return fmt.Errorf("set %s/%s: %w", dir, f[0], err)
+		}
+	}
+	g.cpuDir = dir
+	return nil
+}
+
+// Throttled is how many CFS periods the group's processes were throttled
+// in (nr_throttled of cpu.stat), or -1 when no CPU limit is set or the
+// kernel does not say.
+func (g *Group) Throttled() int {
+	dir := g.cpuDir
+	if g.V2 {
+		dir = g.Dir
+	}
+	if dir == "" {
+		return -1
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "cpu.stat"))
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "nr_throttled "); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return -1
 }
 
 // ErrUnavailable is returned when the machine has no writable memory
@@ -118,8 +176,12 @@ func create(parentDir string, v2 bool, name string, limit int64) (*Group, error)
 // first instruction already runs under the limit.
 func (g *Group) Command(name string, args ...string) *exec.Cmd {
 	procs := filepath.Join(g.Dir, "cgroup.procs")
-	script := `echo $$ > "$0" && shift && exec "$@"`
-	return exec.Command("/bin/sh", append([]string{"-c", script, procs, "--", name}, args...)...)
+	cpuProcs := procs // v2, or no CPU limit: the same group twice
+	if g.cpuDir != "" {
+		cpuProcs = filepath.Join(g.cpuDir, "cgroup.procs")
+	}
+	script := `echo $$ > "$0" && echo $$ > "$1" && shift 2 && exec "$@"`
+	return exec.Command("/bin/sh", append([]string{"-c", script, procs, cpuProcs, "--", name}, args...)...)
 }
 
 // PeakBytes is the most memory the group has used since it was created
@@ -161,14 +223,23 @@ func (g *Group) OOMKills() int {
 // Remove deletes the group once its processes have exited, waiting up to
 // five seconds for them.
 func (g *Group) Remove() error {
+	if g.cpuDir != "" {
+		if err := removeDir(g.cpuDir); err != nil {
+			return err
+		}
+	}
+	return removeDir(g.Dir)
+}
+
+func removeDir(dir string) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		err := os.Remove(g.Dir)
+		err := os.Remove(dir)
 		if err == nil || errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("remove %s: %w", g.Dir, err)
+			return fmt.Errorf("remove %s: %w", dir, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/efs-health-agent/efs-health-agent/internal/cgroup"
+	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
 )
 
 // TestCommandRunsInGroup: a command started with Command is in the group
@@ -34,5 +35,38 @@ func TestCommandRunsInGroup(t *testing.T) {
 	}
 	if _, err := os.Stat(g.Dir); !os.IsNotExist(err) {
 		t.Errorf("%s still exists: %v", g.Dir, err)
+	}
+}
+
+// TestLimitCPU: a busy loop started with Command in a group limited to
+// 10m of CPU is throttled, and the group is removed afterwards.
+func TestLimitCPU(t *testing.T) {
+	g, err := cgroup.New("cgroup-cpu-test", 64<<20)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI must run it: %v", err)
+		}
+		t.Skip(err)
+	}
+	t.Cleanup(func() { _ = g.Remove() })
+	if g.Throttled() != -1 {
+		t.Errorf("Throttled() = %d with no CPU limit, want -1", g.Throttled())
+	}
+	if err := g.LimitCPU(10); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI must run it: %v", err)
+		}
+		t.Skip(err)
+	}
+	cmd := g.Command("/bin/sh", "-c", "while :; do :; done")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	testutil.WaitFor(t, "the busy loop to be throttled", func() bool { return g.Throttled() > 0 })
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if err := g.Remove(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -30,6 +30,7 @@ import (
 // can throw at port 9910 at once.
 const (
 	hostileMemory     = 128 << 20 // the manifests' memory limit
+	hostileCPU        = 100       // the manifests' CPU limit, in millicores
 	hostileMounts     = 300       // tmpfs directories checked every 2 s
 	hostileTableLines = 100_000   // lines of the mountinfo fixture
 	hostileIdleConns  = 4000      // idle keep-alive connections held open at once
@@ -47,6 +48,7 @@ type hostileResult struct {
 	liveProbes, liveFailed       int64
 	liveSlowest                  time.Duration
 	exitErr                      error
+	throttled                    int          // CFS periods the agent was throttled in
 	table                        *tableAttack // hostile_table.go
 	// The hostile clients' part (hostile_http.go), on its own agent.
 	http    *hostileHTTPResult
@@ -119,6 +121,9 @@ func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
 		return nil, err
 	}
 	defer g.Remove()
+	if err := g.LimitCPU(hostileCPU); err != nil {
+		return nil, err
+	}
 	root, err := os.MkdirTemp("", "efs-soak-hostile")
 	if err != nil {
 		return nil, err
@@ -291,7 +296,7 @@ func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
 	}
 	heldMu.Unlock()
 
-	res.peakRSS, res.cgroupPeak, res.oomKills = peak.Load(), g.PeakBytes(), g.OOMKills()
+	res.peakRSS, res.cgroupPeak, res.oomKills, res.throttled = peak.Load(), g.PeakBytes(), g.OOMKills(), g.Throttled()
 	res.connsOpened, res.connsServed = opened.Load(), served.Load()
 	res.debugOK, res.debugRefused, res.debugOther = dOK.Load(), dRefused.Load(), dOther.Load()
 	res.liveProbes, res.liveFailed, res.liveSlowest = probes.Load(), failed.Load(), time.Duration(slowest.Load())
@@ -358,11 +363,11 @@ func (r *hostileResult) markdown(dur time.Duration, note string) string {
 		note = " " + strings.TrimSpace(note)
 	}
 	fmt.Fprintf(&b, "%s, %d cores, %s.%s "+
-		"The agent binary runs in a %d MiB memory cgroup (%s), as in the manifests (no CPU limit here), with %d tmpfs mounts checked every 2 s (timeout 1 s) "+
+		"The agent binary runs in a %d MiB memory cgroup (%s) limited to %dm of CPU (a CFS quota, throttled in %d periods), as in the manifests, with %d tmpfs mounts checked every 2 s (timeout 1 s) "+
 		"and discovery of nfs4 under the default prefix following a %s-line mountinfo fixture (`HEALTH_MOUNTINFO`, overlay, tmpfs and nfs4 lines outside the prefix) every 2 s. "+
 		"For %v, from loopback at once: 8 clients open keep-alive connections continuously, send one request on each and leave it idle, holding up to %d open; "+
 		"%d clients request `/debug/checks?limit=1000` in a loop; a probe requests `/healthz/live` on a fresh connection every 100 ms.\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), note, hostileMemory>>20, v, hostileMounts, thousands(hostileTableLines),
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), note, hostileMemory>>20, v, hostileCPU, r.throttled, hostileMounts, thousands(hostileTableLines),
 		dur.Round(time.Second), hostileIdleConns, hostileDebug)
 	fmt.Fprintf(&b, "| measure | value |\n|---|---|\n")
 	fmt.Fprintf(&b, "| agent RSS before the load | %.1f MiB |\n", float64(r.baseRSS)/(1<<20))

@@ -56,6 +56,7 @@ type hostileHTTPResult struct {
 	baseRSS, peakRSS          int64
 	cgroupPeak                int64
 	oomKills                  int
+	throttled                 int // CFS periods the agent was throttled in
 	steps                     []*httpStep
 	nonReaders, slowBodies    int64
 	liveProbes, liveFailed    int64
@@ -94,6 +95,9 @@ func runHostileHTTP(bin string, dur time.Duration) (*hostileHTTPResult, error) {
 		return nil, err
 	}
 	defer g.Remove()
+	if err := g.LimitCPU(hostileCPU); err != nil {
+		return nil, err
+	}
 	root, err := os.MkdirTemp("", "efs-soak-http")
 	if err != nil {
 		return nil, err
@@ -231,7 +235,7 @@ func runHostileHTTP(bin string, dur time.Duration) (*hostileHTTPResult, error) {
 	}
 	end()
 	res.peakRSS = max(res.peakRSS, peak.Load())
-	res.cgroupPeak, res.oomKills = g.PeakBytes(), g.OOMKills()
+	res.cgroupPeak, res.oomKills, res.throttled = g.PeakBytes(), g.OOMKills(), g.Throttled()
 	res.nonReaders, res.slowBodies = nonReaders.Load(), slowBodies.Load()
 	return res, nil
 }
@@ -253,12 +257,12 @@ func (r *hostileHTTPResult) ok() bool {
 func (r *hostileHTTPResult) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### Hostile clients at %s mounts\n\n", thousands(r.mounts))
-	fmt.Fprintf(&b, "A second agent binary in its own %d MiB memory cgroup with %s tmpfs mounts checked every 60 s (timeout 5 s), "+
+	fmt.Fprintf(&b, "A second agent binary in its own %d MiB memory cgroup, limited to %dm of CPU (throttled in %d periods), with %s tmpfs mounts checked every 60 s (timeout 5 s), "+
 		"%v a step: 20, 50 and 100 concurrent scrapers of each of `/metrics`, `/healthz/mounts` and `/` (fresh connections, gzip, reading everything), "+
 		"40 clients that ask for `/metrics` without gzip and never read (4 KiB receive window, replaced after a minute), "+
 		"256 connections sending a GET with a declared 200 KB body at 10 B/s (reconnecting when dropped), then all at once and SIGTERM. "+
 		"Throughout, `/healthz/live` on a fresh connection every 100 ms must answer 200 within the manifests' probe timeout (%v); RSS must stay under %d MiB.\n\n",
-		hostileMemory>>20, thousands(r.mounts), r.step, probeTimeout, hostileHTTPRSS>>20)
+		hostileMemory>>20, hostileCPU, r.throttled, thousands(r.mounts), r.step, probeTimeout, hostileHTTPRSS>>20)
 	fmt.Fprintf(&b, "| step | scrapes | peak RSS | `/healthz/live` probes / failed | slowest probe so far |\n|---|---|---|---|---|\n")
 	for _, s := range r.steps {
 		sc := "—"
