@@ -83,7 +83,7 @@ them (nothing is written).
   (on a tmpfs when run as root); compare runs with benchstat.
   ` + "`BenchmarkObserveCheck`" + ` in exporters splits the telemetry of one healthy check
   into its default (no spans kept) and sampled (span tree through a batch
-  processor) costs; ` + "`BenchmarkScrape`" + ` renders /metrics (gzip) at 1,000 and
+  processor) costs; ` + "`BenchmarkScrape`" + ` renders /metrics (uncompressed; the router gzips a shared rendering) at 1,000 and
   10,000 mounts.
 - Kubernetes requests/limits in deploy/ (10m CPU, 32Mi; 100m, 128Mi) are sized
   from figures 2 and 3 with a wide margin: a node has at most a few hundred mounts.
