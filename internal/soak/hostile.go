@@ -111,34 +111,85 @@ func raiseNoFile(n uint64) error {
 	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 }
 
-// runHostile runs the phase for dur against the agent binary bin.
-func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
-	if err := raiseNoFile(hostileIdleConns + 2048); err != nil {
+// hostileBox is where a hostile phase runs the agent: a cgroup limited
+// like the manifests' container (hostileMemory, hostileCPU), a directory
+// on a tmpfs of its own for the mount roots, and a free loopback port.
+type hostileBox struct {
+	g    *cgroup.Group
+	root string
+	port int
+	undo []func()
+}
+
+// newHostileBox makes the box of the phase name, with a tmpfs of size
+// (the directory stays on the disk if tmpfs cannot be mounted) and room
+// for noFile descriptors in this process.
+func newHostileBox(name, size string, noFile uint64) (_ *hostileBox, err error) {
+	if err := raiseNoFile(noFile); err != nil {
 		return nil, fmt.Errorf("RLIMIT_NOFILE: %w", err)
 	}
-	g, err := cgroup.New("efs-health-agent-soak", hostileMemory)
+	b := &hostileBox{}
+	defer func() {
+		if err != nil {
+			b.close()
+		}
+	}()
+	if b.g, err = cgroup.New("efs-health-agent-"+name, hostileMemory); err != nil {
+		return nil, err
+	}
+	g := b.g
+	b.undo = append(b.undo, func() { _ = g.Remove() })
+	if err = g.LimitCPU(hostileCPU); err != nil {
+		return nil, err
+	}
+	if b.root, err = os.MkdirTemp("", "efs-"+name); err != nil {
+		return nil, err
+	}
+	root := b.root
+	b.undo = append(b.undo, func() { _ = os.RemoveAll(root) })
+	if unmount, err := tmpfs.Mount(root, "size="+size); err == nil {
+		b.undo = append(b.undo, unmount)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	defer g.Remove()
-	if err := g.LimitCPU(hostileCPU); err != nil {
-		return nil, err
+	b.port = ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return b, nil
+}
+
+// close undoes the box, the last step first; the agent must have exited.
+func (b *hostileBox) close() {
+	for i := len(b.undo) - 1; i >= 0; i-- {
+		b.undo[i]()
 	}
-	root, err := os.MkdirTemp("", "efs-soak-hostile")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(root)
-	if unmount, err := tmpfs.Mount(root, "size=64m"); err == nil {
-		defer unmount()
-	}
-	var mounts []string
-	for i := 0; i < hostileMounts; i++ {
-		d := filepath.Join(root, fmt.Sprintf("v%03d", i))
+}
+
+// dirs makes n mount roots in the box, named with format and their index.
+func (b *hostileBox) dirs(n int, format string) ([]string, error) {
+	dirs := make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		d := filepath.Join(b.root, fmt.Sprintf(format, i))
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return nil, err
 		}
-		mounts = append(mounts, d)
+		dirs = append(dirs, d)
+	}
+	return dirs, nil
+}
+
+// runHostile runs the phase for dur against the agent binary bin.
+func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
+	box, err := newHostileBox("soak", "64m", hostileIdleConns+2048)
+	if err != nil {
+		return nil, err
+	}
+	defer box.close()
+	g, root, port := box.g, box.root, box.port
+	mounts, err := box.dirs(hostileMounts, "v%03d")
+	if err != nil {
+		return nil, err
 	}
 	table := filepath.Join(root, "mountinfo")
 	if err := mountinfoFixture(table, hostileTableLines); err != nil {
@@ -148,12 +199,6 @@ func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount-table attack: %w", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 
 	cmd := g.Command(bin, "--bind-address", "127.0.0.1", "--port", strconv.Itoa(port),

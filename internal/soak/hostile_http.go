@@ -6,9 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,9 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/efs-health-agent/efs-health-agent/internal/cgroup"
 	"github.com/efs-health-agent/efs-health-agent/internal/hostilehttp"
-	"github.com/efs-health-agent/efs-health-agent/internal/tmpfs"
 )
 
 // The hostile clients' part of the hostile phase: a second agent binary
@@ -87,41 +83,22 @@ func runHostileHTTP(bin string, dur time.Duration) (*hostileHTTPResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := raiseNoFile(8192); err != nil {
-		return nil, fmt.Errorf("RLIMIT_NOFILE: %w", err)
-	}
-	g, err := cgroup.New("efs-health-agent-soak-http", hostileMemory)
+	box, err := newHostileBox("soak-http", "256m", 8192)
 	if err != nil {
 		return nil, err
 	}
-	defer g.Remove()
-	if err := g.LimitCPU(hostileCPU); err != nil {
-		return nil, err
-	}
-	root, err := os.MkdirTemp("", "efs-soak-http")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(root)
-	if unmount, err := tmpfs.Mount(root, "size=256m"); err == nil {
-		defer unmount()
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	defer box.close()
+	g, port := box.g, box.port
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	base := "http://" + addr
+	dirs, err := box.dirs(mounts, "v%05d")
+	if err != nil {
+		return nil, err
+	}
 	// A check every 60 s: 10,000 mounts make 170 checks a second, so that
 	// the load measured is the clients', not the checks'.
 	args := []string{"--bind-address", "127.0.0.1", "--port", strconv.Itoa(port), "--check-interval", "60s", "--check-timeout", "5s"}
-	for i := 0; i < mounts; i++ {
-		d := filepath.Join(root, fmt.Sprintf("v%05d", i))
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return nil, err
-		}
+	for _, d := range dirs {
 		args = append(args, "--mount", d)
 	}
 	cmd := g.Command(bin, args...)
