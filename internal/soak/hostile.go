@@ -179,6 +179,43 @@ func (b *hostileBox) dirs(n int, format string) ([]string, error) {
 	return dirs, nil
 }
 
+// agentRun is an agent started by startAgent: its output is kept in
+// memory, exited yields its Wait once (a reader that only looks puts it
+// back).
+type agentRun struct {
+	cmd    *exec.Cmd
+	exited chan error
+	mu     sync.Mutex
+	logs   strings.Builder
+}
+
+// startAgent starts cmd (made by the box's Group.Command) with env added
+// to this process's environment, collecting its output.
+func startAgent(cmd *exec.Cmd, env ...string) (*agentRun, error) {
+	a := &agentRun{cmd: cmd, exited: make(chan error, 1)}
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout = writerFunc(func(p []byte) (int, error) { a.mu.Lock(); defer a.mu.Unlock(); return a.logs.Write(p) })
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { a.exited <- cmd.Wait() }()
+	return a, nil
+}
+
+// output is what the agent has written so far.
+func (a *agentRun) output() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.logs.String()
+}
+
+// kill kills the agent, if it still runs, and waits for it.
+func (a *agentRun) kill() {
+	_ = a.cmd.Process.Kill()
+	<-a.exited
+}
+
 // runHostile runs the phase for dur against the agent binary bin.
 func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
 	box, err := newHostileBox("soak", "64m", hostileIdleConns+2048)
@@ -203,25 +240,15 @@ func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
 
 	cmd := g.Command(bin, "--bind-address", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--check-interval", "2s", "--check-timeout", "1s")
-	cmd.Env = append(os.Environ(), "HEALTH_MOUNTS="+strings.Join(mounts, ","), "HEALTH_MOUNTINFO="+table,
+	a, err := startAgent(cmd, "HEALTH_MOUNTS="+strings.Join(mounts, ","), "HEALTH_MOUNTINFO="+table,
 		"HEALTH_DISCOVER_FSTYPES=nfs4", "HEALTH_DISCOVERY_INTERVAL=2s", "HEALTH_NODE_NAME=soak")
-	var logs strings.Builder
-	var logMu sync.Mutex
-	cmd.Stdout = writerFunc(func(p []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(p) })
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}()
+	defer a.kill()
+	exited := a.exited
 	fail := func(err error) (*hostileResult, error) {
-		logMu.Lock()
-		defer logMu.Unlock()
-		return nil, fmt.Errorf("%w; agent log:\n%s", err, logs.String())
+		return nil, fmt.Errorf("%w; agent log:\n%s", err, a.output())
 	}
 	if err := waitHealthy(base, 60*time.Second); err != nil {
 		return fail(err)
@@ -251,7 +278,9 @@ func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		// Judged by the manifests' probe timeout: under their 100m CPU
+		// limit the agent is throttled, and kubelet waits that long.
+		c := &http.Client{Timeout: probeTimeout + time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 		for ctx.Err() == nil {
 			start := time.Now()
 			resp, err := c.Get(base + "/healthz/live")
@@ -261,7 +290,7 @@ func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
 				resp.Body.Close()
 			}
 			probes.Add(1)
-			if err != nil || resp.StatusCode != http.StatusOK || d > time.Second {
+			if err != nil || resp.StatusCode != http.StatusOK || d > probeTimeout {
 				failed.Add(1)
 			}
 			if int64(d) > slowest.Load() {
@@ -361,9 +390,7 @@ func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
 			res.exitErr = errors.New("no exit within 5 s of SIGTERM")
 		}
 	}
-	logMu.Lock()
-	tables.judge(logs.String())
-	logMu.Unlock()
+	tables.judge(a.output())
 	res.table = tables
 	res.http, res.httpErr = runHostileHTTP(bin, dur)
 	return res, nil
@@ -390,7 +417,8 @@ type writerFunc func([]byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // ok reports whether the phase held its bounds: no OOM kill, a clean
-// exit, and /healthz/live answered within 1 s every time.
+// exit, and /healthz/live answered within the manifests' probe timeout
+// every time.
 func (r *hostileResult) ok() bool {
 	return r.oomKills <= 0 && r.exitErr == nil && r.liveFailed == 0 && r.debugOther == 0 && r.liveProbes > 0 &&
 		r.table.ok() && r.httpErr == nil && r.http != nil && r.http.ok()
@@ -423,7 +451,7 @@ func (r *hostileResult) markdown(dur time.Duration, note string) string {
 	fmt.Fprintf(&b, "| OOM kills | %d |\n", max(r.oomKills, 0))
 	fmt.Fprintf(&b, "| idle connections opened / served a request | %d / %d |\n", r.connsOpened, r.connsServed)
 	fmt.Fprintf(&b, "| `/debug/checks` served / refused with 429 / other | %d / %d / %d |\n", r.debugOK, r.debugRefused, r.debugOther)
-	fmt.Fprintf(&b, "| `/healthz/live` probes / failed or over 1 s | %d / %d |\n", r.liveProbes, r.liveFailed)
+	fmt.Fprintf(&b, "| `/healthz/live` probes / failed or over %v | %d / %d |\n", probeTimeout, r.liveProbes, r.liveFailed)
 	fmt.Fprintf(&b, "| slowest `/healthz/live` | %v |\n", r.liveSlowest.Round(100*time.Microsecond))
 	r.table.rows(&b)
 	exit := "clean exit after SIGTERM"

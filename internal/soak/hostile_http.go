@@ -102,24 +102,14 @@ func runHostileHTTP(bin string, dur time.Duration) (*hostileHTTPResult, error) {
 		args = append(args, "--mount", d)
 	}
 	cmd := g.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "HEALTH_NODE_NAME=soak", "HEALTH_LOG_FORMAT=json")
-	var logs strings.Builder
-	var logMu sync.Mutex
-	cmd.Stdout = writerFunc(func(p []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(p) })
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
+	a, err := startAgent(cmd, "HEALTH_NODE_NAME=soak", "HEALTH_LOG_FORMAT=json")
+	if err != nil {
 		return nil, err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}()
+	defer a.kill()
+	exited := a.exited
 	if err := waitHealthy(base, 180*time.Second); err != nil {
-		logMu.Lock()
-		defer logMu.Unlock()
-		tail := logs.String()
+		tail := a.output()
 		if len(tail) > 4000 {
 			tail = tail[len(tail)-4000:]
 		}
