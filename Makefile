@@ -42,7 +42,7 @@ FUZZTIME ?= 3m
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 3m); new findings land in testdata/fuzz
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./cmd/efs-health-agent
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./discovery
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/discovery
 	$(GO) test -run '^$$' -fuzz '^FuzzHostileMountPaths$$' -fuzztime $(FUZZTIME) ./httpapi
 	$(GO) test -run '^$$' -fuzz '^FuzzMetricsMountPaths$$' -fuzztime $(FUZZTIME) ./exporters
 	$(GO) test -run '^$$' -fuzz '^FuzzEscape$$' -fuzztime $(FUZZTIME) ./internal/pathesc
@@ -51,14 +51,14 @@ clean: ## remove build output
 	rm -rf bin
 
 demo: build ## scripted fault timeline on a FUSE mount (needs root and /dev/fuse)
-	$(GO) run ./internal/demo -agent $(BIN)
+	$(GO) run ./internal/dev/demo -agent $(BIN)
 
 bench: ## run the benchmark suite (root, a few minutes) and rewrite BENCHMARKS.md
-	$(GO) run ./internal/bench -out BENCHMARKS.md
+	$(GO) run ./internal/dev/bench -out BENCHMARKS.md
 
 soak: build ## minutes-long soak with rotating faults and hung mounts, a 100,000-path churn, then hostile load in a 128 MiB cgroup; figures go to BENCHMARKS.md (root)
 	CHURN_MOUNTS=100000 $(GO) test -count=1 -run TestChurn -v ./agent
-	$(GO) run ./internal/soak -duration $${SOAK_DURATION:-3m} -hostile $${SOAK_HOSTILE_DURATION:-1m} -agent $(BIN) -note "$${SOAK_NOTE:-}" -out BENCHMARKS.md
+	$(GO) run ./internal/dev/soak -duration $${SOAK_DURATION:-3m} -hostile $${SOAK_HOSTILE_DURATION:-1m} -agent $(BIN) -note "$${SOAK_NOTE:-}" -out BENCHMARKS.md
 
 NFS_RUN   ?=
 

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/efs-health-agent/efs-health-agent/internal/tmpfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -33,7 +33,7 @@ func benchMonitor(b *testing.B, n int) (*Monitor, []*mount) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	dir := tmpfs.Dir(b)
+	dir := testutil.TmpfsDir(b)
 	var ms []*mount
 	for i := 0; i < n; i++ {
 		p := filepath.Join(dir, fmt.Sprintf("m%05d", i))
@@ -148,7 +148,7 @@ func BenchmarkSchedulerCPU(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	dir := tmpfs.Dir(b)
+	dir := testutil.TmpfsDir(b)
 	for i := 0; i < mounts; i++ {
 		p := filepath.Join(dir, fmt.Sprintf("m%05d", i))
 		if err := os.Mkdir(p, 0o755); err != nil {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 )
 
 func liveHeap() uint64 {

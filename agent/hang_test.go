@@ -13,8 +13,8 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
-	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
-	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -57,7 +57,7 @@ func threads() int {
 // intervals pass, other mounts keep being checked, and when the mount is
 // released it recovers at once and leaves no probe file behind.
 func TestHungMount(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	const interval, timeout = 200 * time.Millisecond, 100 * time.Millisecond
 	mon := newReal(t, interval, timeout)
 	other := t.TempDir()
@@ -156,7 +156,7 @@ func TestHungMount(t *testing.T) {
 // waits for the failure it causes rather than for the first failure, and
 // clears its fault even when it fails.
 func TestFaults(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	mon := newReal(t, 300*time.Millisecond, 250*time.Millisecond)
 	if err := mon.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {
 		t.Fatal(err)

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
-	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -18,7 +18,7 @@ import (
 // once again when the write check works again. A failure in between (the
 // root not opening) does not make it say so again.
 func TestWriteDeniedMode(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	logs := &logRecorder{}
 	mon, clk := newFake(t, func(c *agent.Config) { c.Logger = slog.New(logs) })
 	p := fs.Mountpoint()
@@ -73,7 +73,7 @@ func TestWriteDeniedMode(t *testing.T) {
 // TestRequireWriteCheck: with RequireWriteCheck a refused create is the
 // failure permission_denied.
 func TestRequireWriteCheck(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	mon, _ := newFake(t, func(c *agent.Config) { c.RequireWriteCheck = true })
 	fs.Set(faultfs.OpCreate, faultfs.Fault{Errno: syscall.EACCES})
 	if err := mon.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/internal/fakeclock"
-	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
-	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/fakeclock"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -96,7 +96,7 @@ func TestCheckOnceStuck(t *testing.T) {
 // healthy when only the tunnel is unreachable, tunnel_down when the check
 // then hangs past its deadline.
 func TestCheckOnceTunnelDown(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	ln := tunnelListener(t)
 	addr := ln.Addr().String()
 	ln.Close()

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
-	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -20,7 +20,7 @@ import (
 // while the first is in the middle of a check. Over a dozen intervals
 // neither ever reports an error: neither removes a file the other is using.
 func TestTwoAgentsOneNode(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	// A check is about 14 operations, 2s here, more when the two agents'
 	// creates and unlinks wait for each other on the root's lock.
 	const interval = 4 * time.Second
@@ -71,7 +71,7 @@ func TestTwoAgentsOneNode(t *testing.T) {
 // timeout. Checks never list the root, so the mount stays healthy and is
 // never hung, and the one background listing happens once.
 func TestSlowRootListing(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	fs.Set(faultfs.OpReaddir, faultfs.Fault{Delay: 2 * time.Second})
 	mon := newReal(t, 600*time.Millisecond, 500*time.Millisecond)
 	if err := mon.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {
@@ -128,7 +128,7 @@ func TestLongNodeNameHealthy(t *testing.T) {
 // batch after batch, and the listing still completes: the leftover of an
 // earlier instance in the root is removed.
 func TestSlowListingNeverFailsAChecks(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	// Enough names for several batches of the sweep's listing.
 	for i := range 200 {
 		if err := os.WriteFile(filepath.Join(fs.Mountpoint(), fmt.Sprintf("user-file-with-a-long-name-%04d", i)), nil, 0o644); err != nil {
@@ -183,7 +183,7 @@ func TestSlowListingNeverFailsAChecks(t *testing.T) {
 // and both finish when the call returns; the mount recovers with no probe
 // file left.
 func TestHungListingBounds(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	t.Cleanup(fs.Clear)
 	mon := newReal(t, 300*time.Millisecond, 200*time.Millisecond)
 	fs.Set(faultfs.OpGetdents, faultfs.Fault{Hang: true})

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
-	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -148,7 +148,7 @@ func tunnelListener(t *testing.T) net.Listener {
 // tunnel checks cannot be made from here; when the I/O then fails, the
 // reason is tunnel_down.
 func TestTunnelDown(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	ln := tunnelListener(t)
 	logs := &logRecorder{}
 	mon, clk := newFake(t, func(c *agent.Config) { c.Logger = slog.New(logs) })
@@ -196,7 +196,7 @@ func TestTunnelDown(t *testing.T) {
 // tunnel could not be reached is hung with reason tunnel_down, and stays
 // so while it is stuck and once the call returns.
 func TestTunnelDownHung(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	ln := tunnelListener(t)
 	addr := ln.Addr().String()
 	ln.Close()

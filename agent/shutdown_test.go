@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
-	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -87,7 +87,7 @@ func drainConfig(timeout time.Duration) agent.Config {
 // at that moment and the check's result is on record. No goroutine of the
 // monitor is left behind.
 func TestShutdownLetsChecksFinish(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	fs.Set(faultfs.OpFsync, faultfs.Fault{Delay: 700 * time.Millisecond})
 	mon, err := agent.New(drainConfig(2 * time.Second))
 	if err != nil {
@@ -120,7 +120,7 @@ func TestShutdownLetsChecksFinish(t *testing.T) {
 // agent.ShutdownDrain, leaving exactly one goroutine behind (the stuck
 // check's), which removes the probe file once the call returns.
 func TestShutdownAbandonsStuckChecks(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	fs.Set(faultfs.OpFsync, faultfs.Fault{Hang: true})
 	t.Cleanup(fs.Clear)
 	mon, err := agent.New(drainConfig(500 * time.Millisecond))

@@ -3,7 +3,6 @@ package agent
 import (
 	"time"
 
-	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -36,7 +35,7 @@ type Mount struct {
 	TunnelAddr string
 	// Attribution is what the mount is (EFS file system and access point,
 	// pod and volume), as far as the node knows; empty fields are unknown.
-	Attribution attribution.Attribution
+	Attribution Attribution
 }
 
 // MountStatus is the published health of one mount. A value is never

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/csihealth"
 )
 
@@ -20,21 +19,21 @@ func TestPublishVolumeAttribution(t *testing.T) {
 	for _, tc := range []struct {
 		name, volumeID string
 		m              agent.Mount
-		want           attribution.Attribution
+		want           agent.Attribution
 	}{
 		{"access point", "fs-0123456789abcdef0::fsap-0fedcba9876543210", agent.Mount{Path: target},
-			attribution.Attribution{FileSystemID: "fs-0123456789abcdef0", AccessPoint: "fsap-0fedcba9876543210", Service: attribution.ServiceEFS,
+			agent.Attribution{FileSystemID: "fs-0123456789abcdef0", AccessPoint: "fsap-0fedcba9876543210", Service: agent.ServiceEFS,
 				PodUID: "7f3c2a9e-1b4d-4e8a-9c61-2d5f0e8b7a13", Volume: "pv-shared"}},
 		{"subpath", "fs-0123456789abcdef0:/data:fsap-0fedcba9876543210", agent.Mount{Path: "/mnt/x"},
-			attribution.Attribution{FileSystemID: "fs-0123456789abcdef0", AccessPoint: "fsap-0fedcba9876543210", Service: attribution.ServiceEFS}},
-		{"caller wins", "fs-0123456789abcdef0", agent.Mount{Path: target, Attribution: attribution.Attribution{Volume: "named"}},
-			attribution.Attribution{FileSystemID: "fs-0123456789abcdef0", Service: attribution.ServiceEFS, PodUID: "7f3c2a9e-1b4d-4e8a-9c61-2d5f0e8b7a13", Volume: "named"}},
+			agent.Attribution{FileSystemID: "fs-0123456789abcdef0", AccessPoint: "fsap-0fedcba9876543210", Service: agent.ServiceEFS}},
+		{"caller wins", "fs-0123456789abcdef0", agent.Mount{Path: target, Attribution: agent.Attribution{Volume: "named"}},
+			agent.Attribution{FileSystemID: "fs-0123456789abcdef0", Service: agent.ServiceEFS, PodUID: "7f3c2a9e-1b4d-4e8a-9c61-2d5f0e8b7a13", Volume: "named"}},
 		{"not an EFS volume id", "vol-1", agent.Mount{Path: target},
-			attribution.Attribution{PodUID: "7f3c2a9e-1b4d-4e8a-9c61-2d5f0e8b7a13", Volume: "pv-shared"}},
+			agent.Attribution{PodUID: "7f3c2a9e-1b4d-4e8a-9c61-2d5f0e8b7a13", Volume: "pv-shared"}},
 		{"source names the file system", "vol-1", agent.Mount{Path: "/mnt/y", Source: "fs-0aaaabbbbccccdddd.efs.eu-west-1.amazonaws.com:/"},
-			attribution.Attribution{FileSystemID: "fs-0aaaabbbbccccdddd", Service: attribution.ServiceEFS}},
+			agent.Attribution{FileSystemID: "fs-0aaaabbbbccccdddd", Service: agent.ServiceEFS}},
 		{"s3files volume id", "s3files:fs-0aaaabbbbccccdddd::fsap-0fedcba9876543210", agent.Mount{Path: "/mnt/z"},
-			attribution.Attribution{FileSystemID: "fs-0aaaabbbbccccdddd", AccessPoint: "fsap-0fedcba9876543210", Service: attribution.ServiceS3Files}},
+			agent.Attribution{FileSystemID: "fs-0aaaabbbbccccdddd", AccessPoint: "fsap-0fedcba9876543210", Service: agent.ServiceS3Files}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

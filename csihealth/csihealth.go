@@ -8,8 +8,8 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
+	"github.com/efs-health-agent/efs-health-agent/internal/attribution"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 

@@ -10,7 +10,8 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/csihealth"
-	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -38,7 +39,7 @@ func TestCondition(t *testing.T) {
 // TestUnpublishWhileHung: unpublishing a volume whose check is stuck in
 // the kernel returns at once, and the stuck check does not resurrect it.
 func TestUnpublishWhileHung(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	cfg := agent.DefaultConfig()
 	cfg.Hostname = "n"
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -12,8 +12,8 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/csihealth"
-	"github.com/efs-health-agent/efs-health-agent/discovery"
-	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/internal/discovery"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 )
 
 // TestPublishVolumeKernelFSType: the EFS CSI driver mounts with fstype

@@ -12,7 +12,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
@@ -23,15 +22,15 @@ func TestSpanAttribution(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		a    attribution.Attribution
+		a    agent.Attribution
 		want map[attribute.Key]string
 	}{
-		{"full", attribution.Attribution{FileSystemID: "fs-0123456789abcdef0", AccessPoint: "fsap-0fedcba9876543210", PodUID: "uid-1", Volume: "pv-1"},
+		{"full", agent.Attribution{FileSystemID: "fs-0123456789abcdef0", AccessPoint: "fsap-0fedcba9876543210", PodUID: "uid-1", Volume: "pv-1"},
 			map[attribute.Key]string{exporters.SpanFileSystemID: "fs-0123456789abcdef0", exporters.SpanAccessPoint: "fsap-0fedcba9876543210",
 				exporters.SpanPodUID: "uid-1", exporters.SpanVolume: "pv-1"}},
-		{"file system only", attribution.Attribution{FileSystemID: "fs-0123456789abcdef0"},
+		{"file system only", agent.Attribution{FileSystemID: "fs-0123456789abcdef0"},
 			map[attribute.Key]string{exporters.SpanFileSystemID: "fs-0123456789abcdef0"}},
-		{"nothing known", attribution.Attribution{}, map[attribute.Key]string{}},
+		{"nothing known", agent.Attribution{}, map[attribute.Key]string{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -70,7 +69,7 @@ func TestSpanAttribution(t *testing.T) {
 func TestInfoOpenMetrics(t *testing.T) {
 	t.Parallel()
 	src := &source{}
-	src.set([]*agent.MountStatus{{Mount: &agent.Mount{Path: "/mnt/a", Attribution: attribution.Attribution{FileSystemID: "fs-0123456789abcdef0", Volume: "pv\xff"}}, State: agent.StatePending}},
+	src.set([]*agent.MountStatus{{Mount: &agent.Mount{Path: "/mnt/a", Attribution: agent.Attribution{FileSystemID: "fs-0123456789abcdef0", Volume: "pv\xff"}}, State: agent.StatePending}},
 		agent.Summary{Mounts: 1, Pending: 1})
 	tel := newTel(t, src, exporters.Options{})
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil).WithContext(context.Background())

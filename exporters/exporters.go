@@ -23,10 +23,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/internal/lograte"
+	"github.com/efs-health-agent/efs-health-agent/internal/nfsstats"
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
-	"github.com/efs-health-agent/efs-health-agent/nfsstats"
 )
 
 // Source is what the metric callbacks read: the
@@ -358,7 +357,7 @@ func (t *Telemetry) instruments(version string) error {
 // infoLabels are the label names (in lInfo's order) and values of a
 // mount's efs_mount_info series: the mount path and each attribution that
 // is known, escaped like mount paths.
-func infoLabels(path string, a attribution.Attribution) (names, values []string) {
+func infoLabels(path string, a agent.Attribution) (names, values []string) {
 	all := [...]string{a.AccessPoint, a.FileSystemID, path, a.PodUID, a.Service, a.Volume} // lInfo's order
 	names, values = make([]string, 0, len(all)), make([]string, 0, len(all))
 	for i, v := range all {

@@ -22,7 +22,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
@@ -173,10 +172,10 @@ func (r registration) Registered() bool {
 
 func fixture() ([]*agent.MountStatus, agent.Summary) {
 	return []*agent.MountStatus{
-		{Mount: &agent.Mount{Path: "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount", Attribution: attribution.Attribution{
-			FileSystemID: "fs-0123456789abcdef0", AccessPoint: "fsap-0fedcba9876543210", Service: attribution.ServiceEFS, PodUID: "abc123", Volume: "efs-pv"}}, State: agent.StateHealthy,
+		{Mount: &agent.Mount{Path: "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount", Attribution: agent.Attribution{
+			FileSystemID: "fs-0123456789abcdef0", AccessPoint: "fsap-0fedcba9876543210", Service: agent.ServiceEFS, PodUID: "abc123", Volume: "efs-pv"}}, State: agent.StateHealthy,
 			Mode: probes.ModeReadWrite, LastCheck: t0, ResponseTime: 15 * time.Millisecond, Checks: 3},
-		{Mount: &agent.Mount{Path: "/mnt/hung", Attribution: attribution.Attribution{FileSystemID: "fs-0aaaabbbbccccdddd", Service: attribution.ServiceS3Files}}, State: agent.StateHung, Mode: probes.ModeWriteDenied, LastCheck: t0, ResponseTime: 5 * time.Second,
+		{Mount: &agent.Mount{Path: "/mnt/hung", Attribution: agent.Attribution{FileSystemID: "fs-0aaaabbbbccccdddd", Service: agent.ServiceS3Files}}, State: agent.StateHung, Mode: probes.ModeWriteDenied, LastCheck: t0, ResponseTime: 5 * time.Second,
 			ErrorCount: 4, ConsecutiveErrors: 2, Reason: probes.ReasonTimeout},
 		{Mount: &agent.Mount{Path: "/mnt/pending"}, State: agent.StatePending},
 	}, agent.Summary{Mounts: 3, Pending: 1, Unhealthy: 1, Hung: 1, InFlight: 1, SelfDelays: [agent.NumSelfDelayCauses]uint64{agent.SelfDelayScheduling: 3}}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
-	"github.com/efs-health-agent/efs-health-agent/nfsstats"
+	"github.com/efs-health-agent/efs-health-agent/internal/nfsstats"
 )
 
 // TestNFSStats: the NFS client statistics of a registered NFS mount appear

@@ -18,7 +18,7 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
-	"github.com/efs-health-agent/efs-health-agent/internal/fakeclock"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/fakeclock"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 

@@ -14,7 +14,6 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/attribution"
 )
 
 // The observable rows of the names table (groups mounts and nfs) describe
@@ -44,7 +43,7 @@ type sink interface {
 	observe(id metricID, v float64, path, op string)
 	// info reports the mount's efs_mount_info series, whose labels are
 	// those of its attribution that are known.
-	info(path string, a attribution.Attribution)
+	info(path string, a agent.Attribution)
 }
 
 // observeState reports every series of the observable rows to s. Series
@@ -225,7 +224,7 @@ func (s *familySink) observe(id metricID, v float64, path, op string) {
 	f.Metric = append(f.Metric, m)
 }
 
-func (s *familySink) info(path string, a attribution.Attribution) {
+func (s *familySink) info(path string, a agent.Attribution) {
 	names, values := infoLabels(path, a)
 	f := s.fams[mInfo]
 	if f == nil {
@@ -329,7 +328,7 @@ func (s *otelSink) observe(id metricID, v float64, path, op string) {
 	}
 }
 
-func (s *otelSink) info(path string, a attribution.Attribution) {
+func (s *otelSink) info(path string, a agent.Attribution) {
 	names, values := infoLabels(path, a)
 	kvs := make([]attribute.KeyValue, len(names))
 	for i := range names {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
 )
 
@@ -18,8 +17,8 @@ func attributedSource() *fakeSource {
 	return &fakeSource{live: true, sum: agent.Summary{Mounts: 2},
 		sts: []*agent.MountStatus{
 			{Mount: &agent.Mount{Path: "/mnt/plain"}, State: agent.StateHealthy, LastCheck: now},
-			{Mount: &agent.Mount{Path: attributedPath, Attribution: attribution.Attribution{FileSystemID: "fs-0123456789abcdef0",
-				AccessPoint: "fsap-0fedcba9876543210", Service: attribution.ServiceS3Files, PodUID: "7f3c", Volume: "<b>pv-shared</b>"}}, State: agent.StateHealthy, LastCheck: now},
+			{Mount: &agent.Mount{Path: attributedPath, Attribution: agent.Attribution{FileSystemID: "fs-0123456789abcdef0",
+				AccessPoint: "fsap-0fedcba9876543210", Service: agent.ServiceS3Files, PodUID: "7f3c", Volume: "<b>pv-shared</b>"}}, State: agent.StateHealthy, LastCheck: now},
 		}}
 }
 

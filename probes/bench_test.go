@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/efs-health-agent/efs-health-agent/internal/tmpfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -12,7 +12,7 @@ import (
 // write + fsync, read back, delete, with no observer. make bench compares
 // the whole agent with the bare syscalls; this is the step between them.
 func BenchmarkCheck(b *testing.B) {
-	dir := tmpfs.Dir(b)
+	dir := testutil.TmpfsDir(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

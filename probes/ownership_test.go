@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -228,7 +229,7 @@ func TestLeftoverAge(t *testing.T) {
 // at once with a fresh name. Only a file that vanishes again fails, with
 // probe_file_lost, never not_mounted.
 func TestProbeFileVanishes(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	o := newOwner(t, "node-a")
 	for _, tc := range []struct {
 		name  string
@@ -267,7 +268,7 @@ func TestProbeFileVanishes(t *testing.T) {
 // is retried, not reported: the mount is healthy and nothing is left
 // behind.
 func TestInterruptedCalls(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	o := newOwner(t, "node-a")
 	for _, op := range []faultfs.Op{faultfs.OpCreate, faultfs.OpUnlink, faultfs.OpFsync} {
 		t.Run(string(op), func(t *testing.T) {

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -34,7 +35,7 @@ func closedPort(t *testing.T) string {
 // fails as tunnel_down, keeping both errors; behind a working tunnel the
 // failure keeps its own reason.
 func TestTunnelExplains(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
-	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -49,7 +49,7 @@ func TestReadOnlyMount(t *testing.T) {
 // answers, in a mode of its own. With RequireWriteCheck the refusal is
 // the failure permission_denied, as before.
 func TestWriteDenied(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	for _, errno := range []syscall.Errno{syscall.EACCES, syscall.EPERM} {
 		t.Run(errno.Error(), func(t *testing.T) {
 			fs.Set(faultfs.OpCreate, faultfs.Fault{Errno: errno})
@@ -153,7 +153,7 @@ func TestWriteDeniedSquashed(t *testing.T) {
 // (it reaches the filesystem), so no second open is needed; on NFS that
 // saves an OPEN and a CLOSE per check.
 func TestOneDescriptor(t *testing.T) {
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	opens, creates, reads, writes := fs.Calls(faultfs.OpOpen), fs.Calls(faultfs.OpCreate), fs.Calls(faultfs.OpRead), fs.Calls(faultfs.OpWrite)
 	res := probes.Check(context.Background(), fs.Mountpoint(), probes.Options{Hostname: "h"})
 	if res.Err != nil || res.Mode != probes.ModeReadWrite {

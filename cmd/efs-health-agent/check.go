@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/discovery"
+	"github.com/efs-health-agent/efs-health-agent/internal/discovery"
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )

@@ -7,8 +7,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/efs-health-agent/efs-health-agent/internal/faultfs"
-	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 )
 
 // TestCheckStuck: a check stuck in the kernel is reported at its
@@ -16,7 +16,7 @@ import (
 // the call returns.
 func TestCheckStuck(t *testing.T) {
 	t.Parallel()
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	fs.Set(faultfs.OpFsync, faultfs.Fault{Hang: true})
 	var out, errb bytes.Buffer
 	code := run([]string{"check", "--check-interval", "10s", "--check-timeout", "500ms", fs.Mountpoint()}, env(nil), &out, &errb)
@@ -40,7 +40,7 @@ func TestCheckStuck(t *testing.T) {
 // --require-write-check it is the failure permission_denied.
 func TestCheckWriteDenied(t *testing.T) {
 	t.Parallel()
-	fs := faultfs.MountT(t)
+	fs := testutil.MountFaultFS(t)
 	fs.Set(faultfs.OpCreate, faultfs.Fault{Errno: syscall.EACCES})
 	var out, errb bytes.Buffer
 	if code := run([]string{"check", fs.Mountpoint()}, env(nil), &out, &errb); code != 0 {

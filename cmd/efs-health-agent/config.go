@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/discovery"
+	"github.com/efs-health-agent/efs-health-agent/internal/discovery"
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 )
 

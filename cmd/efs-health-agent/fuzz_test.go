@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/efs-health-agent/efs-health-agent/discovery"
+	"github.com/efs-health-agent/efs-health-agent/internal/discovery"
 )
 
 // FuzzParseConfig feeds arbitrary environment values and flags to the

@@ -19,11 +19,11 @@ import (
 	"github.com/KimMachineGun/automemlimit/memlimit"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/discovery"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
+	"github.com/efs-health-agent/efs-health-agent/internal/discovery"
+	"github.com/efs-health-agent/efs-health-agent/internal/nfsstats"
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
-	"github.com/efs-health-agent/efs-health-agent/nfsstats"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

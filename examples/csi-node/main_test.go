@@ -19,9 +19,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/attribution"
 	"github.com/efs-health-agent/efs-health-agent/csihealth"
-	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 )
 
 // kubeletVolumeStats plays kubelet's part in NodeGetVolumeStats
@@ -90,8 +89,8 @@ func TestNodeServerOverGRPC(t *testing.T) {
 	if _, err := node.NodePublishVolume(ctx, pub); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := mon.Status(target); st.Attribution != (attribution.Attribution{FileSystemID: "fs-0123456789abcdef0",
-		AccessPoint: "fsap-0fedcba9876543210", Service: attribution.ServiceEFS, PodUID: "uid", Volume: "efs-pv"}) || st.FSType != "nfs4" {
+	if st, _ := mon.Status(target); st.Attribution != (agent.Attribution{FileSystemID: "fs-0123456789abcdef0",
+		AccessPoint: "fsap-0fedcba9876543210", Service: agent.ServiceEFS, PodUID: "uid", Volume: "efs-pv"}) || st.FSType != "nfs4" {
 		t.Errorf("published volume attributed %+v, fstype %q", st.Attribution, st.FSType)
 	}
 	cond := func() *csi.VolumeCondition {

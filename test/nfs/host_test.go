@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/efs-health-agent/efs-health-agent/internal/testutil"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 )
 
 // defaultLimit is how long the guest may run before QEMU is killed: the

@@ -1,0 +1,270 @@
+package attribution
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/efs-health-agent/efs-health-agent/agent"
+)
+
+// DefaultStateDir is efs-utils' state directory (STATE_FILE_DIR), which
+// the EFS CSI driver's node DaemonSet keeps on the host.
+const DefaultStateDir = "/var/run/efs"
+
+// Bounds of one read of the state directory.
+const (
+	// MaxStateFiles is the most directory entries looked at per read; a
+	// directory with more is read in part (the rest stays unattributed).
+	MaxStateFiles = 4096
+	// MaxStateFileBytes is the most bytes read from one state file; a
+	// larger file is attributed from its name only.
+	MaxStateFileBytes = 64 << 10
+)
+
+// TunnelState is what one efs-utils state file says about a mount through
+// its local proxy: efs-proxy for every mount.efs mount since efs-utils v2,
+// TLS or not, stunnel only with the legacy stunnel option.
+type TunnelState struct {
+	// FileSystemID comes from the file's name (and its fsId key).
+	FileSystemID string
+	// AccessPoint is the accessPoint key, written only for TLS mounts
+	// made with the accesspoint option (a non-TLS mount's file has
+	// neither fsId nor accessPoint).
+	AccessPoint string
+	// Mountpoint is the mountpoint key (absent in files of old versions).
+	Mountpoint string
+	// Port is the tunnel's local port, from the file's name.
+	Port int
+	// Service is ServiceS3Files for an S3 Files mount, ServiceEFS for an
+	// EFS one, from the file's service_type key; empty when the key is
+	// absent or null (files of older versions).
+	Service string
+}
+
+// stateFile are the keys of an efs-utils state file that matter here
+// (write_tunnel_state_file in src/efs_utils_common/proxy.py; fsId and
+// accessPoint come from the certificate details of TLS mounts).
+type stateFile struct {
+	FSID        string `json:"fsId"`
+	AccessPoint string `json:"accessPoint"`
+	Mountpoint  string `json:"mountpoint"`
+	// ServiceType is MountContext().service: "elasticfilesystem" or
+	// "s3files" (EFS_SERVICE_NAME, S3FILES_SERVICE_NAME in
+	// src/efs_utils_common/constants.py, efs-utils v3.2.0).
+	ServiceType string `json:"service_type"`
+}
+
+// serviceOf maps efs-utils' service_type to Attribution.Service.
+func serviceOf(serviceType string) string {
+	switch serviceType {
+	case "elasticfilesystem":
+		return agent.ServiceEFS
+	case "s3files":
+		return agent.ServiceS3Files
+	}
+	return ""
+}
+
+// SafeMountpoint is efs-utils' get_file_safe_mountpoint_name: the mount
+// path with every "/" replaced by "." and the leading dots removed, as it
+// appears in state file names ("/mnt/efs" -> "mnt.efs").
+func SafeMountpoint(mountpoint string) string {
+	return strings.TrimLeft(strings.ReplaceAll(filepath.Clean(mountpoint), "/", "."), ".")
+}
+
+// parseStateName splits a state file name, "<fs id>.<safe mountpoint>.<port>"
+// (get_mount_specific_filename), into its key (the part the watchdog
+// matches mounts by: "<safe mountpoint>.<port>"), file system id and port.
+func parseStateName(name string) (key, fsID string, port int, ok bool) {
+	first := strings.IndexByte(name, '.')
+	last := strings.LastIndexByte(name, '.')
+	if first <= 0 || last == len(name)-1 {
+		return "", "", 0, false
+	}
+	fsID = name[:first]
+	if !bareFSID.MatchString(fsID) {
+		return "", "", 0, false
+	}
+	p, err := strconv.Atoi(name[last+1:])
+	if err != nil || p <= 0 || p > 65535 {
+		return "", "", 0, false
+	}
+	return name[first+1:], fsID, p, true
+}
+
+// tempPrefix marks the state file of a mount in progress. efs-utils
+// (bootstrap_proxy and write_tunnel_state_file in
+// src/efs_utils_common/proxy.py, v3.2.0) writes the complete state, file
+// system id, mountpoint, service and certificate details included, to
+// "~<name>" before it starts the tunnel, rewrites it with the tunnel's pid,
+// runs mount.nfs4 inside that context and renames the file to "<name>" only
+// when the context exits, after mount.nfs4 has returned. A mount that has
+// just appeared in the mount table is therefore usually still described by
+// its "~" file.
+const tempPrefix = "~"
+
+// StateDir reads efs-utils' state directory and remembers what it found.
+// A file is parsed the first time its name is seen; the file system id and
+// access point of a tunnel never change under the same name. A "~" file
+// (a mount in progress) is read as well, so a new mount is attributed by
+// the first refresh that sees it; the final file, once renamed, takes its
+// place. It is not
+// safe for concurrent use: one goroutine (discovery's refresh) owns it.
+type StateDir struct {
+	dir   string
+	known map[string]TunnelState // by file name
+	byKey map[string]TunnelState // "<safe mountpoint>.<port>"
+	// byPort holds ports that exactly one state file uses.
+	byPort map[int]TunnelState
+}
+
+// NewStateDir returns a reader of dir; an empty dir reads as nothing.
+func NewStateDir(dir string) *StateDir {
+	return &StateDir{dir: dir, known: map[string]TunnelState{}, byKey: map[string]TunnelState{}, byPort: map[int]TunnelState{}}
+}
+
+// Dir is the directory read.
+func (s *StateDir) Dir() string { return s.dir }
+
+// Refresh re-reads the directory: at most MaxStateFiles entries, at most
+// MaxStateFileBytes of each new file. A missing directory is no error
+// (efs-utils creates it with its first TLS mount). A file that cannot be
+// read or parsed is attributed from its name and read again next time.
+// The returned error, if any, is the first such problem; what was read
+// is kept either way.
+func (s *StateDir) Refresh() error {
+	if s.dir == "" {
+		return nil
+	}
+	f, err := os.Open(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.known, s.byKey, s.byPort = map[string]TunnelState{}, map[string]TunnelState{}, map[int]TunnelState{}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("efs-utils state dir: %w", err)
+	}
+	defer f.Close()
+	ents, err := f.ReadDir(MaxStateFiles)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("efs-utils state dir %s: %w", s.dir, err)
+	}
+	var first error
+	if len(ents) == MaxStateFiles {
+		first = fmt.Errorf("efs-utils state dir %s: more than %d entries, the rest are not read", s.dir, MaxStateFiles)
+	}
+	all := make(map[string]TunnelState, len(ents))
+	parsed := make(map[string]TunnelState, len(ents))
+	for _, e := range ents {
+		name := e.Name()
+		if !e.Type().IsRegular() {
+			continue // the per-mount "<name>+" directories, sockets, links
+		}
+		base, temp := strings.CutPrefix(name, tempPrefix)
+		_, fsID, port, ok := parseStateName(base)
+		if !ok {
+			continue // stunnel-config.*, others
+		}
+		if ts, ok := s.known[name]; ok {
+			all[name], parsed[name] = ts, ts
+			continue
+		}
+		ts := TunnelState{FileSystemID: fsID, Port: port}
+		sf, err := readStateFile(filepath.Join(s.dir, name))
+		if err != nil {
+			// Use the name for now, and read the file again next time. A
+			// "~" file being written is expected, not a problem to report.
+			if first == nil && !temp {
+				first = err
+			}
+			all[name] = ts
+			continue
+		}
+		if bareFSID.MatchString(sf.FSID) {
+			ts.FileSystemID = sf.FSID
+		}
+		if apID.MatchString(sf.AccessPoint) {
+			ts.AccessPoint = sf.AccessPoint
+		}
+		ts.Mountpoint = sf.Mountpoint
+		ts.Service = serviceOf(sf.ServiceType)
+		if temp {
+			// Rewritten (the tunnel's pid) until renamed: read it again.
+			all[name] = ts
+			continue
+		}
+		all[name], parsed[name] = ts, ts
+	}
+	s.known = parsed
+	s.byKey = make(map[string]TunnelState, len(all))
+	s.byPort = make(map[int]TunnelState, len(all))
+	shared := map[int]bool{}
+	for name, ts := range all {
+		base, temp := strings.CutPrefix(name, tempPrefix)
+		if _, done := all[base]; temp && done {
+			continue // renamed since (a leftover of a crash): the final file wins
+		}
+		key, _, _, _ := parseStateName(base)
+		s.byKey[key] = ts
+		if _, dup := s.byPort[ts.Port]; dup {
+			shared[ts.Port] = true
+		}
+		s.byPort[ts.Port] = ts
+	}
+	for p := range shared {
+		delete(s.byPort, p)
+	}
+	return first
+}
+
+// apID is an access point id as efs-utils accepts it (AP_REGEX_PATTERN is
+// exactly 17 hex digits; the EFS CSI driver allows 8 to 40).
+var apID = regexp.MustCompile(`^fsap-[0-9a-f]{8,40}$`)
+
+func readStateFile(p string) (stateFile, error) {
+	var sf stateFile
+	f, err := os.Open(p)
+	if err != nil {
+		return sf, fmt.Errorf("efs-utils state file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxStateFileBytes+1))
+	if err != nil {
+		return sf, fmt.Errorf("efs-utils state file %s: %w", p, err)
+	}
+	if len(b) > MaxStateFileBytes {
+		return sf, fmt.Errorf("efs-utils state file %s: larger than %d bytes", p, MaxStateFileBytes)
+	}
+	if err := json.Unmarshal(b, &sf); err != nil {
+		return sf, fmt.Errorf("efs-utils state file %s: %w", p, err)
+	}
+	return sf, nil
+}
+
+// Lookup finds the tunnel of the NFS mount at mountpoint whose client
+// talks to the given local port (the port= mount option; 2049 when the
+// option is absent), the way efs-utils' watchdog matches them: by
+// "<safe mountpoint>.<port>". Failing that, a port that exactly one state
+// file uses identifies the tunnel (efs-utils never gives two live tunnels
+// the same port), which covers a mount table that shows the mount under
+// another path than the one efs-utils mounted it at.
+func (s *StateDir) Lookup(mountpoint string, port int) (TunnelState, bool) {
+	if ts, ok := s.byKey[SafeMountpoint(mountpoint)+"."+strconv.Itoa(port)]; ok {
+		return ts, true
+	}
+	ts, ok := s.byPort[port]
+	return ts, ok
+}
+
+// Attribution is the attribution of a tunnel.
+func (ts TunnelState) Attribution() agent.Attribution {
+	return agent.Attribution{FileSystemID: ts.FileSystemID, AccessPoint: ts.AccessPoint, Service: ts.Service}
+}
