@@ -144,66 +144,102 @@ func (s *StateDir) Refresh() error {
 	if s.dir == "" {
 		return nil
 	}
-	f, err := os.Open(s.dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	ents, first, err := s.list()
+	if err != nil {
+		return err
+	}
+	if ents == nil {
 		s.known, s.byKey, s.byPort = map[string]TunnelState{}, map[string]TunnelState{}, map[int]TunnelState{}
 		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("efs-utils state dir: %w", err)
-	}
-	defer f.Close()
-	ents, err := f.ReadDir(MaxStateFiles)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("efs-utils state dir %s: %w", s.dir, err)
-	}
-	var first error
-	if len(ents) == MaxStateFiles {
-		first = fmt.Errorf("efs-utils state dir %s: more than %d entries, the rest are not read", s.dir, MaxStateFiles)
 	}
 	all := make(map[string]TunnelState, len(ents))
 	parsed := make(map[string]TunnelState, len(ents))
 	for _, e := range ents {
-		name := e.Name()
 		if !e.Type().IsRegular() {
 			continue // the per-mount "<name>+" directories, sockets, links
 		}
-		base, temp := strings.CutPrefix(name, tempPrefix)
-		_, fsID, port, ok := parseStateName(base)
+		name := e.Name()
+		ts, final, ok, err := s.read(name)
 		if !ok {
 			continue // stunnel-config.*, others
 		}
-		if ts, ok := s.known[name]; ok {
-			all[name], parsed[name] = ts, ts
-			continue
+		if err != nil && first == nil {
+			first = err
 		}
-		ts := TunnelState{FileSystemID: fsID, Port: port}
-		sf, err := readStateFile(filepath.Join(s.dir, name))
-		if err != nil {
-			// Use the name for now, and read the file again next time. A
-			// "~" file being written is expected, not a problem to report.
-			if first == nil && !temp {
-				first = err
-			}
-			all[name] = ts
-			continue
+		all[name] = ts
+		if final {
+			parsed[name] = ts
 		}
-		if bareFSID.MatchString(sf.FSID) {
-			ts.FileSystemID = sf.FSID
-		}
-		if apID.MatchString(sf.AccessPoint) {
-			ts.AccessPoint = sf.AccessPoint
-		}
-		ts.Mountpoint = sf.Mountpoint
-		ts.Service = serviceOf(sf.ServiceType)
-		if temp {
-			// Rewritten (the tunnel's pid) until renamed: read it again.
-			all[name] = ts
-			continue
-		}
-		all[name], parsed[name] = ts, ts
 	}
 	s.known = parsed
+	s.index(all)
+	return first
+}
+
+// list reads at most MaxStateFiles entries of the state directory: nil
+// entries and no error when it does not exist; first is the error to
+// report when there were more.
+func (s *StateDir) list() (ents []fs.DirEntry, first, err error) {
+	f, err := os.Open(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("efs-utils state dir: %w", err)
+	}
+	defer f.Close()
+	ents, err = f.ReadDir(MaxStateFiles)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, nil, fmt.Errorf("efs-utils state dir %s: %w", s.dir, err)
+	}
+	if len(ents) == MaxStateFiles {
+		first = fmt.Errorf("efs-utils state dir %s: more than %d entries, the rest are not read", s.dir, MaxStateFiles)
+	}
+	if ents == nil {
+		ents = []fs.DirEntry{}
+	}
+	return ents, first, nil
+}
+
+// read returns what the state file name says: ok is false for a name that
+// is not a tunnel's state file; final is set when the result may be kept
+// without reading the file again (read and not a "~" file being written);
+// err is a read failure worth reporting.
+func (s *StateDir) read(name string) (ts TunnelState, final, ok bool, err error) {
+	base, temp := strings.CutPrefix(name, tempPrefix)
+	_, fsID, port, ok := parseStateName(base)
+	if !ok {
+		return TunnelState{}, false, false, nil
+	}
+	if ts, ok := s.known[name]; ok {
+		return ts, true, true, nil
+	}
+	ts = TunnelState{FileSystemID: fsID, Port: port}
+	sf, err := readStateFile(filepath.Join(s.dir, name))
+	if err != nil {
+		// Use the name for now, and read the file again next time. A
+		// "~" file being written is expected, not a problem to report.
+		if temp {
+			err = nil
+		}
+		return ts, false, true, err
+	}
+	if bareFSID.MatchString(sf.FSID) {
+		ts.FileSystemID = sf.FSID
+	}
+	if apID.MatchString(sf.AccessPoint) {
+		ts.AccessPoint = sf.AccessPoint
+	}
+	ts.Mountpoint = sf.Mountpoint
+	ts.Service = serviceOf(sf.ServiceType)
+	// A "~" file is rewritten (the tunnel's pid) until renamed: read it
+	// again next time.
+	return ts, !temp, true, nil
+}
+
+// index rebuilds the lookups by state-file key and by tunnel port from
+// all; a port two state files claim is left out.
+func (s *StateDir) index(all map[string]TunnelState) {
 	s.byKey = make(map[string]TunnelState, len(all))
 	s.byPort = make(map[int]TunnelState, len(all))
 	shared := map[int]bool{}
@@ -222,7 +258,6 @@ func (s *StateDir) Refresh() error {
 	for p := range shared {
 		delete(s.byPort, p)
 	}
-	return first
 }
 
 // apID is an access point id as efs-utils accepts it (AP_REGEX_PATTERN is
