@@ -14,8 +14,37 @@
 // a due check also starts those due within a short coalescing window) and
 // enforces every deadline from a heap; checks run on reused worker
 // goroutines. What happens to a mount's status is decided by pure
-// transition functions (transition.go), and each check's own Outcome is
-// handed to the Observer, which never calls back into the monitor.
+// transition functions (transition.go).
+//
+// # The path of one check
+//
+// One check produces one record, a CheckRecord, and everything shown
+// about it is made from that record, in three packages:
+//
+//  1. agent, scheduler.go: dispatch takes a due mount from the due heap
+//     and launches its check (lifecycle.go: newCheck, runCheck) on a
+//     worker goroutine, its deadline in the deadline heap.
+//  2. probes: Check runs the steps, logging each operation with its
+//     start, duration and error in the check's probes.OpLog.
+//  3. agent, lifecycle.go: when the check returns (complete, judgeLocked)
+//     or its deadline passes first (expire; atDeadline, shared with
+//     CheckOnce), the log and the verdict of the transition functions
+//     become the CheckRecord: the mount, start and end, the Outcome and
+//     the operations. The same transition yields the mount's next
+//     MountStatus, published atomically (setStatusLocked), and the
+//     summary counters (counters.go).
+//  4. The Observer receives the record once (CheckDone). exporters'
+//     Observer (exporters/observer.go) counts it
+//     (efs_mount_checks_total), records each operation's latency
+//     (efs_mount_operation_duration_seconds), makes its span tree when
+//     the check keeps one, and files it for /debug/checks.
+//  5. Readers take the published MountStatus values: exporters' metric
+//     callbacks make the per-mount gauges of /metrics from them
+//     (exporters/state.go), and httpapi renders /healthz/mounts and the
+//     status page from them (httpapi/httpapi.go: ToJSON, mounts).
+//
+// The Observer never calls back into the monitor, and no reader waits
+// for a check.
 //
 // What a check is (its steps, from the mount-table and tunnel preflight to
 // the probe file's removal) is the probes package's list; this package

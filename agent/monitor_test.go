@@ -534,6 +534,7 @@ type recordingObserver struct {
 	mon      atomic.Pointer[agent.Monitor]
 	mu       sync.Mutex
 	outcomes map[string][]agent.Outcome
+	records  map[string][]agent.CheckRecord
 	skipped  map[string]int
 }
 
@@ -543,12 +544,16 @@ func (o *recordingObserver) touch() {
 	}
 }
 
-func (o *recordingObserver) CheckStart(m agent.Mount, _ time.Time) agent.CheckRecorder {
+func (o *recordingObserver) CheckDone(r *agent.CheckRecord) {
 	o.touch()
-	return &recordingRecorder{o: o, path: m.Path}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.outcomes[r.Mount.Path] = append(o.outcomes[r.Mount.Path], r.Outcome)
+	o.records[r.Mount.Path] = append(o.records[r.Mount.Path], agent.CheckRecord{Mount: r.Mount, Start: r.Start, End: r.End,
+		Outcome: r.Outcome, Ops: slices.Clone(r.Ops)})
 }
 
-func (o *recordingObserver) CheckSkipped(m agent.Mount, _ time.Time) {
+func (o *recordingObserver) CheckSkipped(m *agent.Mount, _ time.Time) {
 	o.touch()
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -561,27 +566,19 @@ func (o *recordingObserver) get(path string) []agent.Outcome {
 	return slices.Clone(o.outcomes[path])
 }
 
-type recordingRecorder struct {
-	o    *recordingObserver
-	path string
+func (o *recordingObserver) record(path string, i int) agent.CheckRecord {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.records[path][i]
 }
 
-func (r *recordingRecorder) OpStart(probes.Op, time.Time)          { r.o.touch() }
-func (r *recordingRecorder) OpEnd(probes.Op, time.Duration, error) { r.o.touch() }
-func (r *recordingRecorder) End(out agent.Outcome, _ time.Time) {
-	r.o.touch()
-	r.o.mu.Lock()
-	defer r.o.mu.Unlock()
-	r.o.outcomes[r.path] = append(r.o.outcomes[r.path], out)
-}
-
-// TestObserverOutcomes: End receives each check's own outcome (success,
-// failure, deadline, and a check whose mount was unregistered while it
-// ran), exactly once per check, and no event is delivered under the
-// monitor's lock.
+// TestObserverOutcomes: CheckDone receives each check's own record
+// (success, failure, deadline, and a check whose mount was unregistered
+// while it ran), exactly once per check, and no event is delivered under
+// the monitor's lock.
 func TestObserverOutcomes(t *testing.T) {
 	t.Parallel()
-	obs := &recordingObserver{outcomes: map[string][]agent.Outcome{}, skipped: map[string]int{}}
+	obs := &recordingObserver{outcomes: map[string][]agent.Outcome{}, records: map[string][]agent.CheckRecord{}, skipped: map[string]int{}}
 	base := t.TempDir()
 	ok, missing, stuck, gone := filepath.Join(base, "ok"), filepath.Join(base, "missing"), filepath.Join(base, "stuck"), filepath.Join(base, "gone")
 	tab := &blockingTable{nfs: map[string]bool{stuck: true, gone: true}}
@@ -600,8 +597,21 @@ func TestObserverOutcomes(t *testing.T) {
 		}
 		testutil.WaitFor(t, "first check of "+p, func() bool { return len(obs.get(p)) == 1 })
 	}
-	if out := obs.get(ok)[0]; !out.Success() || out.Err != nil || out.TimedOut || !out.Registration.Registered() || out.Mounts != 1 {
+	if out := obs.get(ok)[0]; !out.Success() || out.Err != nil || out.TimedOut {
 		t.Errorf("healthy check: %+v", out)
+	}
+	// The record holds every operation, with its start, in order, within
+	// the check.
+	rec := obs.record(ok, 0)
+	var ops []probes.Op
+	for i, o := range rec.Ops {
+		ops = append(ops, o.Op)
+		if o.Start.Before(rec.Start) || o.Start.Add(o.Duration).After(rec.End) || (i > 0 && o.Start.Before(rec.Ops[i-1].Start)) || o.Err != nil {
+			t.Errorf("operation %d of the healthy check: %+v in a check from %v to %v", i, o, rec.Start, rec.End)
+		}
+	}
+	if want := []probes.Op{probes.OpOpen, probes.OpWrite, probes.OpRead, probes.OpDelete}; !slices.Equal(ops, want) {
+		t.Errorf("healthy check's operations %v, want %v", ops, want)
 	}
 	if out := obs.get(missing)[0]; out.Success() || out.Reason != probes.ReasonNotMounted || out.Err == nil || out.State != agent.StateUnhealthy {
 		t.Errorf("failed check: %+v", out)
@@ -621,11 +631,16 @@ func TestObserverOutcomes(t *testing.T) {
 		out.FailedOp != probes.OpMountTable || out.Duration != 2*time.Second {
 		t.Errorf("timed-out check: %+v", out)
 	}
+	// The stuck operation ends the record at the deadline, with its error.
+	if rec := obs.record(stuck, 0); len(rec.Ops) != 1 || rec.Ops[0].Op != probes.OpMountTable ||
+		rec.Ops[0].Duration != 2*time.Second || !errors.Is(rec.Ops[0].Err, agent.ErrTimeout) || rec.End.Sub(rec.Start) != 2*time.Second {
+		t.Errorf("timed-out check's record: %+v", rec)
+	}
 	clk.Advance(time.Second)
 	testutil.WaitFor(t, "a skipped check", func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.skipped[stuck] == 1 })
 
 	// A check whose mount is unregistered while it runs still reports
-	// its own result, with an ended registration.
+	// its own result, and no status is published for it.
 	if err := mon.Register(nfs(gone)); err != nil {
 		t.Fatal(err)
 	}
@@ -634,12 +649,15 @@ func TestObserverOutcomes(t *testing.T) {
 	mon.Unregister(stuck)
 	tab.open()
 	testutil.WaitFor(t, "the unregistered mount's check", func() bool { return len(obs.get(gone)) == 1 })
-	if out := obs.get(gone)[0]; !out.Success() || out.Registration.Registered() {
-		t.Errorf("check of an unregistered mount: %+v (registered %v)", out, out.Registration.Registered())
+	if out := obs.get(gone)[0]; !out.Success() {
+		t.Errorf("check of an unregistered mount: %+v", out)
+	}
+	if st, found := mon.Status(gone); found {
+		t.Errorf("status published for an unregistered mount: %+v", st)
 	}
 	testutil.WaitFor(t, "the stuck call to return", func() bool { return tab.blocked.Load() == 0 })
 	if n := len(obs.get(stuck)); n != 1 {
-		t.Errorf("End called %d times for the stuck check", n)
+		t.Errorf("CheckDone called %d times for the stuck check", n)
 	}
 }
 

@@ -54,14 +54,13 @@ func CheckOnce(ctx context.Context, cfg Config, spec Mount) (Once, error) {
 	start := cfg.Clock.Now()
 	// The check tracks the operation in progress exactly as a Monitor's
 	// does, so the deadline names the same operation.
-	c := &check{spec: &spec, clock: cfg.Clock, start: start, rec: nopRecorder{}, op: probes.OpOpen, opStart: start,
-		deadline: start.Add(cfg.Timeout), didx: -1, extended: noDelay}
+	c := newCheck(nil, &spec, start, cfg.Timeout)
 	checkCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	done := make(chan probes.Result, 1)
 	go func() {
 		defer cancel()
-		done <- probes.Check(checkCtx, spec.Path, probeOptions(cfg, owner, &spec, c))
+		done <- probes.Check(checkCtx, spec.Path, probeOptions(cfg, owner, c))
 	}()
 	timer := cfg.Clock.NewTimer(cfg.Timeout)
 	defer timer.Stop()
@@ -82,12 +81,6 @@ func CheckOnce(ctx context.Context, cfg Config, spec Mount) (Once, error) {
 		_, out, _ := checked(pending, res, start, cfg.Clock.Now(), pol, 0)
 		return Once{Outcome: out, Result: res}, nil
 	}
-	c.mu.Lock()
-	c.expired = true
-	op, tunnelErr := c.op, c.tunnelErr
-	c.mu.Unlock()
-	cancel()
-	next, out, _ := timedOut(pending, op, start, cfg.Clock.Now(), pol)
-	tunnelExplains(&next, &out, tunnelErr)
-	return Once{Outcome: out, Late: done}, nil
+	c.atDeadline(pending, cfg.Clock.Now(), pol)
+	return Once{Outcome: c.rec.Outcome, Late: done}, nil
 }

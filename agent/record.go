@@ -8,7 +8,7 @@ import (
 
 // CheckRecord is one finished check: the one record a check produces,
 // handed once to the Observer (telemetry: the check counter, the latency
-// histogram, the span tree, /debug/checks) and folded into the mount's
+// histograms, the span tree, /debug/checks) and folded into the mount's
 // MountStatus (/healthz/mounts, the status page, the per-mount gauges of
 // /metrics). A record is complete when the Observer receives it and is not
 // modified afterwards; an Observer that keeps anything past CheckDone
@@ -17,11 +17,13 @@ type CheckRecord struct {
 	// Mount is the mount's description when the check started (Register
 	// may have replaced it since).
 	Mount *Mount
-	// Start is when the check started, on the agent's clock.
-	Start time.Time
+	// Start is when the check started, and End when it returned or hit
+	// its deadline, on the agent's clock.
+	Start, End time.Time
 	// Outcome is the check's own result (healthy, unhealthy with a
 	// reason, or hung at its deadline), whatever happened to the mount's
-	// status meanwhile. Start + Outcome.Duration is when it ended.
+	// status meanwhile; also when the mount was unregistered while the
+	// check ran and no status was published for it.
 	Outcome Outcome
 	// Ops are the operations the check started, in order, each with its
 	// start, duration and error, preflight steps included. At a deadline
@@ -29,6 +31,3 @@ type CheckRecord struct {
 	// duration running to the deadline and its error wrapping ErrTimeout.
 	Ops []probes.OpResult
 }
-
-// End is when the check ended: returned, or hit its deadline.
-func (r *CheckRecord) End() time.Time { return r.Start.Add(r.Outcome.Duration) }

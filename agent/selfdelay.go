@@ -68,11 +68,12 @@ func ownDelay(deadline, now time.Time, inCall bool, lastEnd time.Time) bool {
 func (mon *Monitor) extendLocked(c *check, now time.Time) bool {
 	mon.mu.Lock()
 	defer mon.mu.Unlock()
-	if c.extended != noDelay || !ownDelay(c.deadline, now, c.opOpen, c.lastEnd) {
+	_, _, inCall := c.log.Current()
+	if c.extended != noDelay || !ownDelay(c.deadline, now, inCall, c.log.LastEnd()) {
 		return false
 	}
 	c.extended = SelfDelayScheduling
-	c.deadline = now.Add(extension(mon.cfg.Timeout, now.Sub(c.deadline), c.opOpen))
+	c.deadline = now.Add(extension(mon.cfg.Timeout, now.Sub(c.deadline), inCall))
 	heap.Push(&mon.deadlines, c)
 	return true
 }

@@ -10,28 +10,21 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
-// gateObserver holds a check's goroutine right after its delete call has
-// returned (in the OpEnd that reports it), as a CPU-starved agent would
-// leave it: the call is done, the goroutine is not running.
-type gateObserver struct {
+// gate holds a check's goroutine once its calls have returned, before
+// the check completes, as a CPU-starved agent would leave it: the calls
+// are done, the goroutine is not running.
+type gate struct {
 	held    chan struct{} // closed when a check is held
 	release chan struct{}
 	once    sync.Once
 }
 
-func (o *gateObserver) CheckStart(agent.Mount, time.Time) agent.CheckRecorder { return o }
-func (o *gateObserver) CheckSkipped(agent.Mount, time.Time)                   {}
-func (o *gateObserver) OpStart(probes.Op, time.Time)                          {}
-func (o *gateObserver) End(agent.Outcome, time.Time)                          {}
-func (o *gateObserver) OpEnd(op probes.Op, _ time.Duration, _ error) {
-	if op != probes.OpDelete {
-		return
-	}
+func (g *gate) hold() {
 	first := false
-	o.once.Do(func() { first = true })
+	g.once.Do(func() { first = true })
 	if first {
-		close(o.held)
-		<-o.release
+		close(g.held)
+		<-g.release
 	}
 }
 
@@ -43,10 +36,11 @@ func (o *gateObserver) OpEnd(op probes.Op, _ time.Duration, _ error) {
 // "scheduling"} rises.
 func TestReturnedBeforeDeadlineProcessedAfter(t *testing.T) {
 	t.Parallel()
-	obs := &gateObserver{held: make(chan struct{}), release: make(chan struct{})}
+	obs := &gate{held: make(chan struct{}), release: make(chan struct{})}
 	mon, clk := newFake(t, func(c *agent.Config) {
-		c.Interval, c.Timeout, c.Observer = 10*time.Second, 2*time.Second, obs
+		c.Interval, c.Timeout = 10*time.Second, 2*time.Second
 	})
+	agent.HoldAfterProbe(mon, obs.hold)
 	var release sync.Once
 	letGo := func() { release.Do(func() { close(obs.release) }) }
 	t.Cleanup(letGo) // before the monitor stops, should the test fail
@@ -54,7 +48,7 @@ func TestReturnedBeforeDeadlineProcessedAfter(t *testing.T) {
 	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
 		t.Fatal(err)
 	}
-	<-obs.held // the delete returned at epoch, before the deadline
+	<-obs.held // the calls returned at epoch, before the deadline
 	clk.Advance(2 * time.Second)
 	// The scheduler goes on (sleeping until its heartbeat), and the
 	// deadline is now a timeout later.

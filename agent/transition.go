@@ -2,7 +2,6 @@ package agent
 
 import (
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/probes"
@@ -20,7 +19,7 @@ import (
 //	hung      --due, still stuck--> hung    (skipped: counted as a failure; next: backoff)
 //	hung      --call returned-->  unhealthy (next: at once)
 
-// Outcome is what one check produced, as its CheckRecorder receives it: the
+// Outcome is what one check produced, as its CheckRecord holds it: the
 // check's own result, whatever happened to the mount meanwhile.
 type Outcome struct {
 	// State is healthy (success), unhealthy (failure) or hung (the check
@@ -40,30 +39,10 @@ type Outcome struct {
 	Duration time.Duration
 	// TimedOut is true when the check hit its deadline (State is hung).
 	TimedOut bool
-	// Registration is the mount's registration; observers may keep it to
-	// learn later, without a lock, whether the mount is still registered.
-	// Not registered when the check ends means no status was published
-	// for it. Nil when unknown.
-	Registration Registration
-	// Mounts is the number of registered mounts when the check ended.
-	Mounts int
 }
 
 // Success reports whether the check succeeded.
 func (o Outcome) Success() bool { return o.State == StateHealthy }
-
-// Registration is one registration of a mount path. It ends when the path
-// is unregistered; a later registration of the same path is a new one.
-type Registration interface {
-	// Registered reports whether the registration is still current. It
-	// is safe for concurrent use and takes no lock.
-	Registered() bool
-}
-
-// registration is a mount's Registration.
-type registration struct{ ended atomic.Bool }
-
-func (r *registration) Registered() bool { return !r.ended.Load() }
 
 // policy is the part of Config the transitions depend on.
 type policy struct {

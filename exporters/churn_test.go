@@ -39,7 +39,7 @@ func TestChurn(t *testing.T) {
 		}
 		src.set(sts, agent.Summary{Mounts: live})
 		for _, st := range sts {
-			runCheckIn(tel.Observer(), src, *st.Mount, t0, map[probes.Op]time.Duration{probes.OpWrite: time.Millisecond, probes.OpRead: time.Millisecond}, st)
+			runCheck(tel.Observer(), *st.Mount, t0, map[probes.Op]time.Duration{probes.OpWrite: time.Millisecond, probes.OpRead: time.Millisecond}, st)
 		}
 		body := scrape(t, tel, "")
 		if n := strings.Count(body, "efs_mount_health_status{"); n != live {

@@ -41,10 +41,6 @@ type debugCheck struct {
 	Ops        []debugOp `json:"operations"`
 }
 
-// maxDebugOps bounds the operations kept per check; a check reports at
-// most seven (mounttable, tunnel, open, statfs, write, read, delete).
-const maxDebugOps = 8
-
 // debugRecord is a check as the store keeps it: 88 bytes, and for a
 // check without errors nothing allocated besides, so that the store stays
 // small and cheap for the GC. It is turned into a
@@ -56,8 +52,8 @@ type debugRecord struct {
 	fail  *debugFailure // nil unless the check or an operation failed
 	state uint8         // index into debugStates
 	nops  uint8
-	ops   [maxDebugOps]uint8  // index into knownOps
-	opUs  [maxDebugOps]uint32 // microseconds, saturating
+	ops   [probes.NumSteps]uint8  // opCode: index into probes.Ops
+	opUs  [probes.NumSteps]uint32 // microseconds, saturating
 }
 
 // debugStates are the states a check can end in, stored by index.
@@ -99,12 +95,13 @@ func (r *debugRecord) failed() bool {
 type debugFailure struct {
 	reason probes.Reason
 	err    string
-	opErrs [maxDebugOps]string
+	opErrs [probes.NumSteps]string
 }
 
-// addOp appends an operation, keeping the first maxDebugOps.
+// addOp appends an operation, keeping the first probes.NumSteps (a
+// check runs no more).
 func (r *debugRecord) addOp(op probes.Op, d time.Duration, err error) {
-	if int(r.nops) == maxDebugOps {
+	if int(r.nops) == probes.NumSteps {
 		return
 	}
 	i := r.nops

@@ -36,9 +36,9 @@
 //
 // # Traces
 //
-// Spans are tail-sampled (sampling.go). While a check runs, the Observer
-// only timestamps its operations into a fixed array; when the check ends
-// it keeps the span tree of a failed, timed-out or slow check
+// Spans are tail-sampled (sampling.go). The Observer receives each check
+// once, when it ends, as an agent.CheckRecord holding its operations with
+// their start times, durations and errors (observer.go). It keeps the span tree of a failed, timed-out or slow check
 // (Options.TraceSlowThreshold) always, and of a healthy, fast one when the
 // sampler of OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG says so, and
 // creates the spans after the fact with explicit timestamps. The latency

@@ -114,8 +114,6 @@ type Telemetry struct {
 	// nil when no healthy, fast check does.
 	slow    time.Duration
 	sampler sdktrace.Sampler
-	// recorders recycles the Observer's check recorders.
-	recorders sync.Pool
 
 	registry *prometheus.Registry
 	// gatherer serves /metrics: the registry and the observable rows.

@@ -111,36 +111,44 @@ func scrape(t testing.TB, tel *exporters.Telemetry, accept string) string {
 	return rec.Body.String()
 }
 
-// runCheck drives the Observer the way the agent does for one completed
-// check: each operation's start and end, then End with the outcome of a
-// check that ended in st.
+// runCheck hands the Observer the record of one completed check, as the
+// agent does: the operations in ops that the check ran, in the order of
+// the steps, one after the other from start, and the outcome of a check
+// that ended in st (st.FailedOp fails with st.LastError).
 func runCheck(obs agent.Observer, m agent.Mount, start time.Time, ops map[probes.Op]time.Duration, st *agent.MountStatus) {
-	runCheckIn(obs, nil, m, start, ops, st)
-}
-
-// runCheckIn is runCheck for a mount registered in src (the outcome
-// carries its registration and src's mount count).
-func runCheckIn(obs agent.Observer, src *source, m agent.Mount, start time.Time, ops map[probes.Op]time.Duration, st *agent.MountStatus) {
-	rec := obs.CheckStart(m, start)
-	at := start
+	var steps []step
 	for _, op := range []probes.Op{probes.OpStatfs, probes.OpWrite, probes.OpRead, probes.OpDelete} {
 		d, ok := ops[op]
 		if !ok {
 			continue
 		}
-		rec.OpStart(op, at)
 		var err error
 		if st.FailedOp == op {
 			err = &probes.OpError{Op: op, Err: errors.New(st.LastError)}
 		}
-		rec.OpEnd(op, d, err)
-		at = at.Add(d)
+		steps = append(steps, step{op, d, err})
 	}
-	o := outcomeOf(st, at.Sub(start))
-	if src != nil {
-		o.Registration, o.Mounts = registration{src, m.Path}, src.Summary().Mounts
+	r := record(m, start, steps)
+	r.Outcome = outcomeOf(st, r.End.Sub(start))
+	obs.CheckDone(r)
+}
+
+// step is one operation of a check.
+type step struct {
+	op  probes.Op
+	d   time.Duration
+	err error
+}
+
+// record is the CheckRecord of a check of m that ran steps one after the
+// other from start, ending with the last.
+func record(m agent.Mount, start time.Time, steps []step) *agent.CheckRecord {
+	r := &agent.CheckRecord{Mount: &m, Start: start, End: start}
+	for _, s := range steps {
+		r.Ops = append(r.Ops, probes.OpResult{Op: s.op, Start: r.End, Duration: s.d, Err: s.err})
+		r.End = r.End.Add(s.d)
 	}
-	rec.End(o, at)
+	return r
 }
 
 // outcomeOf is the Outcome of a check that ended in st and took d.
@@ -151,23 +159,6 @@ func outcomeOf(st *agent.MountStatus, d time.Duration) agent.Outcome {
 		o.Err = errors.New(st.LastError)
 	}
 	return o
-}
-
-// registration is a mount registration that lasts while src lists path.
-type registration struct {
-	src  *source
-	path string
-}
-
-func (r registration) Registered() bool {
-	r.src.mu.Lock()
-	defer r.src.mu.Unlock()
-	for _, st := range r.src.sts {
-		if st.Path == r.path {
-			return true
-		}
-	}
-	return false
 }
 
 func fixture() ([]*agent.MountStatus, agent.Summary) {
@@ -194,7 +185,7 @@ func TestGoldenScrape(t *testing.T) {
 	runCheck(tel.Observer(), agent.Mount{Path: "/mnt/io"}, t0,
 		map[probes.Op]time.Duration{probes.OpStatfs: 100 * time.Microsecond, probes.OpWrite: 30 * time.Millisecond, probes.OpDelete: 2 * time.Millisecond},
 		&agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonIOError, FailedOp: probes.OpWrite, LastError: "write: input/output error"})
-	tel.Observer().CheckSkipped(agent.Mount{Path: "/mnt/hung"}, t0)
+	tel.Observer().CheckSkipped(&agent.Mount{Path: "/mnt/hung"}, t0)
 
 	got := scrape(t, tel, "")
 	got = strings.ReplaceAll(got, runtime.Version(), "GOVERSION")

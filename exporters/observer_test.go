@@ -30,13 +30,6 @@ func timeoutErr(op probes.Op) error {
 
 func opErr(op probes.Op, errno unix.Errno) error { return &probes.OpError{Op: op, Err: errno} }
 
-// step is one operation as the agent reports it.
-type step struct {
-	op  probes.Op
-	d   time.Duration
-	err error
-}
-
 // wantOp is what an operation span must look like.
 type wantOp struct {
 	name   string
@@ -45,25 +38,29 @@ type wantOp struct {
 	dur    time.Duration
 }
 
-// TestSpans drives the recorder the way the agent does and checks the span
-// tree: one efs.mount.check span per check, a child per operation, failure
-// status, error event and reason on failed operations, and a hung
-// operation's span ended at the deadline.
+// spanCase is a check handed to the Observer and the span tree it must
+// leave.
+type spanCase struct {
+	name  string
+	mount agent.Mount
+	steps []step
+	// hung: the last step is the stuck one, ended at the deadline.
+	hung      bool
+	end       *agent.MountStatus
+	endAt     time.Duration
+	wantState string
+	wantErr   bool
+	wantOps   []wantOp
+}
+
+// TestSpans hands the Observer check records the way the agent does and
+// checks the span tree: one efs.mount.check span per check, a child per
+// operation, failure status, error event and reason on failed operations,
+// and a hung operation's span ended at the deadline.
 func TestSpans(t *testing.T) {
 	t.Parallel()
 	const path = "/var/lib/kubelet/pods/p/volumes/efs/mount"
-	tests := []struct {
-		name  string
-		mount agent.Mount
-		steps []step
-		// hung: the last step is the stuck one, ended at the deadline.
-		hung      bool
-		end       *agent.MountStatus
-		endAt     time.Duration
-		wantState string
-		wantErr   bool
-		wantOps   []wantOp
-	}{
+	tests := []spanCase{
 		{
 			name:  "healthy read-write",
 			mount: agent.Mount{Path: path, FSType: "nfs4"},
@@ -131,60 +128,17 @@ func TestSpans(t *testing.T) {
 			t.Parallel()
 			spans := tracetest.NewSpanRecorder()
 			tel := newTel(t, &source{}, exporters.Options{SpanProcessor: spans, Getenv: traceAll})
-			rec := tel.Observer().CheckStart(tc.mount, t0)
-			at := t0
-			for _, s := range tc.steps {
-				rec.OpStart(s.op, at)
-				rec.OpEnd(s.op, s.d, s.err)
-				at = at.Add(s.d)
-			}
-			rec.End(outcomeOf(tc.end, tc.endAt), t0.Add(tc.endAt))
-
+			r := record(tc.mount, t0, tc.steps)
+			r.End, r.Outcome = t0.Add(tc.endAt), outcomeOf(tc.end, tc.endAt)
+			tel.Observer().CheckDone(r)
 			ended := spans.Ended()
 			if len(ended) != len(tc.wantOps)+1 {
 				t.Fatalf("%d spans ended, want %d", len(ended), len(tc.wantOps)+1)
 			}
 			check := ended[len(ended)-1]
-			if check.Name() != "efs.mount.check" || check.Parent().IsValid() {
-				t.Fatalf("last span %q (parent %v), want the root efs.mount.check", check.Name(), check.Parent())
-			}
-			if got := spanAttr(check, "efs.mount.path"); got != tc.mount.Path {
-				t.Errorf("efs.mount.path = %q", got)
-			}
-			if got := spanAttr(check, "efs.mount.fstype"); got != tc.mount.FSType {
-				t.Errorf("efs.mount.fstype = %q, want %q", got, tc.mount.FSType)
-			}
-			if got := spanAttr(check, "efs.mount.state"); got != tc.wantState {
-				t.Errorf("efs.mount.state = %q, want %q", got, tc.wantState)
-			}
-			if (check.Status().Code == codes.Error) != tc.wantErr || (tc.wantErr && spanAttr(check, "efs.mount.failure_reason") != string(tc.end.Reason)) {
-				t.Errorf("check span status %v reason %q, want error=%v reason %q", check.Status(), spanAttr(check, "efs.mount.failure_reason"), tc.wantErr, tc.end.Reason)
-			}
-			if !check.StartTime().Equal(t0) || !check.EndTime().Equal(t0.Add(tc.endAt)) {
-				t.Errorf("check span %v..%v, want %v..%v", check.StartTime(), check.EndTime(), t0, t0.Add(tc.endAt))
-			}
+			checkRootSpan(t, tc, check)
 			for i, w := range tc.wantOps {
-				s := ended[i]
-				if s.Name() != w.name || s.Parent().SpanID() != check.SpanContext().SpanID() || s.SpanContext().TraceID() != check.SpanContext().TraceID() {
-					t.Errorf("span %d: %q parent %v, want %q child of the check", i, s.Name(), s.Parent().SpanID(), w.name)
-					continue
-				}
-				if d := s.EndTime().Sub(s.StartTime()); d != w.dur {
-					t.Errorf("%s lasted %v, want %v", w.name, d, w.dur)
-				}
-				if got := spanAttr(s, "efs.mount.bytes"); got != w.bytes {
-					t.Errorf("%s efs.mount.bytes = %q, want %q", w.name, got, w.bytes)
-				}
-				failed := w.reason != ""
-				if got := spanAttr(s, "efs.mount.failure_reason"); got != w.reason {
-					t.Errorf("%s failure_reason = %q, want %q", w.name, got, w.reason)
-				}
-				if (s.Status().Code == codes.Error) != failed || (len(s.Events()) > 0) != failed {
-					t.Errorf("%s status %v events %d, want failed=%v", w.name, s.Status(), len(s.Events()), failed)
-				}
-				if failed && s.Events()[0].Name != "exception" {
-					t.Errorf("%s event %q, want the recorded error", w.name, s.Events()[0].Name)
-				}
+				checkOpSpan(t, w, ended[i], check)
 			}
 			if tc.hung {
 				stuck := ended[len(tc.wantOps)-1]
@@ -193,6 +147,54 @@ func TestSpans(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkRootSpan holds the efs.mount.check span to tc.
+func checkRootSpan(t *testing.T, tc spanCase, check sdktrace.ReadOnlySpan) {
+	t.Helper()
+	if check.Name() != "efs.mount.check" || check.Parent().IsValid() {
+		t.Fatalf("last span %q (parent %v), want the root efs.mount.check", check.Name(), check.Parent())
+	}
+	if got := spanAttr(check, "efs.mount.path"); got != tc.mount.Path {
+		t.Errorf("efs.mount.path = %q", got)
+	}
+	if got := spanAttr(check, "efs.mount.fstype"); got != tc.mount.FSType {
+		t.Errorf("efs.mount.fstype = %q, want %q", got, tc.mount.FSType)
+	}
+	if got := spanAttr(check, "efs.mount.state"); got != tc.wantState {
+		t.Errorf("efs.mount.state = %q, want %q", got, tc.wantState)
+	}
+	if (check.Status().Code == codes.Error) != tc.wantErr || (tc.wantErr && spanAttr(check, "efs.mount.failure_reason") != string(tc.end.Reason)) {
+		t.Errorf("check span status %v reason %q, want error=%v reason %q", check.Status(), spanAttr(check, "efs.mount.failure_reason"), tc.wantErr, tc.end.Reason)
+	}
+	if !check.StartTime().Equal(t0) || !check.EndTime().Equal(t0.Add(tc.endAt)) {
+		t.Errorf("check span %v..%v, want %v..%v", check.StartTime(), check.EndTime(), t0, t0.Add(tc.endAt))
+	}
+}
+
+// checkOpSpan holds an operation's span s, a child of check, to w.
+func checkOpSpan(t *testing.T, w wantOp, s, check sdktrace.ReadOnlySpan) {
+	t.Helper()
+	if s.Name() != w.name || s.Parent().SpanID() != check.SpanContext().SpanID() || s.SpanContext().TraceID() != check.SpanContext().TraceID() {
+		t.Errorf("span %q parent %v, want %q child of the check", s.Name(), s.Parent().SpanID(), w.name)
+		return
+	}
+	if d := s.EndTime().Sub(s.StartTime()); d != w.dur {
+		t.Errorf("%s lasted %v, want %v", w.name, d, w.dur)
+	}
+	if got := spanAttr(s, "efs.mount.bytes"); got != w.bytes {
+		t.Errorf("%s efs.mount.bytes = %q, want %q", w.name, got, w.bytes)
+	}
+	failed := w.reason != ""
+	if got := spanAttr(s, "efs.mount.failure_reason"); got != w.reason {
+		t.Errorf("%s failure_reason = %q, want %q", w.name, got, w.reason)
+	}
+	if (s.Status().Code == codes.Error) != failed || (len(s.Events()) > 0) != failed {
+		t.Errorf("%s status %v events %d, want failed=%v", w.name, s.Status(), len(s.Events()), failed)
+	}
+	if failed && s.Events()[0].Name != "exception" {
+		t.Errorf("%s event %q, want the recorded error", w.name, s.Events()[0].Name)
 	}
 }
 
@@ -238,16 +240,14 @@ func TestInstruments(t *testing.T) {
 	runCheck(obs, agent.Mount{Path: "/mnt/a"}, t0, ops, &agent.MountStatus{State: agent.StateHealthy})
 	runCheck(obs, agent.Mount{Path: "/mnt/a"}, t0, ops, &agent.MountStatus{State: agent.StateHealthy})
 	runCheck(obs, agent.Mount{Path: "/mnt/b"}, t0, ops, &agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonNoSpace, FailedOp: probes.OpWrite, LastError: "no space"})
-	obs.CheckSkipped(agent.Mount{Path: "/mnt/hung"}, t0)
-	obs.CheckSkipped(agent.Mount{Path: "/mnt/hung"}, t0)
+	obs.CheckSkipped(&agent.Mount{Path: "/mnt/hung"}, t0)
+	obs.CheckSkipped(&agent.Mount{Path: "/mnt/hung"}, t0)
 	// The mount was unregistered while its check ran: no status was
 	// published for it, and the check's own outcome is counted.
-	rec := obs.CheckStart(agent.Mount{Path: "/mnt/gone"}, t0)
-	rec.OpStart(probes.OpWrite, t0)
 	err := opErr(probes.OpWrite, unix.EACCES)
-	rec.OpEnd(probes.OpWrite, time.Millisecond, err)
-	rec.End(agent.Outcome{State: agent.StateUnhealthy, Reason: probes.ReasonPermissionDenied, Err: err, FailedOp: probes.OpWrite,
-		Duration: time.Millisecond, Registration: registration{&source{}, "/mnt/gone"}}, t0.Add(time.Millisecond))
+	r := record(agent.Mount{Path: "/mnt/gone"}, t0, []step{{probes.OpWrite, time.Millisecond, err}})
+	r.Outcome = agent.Outcome{State: agent.StateUnhealthy, Reason: probes.ReasonPermissionDenied, Err: err, FailedOp: probes.OpWrite, Duration: time.Millisecond}
+	obs.CheckDone(r)
 
 	got := collect(t, reader)
 	checkSet := func(outcome, reason string) attribute.Set {

@@ -1,7 +1,6 @@
 package exporters_test
 
 import (
-	"context"
 	"encoding/json"
 	"regexp"
 	"slices"
@@ -13,7 +12,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"golang.org/x/sys/unix"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
@@ -75,13 +73,11 @@ func TestTailSampling(t *testing.T) {
 			map[probes.Op]time.Duration{probes.OpStatfs: time.Millisecond, probes.OpWrite: 99 * time.Millisecond, probes.OpRead: time.Millisecond},
 			&agent.MountStatus{State: agent.StateHealthy})
 		// A check stuck in write, ended by the deadline.
-		rec := obs.CheckStart(agent.Mount{Path: "/mnt/hung"}, t0)
-		rec.OpStart(probes.OpStatfs, t0)
-		rec.OpEnd(probes.OpStatfs, time.Millisecond, nil)
-		rec.OpStart(probes.OpWrite, t0.Add(time.Millisecond))
-		rec.OpEnd(probes.OpWrite, deadline-time.Millisecond, timeoutErr(probes.OpWrite))
-		rec.End(outcomeOf(&agent.MountStatus{Mount: &agent.Mount{Path: "/mnt/hung"}, State: agent.StateHung, Reason: probes.ReasonTimeout,
-			LastError: "timeout", LastCheck: t0.Add(deadline)}, deadline), t0.Add(deadline))
+		r := record(agent.Mount{Path: "/mnt/hung"}, t0, []step{{probes.OpStatfs, time.Millisecond, nil},
+			{probes.OpWrite, deadline - time.Millisecond, timeoutErr(probes.OpWrite)}})
+		r.Outcome = outcomeOf(&agent.MountStatus{Mount: &agent.Mount{Path: "/mnt/hung"}, State: agent.StateHung, Reason: probes.ReasonTimeout,
+			LastError: "timeout", LastCheck: t0.Add(deadline)}, deadline)
+		obs.CheckDone(r)
 
 		trees := checkTrees(spans.Ended())
 		want := map[string][]string{
@@ -185,28 +181,4 @@ func TestSlowCheckExemplar(t *testing.T) {
 	if s := all.Slowest; len(s) != 1 || s[0].TraceID != traceID || s[0].MountPath != "/mnt/a" {
 		t.Errorf("/debug/checks?trace=%s: %+v", traceID, all)
 	}
-}
-
-// TestUnendedOperation: an operation that never reports its end gets a
-// span ended where the next one starts, and no latency.
-func TestUnendedOperation(t *testing.T) {
-	t.Parallel()
-	spans := tracetest.NewSpanRecorder()
-	reader := sdkmetric.NewManualReader()
-	tel := newTel(t, &source{}, exporters.Options{SpanProcessor: spans, MetricReader: reader, Getenv: traceAll})
-	rec := tel.Observer().CheckStart(agent.Mount{Path: "/mnt/a"}, t0)
-	rec.OpStart(probes.OpOpen, t0)
-	rec.OpStart(probes.OpWrite, t0.Add(2*time.Millisecond))
-	rec.OpEnd(probes.OpWrite, time.Millisecond, &probes.OpError{Op: probes.OpWrite, Err: unix.EIO})
-	rec.End(outcomeOf(&agent.MountStatus{State: agent.StateUnhealthy, Reason: probes.ReasonIOError, LastCheck: t0.Add(3 * time.Millisecond)}, 3*time.Millisecond), t0.Add(3*time.Millisecond))
-	ended := spans.Ended()
-	if len(ended) != 3 || ended[0].Name() != "efs.mount.open" || ended[0].EndTime().Sub(ended[0].StartTime()) != 2*time.Millisecond {
-		t.Fatalf("spans %v", ended)
-	}
-	for _, dp := range collect(t, reader)["efs_mount_operation_duration_seconds"].Data.(metricdata.Histogram[float64]).DataPoints {
-		if op, _ := dp.Attributes.Value("operation"); op.AsString() == "open" {
-			t.Errorf("unended open recorded %d latencies", dp.Count)
-		}
-	}
-	_ = tel.Shutdown(context.Background())
 }

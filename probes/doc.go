@@ -16,8 +16,10 @@
 //	            readdir     a bounded listing of the root
 //
 // Preflight steps touch nothing on the mount; a failed mount-table step
-// fails the check before any I/O. Every step is timed and reported to the
-// Observer (OpStart, OpEnd) in this order. The runner adds its rules:
+// fails the check before any I/O. Every step is timed into the caller's
+// OpLog (Options.Log), in this order, with its start, duration and error;
+// Options.BeforeOp, when set, is called as each step begins. The runner
+// adds its rules:
 //
 //   - A create refused with EROFS (a read-only mount) runs the read-only
 //     steps instead, in ModeReadOnly.
@@ -37,8 +39,8 @@
 //     cause: the check's error wraps both errors and its reason is
 //     tunnel_down. When the check works, it is healthy and TunnelErr only
 //     says the tunnel could not be checked from here. A check that hangs
-//     past its deadline after a failed dial is the caller's to judge (the
-//     Observer saw the tunnel's OpEnd with the error): package agent then
+//     past its deadline after a failed dial is the caller's to judge (its
+//     OpLog holds the tunnel step's error): package agent then
 //     reports tunnel_down instead of timeout or hung.
 //
 // Adding a step is one edit in this package: a row in the steps table
@@ -105,9 +107,9 @@
 //
 // Probes are plain blocking functions: a syscall on a hung NFS mount cannot
 // be cancelled, so the timeout and the "at most one check in flight per
-// mount" rule are enforced by the caller (package agent). Probes report each
-// operation's start and end through an Observer so the caller can tell which
-// operation a stuck check is blocked in.
+// mount" rule are enforced by the caller (package agent). Probes log each
+// operation's start and end in the caller's OpLog, so the caller can tell
+// which operation a stuck check is blocked in.
 //
 // The checks need Linux; on other systems the package builds and every
 // step on the mount fails with ErrUnsupported.

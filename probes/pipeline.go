@@ -29,7 +29,7 @@ const (
 
 // Step is one named, timed operation of a check.
 type Step struct {
-	// Op names the step in Result.Ops, to the Observer, in metrics and
+	// Op names the step in Result.Ops, in the OpLog, in metrics and
 	// in /debug/checks.
 	Op Op
 	// Stage is the group the step runs in.
@@ -80,9 +80,20 @@ func Ops() []Op {
 	return ops
 }
 
-// NumSteps is the number of steps of a check. A check reports each step's
-// operation at most once, so Result.Ops never holds more than NumSteps.
-const NumSteps = len(steps)
+// NumSteps is the number of steps of a check, and the bound of the
+// operations one check runs (Result.Ops, an OpLog, /debug/checks): the
+// longest path is the preflight steps, open, and the read-write steps
+// twice (a probe file lost mid-check is tried once more), which is as
+// many; a check that falls back to the read-only steps runs fewer.
+// TestOpsBound holds that bound; the declarations below hold NumSteps
+// equal to len(steps) (it is spelled out so that OpLog can size its
+// array by it).
+const NumSteps = 9
+
+var (
+	_ [NumSteps - len(steps)]struct{}
+	_ [len(steps) - NumSteps]struct{}
+)
 
 // StepIndex returns the position of op's step in Steps (and Ops), or -1
 // when no step has that operation.
@@ -144,22 +155,26 @@ func (r *run) stage(s Stage) bool {
 	return r.res.Err == nil
 }
 
-// timed runs one operation, timing it and telling the observer. It
-// returns the operation's error as an OpError.
+// timed runs one operation, timing it and logging it. It returns the
+// operation's error as an OpError.
 func (r *run) timed(op Op, do func(*run) error) error {
 	o := &r.opts
-	if o.Observer != nil {
-		o.Observer.OpStart(op)
+	if o.BeforeOp != nil {
+		o.BeforeOp(op)
 	}
 	start := o.Now()
+	if o.Log != nil {
+		o.Log.begin(op, start)
+	}
 	err := do(r)
-	d := o.Now().Sub(start)
+	end := o.Now()
+	d := end.Sub(start)
 	if err != nil {
 		err = &OpError{Op: op, Err: err}
 	}
-	r.res.Ops = append(r.res.Ops, OpResult{Op: op, Duration: d, Err: err})
-	if o.Observer != nil {
-		o.Observer.OpEnd(op, d, err)
+	r.res.Ops = append(r.res.Ops, OpResult{Op: op, Start: start, Duration: d, Err: err})
+	if o.Log != nil {
+		o.Log.end(d, err, end)
 	}
 	return err
 }

@@ -60,7 +60,7 @@ func TestPreflight(t *testing.T) {
 	dir := t.TempDir()
 	table := fakeTable{dir: {"nfs4", "fs-1:/"}}
 	opts := func(rec *recorder, tun error) probes.Options {
-		return probes.Options{Hostname: "h", Observer: rec, MountTable: table, FSType: "nfs4", Source: "fs-1:/",
+		return probes.Options{Hostname: "h", Log: &rec.OpLog, MountTable: table, FSType: "nfs4", Source: "fs-1:/",
 			TunnelAddr: "127.0.0.1:1", Tunnel: fakeTunnel{tun}}
 	}
 	rec := &recorder{}
@@ -70,7 +70,7 @@ func TestPreflight(t *testing.T) {
 	}
 	want := "start mounttable,end mounttable false,start tunnel,end tunnel false,start open,end open false," +
 		"start write,end write false,start read,end read false,start delete,end delete false"
-	if got := strings.Join(rec.events, ","); got != want {
+	if got := rec.events(t); got != want {
 		t.Fatalf("events\n got %s\nwant %s", got, want)
 	}
 	if res.Ops[0].Op != probes.OpOpen {
@@ -85,7 +85,7 @@ func TestPreflight(t *testing.T) {
 		!strings.Contains(res.TunnelErr.Error(), "tunnel 127.0.0.1:1") || res.Ops[0].Op != probes.OpOpen {
 		t.Fatalf("tunnel down, I/O fine: %+v", res)
 	}
-	if got := strings.Join(rec.events, ","); got != "start mounttable,end mounttable false,start tunnel,end tunnel true,"+
+	if got := rec.events(t); got != "start mounttable,end mounttable false,start tunnel,end tunnel true,"+
 		"start open,end open false,start write,end write false,start read,end read false,start delete,end delete false" {
 		t.Fatalf("events after a failed tunnel: %s", got)
 	}
@@ -110,12 +110,71 @@ func TestPreflight(t *testing.T) {
 func TestCheckReadOnly(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}
-	res := probes.CheckReadOnly(context.Background(), t.TempDir(), probes.Options{Hostname: "h", Observer: rec})
+	res := probes.CheckReadOnly(context.Background(), t.TempDir(), probes.Options{Hostname: "h", Log: &rec.OpLog})
 	if res.Err != nil || res.Mode != probes.ModeReadOnly {
 		t.Fatalf("%+v", res)
 	}
 	want := "start open,end open false,start statfs,end statfs false,start stat,end stat false,start readdir,end readdir false"
-	if got := strings.Join(rec.events, ","); got != want {
+	if got := rec.events(t); got != want {
 		t.Fatalf("events\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestOpsBound: the longest path a check can take (preflight, open, the
+// read-write steps twice for a lost probe file) fits in NumSteps, the
+// bound of an OpLog and of /debug/checks; the read-only fallback
+// (preflight, open, a refused write, the read-only steps) fits as well.
+func TestOpsBound(t *testing.T) {
+	t.Parallel()
+	n := map[probes.Stage]int{}
+	for _, s := range probes.Steps() {
+		n[s.Stage]++
+	}
+	retry := n[probes.StagePreflight] + n[probes.StageRoot] + 2*n[probes.StageReadWrite]
+	fallback := n[probes.StagePreflight] + n[probes.StageRoot] + 1 + n[probes.StageReadOnly]
+	if retry > probes.NumSteps || fallback > probes.NumSteps {
+		t.Fatalf("a check runs up to %d operations (retry) or %d (read-only fallback), NumSteps is %d", retry, fallback, probes.NumSteps)
+	}
+}
+
+// TestOpLogFreeze: at a deadline the operation in progress is recorded
+// as ending then, with the deadline's error, and nothing the check does
+// afterwards is recorded.
+func TestOpLogFreeze(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	start := time.Unix(1000, 0)
+	var log probes.OpLog
+	log.Reset(start)
+	if op, at, open := log.Current(); op != probes.OpOpen || !at.Equal(start) || open {
+		t.Fatalf("before the first operation: %s %v %v", op, at, open)
+	}
+	stuck := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan probes.Result)
+	go func() {
+		done <- probes.Check(context.Background(), dir, probes.Options{Hostname: "h", Log: &log,
+			BeforeOp: func(op probes.Op) {
+				if op == probes.OpRead {
+					close(stuck)
+					<-release
+				}
+			}})
+	}()
+	<-stuck
+	// Between write and read: the last operation started is write.
+	if op, _, open := log.Current(); op != probes.OpWrite || open {
+		t.Fatalf("held before read: current %s open %v", op, open)
+	}
+	cur, ops, open := log.Freeze(time.Now())
+	if cur != probes.OpWrite || open || len(ops) != 2 || ops[0].Op != probes.OpOpen || ops[1].Op != probes.OpWrite {
+		t.Fatalf("frozen between operations: %s %v %+v", cur, open, ops)
+	}
+	close(release)
+	if res := <-done; res.Err != nil || len(res.Ops) != 4 {
+		t.Fatalf("check: %+v", res)
+	}
+	if got := log.Ops(); len(got) != 2 {
+		t.Fatalf("operations recorded after Freeze: %+v", got)
 	}
 }

@@ -75,17 +75,11 @@ var ErrUnsupported = errors.New("mount checks are supported on Linux only")
 // ErrDataMismatch reports that the bytes read back differ from those written.
 var ErrDataMismatch = errors.New("data read back differs from data written")
 
-// Observer receives the start and end of every operation of a check. Calls
-// for one check come from one goroutine, in order. Implementations must not
-// block.
-type Observer interface {
-	OpStart(op Op)
-	OpEnd(op Op, d time.Duration, err error)
-}
-
 // OpResult is the outcome of one operation.
 type OpResult struct {
-	Op       Op
+	Op Op
+	// Start is when the operation started, on Options.Now's clock.
+	Start    time.Time
 	Duration time.Duration
 	Err      error
 }
@@ -115,7 +109,7 @@ type Result struct {
 	// tunnel_down; when it works, the check is healthy and TunnelErr only
 	// says that the tunnel could not be checked from here. (A caller that
 	// abandons a check at its deadline learns of the failed dial from the
-	// Observer's OpEnd for OpTunnel, and reports tunnel_down likewise.)
+	// tunnel step's failure in Options.Log, and reports tunnel_down likewise.)
 	TunnelErr error
 	// WriteDenied is the refusal (EACCES/EPERM) of the probe file's create
 	// that made this a ModeWriteDenied check; nil otherwise.
@@ -152,8 +146,13 @@ type Options struct {
 	Hostname string
 	// ReaddirLimit bounds the entries read by the read-only check (default 64).
 	ReaddirLimit int
-	// Observer, if set, sees every operation start and end.
-	Observer Observer
+	// Log, if set, receives every operation as it starts and ends; see
+	// OpLog. Unlike Result.Ops it holds the preflight steps and both
+	// attempts of a retried check: everything the check did.
+	Log *OpLog
+	// BeforeOp, if set, is called before each operation starts (before
+	// its start time is taken); it may block, to hold an operation back.
+	BeforeOp func(Op)
 	// Now is the clock used to time operations (default time.Now).
 	Now func() time.Time
 

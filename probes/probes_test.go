@@ -14,23 +14,36 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
-type recorder struct{ events []string }
+// recorder is a check's OpLog (Options.Log).
+type recorder struct{ probes.OpLog }
 
-func (r *recorder) OpStart(op probes.Op) { r.events = append(r.events, "start "+string(op)) }
-func (r *recorder) OpEnd(op probes.Op, _ time.Duration, err error) {
-	r.events = append(r.events, fmt.Sprintf("end %s %v", op, err != nil))
+// events renders the log as the start and end of each operation, with
+// whether it failed, and fails the test if the operations overlap or run
+// backwards.
+func (r *recorder) events(t *testing.T) string {
+	t.Helper()
+	var ev []string
+	var last time.Time
+	for _, o := range r.Ops() {
+		if o.Start.IsZero() || o.Start.Before(last) || o.Duration < 0 {
+			t.Fatalf("operation %s starts at %v after %v, lasts %v", o.Op, o.Start, last, o.Duration)
+		}
+		last = o.Start.Add(o.Duration)
+		ev = append(ev, "start "+string(o.Op), fmt.Sprintf("end %s %v", o.Op, o.Err != nil))
+	}
+	return strings.Join(ev, ",")
 }
 
 func TestReadWriteCheck(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	rec := &recorder{}
-	res := probes.Check(context.Background(), dir, probes.Options{Hostname: "node-a", Observer: rec})
+	res := probes.Check(context.Background(), dir, probes.Options{Hostname: "node-a", Log: &rec.OpLog})
 	if res.Err != nil || res.Mode != probes.ModeReadWrite {
 		t.Fatalf("check: %+v", res)
 	}
 	want := "start open,end open false,start write,end write false,start read,end read false,start delete,end delete false"
-	if got := strings.Join(rec.events, ","); got != want {
+	if got := rec.events(t); got != want {
 		t.Fatalf("events\n got %s\nwant %s", got, want)
 	}
 	if res.Duration() <= 0 {

@@ -55,7 +55,7 @@ func TestWriteDenied(t *testing.T) {
 			fs.Set(faultfs.OpCreate, faultfs.Fault{Errno: errno})
 			defer fs.Clear()
 			rec := &recorder{}
-			res := probes.Check(context.Background(), fs.Mountpoint(), probes.Options{Hostname: "h", Observer: rec})
+			res := probes.Check(context.Background(), fs.Mountpoint(), probes.Options{Hostname: "h", Log: &rec.OpLog})
 			if res.Err != nil || res.Mode != probes.ModeWriteDenied || !errors.Is(res.WriteDenied, errno) {
 				t.Fatalf("write denied: %+v", res)
 			}
@@ -65,7 +65,7 @@ func TestWriteDenied(t *testing.T) {
 			// The observer saw the refused create, then the read-only steps.
 			want := "start open,end open false,start write,end write true,start statfs,end statfs false," +
 				"start stat,end stat false,start readdir,end readdir false"
-			if got := strings.Join(rec.events, ","); got != want {
+			if got := rec.events(t); got != want {
 				t.Fatalf("events\n got %s\nwant %s", got, want)
 			}
 
