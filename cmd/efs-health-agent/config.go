@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,33 +57,148 @@ type config struct {
 	RequireWriteCheck bool
 
 	// origin names where each setting came from ("--port", "HEALTH_PORT"
-	// or "default"), so errors name what the user has to fix.
+	// or "default"), by flag name, so errors name what the user has to
+	// fix.
 	origin map[string]string
 }
 
-// setting describes one configuration knob.
+// setting is one configuration knob: its flag, environment variable,
+// default and help text, and the function that parses and validates a
+// value of it into the config.
 type setting struct {
-	key, flag, env, def, usage string
+	flag, env, def, usage string
+	// list settings take several values: the flag repeated, the variable
+	// comma-separated; set is called once per value.
+	list bool
+	// set stores v in c, or says why v is not a valid value.
+	set func(c *config, v string) error
 }
 
 var settings = []setting{
-	{"interval", "check-interval", "HEALTH_CHECK_INTERVAL", "30s", "how often each mount is checked (Go duration, 100ms to 24h)"},
-	{"timeout", "check-timeout", "HEALTH_CHECK_TIMEOUT", "5s", "deadline of one check (100ms to 24h); must not exceed the interval"},
-	{"port", "port", "HEALTH_PORT", "9910", "TCP port of the health, metrics and status endpoints (1-65535)"},
-	{"bind", "bind-address", "HEALTH_BIND_ADDRESS", "", "address to listen on (default: all interfaces)"},
-	{"mounts", "mount", "HEALTH_MOUNTS", "", "absolute mount path to check; flag repeatable, variable comma-separated"},
-	{"node", "node-name", "HEALTH_NODE_NAME", "", "name of this node in probe file names and service.instance.id (default: $NODE_NAME, else the hostname)"},
-	{"loglevel", "log-level", "HEALTH_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
-	{"logformat", "log-format", "HEALTH_LOG_FORMAT", "text", "log format: text or json"},
-	{"maxconns", "max-connections", "HEALTH_MAX_CONNECTIONS", "256", "most HTTP connections open at once (16-65536); at the cap the longest-idle one is closed to admit a new one"},
-	{"debug", "enable-debug", "HEALTH_ENABLE_DEBUG", "false", "serve /debug/pprof/ (off by default); the flag alone means true, or give --enable-debug=false"},
-	{"fstypes", "discover-fstypes", "HEALTH_DISCOVER_FSTYPES", "", "comma-separated filesystem types to discover from the mount table, e.g. nfs4,nfs,efs (default: no discovery)"},
-	{"prefix", "discover-prefix", "HEALTH_DISCOVER_PREFIX", "/var/lib/kubelet/pods", "only mounts under this directory are discovered"},
-	{"mountinfo", "mountinfo", "HEALTH_MOUNTINFO", "/proc/self/mountinfo", "mount table to follow (e.g. /host/proc/1/mountinfo)"},
-	{"statedir", "efs-state-dir", "HEALTH_EFS_STATE_DIR", "/var/run/efs", "efs-utils state directory, read to tell the file system, access point and service of a mount through efs-proxy (source 127.0.0.1:<subpath>)"},
-	{"discoveryinterval", "discovery-interval", "HEALTH_DISCOVERY_INTERVAL", "10s", "longest time between two reads of the mount table, 1s to 1h (changes are also noticed at once)"},
-	{"requirewrite", "require-write-check", "HEALTH_REQUIRE_WRITE_CHECK", "false", "count a refused create of the probe file (EACCES/EPERM, e.g. root squash) as the failure permission_denied instead of checking the mount read-only in mode write-denied"},
-	{"traceslow", "trace-slow-threshold", "HEALTH_TRACE_SLOW_THRESHOLD", "500ms", "a check at least this slow always keeps its spans, like a failed one; faster healthy checks are sampled (OTEL_TRACES_SAMPLER)"},
+	{flag: "check-interval", env: "HEALTH_CHECK_INTERVAL", def: "30s", usage: "how often each mount is checked (Go duration, 100ms to 24h)",
+		set: duration(func(c *config) *time.Duration { return &c.Interval }, minCheckInterval, maxCheckInterval)},
+	{flag: "check-timeout", env: "HEALTH_CHECK_TIMEOUT", def: "5s", usage: "deadline of one check (100ms to 24h); must not exceed the interval",
+		set: duration(func(c *config) *time.Duration { return &c.Timeout }, minCheckInterval, maxCheckInterval)},
+	{flag: "port", env: "HEALTH_PORT", def: "9910", usage: "TCP port of the health, metrics and status endpoints (1-65535)",
+		set: number(func(c *config) *int { return &c.Port }, 1, 65535, "must be a port number from 1 to 65535")},
+	{flag: "bind-address", env: "HEALTH_BIND_ADDRESS", usage: "address to listen on (default: all interfaces)", set: setBindAddress},
+	{flag: "mount", env: "HEALTH_MOUNTS", list: true, usage: "absolute mount path to check; flag repeatable, variable comma-separated", set: addMount},
+	{flag: "node-name", env: "HEALTH_NODE_NAME", usage: "name of this node in probe file names and service.instance.id (default: $NODE_NAME, else the hostname)",
+		set: func(c *config, v string) error { c.NodeName = strings.TrimSpace(v); return nil }},
+	{flag: "log-level", env: "HEALTH_LOG_LEVEL", def: "info", usage: "log level: debug, info, warn or error",
+		set: oneOf(func(c *config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
+	{flag: "log-format", env: "HEALTH_LOG_FORMAT", def: "text", usage: "log format: text or json",
+		set: oneOf(func(c *config) *string { return &c.LogFormat }, "text", "json")},
+	{flag: "max-connections", env: "HEALTH_MAX_CONNECTIONS", def: "256", usage: "most HTTP connections open at once (16-65536); at the cap the longest-idle one is closed to admit a new one",
+		set: number(func(c *config) *int { return &c.MaxConnections }, 16, 65536, "must be a number from 16 to 65536")},
+	{flag: "enable-debug", env: "HEALTH_ENABLE_DEBUG", def: "false", usage: "serve /debug/pprof/ (off by default); the flag alone means true, or give --enable-debug=false",
+		set: boolean(func(c *config) *bool { return &c.EnableDebug })},
+	{flag: "discover-fstypes", env: "HEALTH_DISCOVER_FSTYPES", usage: "comma-separated filesystem types to discover from the mount table, e.g. nfs4,nfs,efs (default: no discovery)", set: setFSTypes},
+	{flag: "discover-prefix", env: "HEALTH_DISCOVER_PREFIX", def: "/var/lib/kubelet/pods", usage: "only mounts under this directory are discovered",
+		set: path(func(c *config) *string { return &c.DiscoverPrefix }, "must be an absolute, clean directory path")},
+	{flag: "mountinfo", env: "HEALTH_MOUNTINFO", def: "/proc/self/mountinfo", usage: "mount table to follow (e.g. /host/proc/1/mountinfo)",
+		set: path(func(c *config) *string { return &c.MountInfo }, "must be an absolute, clean file path")},
+	{flag: "efs-state-dir", env: "HEALTH_EFS_STATE_DIR", def: "/var/run/efs", usage: "efs-utils state directory, read to tell the file system, access point and service of a mount through efs-proxy (source 127.0.0.1:<subpath>)",
+		set: path(func(c *config) *string { return &c.EFSStateDir }, "must be an absolute, clean directory path")},
+	{flag: "discovery-interval", env: "HEALTH_DISCOVERY_INTERVAL", def: "10s", usage: "longest time between two reads of the mount table, 1s to 1h (changes are also noticed at once)",
+		set: duration(func(c *config) *time.Duration { return &c.DiscoveryInterval }, discovery.MinInterval, discovery.MaxInterval)},
+	{flag: "require-write-check", env: "HEALTH_REQUIRE_WRITE_CHECK", def: "false", usage: "count a refused create of the probe file (EACCES/EPERM, e.g. root squash) as the failure permission_denied instead of checking the mount read-only in mode write-denied",
+		set: boolean(func(c *config) *bool { return &c.RequireWriteCheck })},
+	{flag: "trace-slow-threshold", env: "HEALTH_TRACE_SLOW_THRESHOLD", def: "500ms", usage: "a check at least this slow always keeps its spans, like a failed one; faster healthy checks are sampled (OTEL_TRACES_SAMPLER)",
+		set: duration(func(c *config) *time.Duration { return &c.TraceSlowThreshold }, time.Millisecond, agent.MaxInterval)},
+}
+
+// duration parses a Go duration from lo to hi into the field f returns.
+func duration(f func(*config) *time.Duration, lo, hi time.Duration) func(*config, string) error {
+	return func(c *config, v string) (err error) {
+		*f(c), err = parseDuration(v, lo, hi)
+		return err
+	}
+}
+
+// number parses a decimal integer from lo to hi into the field f
+// returns; why is the error otherwise.
+func number(f func(*config) *int, lo, hi int, why string) func(*config, string) error {
+	return func(c *config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < lo || n > hi {
+			return errors.New(why)
+		}
+		*f(c) = n
+		return nil
+	}
+}
+
+// boolean parses true or false (as strconv.ParseBool) into the field f
+// returns.
+func boolean(f func(*config) *bool) func(*config, string) error {
+	return func(c *config, v string) error {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return errors.New("must be true or false")
+		}
+		*f(c) = b
+		return nil
+	}
+}
+
+// oneOf stores one of the words (case-insensitive, as lower case) in the
+// field f returns.
+func oneOf(f func(*config) *string, words ...string) func(*config, string) error {
+	why := "must be " + strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+	return func(c *config, v string) error {
+		if v = strings.ToLower(v); !slices.Contains(words, v) {
+			return errors.New(why)
+		}
+		*f(c) = v
+		return nil
+	}
+}
+
+// path stores an absolute, clean path in the field f returns; why is the
+// error otherwise.
+func path(f func(*config) *string, why string) func(*config, string) error {
+	return func(c *config, v string) error {
+		v = strings.TrimSpace(v)
+		if agent.ValidatePath(v) != nil {
+			return errors.New(why)
+		}
+		*f(c) = v
+		return nil
+	}
+}
+
+func setBindAddress(c *config, v string) error {
+	v = strings.TrimSpace(v)
+	if v != "" && net.ParseIP(strings.Trim(v, "[]")) == nil && v != "localhost" {
+		return errors.New("must be an IP address or localhost")
+	}
+	c.BindAddress = v
+	return nil
+}
+
+// addMount adds one mount path; a path given twice is checked once.
+func addMount(c *config, v string) error {
+	if err := agent.ValidatePath(v); err != nil {
+		return err
+	}
+	if !slices.Contains(c.Mounts, v) {
+		c.Mounts = append(c.Mounts, v)
+	}
+	return nil
+}
+
+func setFSTypes(c *config, v string) error {
+	c.DiscoverFSTypes = nil
+	for _, t := range strings.Split(v, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			if strings.ContainsAny(t, " \t/") {
+				return fmt.Errorf("%q is not a filesystem type", t)
+			}
+			c.DiscoverFSTypes = append(c.DiscoverFSTypes, t)
+		}
+	}
+	return nil
 }
 
 // repeated is a flag that may be given several times.
@@ -105,7 +221,8 @@ func (b boolText) String() string {
 func (b boolText) Set(v string) error { *b.v = v; return nil }
 func (boolText) IsBoolFlag() bool     { return true }
 
-// isBool reports whether a setting is a boolean (its default is one).
+// isBool reports whether a setting is a boolean (its default is one):
+// its flag may be given alone.
 func (s setting) isBool() bool { return s.def == "true" || s.def == "false" }
 
 // usage prints the help text documenting every setting.
@@ -138,104 +255,50 @@ OTEL_TRACES_SAMPLER_ARG (default parentbased_traceidratio, 0.01).
 `)
 }
 
-// parseConfig reads the environment (through getenv) and args. It returns
-// flag.ErrHelp for --help, and otherwise an error naming the setting and
-// the bad value.
+// parseConfig reads the environment (through getenv) and args, and
+// validates every setting. It returns flag.ErrHelp for --help, and
+// otherwise an error naming the setting and the bad value.
 func parseConfig(name string, args []string, getenv func(string) string, out io.Writer) (*config, []string, error) {
-	raw := map[string]string{}
-	origin := map[string]string{}
-	for _, s := range settings {
-		raw[s.key], origin[s.key] = s.def, "default"
-		if v, ok := lookup(getenv, s.env); ok {
-			raw[s.key], origin[s.key] = v, s.env
-		}
-	}
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	vals := map[string]*string{}
-	var mounts repeated
-	for _, s := range settings {
-		if s.key == "mounts" {
-			fs.Var(&mounts, s.flag, s.usage)
-			continue
-		}
-		if s.isBool() {
-			v := new(string)
-			fs.Var(boolText{v}, s.flag, s.usage)
-			vals[s.key] = v
-			continue
-		}
-		vals[s.key] = fs.String(s.flag, "", s.usage)
-	}
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
+	fs, flags, err := parseFlags(name, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(out, fs)
-			return nil, nil, err
 		}
-		// The flag package quotes some values but not all (an unknown
-		// flag's name is printed as given).
-		return nil, nil, errors.New(pathesc.Display(err.Error()))
+		return nil, nil, err
 	}
-	if *showVersion {
-		return nil, nil, errVersion
-	}
-	fs.Visit(func(f *flag.Flag) {
-		for _, s := range settings {
-			if s.flag == f.Name && s.key != "mounts" {
-				raw[s.key], origin[s.key] = *vals[s.key], "--"+s.flag
+	c := &config{origin: map[string]string{}}
+	text := map[string]string{} // each setting's value as given
+	for _, s := range settings {
+		vals, from := []string{s.def}, "default"
+		if v, ok := lookup(getenv, s.env); ok {
+			vals, from = []string{v}, s.env
+			if s.list {
+				vals = strings.Split(v, ",")
 			}
 		}
-	})
-	c := &config{origin: origin}
-	var mountList []string
-	if len(mounts) > 0 {
-		mountList, origin["mounts"] = mounts, "--mount"
-	} else if raw["mounts"] != "" {
-		for _, p := range strings.Split(raw["mounts"], ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				mountList = append(mountList, p)
+		if v, ok := flags[s.flag]; ok {
+			vals, from = v, "--"+s.flag
+		}
+		c.origin[s.flag], text[s.flag] = from, strings.Join(vals, ",")
+		for _, v := range vals {
+			if s.list && from != "--"+s.flag && strings.TrimSpace(v) == "" {
+				continue // an empty list, or a stray comma
+			}
+			if s.list && from == s.env {
+				v = strings.TrimSpace(v)
+			}
+			if err := s.set(c, v); err != nil {
+				return nil, nil, fmt.Errorf("invalid %s=%q: %w", from, v, err)
 			}
 		}
-	}
-	bad := func(key, why string) error {
-		return fmt.Errorf("invalid %s=%q: %s", origin[key], raw[key], why)
-	}
-	var err error
-	if c.Interval, err = parseDuration(raw["interval"], minCheckInterval, maxCheckInterval); err != nil {
-		return nil, nil, bad("interval", err.Error())
-	}
-	if c.Timeout, err = parseDuration(raw["timeout"], minCheckInterval, maxCheckInterval); err != nil {
-		return nil, nil, bad("timeout", err.Error())
 	}
 	if c.Timeout > c.Interval {
-		iv := fmt.Sprintf("%s=%q", origin["interval"], raw["interval"])
-		if origin["interval"] == "default" {
-			iv = raw["interval"] + ", the default"
+		iv := fmt.Sprintf("%s=%q", c.origin["check-interval"], text["check-interval"])
+		if c.origin["check-interval"] == "default" {
+			iv = text["check-interval"] + ", the default"
 		}
-		return nil, nil, bad("timeout", "must not exceed the check interval ("+iv+")")
+		return nil, nil, fmt.Errorf("invalid %s=%q: must not exceed the check interval (%s)", c.origin["check-timeout"], text["check-timeout"], iv)
 	}
-	port, err := strconv.Atoi(strings.TrimSpace(raw["port"]))
-	if err != nil || port < 1 || port > 65535 {
-		return nil, nil, bad("port", "must be a port number from 1 to 65535")
-	}
-	c.Port = port
-	c.BindAddress = strings.TrimSpace(raw["bind"])
-	if c.BindAddress != "" && net.ParseIP(strings.Trim(c.BindAddress, "[]")) == nil && c.BindAddress != "localhost" {
-		return nil, nil, bad("bind", "must be an IP address or localhost")
-	}
-	seen := map[string]bool{}
-	for _, p := range mountList {
-		if err := agent.ValidatePath(p); err != nil {
-			return nil, nil, fmt.Errorf("invalid %s=%q: %w", origin["mounts"], p, err)
-		}
-		if !seen[p] {
-			seen[p] = true
-			c.Mounts = append(c.Mounts, p)
-		}
-	}
-	c.NodeName = strings.TrimSpace(raw["node"])
 	if c.NodeName == "" {
 		if v, ok := lookup(getenv, "NODE_NAME"); ok && strings.TrimSpace(v) != "" {
 			c.NodeName = strings.TrimSpace(v)
@@ -243,52 +306,51 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 			c.NodeName = h
 		}
 	}
-	switch c.LogLevel = strings.ToLower(raw["loglevel"]); c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return nil, nil, bad("loglevel", "must be debug, info, warn or error")
-	}
-	switch c.LogFormat = strings.ToLower(raw["logformat"]); c.LogFormat {
-	case "text", "json":
-	default:
-		return nil, nil, bad("logformat", "must be text or json")
-	}
-	if c.MaxConnections, err = strconv.Atoi(strings.TrimSpace(raw["maxconns"])); err != nil || c.MaxConnections < 16 || c.MaxConnections > 65536 {
-		return nil, nil, bad("maxconns", "must be a number from 16 to 65536")
-	}
-	if c.EnableDebug, err = strconv.ParseBool(raw["debug"]); err != nil {
-		return nil, nil, bad("debug", "must be true or false")
-	}
-	for _, t := range strings.Split(raw["fstypes"], ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			if strings.ContainsAny(t, " \t/") {
-				return nil, nil, bad("fstypes", fmt.Sprintf("%q is not a filesystem type", t))
-			}
-			c.DiscoverFSTypes = append(c.DiscoverFSTypes, t)
+	return c, fs.Args(), nil
+}
+
+// parseFlags parses args against every setting's flag and returns the
+// values given, by flag name (several for a list setting). It returns
+// errVersion for --version.
+func parseFlags(name string, args []string) (*flag.FlagSet, map[string][]string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	given := map[string][]string{}
+	for _, s := range settings {
+		switch {
+		case s.list:
+			fs.Var((*repeated)(&[]string{}), s.flag, s.usage)
+		case s.isBool():
+			fs.Var(boolText{new(string)}, s.flag, s.usage)
+		default:
+			fs.String(s.flag, "", s.usage)
 		}
 	}
-	c.DiscoverPrefix = strings.TrimSpace(raw["prefix"])
-	if err := agent.ValidatePath(c.DiscoverPrefix); err != nil {
-		return nil, nil, bad("prefix", "must be an absolute, clean directory path")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return fs, nil, err
+		}
+		// The flag package quotes some values but not all (an unknown
+		// flag's name is printed as given).
+		return fs, nil, errors.New(pathesc.Display(err.Error()))
 	}
-	c.MountInfo = strings.TrimSpace(raw["mountinfo"])
-	if err := agent.ValidatePath(c.MountInfo); err != nil {
-		return nil, nil, bad("mountinfo", "must be an absolute, clean file path")
+	if *showVersion {
+		return fs, nil, errVersion
 	}
-	c.EFSStateDir = strings.TrimSpace(raw["statedir"])
-	if err := agent.ValidatePath(c.EFSStateDir); err != nil {
-		return nil, nil, bad("statedir", "must be an absolute, clean directory path")
-	}
-	if c.DiscoveryInterval, err = parseDuration(raw["discoveryinterval"], discovery.MinInterval, discovery.MaxInterval); err != nil {
-		return nil, nil, bad("discoveryinterval", err.Error())
-	}
-	if c.TraceSlowThreshold, err = parseDuration(raw["traceslow"], time.Millisecond, agent.MaxInterval); err != nil {
-		return nil, nil, bad("traceslow", err.Error())
-	}
-	if c.RequireWriteCheck, err = strconv.ParseBool(strings.TrimSpace(raw["requirewrite"])); err != nil {
-		return nil, nil, bad("requirewrite", "must be true or false")
-	}
-	return c, fs.Args(), nil
+	fs.Visit(func(f *flag.Flag) {
+		switch v := f.Value.(type) {
+		case *repeated:
+			given[f.Name] = *v
+		case boolText:
+			given[f.Name] = []string{*v.v}
+		default:
+			given[f.Name] = []string{f.Value.String()}
+		}
+	})
+	delete(given, "version")
+	return fs, given, nil
 }
 
 func lookup(getenv func(string) string, key string) (string, bool) {
