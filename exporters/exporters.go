@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/exemplar"
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
@@ -181,30 +182,7 @@ const (
 // Observer when it is built, and the callbacks need the monitor. Until a
 // source is set, /metrics shows only the build info.
 func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.Getenv == nil {
-		opts.Getenv = os.Getenv
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.ServiceName == "" {
-		opts.ServiceName = DefaultServiceName
-	}
-	if opts.DebugRecent <= 0 {
-		opts.DebugRecent = DefaultDebugRecent
-	}
-	if opts.DebugSlowest <= 0 {
-		opts.DebugSlowest = DefaultDebugSlowest
-	}
-	if opts.DebugFailures <= 0 {
-		opts.DebugFailures = DefaultDebugFailures
-	}
-	if opts.TraceSlowThreshold <= 0 {
-		opts.TraceSlowThreshold = DefaultTraceSlowThreshold
-	}
+	opts = opts.withDefaults()
 	sampler, err := healthySampler(opts.Getenv)
 	if err != nil {
 		return nil, err
@@ -232,7 +210,62 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	if err != nil {
 		t.log.Warn("telemetry resource", "err", err)
 	}
+	pm, pt := pushEnabled(opts.Getenv, signalMetrics), pushEnabled(opts.Getenv, signalTraces)
+	for _, d := range []pushDecision{pm, pt} {
+		if d.note != "" {
+			t.log.Info(d.note)
+		}
+	}
+	if t.mp, err = t.newMeterProvider(ctx, res, opts, pm.push); err != nil {
+		uninstallErrorHandler(t.errs)
+		return nil, err
+	}
+	if t.tp, err = t.newTracerProvider(ctx, res, opts, pt.push); err != nil {
+		_ = t.mp.Shutdown(ctx)
+		uninstallErrorHandler(t.errs)
+		return nil, err
+	}
+	t.tracer = t.tp.Tracer(instrumentationScope)
 
+	if err := t.instruments(opts.Version); err != nil {
+		_ = t.Shutdown(ctx)
+		return nil, err
+	}
+	return t, nil
+}
+
+// withDefaults fills in the options left zero.
+func (opts Options) withDefaults() Options {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.ServiceName == "" {
+		opts.ServiceName = DefaultServiceName
+	}
+	if opts.DebugRecent <= 0 {
+		opts.DebugRecent = DefaultDebugRecent
+	}
+	if opts.DebugSlowest <= 0 {
+		opts.DebugSlowest = DefaultDebugSlowest
+	}
+	if opts.DebugFailures <= 0 {
+		opts.DebugFailures = DefaultDebugFailures
+	}
+	if opts.TraceSlowThreshold <= 0 {
+		opts.TraceSlowThreshold = DefaultTraceSlowThreshold
+	}
+	return opts
+}
+
+// newMeterProvider builds the meter provider: the Prometheus exporter on
+// t's private registry, opts.MetricReader, and OTLP push when push is set.
+func (t *Telemetry) newMeterProvider(ctx context.Context, res *resource.Resource, opts Options, push bool) (*sdkmetric.MeterProvider, error) {
 	promExp, err := otelprom.New(
 		otelprom.WithRegisterer(t.registry),
 		// The view layer (names.go) sets the exact Prometheus names, so the
@@ -247,7 +280,6 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		otelprom.WithAggregationSelector(promAggregation),
 	)
 	if err != nil {
-		uninstallErrorHandler(t.errs)
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
 	mopts := []sdkmetric.Option{
@@ -267,23 +299,20 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	if opts.MetricReader != nil {
 		mopts = append(mopts, sdkmetric.WithReader(opts.MetricReader))
 	}
-	pm, pt := pushEnabled(opts.Getenv, signalMetrics), pushEnabled(opts.Getenv, signalTraces)
-	for _, d := range []pushDecision{pm, pt} {
-		if d.note != "" {
-			t.log.Info(d.note)
-		}
-	}
-	if pm.push {
+	if push {
 		r, err := newPushMetricReader(ctx, opts.Getenv)
 		if err != nil {
-			uninstallErrorHandler(t.errs)
 			return nil, fmt.Errorf("OTLP metric exporter (OTEL_METRICS_EXPORTER / OTEL_EXPORTER_OTLP_*): %w", err)
 		}
 		mopts = append(mopts, sdkmetric.WithReader(r))
 		t.pushMetrics = true
 	}
-	t.mp = sdkmetric.NewMeterProvider(mopts...)
+	return sdkmetric.NewMeterProvider(mopts...), nil
+}
 
+// newTracerProvider builds the tracer provider, with opts.SpanProcessor
+// and OTLP push when push is set.
+func (t *Telemetry) newTracerProvider(ctx context.Context, res *resource.Resource, opts Options, push bool) (*sdktrace.TracerProvider, error) {
 	// The sampling decision is taken when a check ends (sampling.go):
 	// every span the observer creates is kept, under the trace id the
 	// decision was made with.
@@ -292,11 +321,9 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 	if opts.SpanProcessor != nil {
 		topts = append(topts, sdktrace.WithSpanProcessor(opts.SpanProcessor))
 	}
-	if pt.push {
+	if push {
 		e, err := newPushSpanExporter(ctx, opts.Getenv)
 		if err != nil {
-			_ = t.mp.Shutdown(ctx)
-			uninstallErrorHandler(t.errs)
 			return nil, fmt.Errorf("OTLP span exporter (OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_*): %w", err)
 		}
 		// The batch processor queues ended spans and drops them when the
@@ -304,14 +331,7 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		topts = append(topts, sdktrace.WithBatcher(e))
 		t.pushTraces = true
 	}
-	t.tp = sdktrace.NewTracerProvider(topts...)
-	t.tracer = t.tp.Tracer(instrumentationScope)
-
-	if err := t.instruments(opts.Version); err != nil {
-		_ = t.Shutdown(ctx)
-		return nil, err
-	}
-	return t, nil
+	return sdktrace.NewTracerProvider(topts...), nil
 }
 
 // SetSource sets what the metric callbacks read. It is

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/internal/discovery"
@@ -42,93 +44,112 @@ func runCheck(args []string, getenv func(string) string, stdout, stderr io.Write
 	}
 	ac := cfg.agentConfig()
 	ac.Logger = slog.New(slog.DiscardHandler)
-	specs := make([]agent.Mount, len(paths))
-	for i, p := range paths {
-		specs[i] = agent.Mount{Path: p}
+	specs := checkSpecs(cfg, &ac, paths)
+	onces, err := checkAll(ac, specs)
+	if err != nil {
+		fmt.Fprintf(stderr, "efs-health-agent check: %v\n", err)
+		return 2
 	}
-	// The mount table, when it can be read, tells a mount from the
-	// directory an unmount leaves behind and gives the TLS tunnel, as in
-	// the agent.
-	if w, err := discovery.New(discovery.Config{MountInfo: cfg.MountInfo, Paths: paths, Interval: cfg.DiscoveryInterval,
-		StateDir: cfg.EFSStateDir, Logger: ac.Logger}); err == nil {
-		if table, err := w.Refresh(); err == nil {
-			ac.MountTable = w
-			for i, p := range paths {
-				if e, ok := table[p]; ok {
-					specs[i] = e.Mount()
-				}
-			}
-		}
-	}
-	outs := make([]chan agent.Once, len(paths))
-	errs := make([]error, len(paths))
-	for i := range specs {
-		outs[i] = make(chan agent.Once, 1)
-		go func(i int) {
-			o, err := agent.CheckOnce(context.Background(), ac, specs[i])
-			errs[i] = err
-			outs[i] <- o
-		}(i)
-	}
-	onces := make([]agent.Once, len(paths))
-	for i := range outs {
-		onces[i] = <-outs[i]
-		if errs[i] != nil {
-			fmt.Fprintf(stderr, "efs-health-agent check: %v\n", errs[i])
-			return 2
-		}
-	}
-	// Paths and error messages are printed through pathesc.Display: a path
-	// may hold terminal escape sequences, bidi overrides or invalid UTF-8.
 	healthy := true
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	for i, p := range paths {
-		o := onces[i]
-		fmt.Fprintf(tw, "%s\n", pathesc.Display(p))
-		if o.Outcome.TimedOut {
-			healthy = false
-			op, reason := o.Outcome.FailedOp, o.Outcome.Reason
-			fmt.Fprintf(tw, "  %s\tstuck\n", op)
-			msg := fmt.Sprintf("timeout after %v in %s", cfg.Timeout, op)
-			if reason == probes.ReasonTunnelDown {
-				msg = pathesc.Display(o.Outcome.Err.Error()) // says the tunnel was down too
-			}
-			fmt.Fprintf(tw, "  verdict\tUNHEALTHY\t%s (reason: %s)\n", msg, reason)
-			fmt.Fprintf(tw, "  action\t%s\n", probes.Advice(reason))
-			fmt.Fprintf(tw, "  cleanup\t%s\n", lateCleanup(o.Late))
-			continue
-		}
-		res := o.Result
-		if res.TunnelErr != nil {
-			// The tunnel step is advisory: it explains a failure, it is
-			// not one.
-			fmt.Fprintf(tw, "  %s\tunreachable\t%s (not a failure by itself)\n", probes.OpTunnel, pathesc.Display(res.TunnelErr.Error()))
-		}
-		if res.WriteDenied != nil {
-			fmt.Fprintf(tw, "  %s\tdenied\t%s: checked read-only instead (--require-write-check makes this a failure)\n",
-				probes.OpWrite, pathesc.Display(res.WriteDenied.Error()))
-		}
-		for _, op := range res.Ops {
-			status := "ok"
-			if op.Err != nil {
-				status = pathesc.Display(op.Err.Error())
-			}
-			fmt.Fprintf(tw, "  %s\t%.3f ms\t%s\n", op.Op, float64(op.Duration.Microseconds())/1000, status)
-		}
-		if res.Err != nil {
-			healthy = false
-			reason := o.Outcome.Reason
-			fmt.Fprintf(tw, "  verdict\tUNHEALTHY\t%s (reason: %s)\n", pathesc.Display(res.Err.Error()), reason)
-			fmt.Fprintf(tw, "  action\t%s\n", probes.Advice(reason))
-		} else {
-			fmt.Fprintf(tw, "  verdict\tHEALTHY\t%s, %.3f ms\n", res.Mode, float64(res.Duration().Microseconds())/1000)
-		}
+		healthy = printOnce(tw, p, onces[i], cfg.Timeout) && healthy
 	}
 	tw.Flush()
 	if !healthy {
 		return 1
 	}
 	return 0
+}
+
+// checkSpecs describes each path for its check. The mount table, when it
+// can be read, tells a mount from the directory an unmount leaves behind
+// and gives the TLS tunnel, as in the agent; it becomes ac's MountTable.
+func checkSpecs(cfg *config, ac *agent.Config, paths []string) []agent.Mount {
+	specs := make([]agent.Mount, len(paths))
+	for i, p := range paths {
+		specs[i] = agent.Mount{Path: p}
+	}
+	w, err := discovery.New(discovery.Config{MountInfo: cfg.MountInfo, Paths: paths, Interval: cfg.DiscoveryInterval,
+		StateDir: cfg.EFSStateDir, Logger: ac.Logger})
+	if err != nil {
+		return specs
+	}
+	table, err := w.Refresh()
+	if err != nil {
+		return specs
+	}
+	ac.MountTable = w
+	for i, p := range paths {
+		if e, ok := table[p]; ok {
+			specs[i] = e.Mount()
+		}
+	}
+	return specs
+}
+
+// checkAll checks every mount at once, each through agent.CheckOnce,
+// and returns the first error (a configuration CheckOnce refuses is
+// refused for every mount alike).
+func checkAll(ac agent.Config, specs []agent.Mount) ([]agent.Once, error) {
+	onces := make([]agent.Once, len(specs))
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i := range specs {
+		wg.Go(func() { onces[i], errs[i] = agent.CheckOnce(context.Background(), ac, specs[i]) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return onces, nil
+}
+
+// printOnce prints the check of path p and reports whether it was
+// healthy. Paths and error messages are printed through pathesc.Display:
+// a path may hold terminal escape sequences, bidi overrides or invalid
+// UTF-8.
+func printOnce(tw io.Writer, p string, o agent.Once, timeout time.Duration) bool {
+	fmt.Fprintf(tw, "%s\n", pathesc.Display(p))
+	if o.Outcome.TimedOut {
+		op, reason := o.Outcome.FailedOp, o.Outcome.Reason
+		fmt.Fprintf(tw, "  %s\tstuck\n", op)
+		msg := fmt.Sprintf("timeout after %v in %s", timeout, op)
+		if reason == probes.ReasonTunnelDown {
+			msg = pathesc.Display(o.Outcome.Err.Error()) // says the tunnel was down too
+		}
+		fmt.Fprintf(tw, "  verdict\tUNHEALTHY\t%s (reason: %s)\n", msg, reason)
+		fmt.Fprintf(tw, "  action\t%s\n", probes.Advice(reason))
+		fmt.Fprintf(tw, "  cleanup\t%s\n", lateCleanup(o.Late))
+		return false
+	}
+	res := o.Result
+	if res.TunnelErr != nil {
+		// The tunnel step is advisory: it explains a failure, it is
+		// not one.
+		fmt.Fprintf(tw, "  %s\tunreachable\t%s (not a failure by itself)\n", probes.OpTunnel, pathesc.Display(res.TunnelErr.Error()))
+	}
+	if res.WriteDenied != nil {
+		fmt.Fprintf(tw, "  %s\tdenied\t%s: checked read-only instead (--require-write-check makes this a failure)\n",
+			probes.OpWrite, pathesc.Display(res.WriteDenied.Error()))
+	}
+	for _, op := range res.Ops {
+		status := "ok"
+		if op.Err != nil {
+			status = pathesc.Display(op.Err.Error())
+		}
+		fmt.Fprintf(tw, "  %s\t%.3f ms\t%s\n", op.Op, float64(op.Duration.Microseconds())/1000, status)
+	}
+	if res.Err != nil {
+		reason := o.Outcome.Reason
+		fmt.Fprintf(tw, "  verdict\tUNHEALTHY\t%s (reason: %s)\n", pathesc.Display(res.Err.Error()), reason)
+		fmt.Fprintf(tw, "  action\t%s\n", probes.Advice(reason))
+		return false
+	}
+	fmt.Fprintf(tw, "  verdict\tHEALTHY\t%s, %.3f ms\n", res.Mode, float64(res.Duration().Microseconds())/1000)
+	return true
 }
 
 // lateCleanup says what became of the probe file of a check that hit its

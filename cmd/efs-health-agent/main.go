@@ -234,62 +234,23 @@ func errorText(err error) string {
 // server's httpShutdownGrace) plus telemetryFlushGrace, without waiting for
 // checks stuck in the kernel.
 func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.Listener, log *slog.Logger) error {
-	// The monitor is built with the telemetry's Observer, and the metric
-	// callbacks read the monitor: the source is set once it exists. New
-	// also routes the OTel SDK's export errors to log, at most once a
-	// minute.
-	nfs := nfsstats.NewCache(nfsstats.Self, log)
-	tel, err := exporters.New(ctx, nil, exporters.Options{Version: version, InstanceID: cfg.NodeName, Logger: log, Getenv: getenv,
-		NFSStats: nfs.Snapshot, TraceSlowThreshold: cfg.TraceSlowThreshold})
+	a, err := build(ctx, cfg, getenv, ln, log)
 	if err != nil {
 		ln.Close()
-		return fmt.Errorf("telemetry: %w", err)
+		return err
 	}
-	// The mount table is followed from the start: checks use it to tell
-	// an unmounted path (now local disk) from the registered mount.
-	watcher, err := discovery.New(discovery.Config{MountInfo: cfg.MountInfo, FSTypes: cfg.DiscoverFSTypes,
-		Prefix: cfg.DiscoverPrefix, Paths: cfg.Mounts, Interval: cfg.DiscoveryInterval, StateDir: cfg.EFSStateDir, Logger: log})
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("discovery: %w", err)
-	}
-	if _, err := watcher.Refresh(); err != nil {
-		ln.Close()
-		return &settingError{fmt.Errorf("invalid %s=%q: %w", cfg.origin["mountinfo"], cfg.MountInfo, err)}
-	}
-	ac := cfg.agentConfig()
-	ac.Logger = log
-	ac.Observer = tel.Observer()
-	ac.MountTable = watcher
-	mon, err := agent.New(ac)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("create monitor: %w", err)
-	}
-	tel.SetSource(mon)
-	for _, p := range cfg.Mounts {
-		if err := mon.Register(agent.Mount{Path: p}); err != nil {
-			ln.Close()
-			return fmt.Errorf("register %q: %w", p, err)
-		}
-	}
-	router := httpapi.NewRouter(mon, httpapi.Options{Metrics: tel.MetricsHandler(), DebugChecks: tel.DebugChecksHandler(),
-		Pprof: cfg.EnableDebug, Logger: log})
-	srv := httpapi.NewServer(ln.Addr().String(), router, log)
-	srv.MaxConnections = cfg.MaxConnections
-
 	monDone := make(chan error, 1)
-	go func() { monDone <- mon.Run(ctx) }()
+	go func() { monDone <- a.mon.Run(ctx) }()
 	// NFS client statistics are read in the background, never on a scrape.
-	go nfs.Run(ctx, 15*time.Second)
+	go a.nfs.Run(ctx, 15*time.Second)
 	go func() {
-		if err := watcher.Run(ctx, mon, cfg.Mounts); err != nil {
+		if err := a.watcher.Run(ctx, a.mon, cfg.Mounts); err != nil {
 			log.Error("mount table watcher stopped", "err", err)
 		}
 	}()
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Serve(ln) }()
-	pushM, pushT := tel.Pushing()
+	go func() { srvDone <- a.srv.Serve(ln) }()
+	pushM, pushT := a.tel.Pushing()
 	log.Info("agent started", "addr", ln.Addr().String(), "version", version, "otlp_metrics", pushM, "otlp_traces", pushT,
 		"interval", cfg.Interval, "timeout", cfg.Timeout, "mounts", len(cfg.Mounts), "node", cfg.NodeName,
 		"discover_fstypes", strings.Join(cfg.DiscoverFSTypes, ","), "discover_prefix", cfg.DiscoverPrefix)
@@ -305,28 +266,90 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 		monReturned = true
 	}
 	log.Info("shutting down")
+	if ctx.Err() != nil && !monReturned {
+		a.shutdown(monDone, log)
+	} else {
+		a.shutdown(nil, log)
+	}
+	return runErr
+}
+
+// running is the agent's components, wired.
+type running struct {
+	tel     *exporters.Telemetry
+	nfs     *nfsstats.Cache
+	watcher *discovery.Watcher
+	mon     *agent.Monitor
+	srv     *httpapi.Server
+}
+
+// build wires the agent: telemetry, the mount-table watcher, the monitor
+// with the configured mounts, and the HTTP server for ln.
+func build(ctx context.Context, cfg *config, getenv func(string) string, ln net.Listener, log *slog.Logger) (*running, error) {
+	// The monitor is built with the telemetry's Observer, and the metric
+	// callbacks read the monitor: the source is set once it exists. New
+	// also routes the OTel SDK's export errors to log, at most once a
+	// minute.
+	a := &running{nfs: nfsstats.NewCache(nfsstats.Self, log)}
+	var err error
+	a.tel, err = exporters.New(ctx, nil, exporters.Options{Version: version, InstanceID: cfg.NodeName, Logger: log, Getenv: getenv,
+		NFSStats: a.nfs.Snapshot, TraceSlowThreshold: cfg.TraceSlowThreshold})
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	// The mount table is followed from the start: checks use it to tell
+	// an unmounted path (now local disk) from the registered mount.
+	a.watcher, err = discovery.New(discovery.Config{MountInfo: cfg.MountInfo, FSTypes: cfg.DiscoverFSTypes,
+		Prefix: cfg.DiscoverPrefix, Paths: cfg.Mounts, Interval: cfg.DiscoveryInterval, StateDir: cfg.EFSStateDir, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
+	if _, err := a.watcher.Refresh(); err != nil {
+		return nil, &settingError{fmt.Errorf("invalid %s=%q: %w", cfg.origin["mountinfo"], cfg.MountInfo, err)}
+	}
+	ac := cfg.agentConfig()
+	ac.Logger = log
+	ac.Observer = a.tel.Observer()
+	ac.MountTable = a.watcher
+	if a.mon, err = agent.New(ac); err != nil {
+		return nil, fmt.Errorf("create monitor: %w", err)
+	}
+	a.tel.SetSource(a.mon)
+	for _, p := range cfg.Mounts {
+		if err := a.mon.Register(agent.Mount{Path: p}); err != nil {
+			return nil, fmt.Errorf("register %q: %w", p, err)
+		}
+	}
+	router := httpapi.NewRouter(a.mon, httpapi.Options{Metrics: a.tel.MetricsHandler(), DebugChecks: a.tel.DebugChecksHandler(),
+		Pprof: cfg.EnableDebug, Logger: log})
+	a.srv = httpapi.NewServer(ln.Addr().String(), router, log)
+	a.srv.MaxConnections = cfg.MaxConnections
+	return a, nil
+}
+
+// shutdown stops the HTTP server, waits for monDone unless it is nil
+// (checks in flight and not stuck finish and remove their probe files:
+// Run returns within agent.ShutdownDrain), then flushes the telemetry.
+func (a *running) shutdown(monDone <-chan error, log *slog.Logger) {
 	drained := make(chan struct{})
 	go func() {
-		if ctx.Err() != nil && !monReturned {
-			// Checks in flight and not stuck finish and remove their
-			// probe files: Run returns within agent.ShutdownDrain.
+		if monDone != nil {
 			<-monDone
 		}
 		close(drained)
 	}()
 	hctx, hcancel := context.WithTimeout(context.Background(), httpShutdownGrace)
 	defer hcancel()
-	if err := srv.Shutdown(hctx); err != nil {
+	if err := a.srv.Shutdown(hctx); err != nil {
 		// Requests still being written (to a client that does not
 		// read, say) are cut off.
 		log.Warn("http shutdown: closing the connections still open", "err", err)
-		_ = srv.Close()
+		_ = a.srv.Close()
 	}
 	<-drained
 	tctx, tcancel := context.WithTimeout(context.Background(), telemetryFlushGrace)
 	defer tcancel()
-	if err := tel.Shutdown(tctx); err != nil {
+	if err := a.tel.Shutdown(tctx); err != nil {
 		log.Warn("telemetry flush", "err", err)
 	}
-	return runErr
 }
