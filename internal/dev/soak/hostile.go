@@ -258,142 +258,160 @@ func runHostile(bin string, dur time.Duration) (*hostileResult, error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
+	var l hostileLoad
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); tables.run(ctx) }()
-	// RSS every 20 ms.
-	var peak atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for ctx.Err() == nil {
-			if r := vmRSS(pid); r > peak.Load() {
-				peak.Store(r)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-	// The kubelet: /healthz/live on a fresh connection every 100 ms.
-	var probes, failed, slowest atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		// Judged by the manifests' probe timeout: under their 100m CPU
-		// limit the agent is throttled, and kubelet waits that long.
-		c := &http.Client{Timeout: probeTimeout + time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-		for ctx.Err() == nil {
-			start := time.Now()
-			resp, err := c.Get(base + "/healthz/live")
-			d := time.Since(start)
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-			probes.Add(1)
-			if err != nil || resp.StatusCode != http.StatusOK || d > probeTimeout {
-				failed.Add(1)
-			}
-			if int64(d) > slowest.Load() {
-				slowest.Store(int64(d))
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}()
-	// Idle keep-alive connections: opened continuously, each serves one
-	// request and is left open; the client holds up to hostileIdleConns
-	// and closes its oldest beyond that.
-	var opened, served atomic.Int64
-	var heldMu sync.Mutex
-	var held []net.Conn
+	wg.Go(func() { tables.run(ctx) })
+	wg.Go(func() { l.watchRSS(ctx, pid) })
+	wg.Go(func() { l.kubelet(ctx, base) })
 	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 2*time.Second)
-				if err != nil {
-					continue
-				}
-				opened.Add(1)
-				heldMu.Lock()
-				held = append(held, c)
-				if len(held) > hostileIdleConns {
-					held[0].Close()
-					held = held[1:]
-				}
-				heldMu.Unlock()
-				_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-				if _, err := io.WriteString(c, "GET /healthz/live HTTP/1.1\r\nHost: agent\r\n\r\n"); err != nil {
-					continue
-				}
-				if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					served.Add(1)
-				}
-			}
-		}()
+		wg.Go(func() { l.idleConns(ctx, port) })
 	}
-	// Clients asking for the largest /debug/checks answer.
-	var dOK, dRefused, dOther atomic.Int64
 	for w := 0; w < hostileDebug; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &http.Client{Timeout: 10 * time.Second}
-			for ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/debug/checks?limit=1000", nil)
-				resp, err := c.Do(req)
-				if err != nil {
-					if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-						dOther.Add(1)
-					}
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				switch resp.StatusCode {
-				case http.StatusOK:
-					dOK.Add(1)
-				case http.StatusTooManyRequests:
-					dRefused.Add(1)
-				default:
-					dOther.Add(1)
-				}
-			}
-		}()
+		wg.Go(func() { l.debugClient(ctx, base) })
 	}
 	wg.Wait()
-	heldMu.Lock()
-	for _, c := range held {
-		c.Close()
-	}
-	heldMu.Unlock()
+	l.closeHeld()
 
-	res.peakRSS, res.cgroupPeak, res.oomKills, res.throttled = peak.Load(), g.PeakBytes(), g.OOMKills(), g.Throttled()
-	res.connsOpened, res.connsServed = opened.Load(), served.Load()
-	res.debugOK, res.debugRefused, res.debugOther = dOK.Load(), dRefused.Load(), dOther.Load()
-	res.liveProbes, res.liveFailed, res.liveSlowest = probes.Load(), failed.Load(), time.Duration(slowest.Load())
-	select {
-	case err := <-exited:
-		exited <- err
-		res.exitErr = fmt.Errorf("the agent exited during the load: %v", err)
-	default:
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			exited <- err
-			if err != nil {
-				res.exitErr = fmt.Errorf("exit after SIGTERM: %w", err)
-			}
-		case <-time.After(5 * time.Second):
-			res.exitErr = errors.New("no exit within 5 s of SIGTERM")
-		}
-	}
+	res.peakRSS, res.cgroupPeak, res.oomKills, res.throttled = l.peak.Load(), g.PeakBytes(), g.OOMKills(), g.Throttled()
+	res.connsOpened, res.connsServed = l.opened.Load(), l.served.Load()
+	res.debugOK, res.debugRefused, res.debugOther = l.dOK.Load(), l.dRefused.Load(), l.dOther.Load()
+	res.liveProbes, res.liveFailed, res.liveSlowest = l.probes.Load(), l.failed.Load(), time.Duration(l.slowest.Load())
+	res.exitErr = stopAgent(cmd, exited)
 	tables.judge(a.output())
 	res.table = tables
 	res.http, res.httpErr = runHostileHTTP(bin, dur)
 	return res, nil
+}
+
+// stopAgent sends SIGTERM to the agent unless it exited during the load,
+// and says what went wrong: an exit during the load, a failed exit, or
+// none within 5 s.
+func stopAgent(cmd *exec.Cmd, exited chan error) error {
+	select {
+	case err := <-exited:
+		exited <- err
+		return fmt.Errorf("the agent exited during the load: %v", err)
+	default:
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			return fmt.Errorf("exit after SIGTERM: %w", err)
+		}
+		return nil
+	case <-time.After(5 * time.Second):
+		return errors.New("no exit within 5 s of SIGTERM")
+	}
+}
+
+// hostileLoad is the phase's clients and what they saw.
+type hostileLoad struct {
+	peak                    atomic.Int64 // agent RSS
+	probes, failed, slowest atomic.Int64 // the kubelet's /healthz/live
+	opened, served          atomic.Int64 // idle keep-alive connections
+	dOK, dRefused, dOther   atomic.Int64 // /debug/checks
+	heldMu                  sync.Mutex
+	held                    []net.Conn
+}
+
+// watchRSS samples the agent's RSS every 20 ms.
+func (l *hostileLoad) watchRSS(ctx context.Context, pid int) {
+	for ctx.Err() == nil {
+		if r := vmRSS(pid); r > l.peak.Load() {
+			l.peak.Store(r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// kubelet asks /healthz/live on a fresh connection every 100 ms.
+func (l *hostileLoad) kubelet(ctx context.Context, base string) {
+	// Judged by the manifests' probe timeout: under their 100m CPU
+	// limit the agent is throttled, and kubelet waits that long.
+	c := &http.Client{Timeout: probeTimeout + time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for ctx.Err() == nil {
+		start := time.Now()
+		resp, err := c.Get(base + "/healthz/live")
+		d := time.Since(start)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		l.probes.Add(1)
+		if err != nil || resp.StatusCode != http.StatusOK || d > probeTimeout {
+			l.failed.Add(1)
+		}
+		if int64(d) > l.slowest.Load() {
+			l.slowest.Store(int64(d))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// idleConns opens connections continuously, each serving one request
+// and left open; the clients hold up to hostileIdleConns and close their
+// oldest beyond that.
+func (l *hostileLoad) idleConns(ctx context.Context, port int) {
+	for ctx.Err() == nil {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 2*time.Second)
+		if err != nil {
+			continue
+		}
+		l.opened.Add(1)
+		l.heldMu.Lock()
+		l.held = append(l.held, c)
+		if len(l.held) > hostileIdleConns {
+			l.held[0].Close()
+			l.held = l.held[1:]
+		}
+		l.heldMu.Unlock()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := io.WriteString(c, "GET /healthz/live HTTP/1.1\r\nHost: agent\r\n\r\n"); err != nil {
+			continue
+		}
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			l.served.Add(1)
+		}
+	}
+}
+
+// closeHeld closes the idle connections still held.
+func (l *hostileLoad) closeHeld() {
+	l.heldMu.Lock()
+	defer l.heldMu.Unlock()
+	for _, c := range l.held {
+		c.Close()
+	}
+	l.held = nil
+}
+
+// debugClient asks for the largest /debug/checks answer, again and again.
+func (l *hostileLoad) debugClient(ctx context.Context, base string) {
+	c := &http.Client{Timeout: 10 * time.Second}
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/debug/checks?limit=1000", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+				l.dOther.Add(1)
+			}
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			l.dOK.Add(1)
+		case http.StatusTooManyRequests:
+			l.dRefused.Add(1)
+		default:
+			l.dOther.Add(1)
+		}
+	}
 }
 
 // waitHealthy waits until /healthz/ready answers 200.
