@@ -6,7 +6,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"os"
 	"syscall"
 	"time"
 
@@ -25,9 +24,7 @@ func detection(r *report) {
 		r.add("")
 		return
 	}
-	mnt, _ := os.MkdirTemp("", "bench-fuse")
-	back, _ := os.MkdirTemp("", "bench-back")
-	fs, err := faultfs.Mount(mnt, back, faultfs.Options{})
+	fs, mnt, err := faultMount()
 	if err != nil {
 		r.add("skipped: %v", err)
 		return

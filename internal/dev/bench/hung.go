@@ -72,9 +72,7 @@ func hungLoad(r *report) {
 	}
 	dir, done := tmpfsDir()
 	defer done()
-	mnt, _ := os.MkdirTemp("", "bench-fuse")
-	back, _ := os.MkdirTemp("", "bench-back")
-	fs, err := faultfs.Mount(mnt, back, faultfs.Options{})
+	fs, mnt, err := faultMount()
 	if err != nil {
 		r.add("skipped: %v", err)
 		return

@@ -24,6 +24,7 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
 	"github.com/efs-health-agent/efs-health-agent/internal/testenv/tmpfs"
 )
 
@@ -215,4 +216,13 @@ func writeReport(path string, r *report) {
 		}
 	}
 	_ = os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// faultMount mounts the FUSE fault filesystem on a fresh temporary
+// directory, over a fresh backing directory.
+func faultMount() (fs *faultfs.FS, mnt string, err error) {
+	mnt, _ = os.MkdirTemp("", "bench-fuse")
+	back, _ := os.MkdirTemp("", "bench-back")
+	fs, err = faultfs.Mount(mnt, back, faultfs.Options{})
+	return fs, mnt, err
 }
