@@ -359,8 +359,6 @@ func (t *Telemetry) DebugChecksHandler() http.Handler {
 			q.limit = n
 		}
 		sel := t.debug.selectChecks(q)
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
 		if v.Get("format") == "text" {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			writeDebugText(w, sel, q.limit)

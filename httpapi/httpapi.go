@@ -90,6 +90,7 @@ func NewRouter(src Source, opts Options) http.Handler {
 	rend := newRenderer(lim, func() any { return src.Summary() }, log)
 	h := &handlers{src: src, now: opts.Now}
 	r := chi.NewRouter()
+	r.Use(securityHeaders)
 	r.Use(recoverer(log))
 	r.Use(ignoreBodies)
 	r.Use(readOnlyMethods)
@@ -268,8 +269,6 @@ type handlers struct {
 
 func text(w http.ResponseWriter, code int, body string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	fmt.Fprintln(w, body)
 }
@@ -414,8 +413,6 @@ func (h *handlers) mounts(w http.ResponseWriter, _ *http.Request) {
 	sts := h.src.Statuses()
 	now := h.now()
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
 	bw := bufio.NewWriterSize(w, 16<<10)
 	bw.WriteByte('{')
 	for i, st := range sts {

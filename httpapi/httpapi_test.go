@@ -174,3 +174,28 @@ func TestServerLimits(t *testing.T) {
 		t.Fatalf("server without limits: %+v", s)
 	}
 }
+
+// TestSecurityHeaders: every response carries the same security headers,
+// whichever route, method or error wrote it.
+func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "{}\n") })
+	h := httpapi.NewRouter(&fakeSource{live: false}, httpapi.Options{Metrics: ok, DebugChecks: ok, Pprof: true})
+	want := map[string]string{
+		"Cache-Control":           "no-store",
+		"X-Content-Type-Options":  "nosniff",
+		"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+	}
+	for _, req := range []struct{ method, path string }{
+		{http.MethodGet, "/"}, {http.MethodGet, "/healthz"}, {http.MethodGet, "/healthz/ready"}, {http.MethodGet, "/healthz/live"},
+		{http.MethodGet, "/healthz/mounts"}, {http.MethodGet, "/metrics"}, {http.MethodGet, "/debug/checks"},
+		{http.MethodGet, "/debug/pprof/"}, {http.MethodHead, "/healthz/mounts"}, {http.MethodPost, "/healthz"}, {http.MethodGet, "/nope"},
+	} {
+		code, _, hdr := get(t, h, req.method, req.path)
+		for k, v := range want {
+			if got := hdr.Get(k); got != v {
+				t.Errorf("%s %s (%d): %s %q, want %q", req.method, req.path, code, k, got, v)
+			}
+		}
+	}
+}
