@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/checklog"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
@@ -48,9 +49,9 @@ func TestChurn(t *testing.T) {
 		if r > 0 && strings.Contains(body, fmt.Sprintf("pod-%d-", r-1)) {
 			t.Fatalf("round %d: series of unregistered mounts remain", r)
 		}
-		// The /debug/checks store holds a fixed number of records,
-		// whatever the number of mounts that passed through.
-		if n, most := exporters.DebugRecords(tel), exporters.DefaultDebugRecent+exporters.DefaultDebugSlowest+exporters.DefaultDebugFailures; n > most {
+		// The check log holds a fixed number of entries, whatever the
+		// number of mounts that passed through.
+		if n, most := tel.CheckLog().Len(), checklog.DefaultRecent+checklog.DefaultSlowest+checklog.DefaultFailures; n > most {
 			t.Fatalf("round %d: /debug/checks holds %d records, more than %d", r, n, most)
 		}
 		if r%10 == 0 {

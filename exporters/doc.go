@@ -2,8 +2,9 @@
 // MeterProvider whose views fix the documented Prometheus metric names, a
 // Prometheus exporter on a private registry for /metrics, optional OTLP
 // push configured by the standard OTEL_* environment, a TracerProvider
-// with a tail-sampled span per check and per operation, and the
-// /debug/checks view of recent and slowest checks by trace id.
+// with a tail-sampled span per check and per operation, and the check log
+// (checklog.Log) behind /debug/checks, which the Observer files every
+// check in.
 //
 // # Names
 //

@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/checklog"
 	"github.com/efs-health-agent/efs-health-agent/internal/lograte"
 	"github.com/efs-health-agent/efs-health-agent/internal/nfsstats"
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
@@ -74,11 +75,11 @@ type Options struct {
 	// OTEL_TRACES_SAMPLER_ARG (read through Getenv) decides; see
 	// DefaultHealthySampler.
 	TraceSlowThreshold time.Duration
-	// DebugRecent, DebugSlowest and DebugFailures size the /debug/checks
-	// store, for all mounts together: the most recent checks, the slowest
-	// since start, and how many mounts' last failed check are kept
-	// (defaults DefaultDebugRecent, DefaultDebugSlowest,
-	// DefaultDebugFailures).
+	// DebugRecent, DebugSlowest and DebugFailures size the check log of
+	// /debug/checks, for all mounts together: the most recent checks, the
+	// slowest since start, and how many mounts' last failed check are
+	// kept (defaults checklog.DefaultRecent, DefaultSlowest,
+	// DefaultFailures).
 	DebugRecent, DebugSlowest, DebugFailures int
 	// SpanProcessor, if set, also receives every span (tests use
 	// tracetest.SpanRecorder; wrap an exporter with
@@ -119,7 +120,7 @@ type Telemetry struct {
 	registry *prometheus.Registry
 	// gatherer serves /metrics: the registry and the observable rows.
 	gatherer prometheus.Gatherer
-	debug    *debugStore
+	debug    *checklog.Log
 	errs     *errorLimiter
 
 	opDuration metric.Float64Histogram
@@ -194,7 +195,7 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		nfsStats: opts.NFSStats,
 		log:      opts.Logger,
 		registry: prometheus.NewRegistry(),
-		debug:    newDebugStore(opts.DebugRecent, opts.DebugSlowest, opts.DebugFailures),
+		debug:    checklog.New(opts.DebugRecent, opts.DebugSlowest, opts.DebugFailures),
 		errs:     newErrorLimiter(opts.Logger, errorLogInterval, opts.Now),
 		slow:     opts.TraceSlowThreshold,
 		sampler:  sampler,
@@ -249,13 +250,13 @@ func (opts Options) withDefaults() Options {
 		opts.ServiceName = DefaultServiceName
 	}
 	if opts.DebugRecent <= 0 {
-		opts.DebugRecent = DefaultDebugRecent
+		opts.DebugRecent = checklog.DefaultRecent
 	}
 	if opts.DebugSlowest <= 0 {
-		opts.DebugSlowest = DefaultDebugSlowest
+		opts.DebugSlowest = checklog.DefaultSlowest
 	}
 	if opts.DebugFailures <= 0 {
-		opts.DebugFailures = DefaultDebugFailures
+		opts.DebugFailures = checklog.DefaultFailures
 	}
 	if opts.TraceSlowThreshold <= 0 {
 		opts.TraceSlowThreshold = DefaultTraceSlowThreshold
@@ -354,6 +355,10 @@ func (t *Telemetry) source() Source {
 // Pushing reports whether metrics and traces are pushed (OTLP or another
 // exporter named by OTEL_*_EXPORTER).
 func (t *Telemetry) Pushing() (metrics, traces bool) { return t.pushMetrics, t.pushTraces }
+
+// CheckLog is the log of recent, slowest and failed checks the Observer
+// files every check in, for /debug/checks (httpapi.DebugChecks).
+func (t *Telemetry) CheckLog() *checklog.Log { return t.debug }
 
 // TracerProvider returns the provider of the check spans.
 func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tp }

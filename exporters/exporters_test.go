@@ -23,6 +23,7 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
+	"github.com/efs-health-agent/efs-health-agent/httpapi"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -268,7 +269,7 @@ func TestOpenMetricsScrape(t *testing.T) {
 func debugChecks(t *testing.T, tel *exporters.Telemetry, q string) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	tel.DebugChecksHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/checks"+q, nil))
+	httpapi.DebugChecks(tel.CheckLog()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/checks"+q, nil))
 	if rec.Code != 200 {
 		t.Fatalf("/debug/checks%s: %d", q, rec.Code)
 	}
@@ -350,7 +351,7 @@ func TestDebugChecks(t *testing.T) {
 		}
 		return out
 	}
-	if all.ChecksRecorded != 11 || all.Limit != exporters.DefaultDebugLimit || all.RecentTotal != 4 || all.SlowestTotal != 3 || all.LastFailuresTotal != 1 {
+	if all.ChecksRecorded != 11 || all.Limit != httpapi.DefaultDebugLimit || all.RecentTotal != 4 || all.SlowestTotal != 3 || all.LastFailuresTotal != 1 {
 		t.Errorf("counts: %+v", all)
 	}
 	if got := durations(all.Recent); !slices.Equal(got, []float64{8, 9, 10, 1}) || all.Recent[3].MountPath != "/mnt/b" {
@@ -388,7 +389,7 @@ func TestDebugChecks(t *testing.T) {
 	}
 	for _, q := range []string{"?limit=0", "?limit=x", "?limit=1001", "?limit=-1"} {
 		rec := httptest.NewRecorder()
-		tel.DebugChecksHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/checks"+q, nil))
+		httpapi.DebugChecks(tel.CheckLog()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/checks"+q, nil))
 		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "limit=") {
 			t.Errorf("%s: %d %q, want 400 naming limit", q, rec.Code, rec.Body.String())
 		}

@@ -3,7 +3,6 @@ package exporters
 import (
 	"context"
 	"errors"
-	"math"
 	"time"
 	"unicode/utf8"
 
@@ -122,7 +121,7 @@ func (o observer) CheckDone(r *agent.CheckRecord) {
 			t.opDuration.Record(context.Background(), r.Ops[i].Duration.Seconds(), opRecordOption(r.Ops[i].Op))
 		}
 	}
-	t.debug.add(r.Mount.Path, newDebugRecord(r, tid))
+	t.debug.Add(r, tid)
 }
 
 // spans creates the check's span tree after the fact, with trace id tid
@@ -173,47 +172,4 @@ func (t *Telemetry) spans(r *agent.CheckRecord, tid trace.TraceID, failed bool) 
 		span.SetStatus(codes.Error, pathValue(msg))
 	}
 	span.End(trace.WithTimestamp(r.End))
-}
-
-// newDebugRecord is r as /debug/checks keeps it.
-func newDebugRecord(r *agent.CheckRecord, tid trace.TraceID) debugRecord {
-	rec := debugRecord{
-		trace: tid,
-		start: r.Start.UnixNano(),
-		dur:   r.End.Sub(r.Start),
-		state: stateCode(r.Outcome.State),
-	}
-	for i := range r.Ops {
-		rec.addOp(r.Ops[i].Op, r.Ops[i].Duration, r.Ops[i].Err)
-	}
-	errMsg := ""
-	if r.Outcome.Err != nil {
-		errMsg = r.Outcome.Err.Error()
-	}
-	if r.Outcome.Reason != probes.ReasonNone || errMsg != "" {
-		if rec.fail == nil {
-			rec.fail = &debugFailure{}
-		}
-		rec.fail.reason, rec.fail.err = r.Outcome.Reason, errMsg
-	}
-	return rec
-}
-
-// opCode is op's index in probes.Ops as /debug/checks stores it;
-// math.MaxUint8 for an operation outside the table.
-func opCode(op probes.Op) uint8 {
-	if i := probes.StepIndex(op); i >= 0 {
-		return uint8(i)
-	}
-	return math.MaxUint8
-}
-
-// opOther stands for an operation outside the step table in /debug/checks.
-const opOther = probes.Op("other")
-
-func opName(code uint8) probes.Op {
-	if int(code) < probes.NumSteps {
-		return probes.StepOp(int(code))
-	}
-	return opOther
 }

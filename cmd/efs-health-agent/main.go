@@ -320,7 +320,7 @@ func build(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 			return nil, fmt.Errorf("register %q: %w", p, err)
 		}
 	}
-	router := httpapi.NewRouter(a.mon, httpapi.Options{Metrics: a.tel.MetricsHandler(), DebugChecks: a.tel.DebugChecksHandler(),
+	router := httpapi.NewRouter(a.mon, httpapi.Options{Metrics: a.tel.MetricsHandler(), DebugChecks: httpapi.DebugChecks(a.tel.CheckLog()),
 		Pprof: cfg.EnableDebug, Logger: log})
 	a.srv = httpapi.NewServer(ln.Addr().String(), router, log)
 	a.srv.MaxConnections = cfg.MaxConnections

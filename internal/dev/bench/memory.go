@@ -68,7 +68,7 @@ func memory(r *report) {
 		for _, p := range []string{"/metrics", "/healthz/mounts", "/"} {
 			serve(h, p)
 		}
-		serve(tel.DebugChecksHandler(), httpapi.PathDebugChecks)
+		serve(httpapi.DebugChecks(tel.CheckLog()), httpapi.PathDebugChecks)
 		after := heapAlloc()
 		label := "1 (first check)"
 		if row.checks > 1 {

@@ -141,7 +141,7 @@ func agentOverhead(dirs []string, profile bool, sampler string) overheadRow {
 	defer func() { cancel(); <-monDone }()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	srv := httpapi.NewServer("", httpapi.NewRouter(mon, httpapi.Options{Metrics: tel.MetricsHandler(),
-		DebugChecks: tel.DebugChecksHandler()}), quiet)
+		DebugChecks: httpapi.DebugChecks(tel.CheckLog())}), quiet)
 	go func() { _ = srv.Serve(ln) }()
 	defer func() { _ = srv.Close() }()
 	// Two intervals for the random first phase to settle.
