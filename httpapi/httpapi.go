@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/internal/lograte"
@@ -77,7 +78,7 @@ func Routes(opts Options) []string {
 }
 
 // NewRouter returns the handler for every endpoint. Only GET and HEAD are
-// allowed; anything else is 405. /metrics, /healthz/mounts and the status
+// allowed; any other method on a route is 405. /metrics, /healthz/mounts and the status
 // page are served through one shared renderer under opts.Limits; every
 // route but the profiler answers within a write deadline, and no request
 // body is read (see ignoreBodies).
@@ -93,7 +94,8 @@ func NewRouter(src Source, opts Options) http.Handler {
 	r.Use(securityHeaders)
 	r.Use(recoverer(log))
 	r.Use(ignoreBodies)
-	r.Use(readOnlyMethods)
+	// HEAD is served by the GET handler; net/http writes no body for it.
+	r.Use(middleware.GetHead)
 	r.Group(func(r chi.Router) {
 		r.Use(writeDeadline(lim.WriteBase))
 		r.Get(PathHealthz, h.healthz)
@@ -123,34 +125,6 @@ func NewRouter(src Source, opts Options) http.Handler {
 	})
 	return r
 }
-
-// readOnlyMethods answers 405 to anything but GET and HEAD, and lets chi
-// route HEAD to the GET handlers.
-func readOnlyMethods(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet:
-		case http.MethodHead:
-			r2 := r.Clone(r.Context())
-			r2.Method = http.MethodGet
-			next.ServeHTTP(headWriter{w}, r2)
-			return
-		default:
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// headWriter drops the body of a HEAD response.
-type headWriter struct{ http.ResponseWriter }
-
-func (h headWriter) Write(b []byte) (int, error) { return len(b), nil }
-
-// Unwrap lets http.ResponseController reach the connection.
-func (h headWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // IdleTimeout is how long a keep-alive connection may wait for its next
 // request. It is short: probes and scrapes come every few seconds at most

@@ -87,9 +87,22 @@ func TestMethods(t *testing.T) {
 				t.Errorf("%s %s = %d (Allow %q), want 405", m, p, code, hdr.Get("Allow"))
 			}
 		}
-		code, body, _ := get(t, h, http.MethodHead, p)
-		if code != 200 || body != "" {
-			t.Errorf("HEAD %s = %d with %d body bytes", p, code, len(body))
+	}
+	// HEAD through a real server: the GET handler's status and headers,
+	// no body.
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for _, p := range []string{"/", "/healthz", "/healthz/ready", "/healthz/live", "/healthz/mounts", "/metrics"} {
+		req, _ := http.NewRequest(http.MethodHead, srv.URL+p, nil)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		getCode, _, getHdr := get(t, h, http.MethodGet, p)
+		if resp.StatusCode != getCode || len(body) != 0 || resp.Header.Get("Content-Type") != getHdr.Get("Content-Type") {
+			t.Errorf("HEAD %s = %d %q with %d body bytes; GET is %d %q", p, resp.StatusCode, resp.Header.Get("Content-Type"), len(body), getCode, getHdr.Get("Content-Type"))
 		}
 	}
 	if code, _, _ := get(t, h, http.MethodGet, "/nope"); code != 404 {

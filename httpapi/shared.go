@@ -432,7 +432,7 @@ func (r *renderer) write(w http.ResponseWriter, req *http.Request, rd *rendering
 	_ = rc.SetWriteDeadline(time.Now().Add(r.lim.writeDeadline(rd.plainLen)))
 	h.Set("Content-Length", strconv.FormatInt(rd.plainLen, 10))
 	w.WriteHeader(rd.status)
-	if _, head := w.(headWriter); head {
+	if req.Method == http.MethodHead {
 		return
 	}
 	zr, _ := r.zr.Get().(*gzip.Reader)
