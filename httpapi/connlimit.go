@@ -31,6 +31,11 @@ const NewGrace = 250 * time.Millisecond
 // the load is shed there rather than on a probe.
 const ShedBusyAfter = 100 * time.Millisecond
 
+// MaxUnreadChecks bounds how many connections one admission asks the
+// kernel about (see connLimiter): past it, no waiting connection is closed
+// for that newcomer, which goes on to the reserve.
+const MaxUnreadChecks = 32
+
 // The probe reserve: when no open connection can make room, a newcomer
 // takes one of as many extra slots as the cap. A reserve connection is
 // served the O(1) health routes only (/healthz, /healthz/ready,
@@ -46,7 +51,15 @@ const ShedBusyAfter = 100 * time.Millisecond
 // within NewGrace: net/http reports a connection active only once a
 // request's headers are read), so that a flood of idle or dribbling
 // connections can never lock out a new client such as the kubelet's
-// probe. When every open connection is in the middle of a request, the one
+// probe. A connection is never closed as waiting while the kernel holds
+// bytes it has received on it that the server has not read (FIONREAD):
+// its client has sent its request, and only a starved server (a CPU quota
+// throttled by a scrape storm) has not got to it yet. Without that, a
+// kubelet probe that connected and sent its GET at once would be closed,
+// unanswered, by the next newcomer once its grace ran out. At most
+// MaxUnreadChecks connections are asked about per newcomer, so that an
+// admission costs a bounded number of system calls under the lock. When
+// every open connection is in the middle of a request, the one
 // busy longest is closed if it has been busy for BusyEvictAfter. When none
 // can be closed, the newcomer takes one of the probe reserve's slots
 // (closing the oldest reserve connection silent past NewGrace if they are
@@ -61,6 +74,9 @@ const ShedBusyAfter = 100 * time.Millisecond
 type connLimiter struct {
 	max, spare int
 	now        func() time.Time
+	// unread reports whether the kernel holds bytes received on c that
+	// the server has not read.
+	unread func(c net.Conn) bool
 
 	mu      sync.Mutex
 	conns   map[net.Conn]*connEntry
@@ -80,7 +96,7 @@ type connEntry struct {
 }
 
 func newConnLimiter(max int) *connLimiter {
-	return &connLimiter{max: max, spare: max, now: time.Now, conns: map[net.Conn]*connEntry{},
+	return &connLimiter{max: max, spare: max, now: time.Now, unread: hasUnread, conns: map[net.Conn]*connEntry{},
 		waiting: list.New(), busy: list.New(), reserve: list.New()}
 }
 
@@ -106,13 +122,18 @@ func (l *connLimiter) admit(c net.Conn) (victim net.Conn, ok bool) {
 // victimLocked removes and returns the connection within the cap to close
 // for a newcomer, or nil.
 func (l *connLimiter) victimLocked(now time.Time) net.Conn {
-	for e := l.waiting.Front(); e != nil; e = e.Next() {
+	asked := 0
+	for e := l.waiting.Front(); e != nil && asked < MaxUnreadChecks; e = e.Next() {
 		c := e.Value.(net.Conn)
 		ce := l.conns[c]
-		// Idle after a request, or silent past the grace. The list is
-		// in arrival order, so once one is too young, all after it
-		// that are new are too; idle ones may still follow.
+		// Idle after a request, or silent past the grace, and with
+		// nothing unread. The list is in arrival order, so once one is
+		// too young, all after it that are new are too; idle ones may
+		// still follow.
 		if ce.since.IsZero() || now.Sub(ce.since) >= NewGrace {
+			if asked++; l.unread(c) {
+				continue
+			}
 			l.waiting.Remove(e)
 			delete(l.conns, c)
 			return c
@@ -130,8 +151,13 @@ func (l *connLimiter) victimLocked(now time.Time) net.Conn {
 // connection not in a request if the reserve is full.
 func (l *connLimiter) admitReserveLocked(c net.Conn, now time.Time) (victim net.Conn, ok bool) {
 	if l.reserve.Len() >= l.spare {
-		for e := l.reserve.Front(); e != nil; e = e.Next() {
-			if v := e.Value.(net.Conn); !l.conns[v].busy && now.Sub(l.conns[v].since) >= NewGrace {
+		asked := 0
+		for e := l.reserve.Front(); e != nil && asked < MaxUnreadChecks; e = e.Next() {
+			v := e.Value.(net.Conn)
+			if l.conns[v].busy || now.Sub(l.conns[v].since) < NewGrace {
+				continue
+			}
+			if asked++; !l.unread(v) {
 				l.reserve.Remove(e)
 				delete(l.conns, v)
 				victim = v

@@ -57,6 +57,7 @@ type hostileHTTPResult struct {
 	nonReaders, slowBodies    int64
 	liveProbes, liveFailed    int64
 	liveSlowest, exitDuration time.Duration
+	liveLast                  string // the last failed probe's error
 	exitErr                   error
 }
 
@@ -181,7 +182,7 @@ func runHostileHTTP(bin string, dur time.Duration) (*hostileHTTPResult, error) {
 	// The probe stops first: the agent is about to go.
 	wcancel()
 	watchers.Wait()
-	res.liveProbes, res.liveFailed, res.liveSlowest = probe.Probes.Load(), probe.Failed.Load(), probe.Slowest()
+	res.liveProbes, res.liveFailed, res.liveSlowest, res.liveLast = probe.Probes.Load(), probe.Failed.Load(), probe.Slowest(), probe.LastError()
 	select {
 	case err := <-exited:
 		exited <- err
@@ -247,6 +248,9 @@ func (r *hostileHTTPResult) markdown() string {
 	fmt.Fprintf(&b, "| OOM kills | %d |\n", max(r.oomKills, 0))
 	fmt.Fprintf(&b, "| non-reading / slow-body connections made | %d / %d |\n", r.nonReaders, r.slowBodies)
 	fmt.Fprintf(&b, "| `/healthz/live` probes / failed or over %v | %d / %d (slowest %v) |\n", probeTimeout, r.liveProbes, r.liveFailed, r.liveSlowest.Round(time.Millisecond))
+	if r.liveLast != "" {
+		fmt.Fprintf(&b, "| last failed probe | %s |\n", strings.ReplaceAll(r.liveLast, "|", "\\|"))
+	}
 	exit := fmt.Sprintf("exit %v after SIGTERM", r.exitDuration.Round(time.Millisecond))
 	if r.exitErr != nil {
 		exit = r.exitErr.Error()

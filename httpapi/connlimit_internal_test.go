@@ -1,0 +1,108 @@
+package httpapi
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// TestUnreadRequestNotClosed: at the cap, a newcomer does not close a
+// connection past its grace whose request the kernel holds unread (its
+// client sent it at once; a starved server has not got to it), but the
+// one that sent nothing; when every waiting connection has a request
+// unread, none is closed and the newcomer takes a reserve slot. Real
+// loopback sockets: the kernel's own count of unread bytes.
+func TestUnreadRequestNotClosed(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dial := func(send string) net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		if send != "" {
+			if _, err := io.WriteString(c, send); err != nil {
+				t.Fatal(err)
+			}
+			// Loopback delivers at once; bounded in case it does not.
+			for deadline := time.Now().Add(10 * time.Second); !hasUnread(s); {
+				if time.Now().After(deadline) {
+					t.Fatal("the request never reached the server's socket")
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		return s
+	}
+	const get = "GET /healthz/live HTTP/1.1\r\nHost: x\r\n\r\n"
+	probe, silent := dial(get), dial("")
+	if hasUnread(silent) {
+		t.Fatal("a connection that sent nothing has unread bytes")
+	}
+	now := time.Unix(1000, 0)
+	l := newConnLimiter(2)
+	l.now = func() time.Time { return now }
+	for _, c := range []net.Conn{probe, silent} { // the probe is the oldest
+		if v, ok := l.admit(c); v != nil || !ok {
+			t.Fatalf("under the cap: victim %v, admitted %v", v, ok)
+		}
+	}
+	now = now.Add(NewGrace)
+	second := dial(get)
+	if v, ok := l.admit(second); v != silent || !ok {
+		t.Fatalf("newcomer at the cap closed %v (admitted %v), want the silent connection, not the probe with its request unread", v, ok)
+	}
+	now = now.Add(NewGrace)
+	third := dial(get)
+	if v, ok := l.admit(third); v != nil || !ok || !l.reserved(third) {
+		t.Fatalf("every waiting connection has its request unread: closed %v, admitted %v, reserved %v; want none closed and a reserve slot", v, ok, l.reserved(third))
+	}
+}
+
+// TestUnreadChecksBounded: one admission asks the kernel about at most
+// MaxUnreadChecks connections; past them, no waiting connection is closed
+// for the newcomer, even a silent one further down.
+func TestUnreadChecksBounded(t *testing.T) {
+	t.Parallel()
+	n := MaxUnreadChecks + 1
+	var conns []net.Conn
+	for range n {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		conns = append(conns, a)
+	}
+	silent := conns[n-1]
+	asked := 0
+	now := time.Unix(1000, 0)
+	l := newConnLimiter(n)
+	l.now = func() time.Time { return now }
+	l.unread = func(c net.Conn) bool { asked++; return c != silent }
+	for _, c := range conns {
+		if _, ok := l.admit(c); !ok {
+			t.Fatal("under the cap: refused")
+		}
+	}
+	now = now.Add(NewGrace)
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	v, ok := l.admit(a)
+	if asked > MaxUnreadChecks {
+		t.Fatalf("one admission asked about %d connections, bound %d", asked, MaxUnreadChecks)
+	}
+	if v != nil || !ok || !l.reserved(a) {
+		t.Fatalf("closed %v (admitted %v): want no waiting connection closed past the bound, the newcomer in the reserve", v, ok)
+	}
+}
