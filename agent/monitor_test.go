@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
@@ -42,7 +43,11 @@ func startMonitor(t *testing.T, cfg agent.Config) *agent.Monitor {
 	return mon
 }
 
-// newFake returns a running monitor on a fake clock.
+// newFake returns a running monitor on a fake clock, for the tests that
+// cannot run in a synctest bubble (newBubbled): those with a FUSE mount, a
+// socket or a FIFO, where a goroutine blocked in the kernel would stop the
+// bubble's time (and a regression would hang the test rather than fail
+// it), and those that need a clock seen late (selfdelay_test.go).
 func newFake(t *testing.T, mutate func(*agent.Config)) (*agent.Monitor, *fakeclock.Clock) {
 	t.Helper()
 	clk := fakeclock.New(epoch)
@@ -59,16 +64,31 @@ func newFake(t *testing.T, mutate func(*agent.Config)) (*agent.Monitor, *fakeclo
 	return mon, clk
 }
 
-// loopArmedFor waits until the scheduler loop sleeps until at, with no
-// check in flight: it has looked at the mounts since the clock last moved
-// and found none due before at. (The loop's timer is the only timer the
-// monitor sets on its clock.)
-func loopArmedFor(t *testing.T, mon *agent.Monitor, clk *fakeclock.Clock, at time.Time) {
+// newBubbled returns a running monitor on the real clock of the synctest
+// bubble it is called in (testing/synctest): there time moves only when
+// every goroutine of the bubble is blocked, so time.Sleep(d) moves it by
+// exactly d, letting every timer due on the way fire in order, and
+// synctest.Wait returns once the monitor has done all it can at the
+// current instant (checks run, statuses published, the loop asleep). A
+// test on it waits for no condition: it moves time and looks. Tests that
+// need a FUSE mount, a socket or a clock that is late stay on the fake
+// clock (newFake): a goroutine blocked in the kernel never lets the bubble's
+// time move.
+func newBubbled(t *testing.T, mutate func(*agent.Config)) *agent.Monitor {
 	t.Helper()
-	testutil.WaitFor(t, fmt.Sprintf("the scheduler to sleep until %v", at), func() bool {
-		next, ok := clk.Next()
-		return ok && next.Equal(at) && clk.Pending() == 1 && mon.Summary().InFlight == 0
-	})
+	cfg := agent.DefaultConfig()
+	cfg.Hostname = "node-a"
+	cfg.Logger = quietLogger()
+	cfg.Jitter = 0
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	mon := startMonitor(t, cfg)
+	synctest.Wait()
+	if !mon.Summary().Running {
+		t.Fatal("monitor not running")
+	}
+	return mon
 }
 
 func status(t *testing.T, mon *agent.Monitor, path string) *agent.MountStatus {
@@ -82,7 +102,12 @@ func status(t *testing.T, mon *agent.Monitor, path string) *agent.MountStatus {
 
 func TestHealthyMount(t *testing.T) {
 	t.Parallel()
-	mon, _ := newFake(t, nil)
+	synctest.Test(t, testHealthyMount)
+}
+
+func testHealthyMount(t *testing.T) {
+	start := time.Now()
+	mon := newBubbled(t, nil)
 	dir := t.TempDir()
 	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
 		t.Fatal(err)
@@ -90,8 +115,11 @@ func TestHealthyMount(t *testing.T) {
 	if s := mon.Summary(); s.Pending != 1 || s.Ready() || !s.Healthy() {
 		t.Fatalf("fresh mount: summary %+v, want pending, not ready, healthy", s)
 	}
-	testutil.WaitFor(t, "first check", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
+	synctest.Wait()
 	st := status(t, mon, dir)
+	if st.State != agent.StateHealthy {
+		t.Fatalf("after the first check: %+v", st)
+	}
 	if st.Mode != probes.ModeReadWrite || st.ErrorCount != 0 || st.LastError != "" || st.Checks != 1 {
 		t.Fatalf("status %+v", st)
 	}
@@ -104,13 +132,29 @@ func TestHealthyMount(t *testing.T) {
 			t.Errorf("no timing for %s in %+v", op, st.Ops)
 		}
 	}
-	if !st.LastCheck.Equal(epoch) {
-		t.Errorf("LastCheck = %v, want the fake clock's %v", st.LastCheck, epoch)
+	if !st.LastCheck.Equal(start) {
+		t.Errorf("LastCheck = %v, want the instant it was registered, %v", st.LastCheck, start)
 	}
 	if s := mon.Summary(); !s.Ready() || s.Mounts != 1 {
 		t.Fatalf("summary %+v, want ready", s)
 	}
-	assertNoProbeFiles(t, dir)
+	noProbeFiles(t, dir)
+}
+
+// noProbeFiles checks, in a synctest bubble once the monitor is done, that
+// dir holds no probe file.
+func noProbeFiles(t *testing.T, dir string) {
+	t.Helper()
+	synctest.Wait()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), probes.FilePrefix) {
+			t.Errorf("probe file left behind: %s", e.Name())
+		}
+	}
 }
 
 // assertNoProbeFiles waits until dir holds no probe file: a probe file
@@ -138,14 +182,18 @@ func assertNoProbeFiles(t *testing.T, dir string) {
 // schedule (1s, 2s, 4s, ... capped at the interval) and its recovery.
 func TestScheduleAndBackoff(t *testing.T) {
 	t.Parallel()
-	mon, clk := newFake(t, func(c *agent.Config) { c.Interval = 10 * time.Second; c.Timeout = 2 * time.Second })
+	synctest.Test(t, testScheduleAndBackoff)
+}
+
+func testScheduleAndBackoff(t *testing.T) {
+	mon := newBubbled(t, func(c *agent.Config) { c.Interval = 10 * time.Second; c.Timeout = 2 * time.Second })
 	dir := filepath.Join(t.TempDir(), "vol")
 	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, "first failure", func() bool { return status(t, mon, dir).Checks == 1 })
+	synctest.Wait()
 	st := status(t, mon, dir)
-	if st.State != agent.StateUnhealthy || st.Reason != probes.ReasonNotMounted || st.ConsecutiveErrors != 1 {
+	if st.Checks != 1 || st.State != agent.StateUnhealthy || st.Reason != probes.ReasonNotMounted || st.ConsecutiveErrors != 1 {
 		t.Fatalf("missing dir: %+v", st)
 	}
 	if s := mon.Summary(); s.Healthy() || s.Ready() || len(s.UnhealthyPaths) != 1 {
@@ -154,13 +202,16 @@ func TestScheduleAndBackoff(t *testing.T) {
 	// Expected gaps between checks: 1s, 2s, 4s, 8s, then the 10s interval.
 	for i, gap := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second} {
 		want := uint64(i + 2)
-		clk.Advance(gap - time.Millisecond)
-		loopArmedFor(t, mon, clk, status(t, mon, dir).LastCheck.Add(gap))
+		time.Sleep(gap - time.Millisecond)
+		synctest.Wait()
 		if got := status(t, mon, dir).Checks; got != want-1 {
 			t.Fatalf("check %d ran before its %v retry delay (checks=%d)", want, gap, got)
 		}
-		clk.Advance(time.Millisecond)
-		testutil.WaitFor(t, "retry", func() bool { return status(t, mon, dir).Checks == want })
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if got := status(t, mon, dir).Checks; got != want {
+			t.Fatalf("check %d did not run after its %v retry delay (checks=%d)", want, gap, got)
+		}
 	}
 	if got := status(t, mon, dir).ErrorCount; got != 6 {
 		t.Fatalf("ErrorCount = %d, want 6", got)
@@ -170,27 +221,34 @@ func TestScheduleAndBackoff(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(10 * time.Second)
-	testutil.WaitFor(t, "recovery", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
+	time.Sleep(10 * time.Second)
+	synctest.Wait()
 	st = status(t, mon, dir)
-	if st.ConsecutiveErrors != 0 || st.ErrorCount != 6 || st.LastError != "" || st.Reason != "" {
+	if st.State != agent.StateHealthy || st.ConsecutiveErrors != 0 || st.ErrorCount != 6 || st.LastError != "" || st.Reason != "" {
 		t.Fatalf("after recovery: %+v", st)
 	}
 	// Healthy: the next check waits a full interval.
 	n := st.Checks
-	clk.Advance(10*time.Second - time.Millisecond)
-	loopArmedFor(t, mon, clk, st.LastCheck.Add(10*time.Second))
+	time.Sleep(10*time.Second - time.Millisecond)
+	synctest.Wait()
 	if status(t, mon, dir).Checks != n {
 		t.Fatal("healthy mount re-checked before the interval")
 	}
-	clk.Advance(time.Millisecond)
-	testutil.WaitFor(t, "interval check", func() bool { return status(t, mon, dir).Checks == n+1 })
-	assertNoProbeFiles(t, dir)
+	time.Sleep(time.Millisecond)
+	synctest.Wait()
+	if status(t, mon, dir).Checks != n+1 {
+		t.Fatal("healthy mount not re-checked at the interval")
+	}
+	noProbeFiles(t, dir)
 }
 
 func TestRegisterValidationAndUnregister(t *testing.T) {
 	t.Parallel()
-	mon, _ := newFake(t, nil)
+	synctest.Test(t, testRegisterValidationAndUnregister)
+}
+
+func testRegisterValidationAndUnregister(t *testing.T) {
+	mon := newBubbled(t, nil)
 	for _, p := range []string{"", "relative/path", "/a/../b", "/a/"} {
 		if err := mon.Register(agent.Mount{Path: p}); err == nil {
 			t.Errorf("Register(%q) accepted", p)
@@ -202,6 +260,7 @@ func TestRegisterValidationAndUnregister(t *testing.T) {
 	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
 		t.Fatal(err)
 	}
+	synctest.Wait() // its first check done
 	first := status(t, mon, dir)
 	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
 		t.Fatal(err)
@@ -356,7 +415,12 @@ func TestLiveFollowsRun(t *testing.T) {
 // clock moving: the scheduler loop is woken when it held checks back.
 func TestCapacityFreedStartsNextCheck(t *testing.T) {
 	t.Parallel()
-	mon, _ := newFake(t, func(c *agent.Config) { c.MaxConcurrent = 1 })
+	synctest.Test(t, testCapacityFreedStartsNextCheck)
+}
+
+func testCapacityFreedStartsNextCheck(t *testing.T) {
+	start := time.Now()
+	mon := newBubbled(t, func(c *agent.Config) { c.MaxConcurrent = 1 })
 	base := t.TempDir()
 	var paths []string
 	for i := 0; i < 5; i++ {
@@ -369,26 +433,32 @@ func TestCapacityFreedStartsNextCheck(t *testing.T) {
 		}
 		paths = append(paths, p)
 	}
-	testutil.WaitFor(t, "every mount checked once, one at a time, with the clock stopped", func() bool {
-		for _, p := range paths {
-			if status(t, mon, p).Checks != 1 {
-				return false
-			}
+	synctest.Wait()
+	if !time.Now().Equal(start) {
+		t.Fatalf("the clock moved by %v", time.Since(start))
+	}
+	for _, p := range paths {
+		if st := status(t, mon, p); st.Checks != 1 || !st.LastCheck.Equal(start) {
+			t.Errorf("%s: %d checks, the last at %v; want every mount checked once, one at a time, with the clock stopped", p, st.Checks, st.LastCheck)
 		}
-		return true
-	})
+	}
 }
 
 // TestCoalescedStarts: a wake for a due check also starts the checks due
 // within the coalescing window (100 ms here), not those due later.
 func TestCoalescedStarts(t *testing.T) {
 	t.Parallel()
-	mon, clk := newFake(t, func(c *agent.Config) { c.Interval = 10 * time.Second })
+	synctest.Test(t, testCoalescedStarts)
+}
+
+func testCoalescedStarts(t *testing.T) {
+	start := time.Now()
+	mon := newBubbled(t, func(c *agent.Config) { c.Interval = 10 * time.Second })
 	base := t.TempDir()
 	var paths []string
 	for i := 0; i < 3; i++ {
 		if i > 0 {
-			clk.Advance(60 * time.Millisecond)
+			time.Sleep(60 * time.Millisecond)
 		}
 		p := filepath.Join(base, fmt.Sprintf("vol%d", i))
 		if err := os.Mkdir(p, 0o755); err != nil {
@@ -397,21 +467,33 @@ func TestCoalescedStarts(t *testing.T) {
 		if err := mon.Register(agent.Mount{Path: p}); err != nil {
 			t.Fatal(err)
 		}
-		testutil.WaitFor(t, "first check", func() bool { return status(t, mon, p).Checks == 1 })
+		synctest.Wait()
+		if n := status(t, mon, p).Checks; n != 1 {
+			t.Fatalf("%s: %d checks after registration, want 1", p, n)
+		}
 		paths = append(paths, p)
 	}
 	// Due at +10s, +10.06s and +10.12s.
-	clk.Advance(10*time.Second - 120*time.Millisecond)
-	at := epoch.Add(10 * time.Second)
+	time.Sleep(10*time.Second - 120*time.Millisecond)
+	synctest.Wait()
+	at := start.Add(10 * time.Second)
 	for _, p := range paths[:2] {
-		testutil.WaitFor(t, "second check", func() bool { return status(t, mon, p).Checks == 2 })
-		if st := status(t, mon, p); !st.LastCheck.Equal(at) {
-			t.Fatalf("%s checked at %v, want with the first due check at %v", p, st.LastCheck, at)
+		if st := status(t, mon, p); st.Checks != 2 || !st.LastCheck.Equal(at) {
+			t.Fatalf("%s: %d checks, the last at %v; want the second with the first due check at %v", p, st.Checks, st.LastCheck, at)
 		}
 	}
-	loopArmedFor(t, mon, clk, epoch.Add(10*time.Second+120*time.Millisecond))
 	if n := status(t, mon, paths[2]).Checks; n != 1 {
 		t.Fatalf("a check due beyond the window started early (%d checks)", n)
+	}
+	time.Sleep(120*time.Millisecond - time.Nanosecond)
+	synctest.Wait()
+	if n := status(t, mon, paths[2]).Checks; n != 1 {
+		t.Fatalf("a check due at +10.12s ran before it (%d checks)", n)
+	}
+	time.Sleep(time.Nanosecond)
+	synctest.Wait()
+	if st := status(t, mon, paths[2]); st.Checks != 2 || !st.LastCheck.Equal(start.Add(10*time.Second+120*time.Millisecond)) {
+		t.Fatalf("the check due at +10.12s: %+v", st)
 	}
 }
 
@@ -453,52 +535,61 @@ func (b *blockingTable) open() {
 	b.gate = nil
 }
 
-// TestStuckCheckOnFakeClock follows a check that never returns through
-// the scheduler on the fake clock: hung exactly at its deadline, skipped
+// TestStuckCheck follows a check that never returns through the
+// scheduler: hung exactly at its deadline, skipped
 // checks while it is stuck (one blocked call, no new timer), and an
 // immediate re-check when the call returns.
-func TestStuckCheckOnFakeClock(t *testing.T) {
+func TestStuckCheck(t *testing.T) {
 	t.Parallel()
+	synctest.Test(t, testStuckCheck)
+}
+
+func testStuckCheck(t *testing.T) {
 	dir := t.TempDir()
 	tab := &blockingTable{nfs: map[string]bool{dir: true}}
-	mon, clk := newFake(t, func(c *agent.Config) {
+	t0 := time.Now()
+	mon := newBubbled(t, func(c *agent.Config) {
 		c.Interval, c.Timeout, c.MountTable = 10*time.Second, 2*time.Second, tab
 	})
 	if err := mon.Register(agent.Mount{Path: dir, FSType: "nfs4", Source: "fs-1.efs:/"}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, "healthy", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
+	synctest.Wait()
+	if st := status(t, mon, dir); st.State != agent.StateHealthy {
+		t.Fatalf("first check: %+v", st)
+	}
 
 	tab.close()
-	start := epoch.Add(10 * time.Second)
-	clk.Advance(10 * time.Second)
-	testutil.WaitFor(t, "the check to block", func() bool { return tab.blocked.Load() == 1 })
-	testutil.WaitFor(t, "the loop to sleep", func() bool { _, ok := clk.Next(); return ok })
-	clk.Advance(2*time.Second - time.Millisecond)
-	testutil.WaitFor(t, "the loop to sleep until the deadline", func() bool {
-		next, ok := clk.Next()
-		return ok && next.Equal(start.Add(2*time.Second))
-	})
+	start := t0.Add(10 * time.Second)
+	time.Sleep(10 * time.Second)
+	synctest.Wait()
+	if n := tab.blocked.Load(); n != 1 {
+		t.Fatalf("%d calls blocked in the mount table, want the second check's", n)
+	}
+	time.Sleep(2*time.Second - time.Millisecond)
+	synctest.Wait()
 	if st := status(t, mon, dir); st.State != agent.StateHealthy {
 		t.Fatalf("hung before the deadline: %+v", st)
 	}
-	clk.Advance(time.Millisecond)
-	testutil.WaitFor(t, "hung", func() bool { return status(t, mon, dir).State == agent.StateHung })
+	time.Sleep(time.Millisecond)
+	synctest.Wait()
 	st := status(t, mon, dir)
-	if !st.LastCheck.Equal(start.Add(2*time.Second)) || !st.HungSince.Equal(start) || st.Reason != probes.ReasonTimeout ||
+	if st.State != agent.StateHung || !st.LastCheck.Equal(start.Add(2*time.Second)) || !st.HungSince.Equal(start) || st.Reason != probes.ReasonTimeout ||
 		st.FailedOp != probes.OpMountTable || mon.Summary().InFlight != 0 || mon.Summary().Hung != 1 {
 		t.Fatalf("at the deadline: %+v, summary %+v", st, mon.Summary())
 	}
 
 	// Backoff 1s, 2s, 4s: three skipped checks, still one blocked call.
 	for i, gap := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
-		clk.Advance(gap)
-		want := uint64(i + 2)
-		testutil.WaitFor(t, "skipped check", func() bool { return status(t, mon, dir).ConsecutiveErrors == want })
+		time.Sleep(gap)
+		synctest.Wait()
+		if got, want := status(t, mon, dir).ConsecutiveErrors, uint64(i+2); got != want {
+			t.Fatalf("skip %d after %v: %d consecutive errors, want %d", i+1, gap, got, want)
+		}
 	}
 	st = status(t, mon, dir)
-	if st.State != agent.StateHung || st.Reason != probes.ReasonHung || st.Checks != 2 || tab.blocked.Load() != 1 || clk.Pending() != 1 {
-		t.Fatalf("while stuck: %+v, %d blocked calls, %d timers", st, tab.blocked.Load(), clk.Pending())
+	if st.State != agent.StateHung || st.Reason != probes.ReasonHung || st.Checks != 2 || tab.blocked.Load() != 1 {
+		t.Fatalf("while stuck: %+v, %d blocked calls", st, tab.blocked.Load())
 	}
 	// The last check ended at the deadline, 7s ago: not stale yet
 	// (interval + timeout = 12s). The next skip, 8s later, finds it 15s
@@ -506,24 +597,25 @@ func TestStuckCheckOnFakeClock(t *testing.T) {
 	if s := mon.Summary(); s.Stale != 0 {
 		t.Fatalf("stale after 7s: %+v", s)
 	}
-	clk.Advance(8 * time.Second)
-	testutil.WaitFor(t, "stale", func() bool { return mon.Summary().Stale == 1 })
-	if s := mon.Summary(); s.Ready() || status(t, mon, dir).ConsecutiveErrors != 5 {
+	time.Sleep(8 * time.Second)
+	synctest.Wait()
+	if s := mon.Summary(); s.Stale != 1 || s.Ready() || status(t, mon, dir).ConsecutiveErrors != 5 {
 		t.Fatalf("stale: summary %+v, status %+v", s, status(t, mon, dir))
 	}
 
 	// The call returns: the mount is re-checked at once, on the same
-	// fake instant, and recovers.
+	// instant, and recovers.
+	now := time.Now()
 	tab.open()
-	testutil.WaitFor(t, "recovered", func() bool { return status(t, mon, dir).State == agent.StateHealthy })
-	if st := status(t, mon, dir); st.Checks != 3 || st.ConsecutiveErrors != 0 || st.ErrorCount != 5 {
+	synctest.Wait()
+	if st := status(t, mon, dir); st.State != agent.StateHealthy || st.Checks != 3 || st.ConsecutiveErrors != 0 || st.ErrorCount != 5 || !st.LastCheck.Equal(now) {
 		t.Fatalf("after the stuck call returned: %+v", st)
 	}
 	// The stale count is taken at most a second apart.
-	clk.Advance(time.Second)
-	testutil.WaitFor(t, "fresh again", func() bool { return mon.Summary().Stale == 0 })
-	if !mon.Summary().Ready() {
-		t.Fatalf("not ready after recovery: %+v", mon.Summary())
+	time.Sleep(time.Second)
+	synctest.Wait()
+	if s := mon.Summary(); s.Stale != 0 || !s.Ready() {
+		t.Fatalf("not fresh and ready a second after recovery: %+v", s)
 	}
 }
 
@@ -578,11 +670,15 @@ func (o *recordingObserver) record(path string, i int) agent.CheckRecord {
 // the monitor's lock.
 func TestObserverOutcomes(t *testing.T) {
 	t.Parallel()
+	synctest.Test(t, testObserverOutcomes)
+}
+
+func testObserverOutcomes(t *testing.T) {
 	obs := &recordingObserver{outcomes: map[string][]agent.Outcome{}, records: map[string][]agent.CheckRecord{}, skipped: map[string]int{}}
 	base := t.TempDir()
 	ok, missing, stuck, gone := filepath.Join(base, "ok"), filepath.Join(base, "missing"), filepath.Join(base, "stuck"), filepath.Join(base, "gone")
 	tab := &blockingTable{nfs: map[string]bool{stuck: true, gone: true}}
-	mon, clk := newFake(t, func(c *agent.Config) {
+	mon := newBubbled(t, func(c *agent.Config) {
 		c.Interval, c.Timeout, c.MountTable, c.Observer = 10*time.Second, 2*time.Second, tab, obs
 	})
 	obs.mon.Store(mon)
@@ -595,7 +691,10 @@ func TestObserverOutcomes(t *testing.T) {
 		if err := mon.Register(agent.Mount{Path: p}); err != nil {
 			t.Fatal(err)
 		}
-		testutil.WaitFor(t, "first check of "+p, func() bool { return len(obs.get(p)) == 1 })
+		synctest.Wait()
+		if n := len(obs.get(p)); n != 1 {
+			t.Fatalf("%d records for the first check of %s", n, p)
+		}
 	}
 	if out := obs.get(ok)[0]; !out.Success() || out.Err != nil || out.TimedOut {
 		t.Errorf("healthy check: %+v", out)
@@ -623,10 +722,15 @@ func TestObserverOutcomes(t *testing.T) {
 	if err := mon.Register(nfs(stuck)); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, "the check to block", func() bool { return tab.blocked.Load() == 1 })
-	testutil.WaitFor(t, "the loop to sleep", func() bool { _, ok := clk.Next(); return ok })
-	clk.Advance(2 * time.Second)
-	testutil.WaitFor(t, "the deadline", func() bool { return len(obs.get(stuck)) == 1 })
+	synctest.Wait()
+	if n := tab.blocked.Load(); n != 1 {
+		t.Fatalf("%d calls blocked, want the stuck check's", n)
+	}
+	time.Sleep(2 * time.Second)
+	synctest.Wait()
+	if n := len(obs.get(stuck)); n != 1 {
+		t.Fatalf("%d records of the stuck check at its deadline, want 1", n)
+	}
 	if out := obs.get(stuck)[0]; !out.TimedOut || out.State != agent.StateHung || !errors.Is(out.Err, agent.ErrTimeout) ||
 		out.FailedOp != probes.OpMountTable || out.Duration != 2*time.Second {
 		t.Errorf("timed-out check: %+v", out)
@@ -636,26 +740,37 @@ func TestObserverOutcomes(t *testing.T) {
 		rec.Ops[0].Duration != 2*time.Second || !errors.Is(rec.Ops[0].Err, agent.ErrTimeout) || rec.End.Sub(rec.Start) != 2*time.Second {
 		t.Errorf("timed-out check's record: %+v", rec)
 	}
-	clk.Advance(time.Second)
-	testutil.WaitFor(t, "a skipped check", func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.skipped[stuck] == 1 })
+	time.Sleep(time.Second)
+	synctest.Wait()
+	obs.mu.Lock()
+	skipped := obs.skipped[stuck]
+	obs.mu.Unlock()
+	if skipped != 1 {
+		t.Fatalf("%d skipped checks of the stuck mount a second after its deadline, want 1", skipped)
+	}
 
 	// A check whose mount is unregistered while it runs still reports
 	// its own result, and no status is published for it.
 	if err := mon.Register(nfs(gone)); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, "the second check to block", func() bool { return tab.blocked.Load() == 2 })
+	synctest.Wait()
+	if n := tab.blocked.Load(); n != 2 {
+		t.Fatalf("%d calls blocked, want the stuck one and the second", n)
+	}
 	mon.Unregister(gone)
 	mon.Unregister(stuck)
 	tab.open()
-	testutil.WaitFor(t, "the unregistered mount's check", func() bool { return len(obs.get(gone)) == 1 })
-	if out := obs.get(gone)[0]; !out.Success() {
-		t.Errorf("check of an unregistered mount: %+v", out)
+	synctest.Wait()
+	if got := obs.get(gone); len(got) != 1 || !got[0].Success() {
+		t.Errorf("check of an unregistered mount: %+v", got)
 	}
 	if st, found := mon.Status(gone); found {
 		t.Errorf("status published for an unregistered mount: %+v", st)
 	}
-	testutil.WaitFor(t, "the stuck call to return", func() bool { return tab.blocked.Load() == 0 })
+	if n := tab.blocked.Load(); n != 0 {
+		t.Errorf("%d calls still blocked once the table answers", n)
+	}
 	if n := len(obs.get(stuck)); n != 1 {
 		t.Errorf("CheckDone called %d times for the stuck check", n)
 	}
@@ -689,7 +804,11 @@ func TestReregisterWhileChecking(t *testing.T) {
 // unregistered path makes room again.
 func TestMaxMounts(t *testing.T) {
 	t.Parallel()
-	mon, _ := newFake(t, func(c *agent.Config) { c.MaxMounts = 3 })
+	synctest.Test(t, testMaxMounts)
+}
+
+func testMaxMounts(t *testing.T) {
+	mon := newBubbled(t, func(c *agent.Config) { c.MaxMounts = 3 })
 	base := t.TempDir()
 	p := func(i int) string { return filepath.Join(base, fmt.Sprintf("vol%d", i)) }
 	for i := range 3 {

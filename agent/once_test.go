@@ -5,10 +5,10 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
-	"github.com/efs-health-agent/efs-health-agent/internal/testenv/fakeclock"
 	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
 	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
@@ -58,22 +58,31 @@ func TestCheckOnce(t *testing.T) {
 // its goroutine finishes on its own once the call returns.
 func TestCheckOnceStuck(t *testing.T) {
 	t.Parallel()
+	synctest.Test(t, testCheckOnceStuck)
+}
+
+func testCheckOnceStuck(t *testing.T) {
 	dir := t.TempDir()
 	tab := &blockingTable{nfs: map[string]bool{dir: true}}
 	tab.close()
-	clk := fakeclock.New(epoch)
+	start := time.Now()
 	type ret struct {
 		o   agent.Once
 		err error
 	}
 	done := make(chan ret, 1)
 	go func() {
-		o, err := agent.CheckOnce(context.Background(), onceConfig(clk, tab), agent.Mount{Path: dir, FSType: "nfs4"})
+		o, err := agent.CheckOnce(context.Background(), onceConfig(agent.RealClock{}, tab), agent.Mount{Path: dir, FSType: "nfs4"})
 		done <- ret{o, err}
 	}()
-	testutil.WaitFor(t, "the check to block in the mount table", func() bool { return tab.blocked.Load() == 1 && clk.Pending() == 1 })
-	clk.Advance(2 * time.Second)
-	r := <-done
+	synctest.Wait()
+	if n := tab.blocked.Load(); n != 1 {
+		t.Fatalf("%d calls blocked in the mount table, want 1", n)
+	}
+	r := <-done // at the deadline, 2s on
+	if d := time.Since(start); d != 2*time.Second {
+		t.Fatalf("the stuck check was reported after %v, want at its 2s deadline", d)
+	}
 	if r.err != nil {
 		t.Fatal(r.err)
 	}

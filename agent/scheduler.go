@@ -40,6 +40,10 @@ func (mon *Monitor) Run(ctx context.Context) error {
 	mon.running = true
 	mon.draining = false
 	mon.mu.Unlock()
+	// Idle workers exit when Run returns; one still in a check exits
+	// when its check returns.
+	stop := make(chan struct{})
+	defer close(stop)
 	defer func() {
 		mon.mu.Lock()
 		mon.running = false
@@ -65,7 +69,7 @@ func (mon *Monitor) Run(ctx context.Context) error {
 			}
 		}
 		for _, c := range t.starts {
-			mon.launch(c)
+			mon.launch(c, stop)
 		}
 		for _, c := range t.expired {
 			mon.expire(c, t.now)
@@ -185,15 +189,15 @@ func (mon *Monitor) dispatch(t *turn) {
 }
 
 // launch hands a check to a worker goroutine; its deadline is already in
-// the deadline heap.
-func (mon *Monitor) launch(c *check) {
+// the deadline heap. A worker started here exits once stop is closed.
+func (mon *Monitor) launch(c *check, stop <-chan struct{}) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	job := func() { mon.runCheck(ctx, c) }
 	select {
 	case mon.work <- job:
 	default:
-		go mon.worker(job)
+		go mon.worker(job, stop)
 	}
 }
 
@@ -202,13 +206,14 @@ func (mon *Monitor) launch(c *check) {
 const workerIdle = 10 * time.Second
 
 // worker runs checks handed to it until it has had none for a whole
-// workerIdle period. Reusing goroutines saves their creation and stack
+// workerIdle period, or until stop is closed (Run has returned) and it
+// has no check. Reusing goroutines saves their creation and stack
 // growth on every check; a worker stuck in the kernel simply never comes
 // back for more, and a new one is started when no idle worker takes a
 // check. Idleness is judged by a ticker, not by a timer reset after every
 // check: re-arming a timer can wake the runtime's network poller, a
 // system call per check.
-func (mon *Monitor) worker(job func()) {
+func (mon *Monitor) worker(job func(), stop <-chan struct{}) {
 	tick := time.NewTicker(workerIdle)
 	defer tick.Stop()
 	busy := false
@@ -219,6 +224,8 @@ func (mon *Monitor) worker(job func()) {
 		}
 		select {
 		case job = <-mon.work:
+		case <-stop:
+			return
 		case <-tick.C:
 			if !busy {
 				return

@@ -18,7 +18,6 @@ import (
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
-	"github.com/efs-health-agent/efs-health-agent/internal/testenv/fakeclock"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
@@ -348,7 +347,6 @@ func TestWithMonitor(t *testing.T) {
 	tel := newTel(t, nil, exporters.Options{SpanProcessor: spans, Getenv: traceAll})
 	cfg := agent.DefaultConfig()
 	cfg.Hostname = "node-a"
-	cfg.Clock = fakeclock.New(t0)
 	cfg.Logger = quiet()
 	cfg.Jitter = 0
 	cfg.Observer = tel.Observer()
