@@ -39,47 +39,18 @@ func run() int {
 	}
 	defer os.RemoveAll(work)
 	mnt, back := filepath.Join(work, "mnt"), filepath.Join(work, "backing")
-	for _, d := range []string{mnt, back} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			fmt.Fprintln(os.Stderr, "demo:", err)
-			return 1
-		}
-	}
-	fs, err := faultfs.Mount(mnt, back, faultfs.Options{})
+	fs, err := mountFaultFS(mnt, back)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		return 1
 	}
 	defer fs.Unmount()
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	base, stop, err := startAgent(*bin, mnt, filepath.Join(work, "agent.log"))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "demo: free port:", err)
-		return 1
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	agent := exec.Command(*bin, "--bind-address", "127.0.0.1", "--port", fmt.Sprint(port),
-		"--check-interval", "2s", "--check-timeout", "1s", "--mount", mnt, "--log-format", "text")
-	logs, err := os.Create(filepath.Join(work, "agent.log"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "demo: agent log:", err)
-		return 1
-	}
-	defer logs.Close()
-	agent.Stdout, agent.Stderr = logs, logs
-	if err := agent.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		return 1
 	}
-	defer func() {
-		_ = agent.Process.Signal(syscall.SIGTERM)
-		_ = agent.Wait()
-		fmt.Printf("\nagent log (state changes only):\n")
-		b, _ := os.ReadFile(logs.Name())
-		fmt.Print(indent(string(b)))
-	}()
+	defer stop()
 
 	fmt.Printf("agent on %s checking the FUSE fault mount %s (interval 2s, timeout 1s)\n", base, mnt)
 	steps := []struct {
@@ -98,20 +69,67 @@ func run() int {
 		s.do()
 		time.Sleep(s.wait)
 		fmt.Printf("\n== %s\n", s.title)
-		for _, p := range []string{"/healthz", "/healthz/ready", "/healthz/live"} {
-			code, body, d := get(base + p)
-			fmt.Printf("  %-16s %d  %-60s (%v)\n", p, code, strings.TrimSpace(body), d.Round(time.Microsecond))
-		}
-		_, body, d := get(base + "/healthz/mounts")
-		var m map[string]map[string]any
-		_ = json.Unmarshal([]byte(body), &m)
-		st := m[mnt]
-		fmt.Printf("  %-16s state=%v reason=%v consecutiveErrors=%v lastError=%q hungForMs=%v (%v)\n", "/healthz/mounts",
-			st["state"], st["reason"], st["consecutiveErrors"], st["lastError"], st["hungForMs"], d.Round(time.Microsecond))
+		show(base, mnt)
 	}
 	left, _ := os.ReadDir(back)
 	fmt.Printf("\nfiles left in the mount: %d, requests still blocked: %d\n", len(left), fs.Blocked())
 	return 0
+}
+
+// mountFaultFS mounts the fault filesystem at mnt over back, making both.
+func mountFaultFS(mnt, back string) (*faultfs.FS, error) {
+	for _, d := range []string{mnt, back} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	return faultfs.Mount(mnt, back, faultfs.Options{})
+}
+
+// startAgent starts the agent binary bin checking mnt every 2 s on a free
+// loopback port, its output to logPath. stop sends it SIGTERM, waits for
+// it and prints its log.
+func startAgent(bin, mnt, logPath string) (base string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("free port: %w", err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	agent := exec.Command(bin, "--bind-address", "127.0.0.1", "--port", fmt.Sprint(port),
+		"--check-interval", "2s", "--check-timeout", "1s", "--mount", mnt, "--log-format", "text")
+	logs, err := os.Create(logPath)
+	if err != nil {
+		return "", nil, fmt.Errorf("agent log: %w", err)
+	}
+	agent.Stdout, agent.Stderr = logs, logs
+	if err := agent.Start(); err != nil {
+		logs.Close()
+		return "", nil, err
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", port), func() {
+		_ = agent.Process.Signal(syscall.SIGTERM)
+		_ = agent.Wait()
+		logs.Close()
+		fmt.Printf("\nagent log (state changes only):\n")
+		b, _ := os.ReadFile(logPath)
+		fmt.Print(indent(string(b)))
+	}, nil
+}
+
+// show prints the health endpoints' answers and mnt's entry of
+// /healthz/mounts, each with its latency.
+func show(base, mnt string) {
+	for _, p := range []string{"/healthz", "/healthz/ready", "/healthz/live"} {
+		code, body, d := get(base + p)
+		fmt.Printf("  %-16s %d  %-60s (%v)\n", p, code, strings.TrimSpace(body), d.Round(time.Microsecond))
+	}
+	_, body, d := get(base + "/healthz/mounts")
+	var m map[string]map[string]any
+	_ = json.Unmarshal([]byte(body), &m)
+	st := m[mnt]
+	fmt.Printf("  %-16s state=%v reason=%v consecutiveErrors=%v lastError=%q hungForMs=%v (%v)\n", "/healthz/mounts",
+		st["state"], st["reason"], st["consecutiveErrors"], st["lastError"], st["hungForMs"], d.Round(time.Microsecond))
 }
 
 func get(url string) (int, string, time.Duration) {

@@ -301,8 +301,8 @@ func stopAgent(cmd *exec.Cmd, exited chan error) error {
 			return fmt.Errorf("exit after SIGTERM: %w", err)
 		}
 		return nil
-	case <-time.After(5 * time.Second):
-		return errors.New("no exit within 5 s of SIGTERM")
+	case <-time.After(exitBound):
+		return fmt.Errorf("no exit within %v of SIGTERM", exitBound)
 	}
 }
 

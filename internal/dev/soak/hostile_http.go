@@ -4,14 +4,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/internal/testenv/hostilehttp"
@@ -84,128 +82,156 @@ func runHostileHTTP(bin string, dur time.Duration) (*hostileHTTPResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	box, err := newHostileBox("soak-http", "256m", 8192)
+	bed, err := newHTTPBed(bin, mounts)
 	if err != nil {
 		return nil, err
 	}
-	defer box.close()
-	g, port := box.g, box.port
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	base := "http://" + addr
-	dirs, err := box.dirs(mounts, "v%05d")
+	defer bed.close()
+	res := &hostileHTTPResult{mounts: mounts, step: step, baseRSS: vmRSS(bed.pid())}
+	w := watchHTTP(bed.pid(), bed.base)
+	st := &httpSteps{res: res, w: w, step: step}
+	var nonReaders, slowBodies atomic.Int64
+	endpoints := []string{"/metrics", "/healthz/mounts", "/"}
+	for _, n := range []int{20, 50, 100} {
+		st.run(fmt.Sprintf("%d scrapers of each O(n) endpoint", n), func(ctx context.Context, wg *sync.WaitGroup, s *httpStep) {
+			for _, p := range endpoints {
+				hostilehttp.Scrapers(ctx, wg, bed.base, p, n, 10*time.Second, &s.scrapes)
+			}
+		})()
+	}
+	st.run("40 clients that never read (/metrics, no gzip)", func(ctx context.Context, wg *sync.WaitGroup, _ *httpStep) {
+		hostilehttp.NonReaders(ctx, wg, bed.addr, "/metrics", 40, time.Minute, &nonReaders)
+	})()
+	st.run("256 slow-body connections", func(ctx context.Context, wg *sync.WaitGroup, _ *httpStep) {
+		hostilehttp.SlowBodies(ctx, wg, bed.addr, "/healthz/live", 256, &slowBodies)
+	})()
+	end := st.run("all at once, then SIGTERM", func(ctx context.Context, wg *sync.WaitGroup, s *httpStep) {
+		for _, p := range endpoints {
+			hostilehttp.Scrapers(ctx, wg, bed.base, p, 20, 10*time.Second, &s.scrapes)
+		}
+		hostilehttp.NonReaders(ctx, wg, bed.addr, "/metrics", 40, time.Minute, &nonReaders)
+		hostilehttp.SlowBodies(ctx, wg, bed.addr, "/healthz/live", 256, &slowBodies)
+	})
+	// The probe stops first: the agent is about to go; the last step's
+	// clients run on until it has.
+	w.stop()
+	res.liveProbes, res.liveFailed, res.liveSlowest, res.liveLast = w.probe.Probes.Load(), w.probe.Failed.Load(), w.probe.Slowest(), w.probe.LastError()
+	start := time.Now()
+	res.exitErr = stopAgent(bed.a.cmd, bed.a.exited)
+	res.exitDuration = time.Since(start)
+	end()
+	res.peakRSS = max(res.peakRSS, w.peak.Load())
+	res.cgroupPeak, res.oomKills, res.throttled = bed.box.g.PeakBytes(), bed.box.g.OOMKills(), bed.box.g.Throttled()
+	res.nonReaders, res.slowBodies = nonReaders.Load(), slowBodies.Load()
+	return res, nil
+}
+
+// httpBed is the phase's agent: mounts tmpfs mounts in a box of its own,
+// checked every 60 s (10,000 mounts make 170 checks a second, so that the
+// load measured is the clients', not the checks').
+type httpBed struct {
+	box        *hostileBox
+	a          *agentRun
+	addr, base string
+}
+
+func newHTTPBed(bin string, mounts int) (_ *httpBed, err error) {
+	b := &httpBed{}
+	if b.box, err = newHostileBox("soak-http", "256m", 8192); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			b.close()
+		}
+	}()
+	b.addr = "127.0.0.1:" + strconv.Itoa(b.box.port)
+	b.base = "http://" + b.addr
+	dirs, err := b.box.dirs(mounts, "v%05d")
 	if err != nil {
 		return nil, err
 	}
-	// A check every 60 s: 10,000 mounts make 170 checks a second, so that
-	// the load measured is the clients', not the checks'.
-	args := []string{"--bind-address", "127.0.0.1", "--port", strconv.Itoa(port), "--check-interval", "60s", "--check-timeout", "5s"}
+	args := []string{"--bind-address", "127.0.0.1", "--port", strconv.Itoa(b.box.port), "--check-interval", "60s", "--check-timeout", "5s"}
 	for _, d := range dirs {
 		args = append(args, "--mount", d)
 	}
-	cmd := g.Command(bin, args...)
-	a, err := startAgent(cmd, "HEALTH_NODE_NAME=soak", "HEALTH_LOG_FORMAT=json")
-	if err != nil {
+	if b.a, err = startAgent(b.box.g.Command(bin, args...), "HEALTH_NODE_NAME=soak", "HEALTH_LOG_FORMAT=json"); err != nil {
 		return nil, err
 	}
-	defer a.kill()
-	exited := a.exited
-	if err := waitHealthy(base, 180*time.Second); err != nil {
-		tail := a.output()
+	if err := waitHealthy(b.base, 180*time.Second); err != nil {
+		tail := b.a.output()
 		if len(tail) > 4000 {
 			tail = tail[len(tail)-4000:]
 		}
 		return nil, fmt.Errorf("%w; agent log (tail):\n%s", err, tail)
 	}
-	pid := cmd.Process.Pid
-	res := &hostileHTTPResult{mounts: mounts, step: step, baseRSS: vmRSS(pid)}
+	return b, nil
+}
 
-	// Watchers: RSS every 20 ms, the kubelet's probe every 100 ms.
-	wctx, wcancel := context.WithCancel(context.Background())
-	defer wcancel()
-	var watchers sync.WaitGroup
-	var peak atomic.Int64
-	watchers.Go(func() {
-		for wctx.Err() == nil {
-			if r := vmRSS(pid); r > peak.Load() {
-				peak.Store(r)
+func (b *httpBed) pid() int { return b.a.cmd.Process.Pid }
+
+// close kills the agent if it still runs, then undoes the box.
+func (b *httpBed) close() {
+	if b.a != nil {
+		b.a.kill()
+	}
+	b.box.close()
+}
+
+// httpWatch samples the agent's RSS every 20 ms and runs the kubelet's
+// probe every 100 ms until stop.
+type httpWatch struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	peak   atomic.Int64 // since the last reset
+	probe  *hostilehttp.Probe
+}
+
+func watchHTTP(pid int, base string) *httpWatch {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &httpWatch{cancel: cancel, probe: &hostilehttp.Probe{}}
+	w.wg.Go(func() {
+		for ctx.Err() == nil {
+			if r := vmRSS(pid); r > w.peak.Load() {
+				w.peak.Store(r)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
-	probe := &hostilehttp.Probe{}
-	watchers.Go(func() { probe.Run(wctx, base, "/healthz/live", 100*time.Millisecond, probeTimeout) })
+	w.wg.Go(func() { w.probe.Run(ctx, base, "/healthz/live", 100*time.Millisecond, probeTimeout) })
+	return w
+}
 
-	var nonReaders, slowBodies atomic.Int64
-	endpoints := []string{"/metrics", "/healthz/mounts", "/"}
-	runStep := func(name string, last bool, start func(ctx context.Context, wg *sync.WaitGroup, s *httpStep)) (stop func()) {
-		s := &httpStep{name: name}
-		res.steps = append(res.steps, s)
-		p0, f0 := probe.Probes.Load(), probe.Failed.Load()
-		peak.Store(0)
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		start(ctx, &wg, s)
-		end := func() {
-			s.peakRSS, s.liveProbe, s.liveFail, s.slowest = peak.Load(), probe.Probes.Load()-p0, probe.Failed.Load()-f0, probe.Slowest()
-			res.peakRSS = max(res.peakRSS, s.peakRSS)
-			cancel()
-			wg.Wait()
-		}
-		if last {
-			return end
-		}
-		time.Sleep(step)
-		end()
-		return nil
+func (w *httpWatch) stop() {
+	w.cancel()
+	w.wg.Wait()
+}
+
+// httpSteps runs the load one step after another, each for step.
+type httpSteps struct {
+	res  *hostileHTTPResult
+	w    *httpWatch
+	step time.Duration
+}
+
+// run starts a step's clients, waits the step out and returns the function
+// that ends it: the step's peak RSS and probes are taken, its clients
+// stopped and waited for.
+func (h *httpSteps) run(name string, start func(ctx context.Context, wg *sync.WaitGroup, s *httpStep)) (end func()) {
+	s := &httpStep{name: name}
+	h.res.steps = append(h.res.steps, s)
+	p0, f0 := h.w.probe.Probes.Load(), h.w.probe.Failed.Load()
+	h.w.peak.Store(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	start(ctx, &wg, s)
+	time.Sleep(h.step)
+	return func() {
+		s.peakRSS, s.liveProbe, s.liveFail, s.slowest = h.w.peak.Load(), h.w.probe.Probes.Load()-p0, h.w.probe.Failed.Load()-f0, h.w.probe.Slowest()
+		h.res.peakRSS = max(h.res.peakRSS, s.peakRSS)
+		cancel()
+		wg.Wait()
 	}
-	for _, n := range []int{20, 50, 100} {
-		runStep(fmt.Sprintf("%d scrapers of each O(n) endpoint", n), false, func(ctx context.Context, wg *sync.WaitGroup, s *httpStep) {
-			for _, p := range endpoints {
-				hostilehttp.Scrapers(ctx, wg, base, p, n, 10*time.Second, &s.scrapes)
-			}
-		})
-	}
-	runStep("40 clients that never read (/metrics, no gzip)", false, func(ctx context.Context, wg *sync.WaitGroup, _ *httpStep) {
-		hostilehttp.NonReaders(ctx, wg, addr, "/metrics", 40, time.Minute, &nonReaders)
-	})
-	runStep("256 slow-body connections", false, func(ctx context.Context, wg *sync.WaitGroup, _ *httpStep) {
-		hostilehttp.SlowBodies(ctx, wg, addr, "/healthz/live", 256, &slowBodies)
-	})
-	end := runStep("all at once, then SIGTERM", true, func(ctx context.Context, wg *sync.WaitGroup, s *httpStep) {
-		for _, p := range endpoints {
-			hostilehttp.Scrapers(ctx, wg, base, p, 20, 10*time.Second, &s.scrapes)
-		}
-		hostilehttp.NonReaders(ctx, wg, addr, "/metrics", 40, time.Minute, &nonReaders)
-		hostilehttp.SlowBodies(ctx, wg, addr, "/healthz/live", 256, &slowBodies)
-	})
-	time.Sleep(step)
-	// The probe stops first: the agent is about to go.
-	wcancel()
-	watchers.Wait()
-	res.liveProbes, res.liveFailed, res.liveSlowest, res.liveLast = probe.Probes.Load(), probe.Failed.Load(), probe.Slowest(), probe.LastError()
-	select {
-	case err := <-exited:
-		exited <- err
-		res.exitErr = fmt.Errorf("the agent exited during the load: %v", err)
-	default:
-		start := time.Now()
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			exited <- err
-			res.exitDuration = time.Since(start)
-			if err != nil {
-				res.exitErr = fmt.Errorf("exit after SIGTERM: %w", err)
-			}
-		case <-time.After(exitBound):
-			res.exitErr = errors.New("no exit within 5 s of SIGTERM")
-		}
-	}
-	end()
-	res.peakRSS = max(res.peakRSS, peak.Load())
-	res.cgroupPeak, res.oomKills, res.throttled = g.PeakBytes(), g.OOMKills(), g.Throttled()
-	res.nonReaders, res.slowBodies = nonReaders.Load(), slowBodies.Load()
-	return res, nil
 }
 
 // ok reports whether the phase held its bounds.

@@ -111,53 +111,19 @@ func fifoAtStart(bin, fifo, mount string) (bool, string) {
 // run attacks the table until ctx is done, then leaves a FIFO in its
 // place for the agent's SIGTERM.
 func (a *tableAttack) run(ctx context.Context) {
-	f, err := os.OpenFile(a.table, os.O_WRONLY, 0) // the one open of ours: writes go through it
+	f, in, err := a.watch()
 	if err != nil {
 		a.err = err
 		return
 	}
 	defer f.Close()
-	in, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		a.err = fmt.Errorf("inotify: %w", err)
-		return
-	}
 	defer unix.Close(in)
-	// The watch follows the file's inode, through the renames below.
-	if _, err := unix.InotifyAddWatch(in, a.table, unix.IN_OPEN|unix.IN_CLOSE_NOWRITE); err != nil {
-		a.err = fmt.Errorf("inotify: %w", err)
-		return
-	}
-	real := a.table + ".real"
-	tornAt := time.Time{} // when the table was cut short, zero while whole
-	skip := false         // let the next read through whole (it confirms)
-	restore := func() {
-		if _, err := f.WriteAt(a.staticLines, a.base); err != nil && a.err == nil {
-			a.err = err
-		}
-		tornAt = time.Time{}
-		skip = true
-	}
-	nextFIFO := time.Now().Add(tableFIFOEvery / 2)
-	var fifoUntil time.Time
+	r := &tableRun{a: a, f: f, real: a.table + ".real", nextFIFO: time.Now().Add(tableFIFOEvery / 2)}
 	buf := make([]byte, 4096)
 	for ctx.Err() == nil {
-		now := time.Now()
-		switch {
-		case !fifoUntil.IsZero() && !now.Before(fifoUntil):
-			if err := os.Rename(real, a.table); err != nil && a.err == nil {
-				a.err = err
-			}
-			fifoUntil, nextFIFO = time.Time{}, now.Add(tableFIFOEvery-tableFIFOHold)
-			a.fifoSwaps++
-		case fifoUntil.IsZero() && tornAt.IsZero() && !now.Before(nextFIFO):
-			if err := a.swapFIFO(real); err != nil {
-				a.err = err
-				return
-			}
-			fifoUntil = now.Add(tableFIFOHold)
-		case !tornAt.IsZero() && now.Sub(tornAt) > 2*time.Second:
-			restore() // a close went unseen
+		if err := r.schedule(time.Now()); err != nil {
+			a.err = err
+			return
 		}
 		fds := []unix.PollFd{{Fd: int32(in), Events: unix.POLLIN}}
 		if n, _ := unix.Poll(fds, 100); n <= 0 {
@@ -167,36 +133,112 @@ func (a *tableAttack) run(ctx context.Context) {
 		for off := 0; err == nil && off+unix.SizeofInotifyEvent <= n; {
 			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
 			off += unix.SizeofInotifyEvent + int(ev.Len)
-			switch {
-			case ev.Mask&unix.IN_OPEN != 0 && tornAt.IsZero():
-				if skip {
-					skip = false
-					continue
-				}
-				cut := a.base // the static lines are gone
-				if (a.torn+a.cut)%2 == 1 {
-					cut += int64(len(a.staticLines) / tableStatic / 2) // half of the first one is left
-					a.cut++
-				} else {
-					a.torn++
-				}
-				if err := f.Truncate(cut); err != nil && a.err == nil {
-					a.err = err
-				}
-				tornAt = time.Now()
-			case ev.Mask&unix.IN_CLOSE_NOWRITE != 0 && !tornAt.IsZero():
-				restore()
-			}
+			r.event(ev.Mask)
 		}
 	}
-	if !tornAt.IsZero() {
-		restore()
+	r.finish()
+}
+
+// watch opens the table for writing (the one open of ours: writes go
+// through it) and an inotify instance watching its opens and closes. The
+// watch follows the file's inode, through the renames of the FIFO swaps.
+func (a *tableAttack) watch() (*os.File, int, error) {
+	f, err := os.OpenFile(a.table, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, 0, err
 	}
-	if !fifoUntil.IsZero() {
+	in, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("inotify: %w", err)
+	}
+	if _, err := unix.InotifyAddWatch(in, a.table, unix.IN_OPEN|unix.IN_CLOSE_NOWRITE); err != nil {
+		unix.Close(in)
+		f.Close()
+		return nil, 0, fmt.Errorf("inotify: %w", err)
+	}
+	return f, in, nil
+}
+
+// tableRun is where one attack stands: whether the table is cut short, and
+// when the FIFO goes in and out.
+type tableRun struct {
+	a                   *tableAttack
+	f                   *os.File
+	real                string    // the table's name while a FIFO is in its place
+	tornAt              time.Time // when the table was cut short, zero while whole
+	skip                bool      // let the next read through whole (it confirms)
+	nextFIFO, fifoUntil time.Time
+}
+
+// restore writes the static lines back.
+func (r *tableRun) restore() {
+	if _, err := r.f.WriteAt(r.a.staticLines, r.a.base); err != nil && r.a.err == nil {
+		r.a.err = err
+	}
+	r.tornAt = time.Time{}
+	r.skip = true
+}
+
+// schedule takes the FIFO out when its time is up, puts one in when due
+// (the table whole), and restores a table whose close went unseen.
+func (r *tableRun) schedule(now time.Time) error {
+	switch {
+	case !r.fifoUntil.IsZero() && !now.Before(r.fifoUntil):
+		if err := os.Rename(r.real, r.a.table); err != nil && r.a.err == nil {
+			r.a.err = err
+		}
+		r.fifoUntil, r.nextFIFO = time.Time{}, now.Add(tableFIFOEvery-tableFIFOHold)
+		r.a.fifoSwaps++
+	case r.fifoUntil.IsZero() && r.tornAt.IsZero() && !now.Before(r.nextFIFO):
+		if err := r.a.swapFIFO(r.real); err != nil {
+			return err
+		}
+		r.fifoUntil = now.Add(tableFIFOHold)
+	case !r.tornAt.IsZero() && now.Sub(r.tornAt) > 2*time.Second:
+		r.restore() // a close went unseen
+	}
+	return nil
+}
+
+// event cuts the table short when a reader opens it (every other time
+// through half of its first static line) and restores it when the reader
+// closes it.
+func (r *tableRun) event(mask uint32) {
+	a := r.a
+	switch {
+	case mask&unix.IN_OPEN != 0 && r.tornAt.IsZero():
+		if r.skip {
+			r.skip = false
+			return
+		}
+		cut := a.base // the static lines are gone
+		if (a.torn+a.cut)%2 == 1 {
+			cut += int64(len(a.staticLines) / tableStatic / 2) // half of the first one is left
+			a.cut++
+		} else {
+			a.torn++
+		}
+		if err := r.f.Truncate(cut); err != nil && a.err == nil {
+			a.err = err
+		}
+		r.tornAt = time.Now()
+	case mask&unix.IN_CLOSE_NOWRITE != 0 && !r.tornAt.IsZero():
+		r.restore()
+	}
+}
+
+// finish leaves the table whole and a FIFO in its place, as the attack
+// ends.
+func (r *tableRun) finish() {
+	if !r.tornAt.IsZero() {
+		r.restore()
+	}
+	if !r.fifoUntil.IsZero() {
 		return // a FIFO is in place already
 	}
-	if err := a.swapFIFO(real); err != nil && a.err == nil {
-		a.err = err
+	if err := r.a.swapFIFO(r.real); err != nil && r.a.err == nil {
+		r.a.err = err
 	}
 }
 
