@@ -265,6 +265,7 @@ func (r *hostileHTTPResult) markdown() string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.1f MiB | %d / %d | %v |\n", s.name, sc, float64(s.peakRSS)/(1<<20), s.liveProbe, s.liveFail, s.slowest.Round(time.Millisecond))
 	}
+	fmt.Fprintf(&b, "\nA connection error is a scrape whose connection the cap closed or refused; the scrapers reconnect at once, without backoff, so a refused one tries again in a loop; the `/healthz/live` probe is counted apart.\n")
 	fmt.Fprintf(&b, "\n| measure | value |\n|---|---|\n")
 	fmt.Fprintf(&b, "| agent RSS before the load | %.1f MiB |\n", float64(r.baseRSS)/(1<<20))
 	fmt.Fprintf(&b, "| agent peak RSS (sampled every 20 ms) | %.1f MiB (bound %d MiB) |\n", float64(r.peakRSS)/(1<<20), hostileHTTPRSS>>20)
