@@ -91,8 +91,6 @@ func reasonOf(err error) probes.Reason {
 	return probes.Classify(err)
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
 // CheckDone counts the check by outcome and reason, decides whether it
 // keeps its spans (always when it failed, hit its deadline or took at
 // least the slow threshold; otherwise when the healthy-check sampler says
