@@ -37,7 +37,8 @@
 //     Observer (exporters/observer.go) counts it
 //     (efs_mount_checks_total), records each operation's latency
 //     (efs_mount_operation_duration_seconds), makes its span tree when
-//     the check keeps one, and files it for /debug/checks.
+//     the check keeps one, and files it in the checklog.Log that
+//     /debug/checks reads.
 //  5. Readers take the published MountStatus values: exporters' metric
 //     callbacks make the per-mount gauges of /metrics from them
 //     (exporters/state.go), and httpapi renders /healthz/mounts and the
