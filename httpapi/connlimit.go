@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -31,9 +32,9 @@ const NewGrace = 250 * time.Millisecond
 // the load is shed there rather than on a probe.
 const ShedBusyAfter = 100 * time.Millisecond
 
-// MaxUnreadChecks bounds how many connections one admission asks the
-// kernel about (see connLimiter): past it, no waiting connection is closed
-// for that newcomer, which goes on to the reserve.
+// MaxUnreadChecks bounds how many connections within the cap, and how many
+// in the reserve, one admission peeks at (see connLimiter): past it, no
+// further connection is closed for that newcomer.
 const MaxUnreadChecks = 32
 
 // The probe reserve: when no open connection can make room, a newcomer
@@ -52,12 +53,15 @@ const MaxUnreadChecks = 32
 // request's headers are read), so that a flood of idle or dribbling
 // connections can never lock out a new client such as the kubelet's
 // probe. A connection is never closed as waiting while the kernel holds
-// bytes it has received on it that the server has not read (FIONREAD):
-// its client has sent its request, and only a starved server (a CPU quota
-// throttled by a scrape storm) has not got to it yet. Without that, a
-// kubelet probe that connected and sent its GET at once would be closed,
-// unanswered, by the next newcomer once its grace ran out. At most
-// MaxUnreadChecks connections are asked about per newcomer, so that an
+// bytes it has received on it that the server has not read (a peek,
+// pendingRequest): its client has sent its request, and only a starved
+// server (a CPU quota throttled by a scrape storm) has not got to it yet.
+// Without that, a kubelet probe that connected and sent its GET at once
+// would be closed, unanswered, by the next newcomer once its grace ran
+// out. The peek also tells a request for a health route from any other:
+// one for another route is closed before a newcomer is refused (see
+// admitReserveLocked). At most MaxUnreadChecks connections within the cap,
+// and as many in the reserve, are peeked at per newcomer, so that an
 // admission costs a bounded number of system calls under the lock. When
 // every open connection is in the middle of a request, the one
 // busy longest is closed if it has been busy for BusyEvictAfter. When none
@@ -74,9 +78,9 @@ const MaxUnreadChecks = 32
 type connLimiter struct {
 	max, spare int
 	now        func() time.Time
-	// unread reports whether the kernel holds bytes received on c that
-	// the server has not read.
-	unread func(c net.Conn) bool
+	// pending reports what the kernel holds received on c and not yet
+	// read by the server: nothing, or the start of a request.
+	pending func(c net.Conn) pending
 
 	mu      sync.Mutex
 	conns   map[net.Conn]*connEntry
@@ -96,8 +100,51 @@ type connEntry struct {
 }
 
 func newConnLimiter(max int) *connLimiter {
-	return &connLimiter{max: max, spare: max, now: time.Now, unread: hasUnread, conns: map[net.Conn]*connEntry{},
+	return &connLimiter{max: max, spare: max, now: time.Now, pending: pendingRequest, conns: map[net.Conn]*connEntry{},
 		waiting: list.New(), busy: list.New(), reserve: list.New()}
+}
+
+// pending is what a connection holds unread in the kernel.
+type pending uint8
+
+const (
+	pendingNone   pending = iota // nothing: idle, or a client still silent
+	pendingHealth                // a request for a health route, or too little of one to tell
+	pendingOther                 // a request for any other route
+)
+
+// healthPaths are the O(1) routes a connection's unread request is
+// protected for: the kubelet's probes.
+var healthPaths = [...]string{PathHealthz, PathReady, PathLive}
+
+// classifyRequest tells from the first bytes of a request (b, unread)
+// whether it is for a health route. A request too short to tell counts as
+// one.
+func classifyRequest(b []byte) pending {
+	if len(b) == 0 {
+		return pendingNone
+	}
+	s := string(b)
+	rest, ok := strings.CutPrefix(s, "GET ")
+	if !ok {
+		rest, ok = strings.CutPrefix(s, "HEAD ")
+	}
+	if !ok {
+		if strings.HasPrefix("GET ", s) || strings.HasPrefix("HEAD ", s) {
+			return pendingHealth
+		}
+		return pendingOther
+	}
+	path, complete := rest, false
+	if i := strings.IndexAny(rest, " ?"); i >= 0 {
+		path, complete = rest[:i], true
+	}
+	for _, h := range healthPaths {
+		if path == h || (!complete && strings.HasPrefix(h, path)) {
+			return pendingHealth
+		}
+	}
+	return pendingOther
 }
 
 // admit registers c, making room for it. It reports false when c must be
@@ -109,9 +156,10 @@ func (l *connLimiter) admit(c net.Conn) (victim net.Conn, ok bool) {
 	now := l.now()
 	inCap := len(l.conns) - l.reserve.Len()
 	if inCap >= l.max {
-		victim = l.victimLocked(now)
+		var shed *list.Element
+		victim, shed = l.victimLocked(now)
 		if victim == nil {
-			return l.admitReserveLocked(c, now)
+			return l.admitReserveLocked(c, now, shed)
 		}
 		l.evicted++
 	}
@@ -120,44 +168,58 @@ func (l *connLimiter) admit(c net.Conn) (victim net.Conn, ok bool) {
 }
 
 // victimLocked removes and returns the connection within the cap to close
-// for a newcomer, or nil.
-func (l *connLimiter) victimLocked(now time.Time) net.Conn {
+// for a newcomer, or nil; shed is the oldest waiting connection seen whose
+// unread request is for a route other than the health routes, the one
+// closed before the newcomer is refused.
+func (l *connLimiter) victimLocked(now time.Time) (victim net.Conn, shed *list.Element) {
 	asked := 0
 	for e := l.waiting.Front(); e != nil && asked < MaxUnreadChecks; e = e.Next() {
 		c := e.Value.(net.Conn)
 		ce := l.conns[c]
+		asked++
+		p := l.pending(c)
+		if p == pendingOther && shed == nil {
+			shed = e
+		}
 		// Idle after a request, or silent past the grace, and with
-		// nothing unread. The list is in arrival order, so once one is
-		// too young, all after it that are new are too; idle ones may
-		// still follow.
-		if ce.since.IsZero() || now.Sub(ce.since) >= NewGrace {
-			if asked++; l.unread(c) {
-				continue
-			}
+		// nothing unread.
+		if p == pendingNone && (ce.since.IsZero() || now.Sub(ce.since) >= NewGrace) {
 			l.waiting.Remove(e)
 			delete(l.conns, c)
-			return c
+			return c, nil
 		}
 	}
 	if e := l.busy.Front(); e != nil && now.Sub(l.conns[e.Value.(net.Conn)].since) >= BusyEvictAfter {
 		c := l.busy.Remove(e).(net.Conn)
 		delete(l.conns, c)
-		return c
+		return c, nil
 	}
-	return nil
+	return nil, shed
 }
 
-// admitReserveLocked admits c beyond the cap, closing the oldest reserve
-// connection not in a request if the reserve is full.
-func (l *connLimiter) admitReserveLocked(c net.Conn, now time.Time) (victim net.Conn, ok bool) {
+// admitReserveLocked admits c beyond the cap, making room in a full
+// reserve by closing, in this order: the oldest reserve connection not in
+// a request, silent past the grace, with nothing unread; the connection
+// busy longest, if for ShedBusyAfter (c then takes its slot within the
+// cap); the oldest reserve connection whose unread request is for another
+// route than the health routes (it would be answered 503); capShed, a
+// waiting connection within the cap with such a request (c takes its
+// slot). Only when none of them exists is c refused.
+func (l *connLimiter) admitReserveLocked(c net.Conn, now time.Time, capShed *list.Element) (victim net.Conn, ok bool) {
 	if l.reserve.Len() >= l.spare {
+		var shed *list.Element
 		asked := 0
 		for e := l.reserve.Front(); e != nil && asked < MaxUnreadChecks; e = e.Next() {
 			v := e.Value.(net.Conn)
-			if l.conns[v].busy || now.Sub(l.conns[v].since) < NewGrace {
+			if l.conns[v].busy {
 				continue
 			}
-			if asked++; !l.unread(v) {
+			asked++
+			p := l.pending(v)
+			if p == pendingOther && shed == nil {
+				shed = e
+			}
+			if p == pendingNone && now.Sub(l.conns[v].since) >= NewGrace {
 				l.reserve.Remove(e)
 				delete(l.conns, v)
 				victim = v
@@ -165,17 +227,28 @@ func (l *connLimiter) admitReserveLocked(c net.Conn, now time.Time) (victim net.
 			}
 		}
 		if victim == nil {
-			// Shed an O(n) request rather than refuse what may be
-			// the kubelet's probe.
-			if e := l.busy.Front(); e != nil && now.Sub(l.conns[e.Value.(net.Conn)].since) >= ShedBusyAfter {
-				victim = l.busy.Remove(e).(net.Conn)
+			switch {
+			case l.busy.Front() != nil && now.Sub(l.conns[l.busy.Front().Value.(net.Conn)].since) >= ShedBusyAfter:
+				// Shed an O(n) request rather than refuse what may
+				// be the kubelet's probe.
+				victim = l.busy.Remove(l.busy.Front()).(net.Conn)
 				delete(l.conns, victim)
 				l.evicted++
 				l.conns[c] = &connEntry{e: l.waiting.PushBack(c), since: now}
 				return victim, true
+			case shed != nil:
+				victim = l.reserve.Remove(shed).(net.Conn)
+				delete(l.conns, victim)
+			case capShed != nil:
+				victim = l.waiting.Remove(capShed).(net.Conn)
+				delete(l.conns, victim)
+				l.evicted++
+				l.conns[c] = &connEntry{e: l.waiting.PushBack(c), since: now}
+				return victim, true
+			default:
+				l.refused++
+				return nil, false
 			}
-			l.refused++
-			return nil, false
 		}
 		l.evicted++
 	}

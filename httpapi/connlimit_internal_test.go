@@ -37,7 +37,7 @@ func TestUnreadRequestNotClosed(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Loopback delivers at once; bounded in case it does not.
-			for deadline := time.Now().Add(10 * time.Second); !hasUnread(s); {
+			for deadline := time.Now().Add(10 * time.Second); pendingRequest(s) == pendingNone; {
 				if time.Now().After(deadline) {
 					t.Fatal("the request never reached the server's socket")
 				}
@@ -48,7 +48,7 @@ func TestUnreadRequestNotClosed(t *testing.T) {
 	}
 	const get = "GET /healthz/live HTTP/1.1\r\nHost: x\r\n\r\n"
 	probe, silent := dial(get), dial("")
-	if hasUnread(silent) {
+	if pendingRequest(silent) != pendingNone {
 		t.Fatal("a connection that sent nothing has unread bytes")
 	}
 	now := time.Unix(1000, 0)
@@ -88,7 +88,13 @@ func TestUnreadChecksBounded(t *testing.T) {
 	now := time.Unix(1000, 0)
 	l := newConnLimiter(n)
 	l.now = func() time.Time { return now }
-	l.unread = func(c net.Conn) bool { asked++; return c != silent }
+	l.pending = func(c net.Conn) pending {
+		asked++
+		if c == silent {
+			return pendingNone
+		}
+		return pendingHealth
+	}
 	for _, c := range conns {
 		if _, ok := l.admit(c); !ok {
 			t.Fatal("under the cap: refused")
@@ -104,5 +110,71 @@ func TestUnreadChecksBounded(t *testing.T) {
 	}
 	if v != nil || !ok || !l.reserved(a) {
 		t.Fatalf("closed %v (admitted %v): want no waiting connection closed past the bound, the newcomer in the reserve", v, ok)
+	}
+}
+
+// TestPendingRequestShedding: with the cap and the reserve full of
+// connections whose requests are unread, a newcomer is admitted by closing
+// one whose request is for another route than the health routes (in the
+// reserve first, where it would be answered 503, then within the cap),
+// and refused only when every unread request is for a health route.
+func TestPendingRequestShedding(t *testing.T) {
+	t.Parallel()
+	conn := func() net.Conn {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return a
+	}
+	kind := map[net.Conn]pending{}
+	now := time.Unix(1000, 0)
+	l := newConnLimiter(1) // one slot and one reserve slot
+	l.now = func() time.Time { return now }
+	l.pending = func(c net.Conn) pending { return kind[c] }
+	admit := func(c net.Conn, k pending) (net.Conn, bool) {
+		kind[c] = k
+		now = now.Add(NewGrace)
+		return l.admit(c)
+	}
+	a, b, c, d, e := conn(), conn(), conn(), conn(), conn()
+	if v, ok := admit(a, pendingHealth); v != nil || !ok {
+		t.Fatalf("first: closed %v, admitted %v", v, ok)
+	}
+	if v, ok := admit(b, pendingOther); v != nil || !ok || !l.reserved(b) {
+		t.Fatal("second: want the reserve slot, nothing closed")
+	}
+	if v, ok := admit(c, pendingHealth); v != b || !ok || !l.reserved(c) {
+		t.Fatalf("third: closed %v (admitted %v), want the reserve's /metrics request closed for it", v, ok)
+	}
+	if v, ok := admit(d, pendingHealth); v != nil || ok {
+		t.Fatalf("fourth, every unread request a probe's: closed %v, admitted %v; want it refused", v, ok)
+	}
+	kind[a] = pendingOther
+	if v, ok := admit(e, pendingHealth); v != a || !ok || l.reserved(e) {
+		t.Fatalf("fifth: closed %v (admitted %v, reserved %v), want the cap's /metrics request closed and its slot taken", v, ok, l.reserved(e))
+	}
+}
+
+// TestClassifyRequest: the first bytes of a request tell a health route
+// from any other; too few to tell count as a health route.
+func TestClassifyRequest(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]pending{
+		"":                                pendingNone,
+		"G":                               pendingHealth,
+		"HEA":                             pendingHealth,
+		"GET /healthz/live HTTP/1.1\r\n":  pendingHealth,
+		"GET /healthz/ready?x=1 HTTP/1.1": pendingHealth,
+		"HEAD /healthz HTTP/1.1":          pendingHealth,
+		"GET /healthz/re":                 pendingHealth,
+		"GET /metrics HTTP/1.1":           pendingOther,
+		"GET /healthz/mounts HTTP/1.1":    pendingOther,
+		"GET /healthzx HTTP/1.1":          pendingOther,
+		"GET / HTTP/1.1":                  pendingOther,
+		"POST /healthz HTTP/1.1":          pendingOther,
+		"\x16\x03\x01":                    pendingOther,
+	} {
+		if got := classifyRequest([]byte(in)); got != want {
+			t.Errorf("classifyRequest(%q) = %d, want %d", in, got, want)
+		}
 	}
 }
