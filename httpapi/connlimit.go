@@ -176,6 +176,13 @@ func (l *connLimiter) victimLocked(now time.Time) (victim net.Conn, shed *list.E
 	for e := l.waiting.Front(); e != nil && asked < MaxUnreadChecks; e = e.Next() {
 		c := e.Value.(net.Conn)
 		ce := l.conns[c]
+		// A new connection within its grace is left alone, unpeeked:
+		// the budget goes to those that could be closed. The list is in
+		// arrival order, so once one is too young, all after it that
+		// are new are too; idle ones may still follow.
+		if !ce.since.IsZero() && now.Sub(ce.since) < NewGrace {
+			continue
+		}
 		asked++
 		p := l.pending(c)
 		if p == pendingOther && shed == nil {
@@ -183,7 +190,7 @@ func (l *connLimiter) victimLocked(now time.Time) (victim net.Conn, shed *list.E
 		}
 		// Idle after a request, or silent past the grace, and with
 		// nothing unread.
-		if p == pendingNone && (ce.since.IsZero() || now.Sub(ce.since) >= NewGrace) {
+		if p == pendingNone {
 			l.waiting.Remove(e)
 			delete(l.conns, c)
 			return c, nil

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"io"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 )
@@ -176,5 +177,41 @@ func TestClassifyRequest(t *testing.T) {
 		if got := classifyRequest([]byte(in)); got != want {
 			t.Errorf("classifyRequest(%q) = %d, want %d", in, got, want)
 		}
+	}
+}
+
+// TestYoungConnectionsNotPeeked: new connections within their grace are
+// passed over without a peek, so they use none of an admission's budget:
+// an idle keep-alive connection behind more of them than MaxUnreadChecks
+// is still the one closed for a newcomer.
+func TestYoungConnectionsNotPeeked(t *testing.T) {
+	t.Parallel()
+	conn := func() net.Conn {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return a
+	}
+	n := MaxUnreadChecks + 5
+	now := time.Unix(1000, 0)
+	l := newConnLimiter(n + 1)
+	l.now = func() time.Time { return now }
+	peeked := 0
+	l.pending = func(net.Conn) pending { peeked++; return pendingNone }
+	idle := conn()
+	if _, ok := l.admit(idle); !ok {
+		t.Fatal("refused under the cap")
+	}
+	l.connState(idle, http.StateActive)
+	for range n {
+		if _, ok := l.admit(conn()); !ok {
+			t.Fatal("refused under the cap")
+		}
+	}
+	l.connState(idle, http.StateIdle) // now behind every young one
+	if v, ok := l.admit(conn()); v != idle || !ok {
+		t.Fatalf("newcomer closed %v (admitted %v), want the idle keep-alive connection behind %d young ones", v, ok, n)
+	}
+	if peeked != 1 {
+		t.Fatalf("%d peeks, want 1: young connections are not peeked at", peeked)
 	}
 }
