@@ -165,6 +165,10 @@ func TestConnectionCapAllBusy(t *testing.T) {
 			t.Fatalf("GET %s with two of two busy: %d (close %v, Retry-After %q), want %d and the connection closed",
 				tc.path, resp.StatusCode, resp.Close, resp.Header.Get("Retry-After"), tc.code)
 		}
+		// The server's own refusal carries the security headers too.
+		if got := resp.Header.Get("X-Content-Type-Options"); tc.code == http.StatusServiceUnavailable && got != "nosniff" {
+			t.Errorf("GET %s refused in the reserve: X-Content-Type-Options %q: the security headers are missing", tc.path, got)
+		}
 	}
 	close(release)
 	for i := 0; i < 2; i++ {

@@ -217,10 +217,16 @@ func probesOnlyInReserve(next http.Handler) http.Handler {
 		case PathLive, PathReady, PathHealthz:
 			next.ServeHTTP(w, r)
 		default:
-			w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
-			text(w, http.StatusServiceUnavailable, "too many connections; retry later")
+			securityHeaders(http.HandlerFunc(refuseInReserve)).ServeHTTP(w, r)
 		}
 	})
+}
+
+// refuseInReserve answers a request for an O(n) route on a reserve
+// connection.
+func refuseInReserve(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
+	text(w, http.StatusServiceUnavailable, "too many connections; retry later")
 }
 
 // ListenAndServe listens on s.Addr and calls Serve.
