@@ -52,10 +52,12 @@ const MaxUnreadChecks = 32
 // within NewGrace: net/http reports a connection active only once a
 // request's headers are read), so that a flood of idle or dribbling
 // connections can never lock out a new client such as the kubelet's
-// probe. A connection is never closed as waiting while the kernel holds
-// bytes it has received on it that the server has not read (a peek,
-// pendingRequest): its client has sent its request, and only a starved
-// server (a CPU quota throttled by a scrape storm) has not got to it yet.
+// probe. A connection is never closed as waiting while it holds a request
+// the server has not parsed: bytes the kernel has received on it that the
+// server has not read (a peek, pendingRequest), or a request the server
+// has read whole but not yet parsed (trackedConn). Its client has sent its
+// request, and only a starved server (a CPU quota throttled by a scrape
+// storm) has not got to it yet.
 // Without that, a kubelet probe that connected and sent its GET at once
 // would be closed, unanswered, by the next newcomer once its grace ran
 // out. The peek also tells a request for a health route from any other:
@@ -100,7 +102,7 @@ type connEntry struct {
 }
 
 func newConnLimiter(max int) *connLimiter {
-	return &connLimiter{max: max, spare: max, now: time.Now, pending: pendingRequest, conns: map[net.Conn]*connEntry{},
+	return &connLimiter{max: max, spare: max, now: time.Now, pending: pendingOf, conns: map[net.Conn]*connEntry{},
 		waiting: list.New(), busy: list.New(), reserve: list.New()}
 }
 
@@ -112,6 +114,17 @@ const (
 	pendingHealth                // a request for a health route, or too little of one to tell
 	pendingOther                 // a request for any other route
 )
+
+// pendingOf is what c holds of a request the server has not yet parsed:
+// one it has read whole (trackedConn), else what the kernel holds unread.
+func pendingOf(c net.Conn) pending {
+	if t, ok := c.(*trackedConn); ok {
+		if p := t.readRequest(); p != pendingNone {
+			return p
+		}
+	}
+	return pendingRequest(c)
+}
 
 // healthPaths are the O(1) routes a connection's unread request is
 // protected for: the kubelet's probes.
@@ -276,6 +289,9 @@ func (l *connLimiter) reserved(c net.Conn) bool {
 func (l *connLimiter) connState(c net.Conn, s http.ConnState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if t, ok := c.(*trackedConn); ok && s == http.StateActive {
+		t.parsed()
+	}
 	ce, known := l.conns[c]
 	if !known {
 		return // evicted already, or never admitted
@@ -318,13 +334,14 @@ type limitListener struct {
 
 // Accept returns the next connection, having closed one to make room for
 // it when the cap is reached (see connLimiter). A connection refused is
-// closed and Accept waits for the next.
+// closed and Accept waits for the next. Each is a trackedConn.
 func (ln *limitListener) Accept() (net.Conn, error) {
 	for {
-		c, err := ln.Listener.Accept()
+		raw, err := ln.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
+		c := newTrackedConn(raw)
 		victim, ok := ln.l.admit(c)
 		if victim != nil {
 			_ = victim.Close()
