@@ -42,15 +42,12 @@ type tableAttack struct {
 	startOK   bool
 	startNote string // what the agent did with a FIFO at start
 	fifoSwaps int    // FIFOs swapped in and taken out again
-	// due counts the swaps taken out at least tableFIFOHold (over two
-	// discovery intervals) before the attack ended: each must have been
-	// followed by a recovery; one taken out just before the end may not.
-	due       int
-	outs      []time.Time
-	torn, cut int   // reads torn at a line boundary / in a line
-	err       error // the attack itself failed
+	torn, cut int    // reads torn at a line boundary / in a line
+	err       error  // the attack itself failed
 
-	falseNotMounted, gone, recovered int // from the agent's log
+	// From the agent's log: false verdicts, unregistrations, runs of
+	// failed reads begun (a FIFO the agent read), recoveries.
+	falseNotMounted, gone, runs, recovered int
 }
 
 // newTableAttack lists the first tableStatic mounts in the table (as
@@ -195,7 +192,6 @@ func (r *tableRun) schedule(now time.Time) error {
 		}
 		r.fifoUntil, r.nextFIFO = time.Time{}, now.Add(tableFIFOEvery-tableFIFOHold)
 		r.a.fifoSwaps++
-		r.a.outs = append(r.a.outs, now)
 	case r.fifoUntil.IsZero() && r.tornAt.IsZero() && !now.Before(r.nextFIFO):
 		if err := r.a.swapFIFO(r.real); err != nil {
 			return err
@@ -237,11 +233,6 @@ func (r *tableRun) event(mask uint32) {
 // finish leaves the table whole and a FIFO in its place, as the attack
 // ends.
 func (r *tableRun) finish() {
-	for _, t := range r.a.outs {
-		if time.Since(t) >= tableFIFOHold {
-			r.a.due++
-		}
-	}
 	if !r.tornAt.IsZero() {
 		r.restore()
 	}
@@ -267,12 +258,19 @@ func (a *tableAttack) judge(log string) {
 	a.falseNotMounted = strings.Count(log, "not_mounted")
 	a.gone = strings.Count(log, "mount gone")
 	a.recovered = strings.Count(log, "mount table readable again")
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "mount table unreadable") && strings.HasSuffix(strings.TrimSpace(line), "failed_reads=1") {
+			a.runs++
+		}
+	}
 }
 
 // ok reports whether the agent held: exit 2 at start, no false verdict,
-// a recovery after every FIFO taken out in time for one.
+// a recovery after every run of failed reads (a FIFO the agent read; one
+// read before a table read that began earlier has ended may go unseen),
+// but the last, which the FIFO left in place for SIGTERM may hold open.
 func (a *tableAttack) ok() bool {
-	return a == nil || (a.err == nil && a.startOK && a.falseNotMounted == 0 && a.gone == 0 && a.recovered >= a.due)
+	return a == nil || (a.err == nil && a.startOK && a.falseNotMounted == 0 && a.gone == 0 && a.runs > 0 && a.recovered >= a.runs-1)
 }
 
 // rows are the attacks' rows of the phase's table in BENCHMARKS.md.
@@ -281,8 +279,8 @@ func (a *tableAttack) rows(b *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(b, "| FIFO as the mount table at start | %s |\n", a.startNote)
-	fmt.Fprintf(b, "| FIFO swapped in for %v, taken out (of them %v or more before the end) / recoveries logged | %d (%d) / %d |\n",
-		tableFIFOHold, tableFIFOHold, a.fifoSwaps, a.due, a.recovered)
+	fmt.Fprintf(b, "| FIFO swapped in for %v, taken out / runs of failed reads logged / recoveries logged | %d / %d / %d |\n",
+		tableFIFOHold, a.fifoSwaps, a.runs, a.recovered)
 	fmt.Fprintf(b, "| torn table reads (static mounts cut off / a line cut in half) | %d / %d |\n", a.torn, a.cut)
 	fmt.Fprintf(b, "| `not_mounted` verdicts / mounts unregistered (all false) | %d / %d |\n", a.falseNotMounted, a.gone)
 	if a.err != nil {
