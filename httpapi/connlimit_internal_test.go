@@ -16,23 +16,10 @@ import (
 // loopback sockets: the kernel's own count of unread bytes.
 func TestUnreadRequestNotClosed(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	pair := loopbackPairs(t)
 	dial := func(send string) net.Conn {
 		t.Helper()
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
+		c, s := pair()
 		if send != "" {
 			if _, err := io.WriteString(c, send); err != nil {
 				t.Fatal(err)
@@ -80,9 +67,7 @@ func TestUnreadChecksBounded(t *testing.T) {
 	n := MaxUnreadChecks + 1
 	var conns []net.Conn
 	for range n {
-		a, b := net.Pipe()
-		t.Cleanup(func() { a.Close(); b.Close() })
-		conns = append(conns, a)
+		conns = append(conns, pipeConn(t))
 	}
 	silent := conns[n-1]
 	asked := 0
@@ -102,9 +87,7 @@ func TestUnreadChecksBounded(t *testing.T) {
 		}
 	}
 	now = now.Add(NewGrace)
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
+	a := pipeConn(t)
 	v, ok := l.admit(a)
 	if asked > MaxUnreadChecks {
 		t.Fatalf("one admission asked about %d connections, bound %d", asked, MaxUnreadChecks)
@@ -121,11 +104,6 @@ func TestUnreadChecksBounded(t *testing.T) {
 // and refused only when every unread request is for a health route.
 func TestPendingRequestShedding(t *testing.T) {
 	t.Parallel()
-	conn := func() net.Conn {
-		a, b := net.Pipe()
-		t.Cleanup(func() { a.Close(); b.Close() })
-		return a
-	}
 	kind := map[net.Conn]pending{}
 	now := time.Unix(1000, 0)
 	l := newConnLimiter(1) // one slot and one reserve slot
@@ -136,7 +114,7 @@ func TestPendingRequestShedding(t *testing.T) {
 		now = now.Add(NewGrace)
 		return l.admit(c)
 	}
-	a, b, c, d, e := conn(), conn(), conn(), conn(), conn()
+	a, b, c, d, e := pipeConn(t), pipeConn(t), pipeConn(t), pipeConn(t), pipeConn(t)
 	if v, ok := admit(a, pendingHealth); v != nil || !ok {
 		t.Fatalf("first: closed %v, admitted %v", v, ok)
 	}
@@ -186,32 +164,61 @@ func TestClassifyRequest(t *testing.T) {
 // is still the one closed for a newcomer.
 func TestYoungConnectionsNotPeeked(t *testing.T) {
 	t.Parallel()
-	conn := func() net.Conn {
-		a, b := net.Pipe()
-		t.Cleanup(func() { a.Close(); b.Close() })
-		return a
-	}
 	n := MaxUnreadChecks + 5
 	now := time.Unix(1000, 0)
 	l := newConnLimiter(n + 1)
 	l.now = func() time.Time { return now }
 	peeked := 0
 	l.pending = func(net.Conn) pending { peeked++; return pendingNone }
-	idle := conn()
+	idle := pipeConn(t)
 	if _, ok := l.admit(idle); !ok {
 		t.Fatal("refused under the cap")
 	}
 	l.connState(idle, http.StateActive)
 	for range n {
-		if _, ok := l.admit(conn()); !ok {
+		if _, ok := l.admit(pipeConn(t)); !ok {
 			t.Fatal("refused under the cap")
 		}
 	}
 	l.connState(idle, http.StateIdle) // now behind every young one
-	if v, ok := l.admit(conn()); v != idle || !ok {
+	if v, ok := l.admit(pipeConn(t)); v != idle || !ok {
 		t.Fatalf("newcomer closed %v (admitted %v), want the idle keep-alive connection behind %d young ones", v, ok, n)
 	}
 	if peeked != 1 {
 		t.Fatalf("%d peeks, want 1: young connections are not peeked at", peeked)
 	}
+}
+
+// loopbackPairs listens on loopback until the test ends; each call of the
+// function it returns dials it and returns the client's and the server's
+// ends of a new connection, closed when the test ends.
+func loopbackPairs(t *testing.T) func() (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return func() (net.Conn, net.Conn) {
+		t.Helper()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return c, s
+	}
+}
+
+// pipeConn is one end of an in-memory connection, closed with the other
+// when the test ends: a connection the cap can hold, not a socket.
+func pipeConn(t *testing.T) net.Conn {
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a
 }

@@ -78,24 +78,11 @@ func TestTrackedConnNextRequest(t *testing.T) {
 // not closed as silent; the silent one is.
 func TestReadRequestNotClosed(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	pair := loopbackPairs(t)
 	accept := func(send string) *trackedConn {
 		t.Helper()
-		cl, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cl.Close() })
-		raw, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
+		cl, raw := pair()
 		s := newTrackedConn(raw)
-		t.Cleanup(func() { s.Close() })
 		if send != "" {
 			if _, err := io.WriteString(cl, send); err != nil {
 				t.Fatal(err)
