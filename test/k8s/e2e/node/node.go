@@ -200,9 +200,9 @@ func Start(ctx context.Context, dir, id string) (n *Node, err error) {
 
 	// The node: containerd, the pause image, kubelet.
 	for name, content := range map[string]string{
-		"containerd.toml":              containerdConfig(dir),
+		"containerd.toml":               containerdConfig(dir),
 		"cni/net.d/10-k8s-e2e.conflist": cniConfig(dir),
-		"kubelet.yaml":                 kubeletConfig(dir, id, p),
+		"kubelet.yaml":                  kubeletConfig(dir, id, p),
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			return nil, err
