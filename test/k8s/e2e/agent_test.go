@@ -340,6 +340,20 @@ func mountFaultFS(t *testing.T, n *node.Node, pod *corev1.Pod, vol string) (*fau
 	return f, backing
 }
 
+// noProbeFiles waits until no probe file is left in dirs: a check that
+// was hung removes its file once its call returns.
+func noProbeFiles(t *testing.T, n *node.Node, dirs ...string) {
+	t.Helper()
+	for _, d := range dirs {
+		n.Wait(t, "no probe file left in "+d, func(context.Context) error {
+			if left := probeFiles(t, d); len(left) > 0 {
+				return fmt.Errorf("left: %v", left)
+			}
+			return nil
+		})
+	}
+}
+
 // probeFiles lists the agent's probe files left in dir.
 func probeFiles(t *testing.T, dir string) []string {
 	t.Helper()

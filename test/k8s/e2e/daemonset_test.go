@@ -116,11 +116,7 @@ func TestDaemonSet(t *testing.T) {
 
 	fuse.Clear()
 	a.waitMount(t, fuseDir, "healthy")
-	for _, d := range []string{tmpfsDir, backing} {
-		if left := probeFiles(t, d); len(left) > 0 {
-			t.Fatalf("probe files left in %s: %v", d, left)
-		}
-	}
+	noProbeFiles(t, n, tmpfsDir, backing)
 }
 
 // memoryLimitFile is the memory limit's file in a cgroup v1 or v2

@@ -99,9 +99,9 @@ func Shared(t testing.TB) *Node {
 
 // Start starts the node in dir (inside the namespaces Main made), its
 // cgroups under the root named id, and waits until it is Ready.
-func Start(ctx context.Context, dir, id string) (n *Node, err error) {
+func Start(ctx context.Context, dir, id string) (_ *Node, err error) {
 	begin := time.Now()
-	n = &Node{Name: NodeName, IP: nodeIP, Dir: dir, CgroupRoot: cgroupRoot(id)}
+	n := &Node{Name: NodeName, IP: nodeIP, Dir: dir, CgroupRoot: cgroupRoot(id)}
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("%w (logs in %s)", err, filepath.Join(dir, "logs"))
@@ -186,6 +186,8 @@ func Start(ctx context.Context, dir, id string) (n *Node, err error) {
 		"--use-service-account-credentials=true",
 		"--service-account-private-key-file="+p.path("sa.key"),
 		"--root-ca-file="+p.path("ca.crt"),
+		// Its default, /usr/libexec/kubernetes/..., would be created on the host.
+		"--flex-volume-plugin-dir="+filepath.Join(dir, "volume-plugins"),
 		"--cluster-signing-cert-file="+p.path("ca.crt"), "--cluster-signing-key-file="+p.path("ca.key"),
 		"--profiling=false"); err != nil {
 		return nil, err
