@@ -68,7 +68,7 @@ func TestRollingUpdate(t *testing.T) {
 	}()
 
 	begin := time.Now()
-	a.manifests = render(t, "extraEnv[0].name=ROLLOUT", "extraEnv[0].value=2")
+	a.manifests = render(t, "extraEnv[0].name=ROLLOUT", "extraEnv[0].value=v2")
 	n.Apply(t, a.manifests)
 	var ds *appsv1.DaemonSet
 	n.Wait(t, "the rollout to complete", func(ctx context.Context) error {
