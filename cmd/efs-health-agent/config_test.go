@@ -272,8 +272,18 @@ func TestPortInUse(t *testing.T) {
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	var out, errb bytes.Buffer
 	code := run([]string{"--bind-address", "127.0.0.1"}, env(map[string]string{"HEALTH_PORT": port}), &out, &errb)
-	if code != 2 || !strings.Contains(errb.String(), "HEALTH_PORT=") || !strings.Contains(errb.String(), "address already in use") {
-		t.Fatalf("exit %d stderr %q", code, errb.String())
+	// The value is fine: the message says the port is in use, names the
+	// address and the setting that chooses another, and calls nothing
+	// invalid.
+	want := "efs-health-agent: cannot listen on 127.0.0.1:" + port + ": the port is already in use by another process (another agent?); stop it, or choose another port with HEALTH_PORT\n"
+	if code != 2 || errb.String() != want {
+		t.Fatalf("exit %d stderr %q, want %q", code, errb.String(), want)
+	}
+	errb.Reset()
+	if code := run([]string{"--port", port}, env(nil), &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), "cannot listen on :"+port+" (all interfaces): the port is already in use") ||
+		!strings.Contains(errb.String(), "with --port\n") {
+		t.Fatalf("all interfaces: exit %d stderr %q", code, errb.String())
 	}
 }
 
@@ -312,6 +322,55 @@ func TestHelpDocumentsEverySetting(t *testing.T) {
 	for _, s := range settings {
 		if !strings.Contains(out.String(), "--"+s.flag) || !strings.Contains(out.String(), s.env) {
 			t.Errorf("--help lacks %s / %s", s.flag, s.env)
+		}
+	}
+}
+
+// TestHelpDefaults: --help states each setting's default once, and a
+// setting without a default value says what it then means.
+func TestHelpDefaults(t *testing.T) {
+	t.Parallel()
+	var out, errb bytes.Buffer
+	if code := run([]string{"--help"}, env(nil), &out, &errb); code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, s := range settings {
+		if strings.Contains(s.usage, "(default") {
+			t.Errorf("--%s states its default twice: %q", s.flag, s.usage)
+		}
+		if s.def == "" && s.none == "" {
+			t.Errorf("--%s has no default to show", s.flag)
+		}
+	}
+	for _, w := range []string{"HEALTH_BIND_ADDRESS      default all interfaces\n", "HEALTH_NODE_NAME         default $NODE_NAME, else the hostname\n"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("--help lacks %q:\n%s", w, out.String())
+		}
+	}
+}
+
+// TestHelpDiscoveryTypes: the filesystem types --help offers for
+// discovery are ones the kernel lists. An EFS mount is listed as nfs4:
+// mount.efs mounts NFSv4.1 (see csihealth's TestPublishVolumeKernelFSType),
+// so "efs" would discover nothing.
+func TestHelpDiscoveryTypes(t *testing.T) {
+	t.Parallel()
+	var out, errb bytes.Buffer
+	if code := run([]string{"--help"}, env(nil), &out, &errb); code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	_, after, ok := strings.Cut(out.String(), "--discover-fstypes")
+	if !ok {
+		t.Fatal("--help lacks --discover-fstypes")
+	}
+	_, ex, ok := strings.Cut(after, "e.g. ")
+	if !ok {
+		t.Fatalf("--discover-fstypes gives no example:\n%s", after)
+	}
+	ex, _, _ = strings.Cut(ex, " ")
+	for _, fstype := range strings.Split(ex, ",") {
+		if fstype != "nfs4" && fstype != "nfs" {
+			t.Errorf("--help offers the discovery type %q, which the kernel never lists for an NFS or EFS mount", fstype)
 		}
 	}
 }

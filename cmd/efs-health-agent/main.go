@@ -79,7 +79,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	ln, err := net.Listen("tcp", cfg.listenAddr())
 	if err != nil {
-		fmt.Fprintf(stderr, "efs-health-agent: invalid %s=%d: cannot listen on %s: %v\n", cfg.origin["port"], cfg.Port, cfg.listenAddr(), err)
+		fmt.Fprintf(stderr, "efs-health-agent: %s\n", listenError(cfg, err))
 		return 2
 	}
 	// The mount table is read once before anything is logged, with the
@@ -105,6 +105,35 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 1
 	}
 	return 0
+}
+
+// listenError says why the agent cannot listen on its address. A port
+// already in use is no invalid value: the message names the address and
+// who to ask, with the settings that choose another one.
+func listenError(cfg *config, err error) string {
+	addr := cfg.listenAddr()
+	if cfg.BindAddress == "" {
+		addr += " (all interfaces)"
+	}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Sprintf("cannot listen on %s: the port is already in use by another process (another agent?); stop it, or choose another port with %s",
+			addr, settingNames(cfg, "port"))
+	}
+	return fmt.Sprintf("cannot listen on %s: %v; check %s and %s", addr, err, settingNames(cfg, "port"), settingNames(cfg, "bind-address"))
+}
+
+// settingNames names a setting for a message: where its value came from,
+// or, for a default, its flag and variable.
+func settingNames(cfg *config, flag string) string {
+	if from := cfg.origin[flag]; from != "default" && from != "" {
+		return from
+	}
+	for _, s := range settings {
+		if s.flag == flag {
+			return "--" + s.flag + " or " + s.env
+		}
+	}
+	return "--" + flag
 }
 
 // memoryLimitRatio is the share of the container's memory limit given to
