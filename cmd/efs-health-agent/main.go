@@ -29,14 +29,18 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// The process exits within 5 s of SIGTERM whatever its clients do
-// (stalled readers, slow bodies, scrapes in progress) and even when checks
-// are stuck in the kernel: the HTTP server has httpShutdownGrace to finish
-// the requests in progress, then its connections are closed; telemetry
-// has telemetryFlushGrace to flush.
+// The process exits within shutdownBound of SIGTERM whatever its clients
+// do (stalled readers, slow bodies, scrapes in progress) and even when
+// checks are stuck in the kernel: the HTTP server has httpShutdownGrace to
+// finish the requests in progress, then its connections are closed, while
+// the checks in flight have agent.ShutdownDrain; then telemetry has
+// telemetryFlushGrace to flush. That is 3 s by the timers; the bound
+// leaves the rest for a loaded node. The manifests' comments and
+// terminationGracePeriodSeconds state the same bound.
 const (
 	httpShutdownGrace   = 2 * time.Second
 	telemetryFlushGrace = time.Second
+	shutdownBound       = 5 * time.Second
 )
 
 func main() {
