@@ -354,7 +354,7 @@ func build(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 		}
 	}
 	router := httpapi.NewRouter(a.mon, httpapi.Options{Metrics: a.tel.MetricsHandler(), DebugChecks: httpapi.DebugChecks(a.tel.CheckLog()),
-		Pprof: cfg.EnableDebug, Logger: log})
+		Pprof: cfg.EnableDebug, Logger: log, NodeName: cfg.NodeName, Version: version})
 	a.srv = httpapi.NewServer(ln.Addr().String(), router, log)
 	a.srv.MaxConnections = cfg.MaxConnections
 	return a, nil
