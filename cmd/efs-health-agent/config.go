@@ -85,7 +85,7 @@ var settings = []setting{
 	{flag: "port", env: "HEALTH_PORT", def: "9910", usage: "TCP port of the health, metrics and status endpoints (1-65535)",
 		set: number(func(c *config) *int { return &c.Port }, 1, 65535, "must be a port number from 1 to 65535")},
 	{flag: "bind-address", env: "HEALTH_BIND_ADDRESS", none: "all interfaces", usage: "IP address to listen on, or localhost", set: setBindAddress},
-	{flag: "mount", env: "HEALTH_MOUNTS", list: true, none: "none", usage: "absolute mount path to check; flag repeatable, variable comma-separated", set: addMount},
+	{flag: "mount", env: "HEALTH_MOUNTS", list: true, none: "none", usage: "absolute mount path to check; flag repeatable, variable comma-separated; a path that is no mount point is checked as a plain directory", set: addMount},
 	{flag: "node-name", env: "HEALTH_NODE_NAME", none: "$NODE_NAME, else the hostname", usage: "name of this node in probe file names, service.instance.id and the status page",
 		set: func(c *config, v string) error { c.NodeName = strings.TrimSpace(v); return nil }},
 	{flag: "log-level", env: "HEALTH_LOG_LEVEL", def: "info", usage: "log level: debug, info, warn or error",
@@ -234,7 +234,9 @@ func usage(w io.Writer, fs *flag.FlagSet) {
   efs-health-agent [flags]          run the agent
   efs-health-agent check [flags] PATH...
                                     check each PATH once and print the result
-                                    (exit 0 when all are healthy, 1 otherwise)
+                                    (exit 0 when all are healthy, 1 otherwise);
+                                    a PATH that is no mount point is not_mounted,
+                                    a plain directory is checked with --mount
   efs-health-agent --version        print the version
 
 Exit status 2 means a setting is invalid; the message names it.

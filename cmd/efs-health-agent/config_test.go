@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/efs-health-agent/efs-health-agent/internal/discovery"
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 )
 
@@ -262,6 +263,37 @@ func TestWarnNothingMonitored(t *testing.T) {
 	}
 }
 
+// TestWarnPlainDirectories: a configured mount that is no mount point
+// when the agent starts is checked as a plain directory (make run's), and
+// the agent warns once for it, naming it; a mount point gets no warning.
+func TestWarnPlainDirectories(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mi := filepath.Join(dir, "mountinfo")
+	line := "101 22 0:51 / /mnt/efs rw,relatime shared:61 - nfs4 127.0.0.1:/ rw,vers=4.1,hard,noresvport,proto=tcp,port=20127,addr=127.0.0.1\n"
+	if err := os.WriteFile(mi, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := parseConfig("t", []string{"--mountinfo", mi}, env(map[string]string{"HEALTH_MOUNTS": "/mnt/efs,/tmp/demo"}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := discovery.New(discovery.Config{MountInfo: mi, Paths: c.Mounts, Interval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := w.Refresh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	warnPlainDirectories(c, table, newLogger(c, &logs))
+	want := `level=WARN msg="configured mount is not a mount point: checked as a plain directory, with no mount-table check" mount=/tmp/demo`
+	if strings.Count(logs.String(), "level=WARN") != 1 || !strings.Contains(logs.String(), want) {
+		t.Fatalf("logged %q, want one warning %q", logs.String(), want)
+	}
+}
+
 func TestPortInUse(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -379,7 +411,7 @@ func TestCheckSubcommand(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	if code := run([]string{"check", dir}, env(nil), &out, &errb); code != 0 {
+	if code := run([]string{"check", "--mount", dir}, env(nil), &out, &errb); code != 0 {
 		t.Fatalf("healthy dir: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 	for _, w := range []string{"write", "read", "delete", "HEALTHY"} {
@@ -389,7 +421,7 @@ func TestCheckSubcommand(t *testing.T) {
 	}
 	out.Reset()
 	missing := filepath.Join(dir, "gone")
-	if code := run([]string{"check", dir, missing}, env(nil), &out, &errb); code != 1 {
+	if code := run([]string{"check", "--mount", dir, missing}, env(nil), &out, &errb); code != 1 {
 		t.Fatalf("missing dir: exit %d\n%s", code, out.String())
 	}
 	if !strings.Contains(out.String(), "UNHEALTHY") || !strings.Contains(out.String(), "not_mounted") || !strings.Contains(out.String(), "action") {
@@ -473,7 +505,7 @@ func TestCheckOutputEscapesControls(t *testing.T) {
 	}
 	missing := filepath.Join(dir, "gone\x1b[31m\u202e\r")
 	var out, errb bytes.Buffer
-	if code := run([]string{"check", healthy, missing}, env(nil), &out, &errb); code != 1 {
+	if code := run([]string{"check", "--mount", healthy, missing}, env(nil), &out, &errb); code != 1 {
 		t.Fatalf("exit %d\n%s%s", code, out.String(), errb.String())
 	}
 	for _, r := range out.String() {

@@ -196,6 +196,18 @@ func warnNothingMonitored(cfg *config, log *slog.Logger) {
 	}
 }
 
+// warnPlainDirectories logs a warning for each configured mount that is no
+// mount point when the agent starts: it is checked as the plain directory
+// it is, with no mount-table step, so an EFS volume not mounted (yet) there
+// would read healthy. (make run checks a plain directory on purpose.)
+func warnPlainDirectories(cfg *config, table map[string]discovery.Entry, log *slog.Logger) {
+	for _, p := range cfg.Mounts {
+		if _, ok := table[p]; !ok {
+			log.Warn("configured mount is not a mount point: checked as a plain directory, with no mount-table check", "mount", p)
+		}
+	}
+}
+
 // newLogger returns the agent's logger. Every string it writes (messages,
 // values, errors) goes through pathesc.Display: a mount path or an error
 // quoting one cannot put terminal control sequences or bidi overrides in
@@ -337,9 +349,11 @@ func build(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 	if err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
-	if _, err := a.watcher.Refresh(); err != nil {
+	table, err := a.watcher.Refresh()
+	if err != nil {
 		return nil, &settingError{fmt.Errorf("invalid %s=%q: %w", cfg.origin["mountinfo"], cfg.MountInfo, err)}
 	}
+	warnPlainDirectories(cfg, table, log)
 	ac := cfg.agentConfig()
 	ac.Logger = log
 	ac.Observer = a.tel.Observer()
