@@ -239,7 +239,8 @@ func usage(w io.Writer, fs *flag.FlagSet) {
                                     a plain directory is checked with --mount
   efs-health-agent --version        print the version
 
-Exit status 2 means a setting is invalid; the message names it.
+Exit status 2 means a setting is invalid or cannot be used (a port already
+in use, a mount table that cannot be read); the message names it.
 
 Settings (flag, environment variable, default). Flags win over the environment.
 `)
