@@ -167,7 +167,7 @@ func TestHelmChart(t *testing.T) {
 	}
 
 	// Sidecar mode: the patch ConfigMap applied to the driver's DaemonSet
-	// gives exactly what the kustomize overlay gives.
+	// gives exactly what the sidecar patch file (the kustomize component) gives.
 	side := decodeAll(t, "helm sidecar", splitDocs(helmTemplate(t, helm, "mode=sidecar")))
 	for k := range side {
 		if strings.HasPrefix(k, "DaemonSet/") || strings.HasPrefix(k, "NetworkPolicy/") || strings.HasPrefix(k, "Service/") {
@@ -194,13 +194,13 @@ func TestHelmChart(t *testing.T) {
 		}
 	}
 	patched := decodeAll(t, "helm sidecar patch", kustomize(t, fs, "/k"))["DaemonSet/efs-csi-node"].(*appsv1.DaemonSet)
-	overlay := decodeAll(t, "sidecar component", withSidecarComponent(t))["DaemonSet/efs-csi-node"].(*appsv1.DaemonSet)
+	component := decodeAll(t, "sidecar component", withSidecarComponent(t))["DaemonSet/efs-csi-node"].(*appsv1.DaemonSet)
 	// The driver's containers (liveness-probe, efs-plugin and its probes)
 	// come out of the chart's patch as they went in.
 	driverUntouched(t, standIn(t), patched)
-	if !reflect.DeepEqual(patched, overlay) {
+	if !reflect.DeepEqual(patched, component) {
 		a, _ := json.MarshalIndent(patched.Spec.Template.Spec.Containers, "", " ")
-		b, _ := json.MarshalIndent(overlay.Spec.Template.Spec.Containers, "", " ")
+		b, _ := json.MarshalIndent(component.Spec.Template.Spec.Containers, "", " ")
 		t.Errorf("chart sidecar patch differs from the kustomize component:\nhelm:\n%s\nkustomize:\n%s", a, b)
 	}
 }

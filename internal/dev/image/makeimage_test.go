@@ -217,6 +217,35 @@ func TestMakeImage(t *testing.T) {
 	if !slices.Equal(platforms, []string{"linux/amd64", "linux/arm64"}) {
 		t.Errorf("platforms %v, want linux/amd64 and linux/arm64", platforms)
 	}
+	t.Run("skopeo", func(t *testing.T) { skopeoReads(t, a, da, topA.Manifests[0].Annotations[annotationRefName]) })
+}
+
+// skopeoReads: skopeo, which deploy/README.md pushes the archive with,
+// reads the index from the archive, selects it by its tag, and copies both
+// platforms with the digest unchanged (to an OCI layout: no network).
+func skopeoReads(t *testing.T, archive string, digest v1.Hash, tag string) {
+	skopeo, err := exec.LookPath("skopeo")
+	if err != nil {
+		t.Skip("skopeo not installed (Debian package skopeo)")
+	}
+	raw, err := exec.Command(skopeo, "inspect", "--raw", "oci-archive:"+archive).Output()
+	if err != nil {
+		t.Fatalf("skopeo inspect --raw: %v", err)
+	}
+	if h, _, _ := v1.SHA256(bytes.NewReader(raw)); h != digest {
+		t.Errorf("skopeo inspect --raw reads index %s, want %s", h, digest)
+	}
+	dst := filepath.Join(t.TempDir(), "layout")
+	if out, err := exec.Command(skopeo, "copy", "-q", "--all", "oci-archive:"+archive+":"+tag, "oci:"+dst+":"+tag).CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy --all: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dst, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"digest":"`+digest.String()+`"`) {
+		t.Errorf("skopeo copy --all changed the index: %s, want %s", b, digest)
+	}
 }
 
 // checkBinary: the agent binary is a static executable for the platform;
