@@ -77,11 +77,11 @@ HELM        ?= $(shell command -v helm 2>/dev/null || echo $$($(GO) env GOPATH)/
 
 k8s-e2e: image ## the image and the chart on a one-node Kubernetes cluster of real components: kubelet, containerd, apiserver on kine (root; K8S_E2E_RUN=DaemonSet runs one scenario)
 	cd test/k8s && $(GO) build -trimpath -ldflags '-s -w' -o $(K8S_E2E_BIN)/kubenode ./cmd/kubenode
-	$(GO) -C internal/dev/image run . -C $(CURDIR)/test/k8s/e2e -name k8s-e2e.local/pause:static \
+	GOWORK=off $(GO) -C internal/dev/image run . -C $(CURDIR)/test/k8s/e2e -name k8s-e2e.local/pause:static \
 	    -platform linux/$$($(GO) env GOARCH) -gobuild ./cmd/pause:/pause -entrypoint /pause \
 	    -out $(K8S_E2E_BIN)/pause.oci.tar
 	cd test/k8s/e2e && K8S_E2E_KUBENODE=$(K8S_E2E_BIN)/kubenode K8S_E2E_PAUSE_IMAGE=$(K8S_E2E_BIN)/pause.oci.tar \
-	    K8S_E2E_AGENT_IMAGE=$(CURDIR)/bin/image/efs-health-agent.oci.tar K8S_E2E_HELM=$(HELM) \
+	    K8S_E2E_AGENT_IMAGE=$(CURDIR)/$(IMAGE_OUT) K8S_E2E_HELM=$(HELM) \
 	    $(GO) test -count=1 -v -timeout 40m -run '$(K8S_E2E_RUN)' .
 
 collector-e2e: ## build a minimal OTel Collector (slow the first time), validate otel-collector/config.yaml and run the agent through it
