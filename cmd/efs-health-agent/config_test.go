@@ -558,3 +558,33 @@ func TestRequireWriteCheck(t *testing.T) {
 		t.Fatalf("bad value: %v", err)
 	}
 }
+
+// TestProbeLocation: HEALTH_PROBE_LOCATION / --probe-location says where
+// probe files are made, dir by default; any other value is refused by
+// name.
+func TestProbeLocation(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args   []string
+		env    map[string]string
+		inRoot bool
+	}{
+		{nil, nil, false},
+		{[]string{"--probe-location=root"}, nil, true},
+		{nil, map[string]string{"HEALTH_PROBE_LOCATION": "ROOT"}, true},
+		{[]string{"--probe-location", "dir"}, map[string]string{"HEALTH_PROBE_LOCATION": "root"}, false},
+	} {
+		c, _, err := parseConfig("t", tc.args, env(tc.env), &bytes.Buffer{})
+		if err != nil || c.agentConfig().ProbeInRoot != tc.inRoot {
+			t.Errorf("%v %v: %v; want in root %v", tc.args, tc.env, err, tc.inRoot)
+		}
+	}
+	_, _, err := parseConfig("t", nil, env(map[string]string{"HEALTH_PROBE_LOCATION": "subdir"}), &bytes.Buffer{})
+	if err == nil || err.Error() != `invalid HEALTH_PROBE_LOCATION="subdir": must be dir or root` {
+		t.Fatalf("bad value: %v", err)
+	}
+	_, _, err = parseConfig("t", []string{"--probe-location=/tmp"}, env(nil), &bytes.Buffer{})
+	if err == nil || err.Error() != `invalid --probe-location="/tmp": must be dir or root` {
+		t.Fatalf("bad flag value: %v", err)
+	}
+}
