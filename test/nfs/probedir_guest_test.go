@@ -13,9 +13,10 @@ import (
 // probeDirName is the agent's probe directory under a mount root.
 const probeDirName = ".efs-health"
 
-// dirRefusedLine is the log line of a refused probe directory, once each
-// time a mount starts being checked in mode dir-refused.
-const dirRefusedLine = "probe directory refused"
+// dirRefusedLine starts the log line of a refused probe directory, once
+// each time a mount starts being checked in mode dir-refused (the agent
+// logs as text in the test bed).
+const dirRefusedLine = `msg="probe directory refused`
 
 // testProbeDir: the agent's probe directory on the kernel's client. The
 // first check makes it (0700) on the server. Removed on the server while
