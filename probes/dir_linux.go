@@ -49,7 +49,9 @@ func (r *run) probeDir() error {
 		return nil
 	}
 	s.dir = DirName
-	if s.relook {
+	if s.relook || (r.res.Retried && !s.relooked) {
+		// Also on any retry: a probe file lost mid-check may have gone
+		// with its directory, which the client may still have cached.
 		// The directory vanished under an earlier attempt: make the
 		// client ask the server about the root, and so find that it
 		// changed and look its entries up again (a stat that must sync
