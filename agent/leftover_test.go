@@ -90,3 +90,58 @@ func TestLeftoverAfterListingRemoved(t *testing.T) {
 		t.Fatalf("sweeps changed the mount's health: %+v", st)
 	}
 }
+
+// TestLeftoversInDirAndRoot: leftovers are found in the probe directory
+// and in the mount root, where earlier versions made their probe files:
+// old ones of an earlier instance of this node are removed from both; a
+// young one of another agent of this node that is still running, and
+// another node's, are never touched.
+func TestLeftoversInDirAndRoot(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pdir := filepath.Join(dir, probes.DirName)
+	if err := os.Mkdir(pdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	age := func(p string) {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inRoot, inDir := plant(t, dir), plant(t, pdir)
+	age(filepath.Join(dir, inRoot))
+	age(filepath.Join(pdir, inDir))
+	// Another node's, old, in the directory every node shares.
+	other, err := probes.NewOwner("node-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	othersName, err := other.NewFileName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pdir, othersName), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	age(filepath.Join(pdir, othersName))
+	mon := leftoverMonitor(t)
+	if err := mon.Register(agent.Mount{Path: dir}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "the leftover in the probe directory removed", gone(pdir, inDir))
+	testutil.WaitFor(t, "the leftover in the root removed", gone(dir, inRoot))
+	// A live agent of this node makes a file now: within the leftover
+	// age (1 s here) it is never taken for a leftover.
+	live := plant(t, pdir)
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if gone(pdir, live)() {
+			t.Fatal("a live agent's young probe file was removed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if gone(pdir, othersName)() {
+		t.Fatal("another node's probe file was removed")
+	}
+}

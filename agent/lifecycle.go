@@ -89,6 +89,7 @@ func probeOptions(cfg Config, owner probes.Owner, c *check) probes.Options {
 		MountPoint:    cfg.RequireMountPoint,
 
 		RequireWriteCheck: cfg.RequireWriteCheck,
+		InRoot:            cfg.ProbeInRoot,
 	}
 	if c.mon != nil {
 		o.BeforeOp = c.beforeOp

@@ -117,3 +117,68 @@ func TestNoModeUntilKnown(t *testing.T) {
 		}
 	})
 }
+
+// TestDirRefusedMode: a probe directory that is a symlink (planted on the
+// fault filesystem) is refused: the mount is healthy in mode dir-refused,
+// the agent says so once, however many checks run, and once again when
+// the symlink is gone and the write check works again. Under
+// ProbeInRoot the same mount is checked with the probe file in the root,
+// in mode read-write-root, and the symlink is never looked at.
+func TestDirRefusedMode(t *testing.T) {
+	fs := testutil.MountFaultFS(t)
+	logs := &logRecorder{}
+	mon, clk := newFake(t, func(c *agent.Config) { c.Logger = slog.New(logs) })
+	p := fs.Mountpoint()
+	link := filepath.Join(p, probes.DirName)
+	if err := os.Symlink(t.TempDir(), link); err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.Register(agent.Mount{Path: p}); err != nil {
+		t.Fatal(err)
+	}
+	next := func(what string) *agent.MountStatus {
+		t.Helper()
+		n := status(t, mon, p).Checks
+		clk.Advance(31 * time.Second)
+		testutil.WaitFor(t, what, func() bool { return status(t, mon, p).Checks > n })
+		return status(t, mon, p)
+	}
+	testutil.WaitFor(t, "first check", func() bool { return status(t, mon, p).State == agent.StateHealthy })
+	for i := range 3 {
+		st := status(t, mon, p)
+		if i > 0 {
+			st = next("another check")
+		}
+		if st.State != agent.StateHealthy || st.Mode != probes.ModeDirRefused || st.ErrorCount != 0 {
+			t.Fatalf("check %d: %+v", i, st)
+		}
+	}
+	const refused = "WARN probe directory refused: checking the mount read-only mount="
+	if n := logs.count(refused); n != 1 {
+		t.Fatalf("%d dir-refused warnings, want 1: %q", n, logs.recs)
+	}
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if st := next("the symlink gone"); st.State != agent.StateHealthy || st.Mode != probes.ModeReadWrite {
+		t.Fatalf("symlink gone: %+v", st)
+	}
+	next("another check")
+	if n := logs.count("INFO probe directory accepted again"); n != 1 {
+		t.Fatalf("%d lines that the write check resumed, want 1: %q", n, logs.recs)
+	}
+	assertNoProbeFiles(t, p)
+
+	root := t.TempDir()
+	if err := os.Symlink(t.TempDir(), filepath.Join(root, probes.DirName)); err != nil {
+		t.Fatal(err)
+	}
+	inRoot, _ := newFake(t, func(c *agent.Config) { c.ProbeInRoot = true })
+	if err := inRoot.Register(agent.Mount{Path: root}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "healthy in mode read-write-root", func() bool {
+		st := status(t, inRoot, root)
+		return st.State == agent.StateHealthy && st.Mode == probes.ModeReadWriteRoot
+	})
+}

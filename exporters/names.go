@@ -127,8 +127,9 @@ var metricNames = [numMetrics]metricName{
 	mLastCheck: {"efs.mount.last_check.timestamp", "efs_mount_last_check_timestamp_seconds", "Unix time of the mount's last completed check in seconds", "s", float64Gauge, mounts, lMount, nil},
 	// efs_mount_check_mode{mount_path,mode}: 1, one series per checked
 	// mount, labelled with the mode of its last check that could tell
-	// (read-write, read-only, write-denied). Absent until the first check.
-	mMode: {"efs.mount.check_mode", "efs_mount_check_mode", "Mode of the mount's last check (read-write, read-only, write-denied: the probe file may not be created, checked read-only); always 1", "", int64Gauge, mounts, lMode, nil},
+	// (read-write, read-only, write-denied, read-write-root, dir-refused).
+	// Absent until the first check.
+	mMode: {"efs.mount.check_mode", "efs_mount_check_mode", "Mode of the mount's last check (read-write, read-only, write-denied: the probe file may not be created, checked read-only; read-write-root: the probe file is made in the mount root; dir-refused: the probe directory is not the agent's, checked read-only); always 1", "", int64Gauge, mounts, lMode, nil},
 	// NFS client statistics of registered NFS mounts, from
 	// /proc/self/mountstats (package nfsstats), per operation (READ,
 	// WRITE, GETATTR, ...), in base units. They rise before checks start

@@ -203,8 +203,13 @@ func (h *handlers) status(w http.ResponseWriter, _ *http.Request) {
 		if st.State != agent.StatePending {
 			r.ResponseMs = ms(st.ResponseTime) + " ms"
 		}
-		if st.Mode == probes.ModeWriteDenied {
+		switch st.Mode {
+		case probes.ModeWriteDenied:
 			r.ModeNote = "the probe file may not be created (EACCES/EPERM), checked read-only"
+		case probes.ModeDirRefused:
+			r.ModeNote = "the probe directory " + probes.DirName + " was refused (not the agent's own directory), checked read-only"
+		case probes.ModeReadWriteRoot:
+			r.ModeNote = "the probe file is made in the mount root (HEALTH_PROBE_LOCATION=root)"
 		}
 		if st.State == agent.StateHung {
 			r.Age = "stuck for " + now.Sub(st.HungSince).Round(time.Second).String()

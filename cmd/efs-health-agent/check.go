@@ -153,6 +153,10 @@ func printOnce(tw io.Writer, p string, o agent.Once, timeout time.Duration, plai
 		fmt.Fprintf(tw, "  %s\tdenied\t%s: checked read-only instead (--require-write-check makes this a failure)\n",
 			probes.OpWrite, pathesc.Display(res.WriteDenied.Error()))
 	}
+	if res.DirRefused != nil {
+		fmt.Fprintf(tw, "  %s\trefused\t%s: checked read-only instead (--require-write-check makes this a failure)\n",
+			probes.OpWrite, pathesc.Display(res.DirRefused.Error()))
+	}
 	for _, op := range res.Ops {
 		status := "ok"
 		if op.Err != nil {

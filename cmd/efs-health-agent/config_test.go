@@ -427,7 +427,7 @@ func TestCheckSubcommand(t *testing.T) {
 	if !strings.Contains(out.String(), "UNHEALTHY") || !strings.Contains(out.String(), "not_mounted") || !strings.Contains(out.String(), "action") {
 		t.Errorf("output:\n%s", out.String())
 	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+	if ents := leftBehind(t, dir); len(ents) != 0 {
 		t.Fatalf("left behind %v", ents)
 	}
 	if code := run([]string{"check"}, env(nil), &out, &errb); code != 2 {
@@ -556,5 +556,35 @@ func TestRequireWriteCheck(t *testing.T) {
 	_, _, err := parseConfig("t", nil, env(map[string]string{"HEALTH_REQUIRE_WRITE_CHECK": "maybe"}), &bytes.Buffer{})
 	if err == nil || err.Error() != `invalid HEALTH_REQUIRE_WRITE_CHECK="maybe": must be true or false` {
 		t.Fatalf("bad value: %v", err)
+	}
+}
+
+// TestProbeLocation: HEALTH_PROBE_LOCATION / --probe-location says where
+// probe files are made, dir by default; any other value is refused by
+// name.
+func TestProbeLocation(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args   []string
+		env    map[string]string
+		inRoot bool
+	}{
+		{nil, nil, false},
+		{[]string{"--probe-location=root"}, nil, true},
+		{nil, map[string]string{"HEALTH_PROBE_LOCATION": "ROOT"}, true},
+		{[]string{"--probe-location", "dir"}, map[string]string{"HEALTH_PROBE_LOCATION": "root"}, false},
+	} {
+		c, _, err := parseConfig("t", tc.args, env(tc.env), &bytes.Buffer{})
+		if err != nil || c.agentConfig().ProbeInRoot != tc.inRoot {
+			t.Errorf("%v %v: %v; want in root %v", tc.args, tc.env, err, tc.inRoot)
+		}
+	}
+	_, _, err := parseConfig("t", nil, env(map[string]string{"HEALTH_PROBE_LOCATION": "subdir"}), &bytes.Buffer{})
+	if err == nil || err.Error() != `invalid HEALTH_PROBE_LOCATION="subdir": must be dir or root` {
+		t.Fatalf("bad value: %v", err)
+	}
+	_, _, err = parseConfig("t", []string{"--probe-location=/tmp"}, env(nil), &bytes.Buffer{})
+	if err == nil || err.Error() != `invalid --probe-location="/tmp": must be dir or root` {
+		t.Fatalf("bad flag value: %v", err)
 	}
 }
