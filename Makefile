@@ -63,7 +63,7 @@ soak: build ## minutes-long soak with rotating faults and hung mounts, a 100,000
 NFS_RUN   ?=
 
 nfs-e2e: ## the agent against the kernel's NFSv4.1 client and servers in a QEMU guest (root; NFS_RUN=Partition runs one scenario)
-	NFS_E2E=1 NFS_RUN='$(NFS_RUN)' $(GO) test -count=1 -v -timeout 12m -run '^TestNFS$$' ./test/nfs
+	NFS_E2E=1 NFS_RUN='$(NFS_RUN)' $(GO) test -count=1 -v -timeout 16m -run '^TestNFS$$' ./test/nfs
 
 nfs-rpcs: ## the NFS RPCs of one check, by operation, measured in the NFS test bed (root)
 	$(MAKE) nfs-e2e NFS_RUN=RPCCost
