@@ -386,7 +386,7 @@ func slowBody(ctx context.Context, addr string) {
 
 // TestBusyConnectionMakesRoom: with every slot held by a client that
 // does not read its answer, a new connection is admitted by closing the
-// one busy longest (past httpapi.BusyEvictAfter), long before the write
+// one busy longest (past the guard's busy limit, a second), long before the write
 // deadline would.
 func TestBusyConnectionMakesRoom(t *testing.T) {
 	t.Parallel()
