@@ -131,9 +131,12 @@ func (r *Cache) Endpoint(h http.Handler, variant func(*http.Request) string) htt
 }
 
 // unavailable answers 503 with Retry-After and logs why, rate-limited.
+// The answer gets a write deadline of its own: the request may have
+// waited for a rendering past the one its route was given.
 func (r *Cache) unavailable(w http.ResponseWriter, req *http.Request, why string) {
 	// The reason is in the message: the rate limit is per cause.
 	r.log.Warn("request refused: "+why, "path", req.URL.Path)
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(r.lim.WriteBase))
 	w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusServiceUnavailable)

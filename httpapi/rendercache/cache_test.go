@@ -183,3 +183,42 @@ func TestWriteDeadline(t *testing.T) {
 		t.Fatalf("4 MiB at 1 MiB/s after 1 s: %v, want 5s", got)
 	}
 }
+
+// TestRefusalAfterLongWaitIsSent: a request that waited for a rendering
+// past the write deadline its route gave it still gets its 503, not a
+// closed connection.
+func TestRefusalAfterLongWaitIsSent(t *testing.T) {
+	t.Parallel()
+	var gen atomic.Int64
+	c := New(Limits{RenderWait: 50 * time.Millisecond}, func() any { return gen.Load() }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	entered, release := make(chan struct{}), make(chan struct{})
+	h := c.Endpoint(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		close(entered)
+		<-release
+		io.WriteString(w, "ok")
+	}), nil)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The route's own deadline, passed long before the wait ends.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Millisecond))
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	first := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(srv.URL)
+		if err == nil {
+			resp.Body.Close()
+		}
+		first <- err
+	}()
+	<-entered
+	defer func() { close(release); <-first }()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatalf("request waiting on a slow rendering: %v, want a 503", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("request waiting on a slow rendering: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
