@@ -25,7 +25,7 @@
 // mounts ever seen. For OTLP push they are asynchronous instruments with
 // a callback; /metrics builds them directly, in one pass over the mounts,
 // next to the Prometheus exporter's families of the recorded instruments
-// (state.go). Both take names, HELP texts, types and labels from the names
+// (gatherer.go). Both take names, HELP texts, types and labels from the names
 // table. There is no cardinality limit: one series per registered mount
 // (the SDK's default limit of 2,000 would fold the rest into an overflow
 // series). A pending mount (registered,

@@ -121,7 +121,8 @@ type Telemetry struct {
 	// gatherer serves /metrics: the registry and the observable rows.
 	gatherer prometheus.Gatherer
 	debug    *checklog.Log
-	errs     *errorLimiter
+	// errs logs the SDK's export errors, rate-limited (errors.go).
+	errs *slog.Logger
 
 	opDuration metric.Float64Histogram
 	checks     metric.Int64Counter
@@ -196,7 +197,7 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		log:      opts.Logger,
 		registry: prometheus.NewRegistry(),
 		debug:    checklog.New(opts.DebugRecent, opts.DebugSlowest, opts.DebugFailures),
-		errs:     newErrorLimiter(opts.Logger, errorLogInterval, opts.Now),
+		errs:     exportErrorLogger(opts.Logger, errorLogInterval, opts.Now),
 		slow:     opts.TraceSlowThreshold,
 		sampler:  sampler,
 	}
@@ -277,7 +278,7 @@ func (t *Telemetry) newMeterProvider(ctx context.Context, res *resource.Resource
 		otelprom.WithoutScopeInfo(),
 		otelprom.WithoutTargetInfo(),
 		// The observable instruments are served by stateGatherer, in
-		// one pass over the mounts (state.go).
+		// one pass over the mounts (gatherer.go).
 		otelprom.WithAggregationSelector(promAggregation),
 	)
 	if err != nil {

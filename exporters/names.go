@@ -55,9 +55,9 @@ type group uint8
 const (
 	// recorded: a synchronous instrument, recorded by the Observer.
 	recorded group = iota
-	// mounts: observed from the source's statuses (state.go).
+	// mounts: observed from the source's statuses (gatherer.go).
 	mounts
-	// nfs: observed from the NFS client statistics (state.go).
+	// nfs: observed from the NFS client statistics (gatherer.go).
 	nfs
 )
 

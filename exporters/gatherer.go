@@ -16,6 +16,11 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/agent"
 )
 
+// sink receives the series of the observable rows: value v of row id, for
+// mount path (raw, "" for a series without labels) and op, the value of
+// the row's other label ("" for none): the NFS operation, or the check
+// mode. The build info's labels are fixed.
+//
 // The observable rows of the names table (groups mounts and nfs) describe
 // state that already exists in memory: the source's statuses, its summary
 // and the NFS statistics. observeState walks that state once per
@@ -34,11 +39,6 @@ import (
 //
 // Both take names, HELP texts, types and label names from the names table,
 // and the golden scrape pins the result.
-
-// sink receives the series of the observable rows: value v of row id, for
-// mount path (raw, "" for a series without labels) and op, the value of
-// the row's other label ("" for none): the NFS operation, or the check
-// mode. The build info's labels are fixed.
 type sink interface {
 	observe(id metricID, v float64, path, op string)
 	// info reports the mount's efs_mount_info series, whose labels are
