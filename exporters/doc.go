@@ -11,8 +11,10 @@
 // Instruments have OTel-style names (efs.mount.health.status, ...). The
 // table in names.go has one row per metric: New creates every instrument
 // from it, and its views rename each to its Prometheus name and HELP text;
-// a new metric is one row plus what records or observes it. The Prometheus exporter runs with the
-// UnderscoreEscapingWithoutSuffixes translation, without scope labels and
+// a new metric is one row (its id and its definition, with the one
+// function that produces its series for /metrics and OTLP alike; a
+// recorded metric is recorded by the Observer instead). The Prometheus
+// exporter runs with the UnderscoreEscapingWithoutSuffixes translation, without scope labels and
 // without target_info, so it adds nothing: no _milliseconds or _ratio unit
 // suffixes, no second _total, no otel_scope_* labels. The golden scrape
 // test pins the result. OTLP pushes carry the same names.

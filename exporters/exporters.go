@@ -128,6 +128,8 @@ type Telemetry struct {
 	checks     metric.Int64Counter
 
 	nfsStats func() nfsstats.Snapshot
+	// version is reported in efs_health_agent_build_info.
+	version string
 
 	pushMetrics, pushTraces bool
 

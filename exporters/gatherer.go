@@ -12,14 +12,11 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-
-	"github.com/efs-health-agent/efs-health-agent/agent"
 )
 
-// sink receives the series of the observable rows: value v of row id, for
-// mount path (raw, "" for a series without labels) and op, the value of
-// the row's other label ("" for none): the NFS operation, or the check
-// mode. The build info's labels are fixed.
+// sink receives the series of the observable rows, as each row's
+// producer reports them (see metricDef); it knows nothing of any row but
+// its kind and labels.
 //
 // The observable rows of the names table (groups mounts and nfs) describe
 // state that already exists in memory: the source's statuses, its summary
@@ -40,43 +37,61 @@ import (
 // Both take names, HELP texts, types and label names from the names table,
 // and the golden scrape pins the result.
 type sink interface {
-	observe(id metricID, v float64, path, op string)
-	// info reports the mount's efs_mount_info series, whose labels are
-	// those of its attribution that are known.
-	info(path string, a agent.Attribution)
+	// global reports value v of row id, a series without mount_path,
+	// with the values of the row's labels in order.
+	global(id metricID, v float64, values []string)
+	// mount reports value v of row id for mount path (raw): its labels
+	// are mount_path and, if the row has another, other.
+	mount(id metricID, v float64, path, other string)
+	// labelled reports value v of row id with the label names given (a
+	// subset of the row's, in order) and their values.
+	labelled(id metricID, v float64, names, values []string)
 }
 
-// observeState reports every series of the observable rows to s. Series
-// of one mount are reported one after the other, so a sink can build the
-// mount's labels once.
+// The rows of each producer kind, in table order.
+var mountRows, nfsMountRows, nfsOpRows = rowsWhere(func(d *metricDef) bool { return d.mount != nil || d.mountLabels != nil }),
+	rowsWhere(func(d *metricDef) bool { return d.nfsMount != nil }),
+	rowsWhere(func(d *metricDef) bool { return d.nfsOp != nil })
+
+func rowsWhere(keep func(*metricDef) bool) []metricID {
+	var ids []metricID
+	for id := range metricDefs {
+		if keep(&metricDefs[id]) {
+			ids = append(ids, metricID(id))
+		}
+	}
+	return ids
+}
+
+// observeState reports every series of the observable rows to s, each
+// from its row's producer. Series of one mount are reported one after the
+// other, so a sink can build the mount's labels once.
 func (t *Telemetry) observeState(s sink) {
-	s.observe(mBuildInfo, 1, "", "")
+	g := globals{goVersion: runtime.Version(), version: t.version}
 	src := t.source()
+	if src != nil {
+		g.sum = src.Summary()
+	}
+	for id := range metricDefs {
+		if p := metricDefs[id].global; p != nil {
+			p(g, func(v float64, values ...string) { s.global(metricID(id), v, values) })
+		}
+	}
 	if src == nil {
 		return
 	}
-	sum := src.Summary()
-	s.observe(mDriverHealthy, float64(b2i(sum.Healthy())), "", "")
-	s.observe(mInFlight, float64(sum.InFlight), "", "")
-	s.observe(mHungMounts, float64(sum.Hung), "", "")
-	for c := range agent.NumSelfDelayCauses {
-		s.observe(mSelfDelays, float64(sum.SelfDelays[c]), "", c.String())
-	}
 	sts := src.Statuses()
 	for _, st := range sts {
-		p := st.Path
-		s.info(p, st.Attribution)
-		s.observe(mErrors, float64(st.ErrorCount), p, "")
-		s.observe(mConsecutiveErrors, float64(st.ConsecutiveErrors), p, "")
-		if st.State == agent.StatePending {
-			continue
-		}
-		s.observe(mHealth, float64(b2i(st.Healthy())), p, "")
-		s.observe(mResponseTime, float64(st.ResponseTime.Microseconds())/1000, p, "")
-		s.observe(mHung, float64(b2i(st.State == agent.StateHung)), p, "")
-		s.observe(mLastCheck, float64(st.LastCheck.UnixMilli())/1000, p, "")
-		if st.Mode != "" {
-			s.observe(mMode, 1, p, string(st.Mode))
+		for _, id := range mountRows {
+			d := &metricDefs[id]
+			if d.mountLabels != nil {
+				names, values := d.mountLabels(st)
+				s.labelled(id, 1, names, values)
+				continue
+			}
+			if v, other, ok := d.mount(st); ok {
+				s.mount(id, v, st.Path, other)
+			}
 		}
 	}
 	if t.nfsStats == nil {
@@ -92,14 +107,14 @@ func (t *Telemetry) observeState(s sink) {
 		if !ok {
 			continue
 		}
-		p := st.Path
-		s.observe(mNFSBacklog, float64(ns.Backlog), p, "")
-		for _, op := range ns.Ops {
-			s.observe(mNFSRequests, float64(op.Requests), p, op.Name)
-			s.observe(mNFSRetransmissions, float64(op.Retransmissions()), p, op.Name)
-			s.observe(mNFSMajorTimeouts, float64(op.MajorTimeouts), p, op.Name)
-			s.observe(mNFSRTT, op.RTT.Seconds(), p, op.Name)
-			s.observe(mNFSExecute, op.Execute.Seconds(), p, op.Name)
+		for _, id := range nfsMountRows {
+			s.mount(id, metricDefs[id].nfsMount(ns), st.Path, "")
+		}
+		for i := range ns.Ops {
+			op := &ns.Ops[i]
+			for _, id := range nfsOpRows {
+				s.mount(id, metricDefs[id].nfsOp(op), st.Path, op.Name)
+			}
 		}
 	}
 }
@@ -115,10 +130,6 @@ func promAggregation(k sdkmetric.InstrumentKind) sdkmetric.Aggregation {
 	return sdkmetric.DefaultAggregationSelector(k)
 }
 
-// observable reports whether row n is read from state (served by
-// stateGatherer) rather than recorded.
-func (n metricName) observable() bool { return n.group != recorded }
-
 // stateGatherer is what /metrics serves: the registry's families (the
 // OTel exporter's recorded instruments) and the observable rows' families,
 // built directly from the state in one pass (see observeState). The
@@ -129,19 +140,12 @@ func (n metricName) observable() bool { return n.group != recorded }
 type stateGatherer struct {
 	t   *Telemetry
 	reg prometheus.Gatherer
-	// build are the labels of the build info series.
-	build []*dto.LabelPair
-}
-
-func newStateGatherer(t *Telemetry, reg prometheus.Gatherer, version string) *stateGatherer {
-	// lBuild: goversion, version.
-	return &stateGatherer{t: t, reg: reg, build: labelPairs(metricNames[mBuildInfo].labels, runtime.Version(), version)}
 }
 
 // Gather implements prometheus.Gatherer.
 func (g *stateGatherer) Gather() ([]*dto.MetricFamily, error) {
 	mfs, err := g.reg.Gather()
-	s := &familySink{build: g.build}
+	s := &familySink{}
 	g.t.observeState(s)
 	for id := range s.fams {
 		if f := s.fams[id]; f != nil {
@@ -169,37 +173,49 @@ func compareLabels(a, b *dto.Metric) int {
 
 // familySink builds the families of the observable rows.
 type familySink struct {
-	fams  [numMetrics]*dto.MetricFamily
-	build []*dto.LabelPair
-	// path, op, names and labels are the last series' mount, operation,
-	// label names and labels, shared by the next series of the same mount
-	// and label names (they are only read).
-	path, op string
-	names    []string
-	labels   []*dto.LabelPair
+	fams [numMetrics]*dto.MetricFamily
+	// path, other, names and labels are the last series' mount, other
+	// label, label names and labels, shared by the next series of the
+	// same mount and label names (they are only read).
+	path, other string
+	names       []string
+	labels      []*dto.LabelPair
+	// gauges and counters are the samples not yet used of the last
+	// block allocated: samples are allocated sampleBlock at a time.
+	gauges   []gaugeSample
+	counters []counterSample
 }
+
+// sampleBlock is how many samples familySink allocates at once: a scrape
+// of 10,000 mounts has about 100,000, and one allocation each would cost
+// more than building them.
+const sampleBlock = 512
 
 var (
 	gaugeType   = dto.MetricType_GAUGE
 	counterType = dto.MetricType_COUNTER
 )
 
-func (s *familySink) observe(id metricID, v float64, path, op string) {
-	n := &metricNames[id]
-	var labels []*dto.LabelPair
-	switch {
-	case id == mBuildInfo:
-		labels = s.build
-	case id == mSelfDelays:
-		labels = labelPairs(n.labels, op)
-	case path == "":
-	default:
-		if s.labels == nil || path != s.path || op != s.op || !slices.Equal(n.labels, s.names) {
-			s.labels = labelPairs(n.labels, seriesValues(n.labels, path, op)...)
-			s.path, s.op, s.names = path, op, n.labels
-		}
-		labels = s.labels
+func (s *familySink) global(id metricID, v float64, values []string) {
+	s.add(id, v, labelPairs(metricDefs[id].labels, values...))
+}
+
+func (s *familySink) mount(id metricID, v float64, path, other string) {
+	n := metricDefs[id].labels
+	if s.labels == nil || path != s.path || other != s.other || !slices.Equal(n, s.names) {
+		s.labels = labelPairs(n, seriesValues(n, path, other)...)
+		s.path, s.other, s.names = path, other, n
 	}
+	s.add(id, v, s.labels)
+}
+
+func (s *familySink) labelled(id metricID, v float64, names, values []string) {
+	s.add(id, v, labelPairs(names, values...))
+}
+
+// add appends the sample v with labels to row id's family.
+func (s *familySink) add(id metricID, v float64, labels []*dto.LabelPair) {
+	n := &metricDefs[id]
 	f := s.fams[id]
 	if f == nil {
 		f = &dto.MetricFamily{Name: &n.prom, Help: &n.help, Type: &gaugeType}
@@ -210,12 +226,22 @@ func (s *familySink) observe(id metricID, v float64, path, op string) {
 	}
 	var m *dto.Metric
 	if isCounter(n.kind) {
-		c := &counterSample{v: v}
+		if len(s.counters) == 0 {
+			s.counters = make([]counterSample, sampleBlock)
+		}
+		c := &s.counters[0]
+		s.counters = s.counters[1:]
+		c.v = v
 		c.c.Value = &c.v
 		c.m.Counter = &c.c
 		m = &c.m
 	} else {
-		g := &gaugeSample{v: v}
+		if len(s.gauges) == 0 {
+			s.gauges = make([]gaugeSample, sampleBlock)
+		}
+		g := &s.gauges[0]
+		s.gauges = s.gauges[1:]
+		g.v = v
 		g.g.Value = &g.v
 		g.m.Gauge = &g.g
 		m = &g.m
@@ -224,22 +250,7 @@ func (s *familySink) observe(id metricID, v float64, path, op string) {
 	f.Metric = append(f.Metric, m)
 }
 
-func (s *familySink) info(path string, a agent.Attribution) {
-	names, values := infoLabels(path, a)
-	f := s.fams[mInfo]
-	if f == nil {
-		n := &metricNames[mInfo]
-		f = &dto.MetricFamily{Name: &n.prom, Help: &n.help, Type: &gaugeType}
-		s.fams[mInfo] = f
-	}
-	g := &gaugeSample{v: 1}
-	g.g.Value = &g.v
-	g.m.Gauge = &g.g
-	g.m.Label = labelPairs(names, values...)
-	f.Metric = append(f.Metric, &g.m)
-}
-
-// gaugeSample and counterSample hold one sample in one allocation.
+// gaugeSample and counterSample hold one sample, with its value.
 type gaugeSample struct {
 	m dto.Metric
 	g dto.Gauge
@@ -255,15 +266,15 @@ type counterSample struct {
 func isCounter(k kind) bool { return k == int64ObservableCounter || k == float64ObservableCounter }
 
 // seriesValues are the label values of a mount's series, in the order of
-// the label names: the escaped path for mount_path, op for the other
+// the label names: the escaped path for mount_path, other for the other
 // label if any (lMount, lMountOp, lMode).
-func seriesValues(names []string, path, op string) []string {
+func seriesValues(names []string, path, other string) []string {
 	vals := make([]string, len(names))
 	for i, n := range names {
 		if n == string(MountPathKey) {
 			vals[i] = pathValue(path)
 		} else {
-			vals[i] = op
+			vals[i] = other
 		}
 	}
 	return vals
@@ -285,42 +296,39 @@ func labelPairs(names []string, values ...string) []*dto.LabelPair {
 
 // otelSink observes each series on the OTel instruments, in a callback.
 type otelSink struct {
-	o     metric.Observer
-	in    *instrumentSet
-	build metric.ObserveOption
-	// path, op, names and attrs are the last series' mount, operation,
-	// label names and attribute set, reused by the next series of the
-	// same mount and label names.
-	path, op string
-	names    []string
-	attrs    metric.ObserveOption
+	o  metric.Observer
+	in *instrumentSet
+	// path, other, names and attrs are the last series' mount, other
+	// label, label names and attribute set, reused by the next series of
+	// the same mount and label names.
+	path, other string
+	names       []string
+	attrs       metric.ObserveOption
 }
 
-func (s *otelSink) observe(id metricID, v float64, path, op string) {
-	var opt metric.ObserveOption
-	switch {
-	case id == mBuildInfo:
-		opt = s.build
-	case id == mSelfDelays:
-		opt = metric.WithAttributes(attribute.String(metricNames[id].labels[0], op))
-	case path == "":
-	default:
-		if names := metricNames[id].labels; s.attrs == nil || path != s.path || op != s.op || !slices.Equal(names, s.names) {
-			values := seriesValues(names, path, op)
-			kvs := make([]attribute.KeyValue, len(names))
-			for i := range names {
-				kvs[i] = attribute.String(names[i], values[i])
-			}
-			s.attrs = metric.WithAttributeSet(attribute.NewSet(kvs...))
-			s.path, s.op, s.names = path, op, names
-		}
-		opt = s.attrs
-	}
+func (s *otelSink) global(id metricID, v float64, values []string) {
 	var opts []metric.ObserveOption
-	if opt != nil {
-		opts = []metric.ObserveOption{opt}
+	if names := metricDefs[id].labels; len(names) > 0 {
+		opts = []metric.ObserveOption{attributeSet(names, values)}
 	}
-	switch metricNames[id].kind {
+	s.observe(id, v, opts...)
+}
+
+func (s *otelSink) mount(id metricID, v float64, path, other string) {
+	if names := metricDefs[id].labels; s.attrs == nil || path != s.path || other != s.other || !slices.Equal(names, s.names) {
+		s.attrs = attributeSet(names, seriesValues(names, path, other))
+		s.path, s.other, s.names = path, other, names
+	}
+	s.observe(id, v, s.attrs)
+}
+
+func (s *otelSink) labelled(id metricID, v float64, names, values []string) {
+	s.observe(id, v, attributeSet(names, values))
+}
+
+// observe records v on row id's instrument.
+func (s *otelSink) observe(id metricID, v float64, opts ...metric.ObserveOption) {
+	switch metricDefs[id].kind {
 	case int64Gauge, int64ObservableCounter:
 		s.o.ObserveInt64(s.in.int64Observable(id), int64(v), opts...)
 	case float64Gauge, float64ObservableCounter:
@@ -328,13 +336,13 @@ func (s *otelSink) observe(id metricID, v float64, path, op string) {
 	}
 }
 
-func (s *otelSink) info(path string, a agent.Attribution) {
-	names, values := infoLabels(path, a)
+// attributeSet is the attributes names[i]=values[i].
+func attributeSet(names, values []string) metric.ObserveOption {
 	kvs := make([]attribute.KeyValue, len(names))
 	for i := range names {
 		kvs[i] = attribute.String(names[i], values[i])
 	}
-	s.o.ObserveInt64(s.in.int64Observable(mInfo), 1, metric.WithAttributeSet(attribute.NewSet(kvs...)))
+	return metric.WithAttributeSet(attribute.NewSet(kvs...))
 }
 
 // observeInstruments registers the callback of every observable
@@ -344,15 +352,14 @@ func (t *Telemetry) observeInstruments(m metric.Meter, in *instrumentSet, versio
 	if t.nfsStats != nil {
 		obs = append(obs, in.observables(nfs)...)
 	}
-	bl := metricNames[mBuildInfo].labels // lBuild: goversion, version
-	build := metric.WithAttributes(attribute.String(bl[0], runtime.Version()), attribute.String(bl[1], version))
+	t.version = version
 	_, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		t.observeState(&otelSink{o: o, in: in, build: build})
+		t.observeState(&otelSink{o: o, in: in})
 		return nil
 	}, obs...)
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
 	}
-	t.gatherer = newStateGatherer(t, t.registry, version)
+	t.gatherer = &stateGatherer{t: t, reg: t.registry}
 	return nil
 }
