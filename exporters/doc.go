@@ -19,6 +19,14 @@
 // suffixes, no second _total, no otel_scope_* labels. The golden scrape
 // test pins the result. OTLP pushes carry the same names.
 //
+// # The agent's own process
+//
+// /metrics also serves the Prometheus client's process and Go collectors
+// (process_*, go_*: the agent's CPU, memory, file descriptors, threads
+// and garbage collector), from a second private registry, as every
+// Prometheus exporter does; docs/metrics-process.md lists them. They are
+// not pushed over OTLP.
+//
 // # Lifetimes
 //
 // The per-mount series are read from the source's published statuses at

@@ -130,8 +130,9 @@ func promAggregation(k sdkmetric.InstrumentKind) sdkmetric.Aggregation {
 	return sdkmetric.DefaultAggregationSelector(k)
 }
 
-// stateGatherer is what /metrics serves: the registry's families (the
-// OTel exporter's recorded instruments) and the observable rows' families,
+// stateGatherer is what /metrics serves: the registries' families (the
+// OTel exporter's recorded instruments; the process and Go collectors'
+// process_* and go_* series) and the observable rows' families,
 // built directly from the state in one pass (see observeState). The
 // registry would check every sample's labels for consistency and hash
 // them, which costs more than building them; the names table test and
@@ -360,6 +361,6 @@ func (t *Telemetry) observeInstruments(m metric.Meter, in *instrumentSet, versio
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
 	}
-	t.gatherer = &stateGatherer{t: t, reg: t.registry}
+	t.gatherer = &stateGatherer{t: t, reg: prometheus.Gatherers{t.registry, t.runtime}}
 	return nil
 }
