@@ -185,6 +185,11 @@ type familySink struct {
 	// block allocated: samples are allocated sampleBlock at a time.
 	gauges   []gaugeSample
 	counters []counterSample
+	// pairs, ptrs and strs are the label pairs, pointers to them and
+	// label values not yet used, allocated in blocks alike.
+	pairs []dto.LabelPair
+	ptrs  []*dto.LabelPair
+	strs  []string
 }
 
 // sampleBlock is how many samples familySink allocates at once: a scrape
@@ -198,20 +203,58 @@ var (
 )
 
 func (s *familySink) global(id metricID, v float64, values []string) {
-	s.add(id, v, labelPairs(metricDefs[id].labels, values...))
+	s.add(id, v, s.labelPairs(metricDefs[id].labels, values))
 }
 
 func (s *familySink) mount(id metricID, v float64, path, other string) {
 	n := metricDefs[id].labels
 	if s.labels == nil || path != s.path || other != s.other || !slices.Equal(n, s.names) {
-		s.labels = labelPairs(n, seriesValues(n, path, other)...)
+		vals := s.values(len(n))
+		fillSeriesValues(vals, n, path, other)
+		s.labels = s.labelPairs(n, vals)
 		s.path, s.other, s.names = path, other, n
 	}
 	s.add(id, v, s.labels)
 }
 
 func (s *familySink) labelled(id metricID, v float64, names, values []string) {
-	s.add(id, v, labelPairs(names, values...))
+	s.add(id, v, s.labelPairs(names, values))
+}
+
+// values returns n label values to fill, from the block.
+func (s *familySink) values(n int) []string {
+	if len(s.strs) < n {
+		s.strs = make([]string, max(sampleBlock, n))
+	}
+	out := s.strs[:n:n]
+	s.strs = s.strs[n:]
+	return out
+}
+
+// labelPairs returns the label pairs names[i]=values[i], from the blocks;
+// names are sorted, as Prometheus requires, and neither slice may change
+// afterwards. A row of the names table whose labels do not fit what its
+// producer reports panics, in every test.
+func (s *familySink) labelPairs(names, values []string) []*dto.LabelPair {
+	n := len(names)
+	if n != len(values) {
+		panic(fmt.Sprintf("exporters: label names %q for values %q", names, values))
+	}
+	if len(s.pairs) < n {
+		s.pairs = make([]dto.LabelPair, max(sampleBlock, n))
+	}
+	if len(s.ptrs) < n {
+		s.ptrs = make([]*dto.LabelPair, max(sampleBlock, n))
+	}
+	out := s.ptrs[:n:n]
+	s.ptrs = s.ptrs[n:]
+	for i := range out {
+		lp := &s.pairs[i]
+		lp.Name, lp.Value = &names[i], &values[i]
+		out[i] = lp
+	}
+	s.pairs = s.pairs[n:]
+	return out
 }
 
 // add appends the sample v with labels to row id's family.
@@ -271,6 +314,12 @@ func isCounter(k kind) bool { return k == int64ObservableCounter || k == float64
 // label if any (lMount, lMountOp, lMode).
 func seriesValues(names []string, path, other string) []string {
 	vals := make([]string, len(names))
+	fillSeriesValues(vals, names, path, other)
+	return vals
+}
+
+// fillSeriesValues sets vals to seriesValues(names, path, other).
+func fillSeriesValues(vals, names []string, path, other string) {
 	for i, n := range names {
 		if n == string(MountPathKey) {
 			vals[i] = pathValue(path)
@@ -278,21 +327,6 @@ func seriesValues(names []string, path, other string) []string {
 			vals[i] = other
 		}
 	}
-	return vals
-}
-
-// labelPairs returns the label pairs names[i]=values[i]; names are sorted,
-// as Prometheus requires. A row of the names table whose labels do not fit
-// what observeState reports panics, in every test.
-func labelPairs(names []string, values ...string) []*dto.LabelPair {
-	if len(names) != len(values) {
-		panic(fmt.Sprintf("exporters: label names %q for values %q", names, values))
-	}
-	pairs := make([]*dto.LabelPair, len(names))
-	for i := range names {
-		pairs[i] = &dto.LabelPair{Name: &names[i], Value: &values[i]}
-	}
-	return pairs
 }
 
 // otelSink observes each series on the OTel instruments, in a callback.
