@@ -44,7 +44,7 @@
 //     /debug/checks reads.
 //  5. Readers take the published MountStatus values: exporters' metric
 //     callbacks make the per-mount gauges of /metrics from them
-//     (exporters/state.go), and httpapi renders /healthz/mounts and the
+//     (exporters/gatherer.go), and httpapi renders /healthz/mounts and the
 //     status page from them (httpapi/httpapi.go: ToJSON, mounts).
 //
 // The Observer never calls back into the monitor, and no reader waits

@@ -281,7 +281,7 @@ func dialSmall(addr string) (net.Conn, error) {
 // (uncompressed, more than the kernel's socket buffers take) and never
 // read. The write deadline, sized to the answer, drops each of them, so
 // what they held is released: when they read at last, the answer is cut
-// short.
+// short (or was a 503, for one that waited too long for a render slot).
 func TestClientsThatNeverReadAreDropped(t *testing.T) {
 	t.Parallel()
 	const size, clients = 16 << 20, 40
@@ -311,8 +311,10 @@ func TestClientsThatNeverReadAreDropped(t *testing.T) {
 			continue // dropped before the headers left the socket buffer
 		}
 		n, err := io.Copy(io.Discard, resp.Body)
-		if err == nil && n == resp.ContentLength {
-			t.Fatalf("client %d read the whole answer (%d bytes) after stalling: it was not dropped", i, n)
+		// A client refused (503: on a loaded machine it may wait past
+		// RenderWait for a render slot) held nothing but that short answer.
+		if err == nil && n == resp.ContentLength && resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("client %d read the whole answer (%d bytes, %d) after stalling: it was not dropped", i, n, resp.StatusCode)
 		}
 	}
 }
@@ -386,7 +388,7 @@ func slowBody(ctx context.Context, addr string) {
 
 // TestBusyConnectionMakesRoom: with every slot held by a client that
 // does not read its answer, a new connection is admitted by closing the
-// one busy longest (past httpapi.BusyEvictAfter), long before the write
+// one busy longest (past the guard's busy limit, a second), long before the write
 // deadline would.
 func TestBusyConnectionMakesRoom(t *testing.T) {
 	t.Parallel()

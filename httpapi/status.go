@@ -236,7 +236,7 @@ func (h *handlers) status(w http.ResponseWriter, _ *http.Request) {
 		}
 		return 0
 	})
-	// Written as it is rendered, through the shared renderer, which
+	// Written as it is rendered, through the response cache, which
 	// compresses and buffers it: a failed write ends the rendering.
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = statusTmpl.Execute(w, page)

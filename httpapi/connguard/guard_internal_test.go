@@ -1,4 +1,4 @@
-package httpapi
+package connguard
 
 import (
 	"io"
@@ -25,7 +25,7 @@ func TestUnreadRequestNotClosed(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Loopback delivers at once; bounded in case it does not.
-			for deadline := time.Now().Add(10 * time.Second); pendingRequest(s) == pendingNone; {
+			for deadline := time.Now().Add(10 * time.Second); pendingRequest(s, testRoutes) == pendingNone; {
 				if time.Now().After(deadline) {
 					t.Fatal("the request never reached the server's socket")
 				}
@@ -36,23 +36,23 @@ func TestUnreadRequestNotClosed(t *testing.T) {
 	}
 	const get = "GET /healthz/live HTTP/1.1\r\nHost: x\r\n\r\n"
 	probe, silent := dial(get), dial("")
-	if pendingRequest(silent) != pendingNone {
+	if pendingRequest(silent, testRoutes) != pendingNone {
 		t.Fatal("a connection that sent nothing has unread bytes")
 	}
 	now := time.Unix(1000, 0)
-	l := newConnLimiter(2)
+	l := newTestLimiter(2)
 	l.now = func() time.Time { return now }
 	for _, c := range []net.Conn{probe, silent} { // the probe is the oldest
 		if v, ok := l.admit(c); v != nil || !ok {
 			t.Fatalf("under the cap: victim %v, admitted %v", v, ok)
 		}
 	}
-	now = now.Add(NewGrace)
+	now = now.Add(newGrace)
 	second := dial(get)
 	if v, ok := l.admit(second); v != silent || !ok {
 		t.Fatalf("newcomer at the cap closed %v (admitted %v), want the silent connection, not the probe with its request unread", v, ok)
 	}
-	now = now.Add(NewGrace)
+	now = now.Add(newGrace)
 	third := dial(get)
 	if v, ok := l.admit(third); v != nil || !ok || !l.reserved(third) {
 		t.Fatalf("every waiting connection has its request unread: closed %v, admitted %v, reserved %v; want none closed and a reserve slot", v, ok, l.reserved(third))
@@ -60,11 +60,11 @@ func TestUnreadRequestNotClosed(t *testing.T) {
 }
 
 // TestUnreadChecksBounded: one admission asks the kernel about at most
-// MaxUnreadChecks connections; past them, no waiting connection is closed
+// maxUnreadChecks connections; past them, no waiting connection is closed
 // for the newcomer, even a silent one further down.
 func TestUnreadChecksBounded(t *testing.T) {
 	t.Parallel()
-	n := MaxUnreadChecks + 1
+	n := maxUnreadChecks + 1
 	var conns []net.Conn
 	for range n {
 		conns = append(conns, pipeConn(t))
@@ -72,7 +72,7 @@ func TestUnreadChecksBounded(t *testing.T) {
 	silent := conns[n-1]
 	asked := 0
 	now := time.Unix(1000, 0)
-	l := newConnLimiter(n)
+	l := newTestLimiter(n)
 	l.now = func() time.Time { return now }
 	l.pending = func(c net.Conn) pending {
 		asked++
@@ -86,11 +86,11 @@ func TestUnreadChecksBounded(t *testing.T) {
 			t.Fatal("under the cap: refused")
 		}
 	}
-	now = now.Add(NewGrace)
+	now = now.Add(newGrace)
 	a := pipeConn(t)
 	v, ok := l.admit(a)
-	if asked > MaxUnreadChecks {
-		t.Fatalf("one admission asked about %d connections, bound %d", asked, MaxUnreadChecks)
+	if asked > maxUnreadChecks {
+		t.Fatalf("one admission asked about %d connections, bound %d", asked, maxUnreadChecks)
 	}
 	if v != nil || !ok || !l.reserved(a) {
 		t.Fatalf("closed %v (admitted %v): want no waiting connection closed past the bound, the newcomer in the reserve", v, ok)
@@ -106,12 +106,12 @@ func TestPendingRequestShedding(t *testing.T) {
 	t.Parallel()
 	kind := map[net.Conn]pending{}
 	now := time.Unix(1000, 0)
-	l := newConnLimiter(1) // one slot and one reserve slot
+	l := newTestLimiter(1) // one slot and one reserve slot
 	l.now = func() time.Time { return now }
 	l.pending = func(c net.Conn) pending { return kind[c] }
 	admit := func(c net.Conn, k pending) (net.Conn, bool) {
 		kind[c] = k
-		now = now.Add(NewGrace)
+		now = now.Add(newGrace)
 		return l.admit(c)
 	}
 	a, b, c, d, e := pipeConn(t), pipeConn(t), pipeConn(t), pipeConn(t), pipeConn(t)
@@ -152,21 +152,21 @@ func TestClassifyRequest(t *testing.T) {
 		"POST /healthz HTTP/1.1":          pendingOther,
 		"\x16\x03\x01":                    pendingOther,
 	} {
-		if got := classifyRequest([]byte(in)); got != want {
-			t.Errorf("classifyRequest(%q) = %d, want %d", in, got, want)
+		if got := testRoutes.classify([]byte(in)); got != want {
+			t.Errorf("classify(%q) = %d, want %d", in, got, want)
 		}
 	}
 }
 
 // TestYoungConnectionsNotPeeked: new connections within their grace are
 // passed over without a peek, so they use none of an admission's budget:
-// an idle keep-alive connection behind more of them than MaxUnreadChecks
+// an idle keep-alive connection behind more of them than maxUnreadChecks
 // is still the one closed for a newcomer.
 func TestYoungConnectionsNotPeeked(t *testing.T) {
 	t.Parallel()
-	n := MaxUnreadChecks + 5
+	n := maxUnreadChecks + 5
 	now := time.Unix(1000, 0)
-	l := newConnLimiter(n + 1)
+	l := newTestLimiter(n + 1)
 	l.now = func() time.Time { return now }
 	peeked := 0
 	l.pending = func(net.Conn) pending { peeked++; return pendingNone }

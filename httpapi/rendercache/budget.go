@@ -1,4 +1,4 @@
-package httpapi
+package rendercache
 
 import (
 	"sync"
@@ -50,8 +50,8 @@ const (
 // it is written, through a flate window (32 KiB) and a copy buffer.
 const plainStreamCost = 96 << 10
 
-// withDefaults fills the zero fields of l.
-func (l Limits) withDefaults() Limits {
+// WithDefaults returns l with its zero fields set to their defaults.
+func (l Limits) WithDefaults() Limits {
 	if l.Renders <= 0 {
 		l.Renders = DefaultRenders
 	}

@@ -1,4 +1,4 @@
-package httpapi
+package connguard
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 // scratch fields need no lock; what the cap reads is atomic.
 type trackedConn struct {
 	net.Conn
+	routes probeRoutes
 	// read is what the server has read of the current request: zero
 	// (nothing, or its headers not yet complete), or
 	// pendingHealth/pendingOther once the headers are complete.
@@ -28,8 +29,8 @@ type trackedConn struct {
 	headBuf [32]byte
 }
 
-func newTrackedConn(c net.Conn) *trackedConn {
-	t := &trackedConn{Conn: c}
+func newTrackedConn(c net.Conn, routes probeRoutes) *trackedConn {
+	t := &trackedConn{Conn: c, routes: routes}
 	t.head = t.headBuf[:0]
 	return t
 }
@@ -63,7 +64,7 @@ func (t *trackedConn) note(b []byte) {
 	k := copy(seam[:], t.tail[:t.ntail])
 	k += copy(seam[k:], b[:min(len(b), 3)])
 	if bytes.Contains(seam[:k], headerEnd) || bytes.Contains(b, headerEnd) {
-		t.read.Store(uint32(classifyRequest(t.head)))
+		t.read.Store(uint32(t.routes.classify(t.head)))
 		return
 	}
 	if len(b) >= 3 {

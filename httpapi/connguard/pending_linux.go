@@ -1,4 +1,4 @@
-package httpapi
+package connguard
 
 import (
 	"net"
@@ -11,7 +11,7 @@ import (
 // kernel holds received on c and not yet read, and tells what they are. A
 // connection that is not a socket, or that cannot be peeked at, holds
 // nothing.
-func pendingRequest(c net.Conn) pending {
+func pendingRequest(c net.Conn, routes probeRoutes) pending {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return pendingNone
@@ -27,5 +27,5 @@ func pendingRequest(c net.Conn) pending {
 	}); err != nil || n <= 0 {
 		return pendingNone
 	}
-	return classifyRequest(buf[:n])
+	return routes.classify(buf[:n])
 }

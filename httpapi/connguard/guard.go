@@ -1,55 +1,160 @@
-package httpapi
+package connguard
 
 import (
 	"container/list"
+	"context"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 )
 
-// DefaultMaxConnections is the default cap on open HTTP connections.
-const DefaultMaxConnections = 256
+// Config is what a Guard protects: how many connections it holds, and the
+// routes it keeps reachable when they are all taken.
+type Config struct {
+	// Max caps the open connections (at least 1); as many again form the
+	// probe reserve.
+	Max int
+	// ProbePaths are the O(1) routes the kubelet's probes ask for: a
+	// connection whose unread request is for one of them is not closed
+	// as silent, and a reserve connection is served these only.
+	ProbePaths []string
+	// Refuse answers a request for any other path on a reserve
+	// connection (default: 503 with Retry-After). The guard has already
+	// set Connection: close.
+	Refuse http.Handler
+}
 
-// BusyEvictAfter is how long a connection must have been in the middle of
+// Guard caps the open connections of an http.Server; see the package
+// documentation for what it closes, in which order, to admit a newcomer.
+// Install it on the server and serve its Listener.
+type Guard struct {
+	l      *limiter
+	refuse http.Handler
+}
+
+// New returns a Guard for cfg.
+func New(cfg Config) *Guard {
+	g := &Guard{l: newLimiter(max(cfg.Max, 1), slices.Clone(cfg.ProbePaths)), refuse: cfg.Refuse}
+	if g.refuse == nil {
+		g.refuse = http.HandlerFunc(refuse)
+	}
+	return g
+}
+
+// Install chains the guard's hooks onto s's ConnState and ConnContext and
+// wraps s.Handler (nil: http.DefaultServeMux) so that a reserve connection
+// is served the probe routes only and closed after its answer. Call it
+// once, before serving g.Listener.
+func (g *Guard) Install(s *http.Server) {
+	prev := s.ConnState
+	s.ConnState = func(c net.Conn, st http.ConnState) {
+		g.l.connState(c, st)
+		if prev != nil {
+			prev(c, st)
+		}
+	}
+	prevCtx := s.ConnContext
+	s.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if prevCtx != nil {
+			ctx = prevCtx(ctx, c)
+		}
+		if g.l.reserved(c) {
+			ctx = context.WithValue(ctx, reserveKey{}, true)
+		}
+		return ctx
+	}
+	h := s.Handler
+	if h == nil {
+		h = http.DefaultServeMux
+	}
+	s.Handler = g.probesOnlyInReserve(h)
+}
+
+// Listener returns ln with the cap applied to the connections it accepts
+// (see limitListener).
+func (g *Guard) Listener(ln net.Listener) net.Listener {
+	return &limitListener{Listener: ln, l: g.l}
+}
+
+// Stats is what a Guard holds and has done.
+type Stats struct {
+	// Open is every open connection; Waiting those within the cap with no
+	// request in progress (idle, or not through their request headers);
+	// Reserve those admitted beyond the cap.
+	Open, Waiting, Reserve int
+	// Closed counts the connections closed to make room for a newcomer;
+	// Refused the newcomers closed because none could be.
+	Closed, Refused uint64
+}
+
+// Stats returns what g holds now and has done so far.
+func (g *Guard) Stats() Stats {
+	l := g.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return Stats{Open: len(l.conns), Waiting: l.waiting.Len(), Reserve: l.reserve.Len(), Closed: l.evicted, Refused: l.refused}
+}
+
+// reserveKey marks the context of a connection admitted beyond the cap.
+type reserveKey struct{}
+
+// probesOnlyInReserve serves a connection admitted beyond the cap the
+// probe routes only, and closes it after the answer.
+func (g *Guard) probesOnlyInReserve(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Context().Value(reserveKey{}) == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Connection", "close")
+		if slices.Contains(g.l.routes, r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		g.refuse.ServeHTTP(w, r)
+	})
+}
+
+// refuse is the default answer to a request for another route than the
+// probes' on a reserve connection.
+func refuse(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Retry-After", "1")
+	http.Error(w, "too many connections; retry later", http.StatusServiceUnavailable)
+}
+
+// busyEvictAfter is how long a connection must have been in the middle of
 // one request before, with every slot busy, it is closed to admit a new
 // connection. Every route answers from memory within milliseconds, so a
 // request busy this long is a client that does not read its answer (the
 // write deadline drops it later anyway) or a scrape far slower than any
 // scraper waits.
-const BusyEvictAfter = time.Second
+const busyEvictAfter = time.Second
 
-// NewGrace is how long a new connection has to send its request headers
+// newGrace is how long a new connection has to send its request headers
 // before a newcomer at the cap may close it: a client is never dropped in
 // the instant between its connect and its request.
-const NewGrace = 250 * time.Millisecond
+const newGrace = 250 * time.Millisecond
 
-// ShedBusyAfter: when neither the cap nor the reserve has room, a
+// shedBusyAfter: when neither the cap nor the reserve has room, a
 // connection busy with one request for this long is closed for the
 // newcomer. The health routes answer in microseconds, so only an O(n)
 // request (or a client not reading its answer) is ever busy this long:
 // the load is shed there rather than on a probe.
-const ShedBusyAfter = 100 * time.Millisecond
+const shedBusyAfter = 100 * time.Millisecond
 
-// MaxUnreadChecks bounds how many connections within the cap, and how many
-// in the reserve, one admission peeks at (see connLimiter): past it, no
+// maxUnreadChecks bounds how many connections within the cap, and how many
+// in the reserve, one admission peeks at (see limiter): past it, no
 // further connection is closed for that newcomer.
-const MaxUnreadChecks = 32
+const maxUnreadChecks = 32
 
-// The probe reserve: when no open connection can make room, a newcomer
-// takes one of as many extra slots as the cap. A reserve connection is
-// served the O(1) health routes only (/healthz, /healthz/ready,
-// /healthz/live), anything else is answered 503 with Retry-After, and it
-// is closed after its answer, so that the kubelet's probe still gets in
-// while every slot is busy, even under a storm of new connections (each
-// costs a goroutine and two 4 KiB buffers until it is closed).
-
-// connLimiter caps the open connections of a server. When the cap is
+// limiter caps the open connections of a server. When the cap is
 // reached, a new connection is admitted by closing the connection that has
 // been waiting longest without a request in progress (idle between
 // keep-alive requests, or accepted and not through its request headers
-// within NewGrace: net/http reports a connection active only once a
+// within newGrace: net/http reports a connection active only once a
 // request's headers are read), so that a flood of idle or dribbling
 // connections can never lock out a new client such as the kubelet's
 // probe. A connection is never closed as waiting while it holds a request
@@ -62,24 +167,25 @@ const MaxUnreadChecks = 32
 // would be closed, unanswered, by the next newcomer once its grace ran
 // out. The peek also tells a request for a health route from any other:
 // one for another route is closed before a newcomer is refused (see
-// admitReserveLocked). At most MaxUnreadChecks connections within the cap,
+// admitReserveLocked). At most maxUnreadChecks connections within the cap,
 // and as many in the reserve, are peeked at per newcomer, so that an
 // admission costs a bounded number of system calls under the lock. When
 // every open connection is in the middle of a request, the one
-// busy longest is closed if it has been busy for BusyEvictAfter. When none
+// busy longest is closed if it has been busy for busyEvictAfter. When none
 // can be closed, the newcomer takes one of the probe reserve's slots
-// (closing the oldest reserve connection silent past NewGrace if they are
+// (closing the oldest reserve connection silent past newGrace if they are
 // all taken); failing that, the connection busy longest, if for
-// ShedBusyAfter, is closed; and only when that fails too is the newcomer
+// shedBusyAfter, is closed; and only when that fails too is the newcomer
 // closed itself.
 //
 // The listener side (Accept) and the server side (ConnState) share the
 // state; conns holds every open connection, waiting the ones within the
 // cap without a request in progress, oldest first, busy the others, in
 // the order their requests started, and reserve the ones beyond the cap.
-type connLimiter struct {
+type limiter struct {
 	max, spare int
 	now        func() time.Time
+	routes     probeRoutes // what a request must ask for to count as a probe's
 	// pending reports what the kernel holds received on c and not yet
 	// read by the server: nothing, or the start of a request.
 	pending func(c net.Conn) pending
@@ -101,9 +207,11 @@ type connEntry struct {
 	since    time.Time // admitted, or its current request started
 }
 
-func newConnLimiter(max int) *connLimiter {
-	return &connLimiter{max: max, spare: max, now: time.Now, pending: pendingOf, conns: map[net.Conn]*connEntry{},
+func newLimiter(max int, routes probeRoutes) *limiter {
+	l := &limiter{max: max, spare: max, now: time.Now, routes: routes, conns: map[net.Conn]*connEntry{},
 		waiting: list.New(), busy: list.New(), reserve: list.New()}
+	l.pending = func(c net.Conn) pending { return pendingOf(c, routes) }
+	return l
 }
 
 // pending is what a connection holds unread in the kernel.
@@ -116,24 +224,24 @@ const (
 )
 
 // pendingOf is what c holds of a request the server has not yet parsed:
-// one it has read whole (trackedConn), else what the kernel holds unread.
-func pendingOf(c net.Conn) pending {
+// one it has read whole (trackedConn), else what the kernel holds unread,
+// told apart by routes.
+func pendingOf(c net.Conn, routes probeRoutes) pending {
 	if t, ok := c.(*trackedConn); ok {
 		if p := t.readRequest(); p != pendingNone {
 			return p
 		}
 	}
-	return pendingRequest(c)
+	return pendingRequest(c, routes)
 }
 
-// healthPaths are the O(1) routes a connection's unread request is
-// protected for: the kubelet's probes.
-var healthPaths = [...]string{PathHealthz, PathReady, PathLive}
+// probeRoutes are the O(1) routes a connection's unread request is
+// protected for: the kubelet's probes (Config.ProbePaths).
+type probeRoutes []string
 
-// classifyRequest tells from the first bytes of a request (b, unread)
-// whether it is for a health route. A request too short to tell counts as
-// one.
-func classifyRequest(b []byte) pending {
+// classify tells from the first bytes of a request (b, unread) whether it
+// is for a probe route. A request too short to tell counts as one.
+func (routes probeRoutes) classify(b []byte) pending {
 	if len(b) == 0 {
 		return pendingNone
 	}
@@ -152,7 +260,7 @@ func classifyRequest(b []byte) pending {
 	if i := strings.IndexAny(rest, " ?"); i >= 0 {
 		path, complete = rest[:i], true
 	}
-	for _, h := range healthPaths {
+	for _, h := range routes {
 		if path == h || (!complete && strings.HasPrefix(h, path)) {
 			return pendingHealth
 		}
@@ -163,7 +271,7 @@ func classifyRequest(b []byte) pending {
 // admit registers c, making room for it. It reports false when c must be
 // closed because no connection could make room; otherwise it returns the
 // connection to close to make room, if any.
-func (l *connLimiter) admit(c net.Conn) (victim net.Conn, ok bool) {
+func (l *limiter) admit(c net.Conn) (victim net.Conn, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -184,16 +292,16 @@ func (l *connLimiter) admit(c net.Conn) (victim net.Conn, ok bool) {
 // for a newcomer, or nil; shed is the oldest waiting connection seen whose
 // unread request is for a route other than the health routes, the one
 // closed before the newcomer is refused.
-func (l *connLimiter) victimLocked(now time.Time) (victim net.Conn, shed *list.Element) {
+func (l *limiter) victimLocked(now time.Time) (victim net.Conn, shed *list.Element) {
 	asked := 0
-	for e := l.waiting.Front(); e != nil && asked < MaxUnreadChecks; e = e.Next() {
+	for e := l.waiting.Front(); e != nil && asked < maxUnreadChecks; e = e.Next() {
 		c := e.Value.(net.Conn)
 		ce := l.conns[c]
 		// A new connection within its grace is left alone, unpeeked:
 		// the budget goes to those that could be closed. The list is in
 		// arrival order, so once one is too young, all after it that
 		// are new are too; idle ones may still follow.
-		if !ce.since.IsZero() && now.Sub(ce.since) < NewGrace {
+		if !ce.since.IsZero() && now.Sub(ce.since) < newGrace {
 			continue
 		}
 		asked++
@@ -209,7 +317,7 @@ func (l *connLimiter) victimLocked(now time.Time) (victim net.Conn, shed *list.E
 			return c, nil
 		}
 	}
-	if e := l.busy.Front(); e != nil && now.Sub(l.conns[e.Value.(net.Conn)].since) >= BusyEvictAfter {
+	if e := l.busy.Front(); e != nil && now.Sub(l.conns[e.Value.(net.Conn)].since) >= busyEvictAfter {
 		c := l.busy.Remove(e).(net.Conn)
 		delete(l.conns, c)
 		return c, nil
@@ -220,16 +328,16 @@ func (l *connLimiter) victimLocked(now time.Time) (victim net.Conn, shed *list.E
 // admitReserveLocked admits c beyond the cap, making room in a full
 // reserve by closing, in this order: the oldest reserve connection not in
 // a request, silent past the grace, with nothing unread; the connection
-// busy longest, if for ShedBusyAfter (c then takes its slot within the
+// busy longest, if for shedBusyAfter (c then takes its slot within the
 // cap); the oldest reserve connection whose unread request is for another
 // route than the health routes (it would be answered 503); capShed, a
 // waiting connection within the cap with such a request (c takes its
 // slot). Only when none of them exists is c refused.
-func (l *connLimiter) admitReserveLocked(c net.Conn, now time.Time, capShed *list.Element) (victim net.Conn, ok bool) {
+func (l *limiter) admitReserveLocked(c net.Conn, now time.Time, capShed *list.Element) (victim net.Conn, ok bool) {
 	if l.reserve.Len() >= l.spare {
 		var shed *list.Element
 		asked := 0
-		for e := l.reserve.Front(); e != nil && asked < MaxUnreadChecks; e = e.Next() {
+		for e := l.reserve.Front(); e != nil && asked < maxUnreadChecks; e = e.Next() {
 			v := e.Value.(net.Conn)
 			if l.conns[v].busy {
 				continue
@@ -239,7 +347,7 @@ func (l *connLimiter) admitReserveLocked(c net.Conn, now time.Time, capShed *lis
 			if p == pendingOther && shed == nil {
 				shed = e
 			}
-			if p == pendingNone && now.Sub(l.conns[v].since) >= NewGrace {
+			if p == pendingNone && now.Sub(l.conns[v].since) >= newGrace {
 				l.reserve.Remove(e)
 				delete(l.conns, v)
 				victim = v
@@ -248,7 +356,7 @@ func (l *connLimiter) admitReserveLocked(c net.Conn, now time.Time, capShed *lis
 		}
 		if victim == nil {
 			switch {
-			case l.busy.Front() != nil && now.Sub(l.conns[l.busy.Front().Value.(net.Conn)].since) >= ShedBusyAfter:
+			case l.busy.Front() != nil && now.Sub(l.conns[l.busy.Front().Value.(net.Conn)].since) >= shedBusyAfter:
 				// Shed an O(n) request rather than refuse what may
 				// be the kubelet's probe.
 				victim = l.busy.Remove(l.busy.Front()).(net.Conn)
@@ -277,7 +385,7 @@ func (l *connLimiter) admitReserveLocked(c net.Conn, now time.Time, capShed *lis
 }
 
 // reserved reports whether c was admitted beyond the cap.
-func (l *connLimiter) reserved(c net.Conn) bool {
+func (l *limiter) reserved(c net.Conn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ce, ok := l.conns[c]
@@ -286,7 +394,7 @@ func (l *connLimiter) reserved(c net.Conn) bool {
 
 // connState is the http.Server's ConnState hook: a connection waits while
 // idle, is busy while active, and is forgotten once closed or hijacked.
-func (l *connLimiter) connState(c net.Conn, s http.ConnState) {
+func (l *limiter) connState(c net.Conn, s http.ConnState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if t, ok := c.(*trackedConn); ok && s == http.StateActive {
@@ -326,14 +434,14 @@ func (l *connLimiter) connState(c net.Conn, s http.ConnState) {
 	}
 }
 
-// limitListener applies a connLimiter to the connections it accepts.
+// limitListener applies a limiter to the connections it accepts.
 type limitListener struct {
 	net.Listener
-	l *connLimiter
+	l *limiter
 }
 
 // Accept returns the next connection, having closed one to make room for
-// it when the cap is reached (see connLimiter). A connection refused is
+// it when the cap is reached (see limiter). A connection refused is
 // closed and Accept waits for the next. Each is a trackedConn.
 func (ln *limitListener) Accept() (net.Conn, error) {
 	for {
@@ -341,7 +449,7 @@ func (ln *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		c := newTrackedConn(raw)
+		c := newTrackedConn(raw, ln.l.routes)
 		victim, ok := ln.l.admit(c)
 		if victim != nil {
 			_ = victim.Close()

@@ -1,4 +1,4 @@
-package httpapi
+package rendercache
 
 import (
 	"bufio"
@@ -24,9 +24,10 @@ var errOverBudget = errors.New("response memory budget exhausted")
 // /metrics).
 const maxVariants = 8
 
-// renderer is shared by the O(n) endpoints of one router: it holds the
-// render slots and the byte budget they all draw from.
-type renderer struct {
+// Cache is shared by the O(n) endpoints of one router: it holds the
+// render slots and the byte budget they all draw from, and each
+// endpoint's renderings (Endpoint).
+type Cache struct {
 	lim    Limits
 	tokens chan struct{} // one per rendering in progress
 	bytes  *byteBudget
@@ -41,8 +42,14 @@ type renderer struct {
 	zr sync.Pool // *gzip.Reader
 }
 
-func newRenderer(lim Limits, gen func() any, log *slog.Logger) *renderer {
-	return &renderer{lim: lim, tokens: make(chan struct{}, lim.Renders), bytes: &byteBudget{limit: lim.Bytes},
+// New returns a Cache bounded by lim (zero fields take their defaults).
+// gen returns the state a rendering is made from (the monitor's published
+// summary): while it returns the same value, a rendering is shared for up
+// to lim.MaxAge. log receives refusals and failed renderings; it should
+// be rate-limited.
+func New(lim Limits, gen func() any, log *slog.Logger) *Cache {
+	lim = lim.WithDefaults()
+	return &Cache{lim: lim, tokens: make(chan struct{}, lim.Renders), bytes: &byteBudget{limit: lim.Bytes},
 		now: time.Now, log: log, gen: gen}
 }
 
@@ -101,11 +108,11 @@ type slot struct {
 	used     time.Time
 }
 
-// sharedEndpoint serves an O(n) handler through the renderer: concurrent
-// requests for the same variant share one rendering, gzip-compressed
-// once, and each client is written with a deadline sized to the response.
-type sharedEndpoint struct {
-	r       *renderer
+// endpoint serves an O(n) handler through the cache: concurrent requests
+// for the same variant share one rendering, gzip-compressed once, and
+// each client is written with a deadline sized to the response.
+type endpoint struct {
+	r       *Cache
 	h       http.Handler
 	variant func(*http.Request) string
 
@@ -113,22 +120,34 @@ type sharedEndpoint struct {
 	slots map[string]*slot
 }
 
-func (r *renderer) endpoint(h http.Handler, variant func(*http.Request) string) *sharedEndpoint {
+// Endpoint returns h served through the cache. variant is the cache key
+// of a request (nil: one answer for every request): requests of the same
+// variant share renderings, and an endpoint keeps at most maxVariants.
+func (r *Cache) Endpoint(h http.Handler, variant func(*http.Request) string) http.Handler {
 	if variant == nil {
 		variant = func(*http.Request) string { return "" }
 	}
-	return &sharedEndpoint{r: r, h: h, variant: variant, slots: map[string]*slot{}}
+	return &endpoint{r: r, h: h, variant: variant, slots: map[string]*slot{}}
 }
 
 // unavailable answers 503 with Retry-After and logs why, rate-limited.
-func (r *renderer) unavailable(w http.ResponseWriter, req *http.Request, why string) {
+// The answer gets a write deadline of its own: the request may have
+// waited for a rendering past the one its route was given.
+func (r *Cache) unavailable(w http.ResponseWriter, req *http.Request, why string) {
 	// The reason is in the message: the rate limit is per cause.
 	r.log.Warn("request refused: "+why, "path", req.URL.Path)
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(r.lim.WriteBase))
 	w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
-	text(w, http.StatusServiceUnavailable, req.URL.Path+": "+why+"; retry later")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	fmt.Fprintln(w, req.URL.Path+": "+why+"; retry later")
 }
 
-func (e *sharedEndpoint) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+// retryAfter is the Retry-After of a request refused for want of a render
+// slot or of budget.
+const retryAfter = time.Second
+
+func (e *endpoint) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	rd, why := e.get(req)
 	if rd == nil {
 		e.r.unavailable(w, req, why)
@@ -140,7 +159,7 @@ func (e *sharedEndpoint) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 // get returns a rendering for req with a reference taken, or nil and why
 // there is none.
-func (e *sharedEndpoint) get(req *http.Request) (*rendering, string) {
+func (e *endpoint) get(req *http.Request) (*rendering, string) {
 	key := e.variant(req)
 	now := e.r.now()
 	gen := e.r.gen()
@@ -194,7 +213,7 @@ func (e *sharedEndpoint) get(req *http.Request) (*rendering, string) {
 }
 
 // takeToken waits up to RenderWait for a render slot.
-func (r *renderer) takeToken(req *http.Request) bool {
+func (r *Cache) takeToken(req *http.Request) bool {
 	select {
 	case r.tokens <- struct{}{}:
 		return true
@@ -213,7 +232,7 @@ func (r *renderer) takeToken(req *http.Request) bool {
 
 // renderFlight renders f holding a render slot, which it gives back, and
 // returns the rendering with this request's reference.
-func (e *sharedEndpoint) renderFlight(s *slot, f *flight, req *http.Request, gen any) (*rendering, string) {
+func (e *endpoint) renderFlight(s *slot, f *flight, req *http.Request, gen any) (*rendering, string) {
 	res, err := e.render(req, gen)
 	<-e.r.tokens
 	e.finish(s, f, res)
@@ -227,7 +246,7 @@ func (e *sharedEndpoint) renderFlight(s *slot, f *flight, req *http.Request, gen
 // finish ends flight f of slot s with res (nil: failed), which becomes
 // the slot's rendering, referenced by the cache, f's waiters and the
 // request that rendered it.
-func (e *sharedEndpoint) finish(s *slot, f *flight, res *rendering) {
+func (e *endpoint) finish(s *slot, f *flight, res *rendering) {
 	e.mu.Lock()
 	var old *rendering
 	if res != nil {
@@ -244,7 +263,7 @@ func (e *sharedEndpoint) finish(s *slot, f *flight, res *rendering) {
 }
 
 // wait waits for f, whose waiters count includes this request.
-func (e *sharedEndpoint) wait(f *flight, req *http.Request) (*rendering, string) {
+func (e *endpoint) wait(f *flight, req *http.Request) (*rendering, string) {
 	t := time.NewTimer(e.r.lim.RenderWait)
 	defer t.Stop()
 	select {
@@ -271,7 +290,7 @@ func (e *sharedEndpoint) wait(f *flight, req *http.Request) (*rendering, string)
 
 // evictLocked drops the least recently used slot with no rendering in
 // progress; it reports false when there is none.
-func (e *sharedEndpoint) evictLocked() bool {
+func (e *endpoint) evictLocked() bool {
 	var victim string
 	var found bool
 	for k, s := range e.slots {
@@ -290,7 +309,7 @@ func (e *sharedEndpoint) evictLocked() bool {
 }
 
 // render runs the handler into a gzip stream held in the byte budget.
-func (e *sharedEndpoint) render(req *http.Request, gen any) (*rendering, error) {
+func (e *endpoint) render(req *http.Request, gen any) (*rendering, error) {
 	start := e.r.now()
 	r2 := req.Clone(req.Context())
 	r2.Header.Del("Accept-Encoding")
@@ -409,7 +428,7 @@ func acceptsGzip(r *http.Request) bool {
 // write sends rd to the client with a write deadline sized to the
 // response: compressed when the client accepts gzip, otherwise
 // decompressed as it is written, within plainStreamCost of the budget.
-func (r *renderer) write(w http.ResponseWriter, req *http.Request, rd *rendering) {
+func (r *Cache) write(w http.ResponseWriter, req *http.Request, rd *rendering) {
 	h := w.Header()
 	for k, v := range rd.header {
 		h[k] = v

@@ -1,4 +1,4 @@
-package httpapi
+package connguard
 
 import (
 	"io"
@@ -25,7 +25,7 @@ func TestTrackedConnReadRequest(t *testing.T) {
 		{"a few bytes", []string{"GE"}, pendingNone},
 	} {
 		a, b := net.Pipe()
-		c := newTrackedConn(a)
+		c := newTrackedConn(a, testRoutes)
 		go func() {
 			for _, r := range tc.reads {
 				_, _ = io.WriteString(b, r)
@@ -47,7 +47,7 @@ func TestTrackedConnNextRequest(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	c := newTrackedConn(a)
+	c := newTrackedConn(a, testRoutes)
 	buf := make([]byte, 256)
 	send := func(s string) {
 		go func() { _, _ = io.WriteString(b, s) }()
@@ -82,7 +82,7 @@ func TestReadRequestNotClosed(t *testing.T) {
 	accept := func(send string) *trackedConn {
 		t.Helper()
 		cl, raw := pair()
-		s := newTrackedConn(raw)
+		s := newTrackedConn(raw, testRoutes)
 		if send != "" {
 			if _, err := io.WriteString(cl, send); err != nil {
 				t.Fatal(err)
@@ -94,18 +94,18 @@ func TestReadRequestNotClosed(t *testing.T) {
 		return s
 	}
 	read, silent := accept("GET /healthz/live HTTP/1.1\r\nHost: x\r\n\r\n"), accept("")
-	if pendingRequest(read) != pendingNone || pendingOf(read) != pendingHealth {
-		t.Fatalf("read whole: kernel holds %d, cap sees %d; want nothing unread and a probe read", pendingRequest(read), pendingOf(read))
+	if pendingRequest(read, testRoutes) != pendingNone || pendingOf(read, testRoutes) != pendingHealth {
+		t.Fatalf("read whole: kernel holds %d, cap sees %d; want nothing unread and a probe read", pendingRequest(read, testRoutes), pendingOf(read, testRoutes))
 	}
 	now := time.Unix(1000, 0)
-	l := newConnLimiter(2)
+	l := newTestLimiter(2)
 	l.now = func() time.Time { return now }
 	for _, c := range []net.Conn{read, silent} {
 		if _, ok := l.admit(c); !ok {
 			t.Fatal("refused under the cap")
 		}
 	}
-	now = now.Add(NewGrace)
+	now = now.Add(newGrace)
 	if v, ok := l.admit(accept("")); v != silent || !ok {
 		t.Fatalf("newcomer closed %v (admitted %v), want the silent connection, not the one whose request was read", v, ok)
 	}

@@ -116,7 +116,7 @@ func TestConnectionCapEvictsOldestIdle(t *testing.T) {
 }
 
 // TestConnectionCapAllBusy: with every slot busy (not yet for
-// BusyEvictAfter), a newcomer is served from the probe reserve: the
+// the guard's busy limit), a newcomer is served from the probe reserve: the
 // health probes are answered, anything else 503 with Retry-After.
 func TestConnectionCapAllBusy(t *testing.T) {
 	t.Parallel()
@@ -140,7 +140,7 @@ func TestConnectionCapAllBusy(t *testing.T) {
 		go func() { busy <- k.get("/block") }()
 		<-entered
 	}
-	// Two of two busy for less than BusyEvictAfter: a third connection
+	// Two of two busy for less than the guard's busy limit: a third connection
 	// takes a reserve slot, which serves the health probes only and is
 	// closed after its answer.
 	for _, tc := range []struct {
