@@ -7,7 +7,7 @@ RUN_DIR   ?= /tmp/efs-health-agent-demo-mount
 RUN_ARGS  ?= --mount $(RUN_DIR) --check-interval 10s --check-timeout 2s
 
 # Every make target builds each module against its own go.mod, as the
-# module's users get it: go.work is for editors and ad-hoc commands.
+# module's users get it, whatever go.work a developer keeps for an editor.
 export GOWORK := off
 
 # The modules (docs/modules.md): the root, which embedders import, and the
