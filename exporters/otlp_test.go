@@ -193,7 +193,11 @@ func TestOTLPPush(t *testing.T) {
 		e, ok2 := r.gauge("efs_mount_error_total", "/mnt/hung")
 		rt, ok3 := r.gauge("efs_mount_response_time_ms", healthy)
 		r.mu.Lock()
+		// The spans come in batches: wait for each one checked below.
 		_, spanOK := r.spans["efs.mount.check"]
+		_, writeOK := r.spans["efs.mount.write"]
+		_, readOK := r.spans["efs.mount.read"]
+		spanOK = spanOK && writeOK && readOK
 		r.mu.Unlock()
 		_, ok4 := r.gauge("efs_mount_health_status", `/mnt/bad\xff`)
 		if ok && ok2 && ok3 && ok4 && spanOK {
