@@ -102,6 +102,11 @@ func TestHungMount(t *testing.T) {
 
 	// Many intervals later: still one stuck write, no pile-up of checks,
 	// threads flat, and the healthy mount kept being checked on time.
+	// On a loaded machine the deadline can pass before the stuck write
+	// has reached the filesystem: it is counted once it is held there.
+	if err := fs.WaitBlocked(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
 	writes := fs.Calls(faultfs.OpWrite)
 	thr := threads()
 	g := runtime.NumGoroutine()
