@@ -20,7 +20,7 @@ import (
 
 const chartDir = "helm/efs-health-agent"
 
-// Pinned tool versions; .ci/run installs exactly these (make deploy-tools).
+// Pinned tool versions; make test installs exactly these (make deploy-tools).
 const (
 	// kubectlValidateK8s is the newest Kubernetes version whose schemas
 	// kubectl-validate v0.0.4 carries built in (no network needed).
@@ -31,15 +31,15 @@ const (
 )
 
 // tool finds a deployment tool: skipped without it outside CI, a failure
-// in CI, where .ci/run installs it.
+// in CI. make test puts the pinned builds on PATH (make deploy-tools).
 func tool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed; .ci/run installs it (make deploy-tools)", name)
+			t.Fatalf("%s not on PATH; make test builds it into .cache/tools and puts it there", name)
 		}
-		t.Skipf("%s not installed (make deploy-tools)", name)
+		t.Skipf("%s not on PATH (make test builds it into .cache/tools and puts it there)", name)
 	}
 	return p
 }

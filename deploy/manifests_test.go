@@ -463,7 +463,7 @@ func promtool(t *testing.T) string {
 	p, err := exec.LookPath("promtool")
 	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatal("promtool not installed; .ci/run installs the Debian package prometheus")
+			t.Fatal("promtool not installed; make test installs the Debian package prometheus as root")
 		}
 		t.Skip("promtool not installed (apt-get install prometheus)")
 	}

@@ -27,7 +27,7 @@ func chromium(t *testing.T) string {
 		}
 	}
 	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed; .ci/run installs the Debian package")
+		t.Fatal("chromium is not installed; make test installs the Debian package as root")
 	}
 	t.Skip("chromium not installed (apt-get install chromium)")
 	return ""

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
 	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
@@ -65,13 +67,23 @@ func TestCheckWriteDenied(t *testing.T) {
 	t.Parallel()
 	fs := testutil.MountFaultFS(t)
 	fs.Set(faultfs.OpCreate, faultfs.Fault{Errno: syscall.EACCES})
+	// A slow listing widens the duration column, as a loaded machine
+	// does: the cells are compared, not the spacing.
+	fs.Set(faultfs.OpGetdents, faultfs.Fault{Delay: 15 * time.Millisecond})
 	var out, errb bytes.Buffer
 	if code := run([]string{"check", fs.Mountpoint()}, env(nil), &out, &errb); code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out.String(), errb.String())
 	}
-	for _, w := range []string{"write    denied", "permission denied: checked read-only instead", "statfs", "readdir", "HEALTHY   write-denied"} {
-		if !strings.Contains(out.String(), w) {
-			t.Errorf("output lacks %q:\n%s", w, out.String())
+	rows := checkRows(out.String())
+	for _, w := range []struct{ row, col, text string }{
+		{"write", "denied", "permission denied: checked read-only instead"},
+		{"statfs", "", ""},
+		{"readdir", "", ""},
+		{"verdict", "HEALTHY", "write-denied"},
+	} {
+		r, ok := rows[w.row]
+		if !ok || w.col != "" && (len(r) < 2 || r[0] != w.col || !strings.Contains(r[1], w.text)) {
+			t.Errorf("row %s: got %q, want %q then a cell with %q:\n%s", w.row, r, w.col, w.text, out.String())
 		}
 	}
 	out.Reset()
@@ -131,3 +143,20 @@ func TestCheckPlainDirectory(t *testing.T) {
 		t.Fatalf("unreadable mount table: exit %d, stderr %q", code, errb.String())
 	}
 }
+
+// checkRows splits check's table into its cells by row name: the columns
+// are padded to the widest cell, which depends on the durations printed,
+// so tests compare cells, never spacing.
+func checkRows(out string) map[string][]string {
+	rows := map[string][]string{}
+	for _, line := range strings.Split(out, "\n") {
+		cells := columnGap.Split(strings.TrimSpace(line), -1)
+		if len(cells) > 0 && cells[0] != "" {
+			rows[cells[0]] = cells[1:]
+		}
+	}
+	return rows
+}
+
+// columnGap is tabwriter's padding between cells (at least 2 spaces).
+var columnGap = regexp.MustCompile(`\s{2,}`)

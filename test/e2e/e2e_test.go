@@ -158,7 +158,7 @@ func prometheusBinary(t *testing.T) string {
 	p, err := exec.LookPath("prometheus")
 	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatal("prometheus is not installed; .ci/run installs the Debian package")
+			t.Fatal("prometheus is not installed; make test installs the Debian package as root")
 		}
 		t.Skip("prometheus not installed (apt-get install prometheus)")
 	}
