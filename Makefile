@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 RUN_DIR   ?= /tmp/efs-health-agent-demo-mount
 RUN_ARGS  ?= --mount $(RUN_DIR) --check-interval 10s --check-timeout 2s
 
-.PHONY: help build run test vet vet-portable fmt-check staticcheck lint demo bench soak fuzz collector-e2e nfs-e2e nfs-rpcs clean image deploy-tools deploy-sync
+.PHONY: help build run test vet vet-portable fmt-check staticcheck lint demo bench soak fuzz collector-e2e nfs-e2e nfs-rpcs k8s-e2e clean image deploy-tools deploy-sync
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -67,6 +67,22 @@ nfs-e2e: ## the agent against the kernel's NFSv4.1 client and servers in a QEMU 
 
 nfs-rpcs: ## the NFS RPCs of one check, by operation, measured in the NFS test bed (root)
 	$(MAKE) nfs-e2e NFS_RUN=RPCCost
+
+# make k8s-e2e: the components of the node, built from the versions pinned
+# in test/k8s/go.mod (the first build is slow, later ones reuse Go's build
+# cache), the agent's image (make image) and the node's pause image.
+K8S_E2E_BIN ?= $(CURDIR)/bin/k8s-e2e
+K8S_E2E_RUN ?=
+HELM        ?= $(shell command -v helm 2>/dev/null || echo $$($(GO) env GOPATH)/bin/helm)
+
+k8s-e2e: image ## the image and the chart on a one-node Kubernetes cluster of real components: kubelet, containerd, apiserver on kine (root; K8S_E2E_RUN=DaemonSet runs one scenario)
+	cd test/k8s && $(GO) build -trimpath -ldflags '-s -w' -o $(K8S_E2E_BIN)/kubenode ./cmd/kubenode
+	$(GO) -C internal/dev/image run . -C $(CURDIR)/test/k8s/e2e -name k8s-e2e.local/pause:static \
+	    -platform linux/$$($(GO) env GOARCH) -gobuild ./cmd/pause:/pause -entrypoint /pause \
+	    -out $(K8S_E2E_BIN)/pause.oci.tar
+	cd test/k8s/e2e && K8S_E2E_KUBENODE=$(K8S_E2E_BIN)/kubenode K8S_E2E_PAUSE_IMAGE=$(K8S_E2E_BIN)/pause.oci.tar \
+	    K8S_E2E_AGENT_IMAGE=$(CURDIR)/bin/image/efs-health-agent.oci.tar K8S_E2E_HELM=$(HELM) \
+	    $(GO) test -count=1 -v -timeout 40m -run '$(K8S_E2E_RUN)' .
 
 collector-e2e: ## build a minimal OTel Collector (slow the first time), validate otel-collector/config.yaml and run the agent through it
 	otel-collector/e2e.sh
