@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 RUN_DIR   ?= /tmp/efs-health-agent-demo-mount
 RUN_ARGS  ?= --mount $(RUN_DIR) --check-interval 10s --check-timeout 2s
 
-.PHONY: help build run test vet vet-portable fmt-check staticcheck lint demo bench soak fuzz collector-e2e nfs-e2e nfs-rpcs k8s-e2e clean image deploy-tools deploy-sync
+.PHONY: help build run test vet vet-portable fmt-check staticcheck lint demo bench soak fuzz collector-e2e nfs-e2e nfs-rpcs k8s-e2e clean image image-name image-test image-docker deploy-tools deploy-sync
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -87,9 +87,50 @@ k8s-e2e: image ## the image and the chart on a one-node Kubernetes cluster of re
 collector-e2e: ## build a minimal OTel Collector (slow the first time), validate otel-collector/config.yaml and run the agent through it
 	otel-collector/e2e.sh
 
-IMAGE     ?= efs-health-agent:$(VERSION)
+# The image. Its tag is the chart's appVersion, so the chart's default
+# image (repository efs-health-agent, tag appVersion) names what `make image`
+# builds; the binary inside reports VERSION. IMAGE_TOOL is the docker-free
+# OCI image builder (internal/dev/image, a module of its own).
+APP_VERSION      := $(shell sed -n 's/^appVersion:[[:space:]]*//p' deploy/helm/efs-health-agent/Chart.yaml | tr -d "\"' ")
+IMAGE_REPOSITORY ?= efs-health-agent
+IMAGE            ?= $(IMAGE_REPOSITORY):$(APP_VERSION)
+IMAGE_PLATFORMS  ?= linux/amd64,linux/arm64
+IMAGE_OUT        ?= bin/image/efs-health-agent.oci.tar
+IMAGE_TOOL        = GOWORK=off $(GO) -C internal/dev/image run . -C $(CURDIR)
+IMAGE_REVISION   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# The commit time: the image's created time and every file's mtime, so the
+# same commit gives the same digest.
+IMAGE_CREATED    ?= $(shell git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)
+CA_CERTIFICATES  ?= /etc/ssl/certs/ca-certificates.crt
 
-image: ## docker build IMAGE (default efs-health-agent:<git describe>) with VERSION passed to the build
+image: ## OCI image archive IMAGE_OUT for linux/amd64 and linux/arm64, without docker, reproducible (named IMAGE, default efs-health-agent:<chart appVersion>)
+	@test -r $(CA_CERTIFICATES) || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+		{ echo "installing the Debian package ca-certificates"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ca-certificates >/dev/null; }
+	@test -r $(CA_CERTIFICATES) || { echo "$(CA_CERTIFICATES) is missing: apt-get install ca-certificates"; exit 1; }
+	$(IMAGE_TOOL) -name '$(IMAGE)' -platform '$(IMAGE_PLATFORMS)' \
+		-gobuild ./cmd/efs-health-agent:/efs-health-agent -ldflags '$(LDFLAGS)' \
+		-file $(CA_CERTIFICATES):/etc/ssl/certs/ca-certificates.crt:0644 -dir /tmp:1777 \
+		-entrypoint /efs-health-agent -user 0:0 -port 9910/tcp \
+		-env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		-env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+		-created '$(IMAGE_CREATED)' \
+		-annotation org.opencontainers.image.title=efs-health-agent \
+		-annotation 'org.opencontainers.image.description=Health checks of the EFS (NFS) mounts on every Kubernetes node' \
+		-annotation org.opencontainers.image.source=https://github.com/efs-health-agent/efs-health-agent \
+		-annotation org.opencontainers.image.url=https://github.com/efs-health-agent/efs-health-agent \
+		-annotation 'org.opencontainers.image.version=$(VERSION)' \
+		-annotation 'org.opencontainers.image.revision=$(IMAGE_REVISION)' \
+		-annotation 'org.opencontainers.image.created=$(IMAGE_CREATED)' \
+		-out $(IMAGE_OUT)
+
+image-name: ## print the name `make image` gives the image (IMAGE)
+	@echo '$(IMAGE)'
+
+image-test: ## the image builder's tests: two builds, one digest; both platforms; config, annotations, CA file; the amd64 binary runs
+	$(GO) -C internal/dev/image test -count=1 -timeout 20m ./...
+
+image-docker: ## docker build IMAGE from deploy/Dockerfile (for machines with docker)
 	docker build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 # Pinned versions of the tools the deploy tests use (helm lint/template,

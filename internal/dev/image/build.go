@@ -99,7 +99,7 @@ func Build(ctx context.Context, s Spec) (v1.ImageIndex, error) {
 		}
 		plat := p
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
-			Add:        img,
+			Add:        plainImage{img},
 			Descriptor: v1.Descriptor{Platform: &plat},
 		})
 	}
@@ -191,8 +191,9 @@ func expand(src string, p v1.Platform) string {
 }
 
 // goBuild cross-builds pkg for p into out, reproducibly: no cgo, no paths of
-// this machine (-trimpath), no VCS stamp, no build ID, and the
-// architecture's baseline instruction set whatever the environment says.
+// this machine (-trimpath), no VCS stamp, no build ID, the architecture's
+// baseline instruction set and the module's own go.mod (no go.work),
+// whatever the environment says.
 func goBuild(ctx context.Context, s Spec, p v1.Platform, pkg, out string) error {
 	goBin := os.Getenv("GO")
 	if goBin == "" {
@@ -202,7 +203,7 @@ func goBuild(ctx context.Context, s Spec, p v1.Platform, pkg, out string) error 
 	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o", out, pkg)
 	cmd.Dir = s.GoDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Architecture,
-		"GOAMD64=v1", "GOARM64=v8.0", "GOFLAGS=")
+		"GOAMD64=v1", "GOARM64=v8.0", "GOFLAGS=", "GOWORK=off")
 	if p.Architecture == "arm" && strings.HasPrefix(p.Variant, "v") {
 		cmd.Env = append(cmd.Env, "GOARM="+strings.TrimPrefix(p.Variant, "v"))
 	}
@@ -323,3 +324,11 @@ func platformImage(s Spec, p v1.Platform, files map[string]entry) (v1.Image, err
 	}
 	return img, nil
 }
+
+// plainImage is an image whose index descriptor has no artifactType:
+// go-containerregistry would otherwise write the config's media type there,
+// which image-spec v1.1 (descriptor.md) reserves for artifacts, and which
+// docker, buildkit and crane leave out for images.
+type plainImage struct{ v1.Image }
+
+func (plainImage) ArtifactType() (string, error) { return "", nil }

@@ -7,7 +7,7 @@
 // go-containerregistry. Run it from the repository root with go -C, and give
 // -C the root so that relative paths mean what they say there:
 //
-//	go -C internal/dev/image run . -C "$PWD" \
+//	GOWORK=off go -C internal/dev/image run . -C "$PWD" \
 //	    -name efs-health-agent:0.3.0 -platform linux/amd64,linux/arm64 \
 //	    -gobuild ./cmd/efs-health-agent:/efs-health-agent \
 //	    -ldflags '-s -w -X main.version=0.3.0' \
@@ -39,7 +39,8 @@
 //	                    without it 0755 if SRC has an execute bit, else 0644.
 //	-gobuild PKG:DST    cross-build Go package PKG (in -C's module) for each
 //	                    platform into DST, mode 0755, with CGO_ENABLED=0,
-//	                    -trimpath, -buildvcs=false, GOAMD64=v1, GOARM64=v8.0 and
+//	                    -trimpath, -buildvcs=false, GOAMD64=v1, GOARM64=v8.0,
+//	                    GOWORK=off (the go.mod, not a workspace) and
 //	                    -ldflags plus -buildid=, so the binary is reproducible.
 //	-ldflags FLAGS      go build -ldflags for -gobuild (default "-s -w"), e.g.
 //	                    '-s -w -X main.version=0.3.0'.
