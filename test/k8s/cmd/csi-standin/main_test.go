@@ -13,11 +13,11 @@ import (
 )
 
 // upstreamDaemonSet is the EFS CSI driver's node DaemonSet, v3.4.1
-// (deploy/kubernetes/base/node-daemonset.yaml), as the repository keeps
-// it for the sidecar overlay.
+// (deploy/kubernetes/base/node-daemonset.yaml), the repository's test
+// fixture.
 func upstreamDaemonSet(t *testing.T) *appsv1.DaemonSet {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "..", "deploy", "kustomize", "overlays", "csi-sidecar", "efs-csi-node.yaml"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "..", "deploy", "testdata", "efs-csi-node-v3.4.1.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
