@@ -37,7 +37,7 @@ const EnvCSIImages = "K8S_E2E_CSI_IMAGES"
 // entrypoint name, with upstream's container names, arguments, ports and
 // probes as the DaemonSet sets them.
 var standinImages = map[string]string{
-	"public.ecr.aws/efs-csi-driver/amazon/aws-efs-csi-driver:v3.4.1":            "k8s-e2e.local/aws-efs-csi-driver:v3.4.1-standin",
+	"public.ecr.aws/efs-csi-driver/amazon/aws-efs-csi-driver:v3.4.1":             "k8s-e2e.local/aws-efs-csi-driver:v3.4.1-standin",
 	"public.ecr.aws/csi-components/csi-node-driver-registrar:v2.17.0-eksbuild.3": "k8s-e2e.local/csi-node-driver-registrar:v2.17.0-standin",
 	"public.ecr.aws/csi-components/livenessprobe:v2.19.0-eksbuild.3":             "k8s-e2e.local/livenessprobe:v2.19.0-standin",
 }
