@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
@@ -234,6 +235,29 @@ func importAgentImage(t *testing.T, n *node.Node) {
 	}
 }
 
+// specOf is a container of p by name, withoutToken.
+func specOf(p *corev1.Pod, name string) (corev1.Container, bool) {
+	for _, c := range p.Spec.Containers {
+		if c.Name == name {
+			return withoutToken(c), true
+		}
+	}
+	return corev1.Container{}, false
+}
+
+// withoutToken is c without the ServiceAccount token's volume mount,
+// whose name differs in every pod (kube-api-access-<random>).
+func withoutToken(c corev1.Container) corev1.Container {
+	var mounts []corev1.VolumeMount
+	for _, m := range c.VolumeMounts {
+		if !strings.HasPrefix(m.Name, "kube-api-access-") {
+			mounts = append(mounts, m)
+		}
+	}
+	c.VolumeMounts = mounts
+	return c
+}
+
 // sidecarPatch is the chart's sidecar patch, applied as deploy/README.md
 // tells operators: kubectl -n kube-system patch daemonset efs-csi-node
 // --type strategic --patch-file
@@ -271,10 +295,10 @@ func TestSidecar(t *testing.T) {
 		_, _, ok := containerState(p, container)
 		return ok && p.UID != before.UID && node.PodReady(p)
 	})
-	for i, c := range before.Spec.Containers {
-		if got := pod.Spec.Containers[i]; got.Name != c.Name || got.Image != c.Image || strings.Join(got.Args, " ") != strings.Join(c.Args, " ") ||
-			fmt.Sprint(got.LivenessProbe) != fmt.Sprint(c.LivenessProbe) {
-			t.Fatalf("the patch changed the driver's container %s", c.Name)
+	for _, c := range before.Spec.Containers {
+		got, ok := specOf(pod, c.Name)
+		if !ok || !equality.Semantic.DeepEqual(got, withoutToken(c)) {
+			t.Fatalf("the patch changed the driver's container %s:\n%+v\nwas\n%+v", c.Name, got, withoutToken(c))
 		}
 	}
 	t.Logf("PASS: the patched pod %s runs %d containers, the driver's unchanged", pod.Name, len(pod.Spec.Containers))
