@@ -79,7 +79,7 @@ HELM        ?= $(shell command -v helm 2>/dev/null || echo $$($(GO) env GOPATH)/
 
 k8s-e2e: image ## the image and the chart on a one-node Kubernetes cluster of real components: kubelet, containerd, apiserver on kine (root; K8S_E2E_RUN=DaemonSet runs one scenario)
 	cd test/k8s && $(GO) build -trimpath -ldflags '-s -w' -o $(K8S_E2E_BIN)/kubenode ./cmd/kubenode
-	cd test/k8s && $(GO) test -count=1 ./csistandin/... ./cmd/csi-standin
+	cd test/k8s && $(GO) test -trimpath -count=1 ./csistandin/... ./cmd/csi-standin
 	$(GO) -C internal/dev/image run . -C $(CURDIR)/test/k8s/e2e -name k8s-e2e.local/pause:static \
 	    -platform linux/$$($(GO) env GOARCH) -gobuild ./cmd/pause:/pause -entrypoint /pause \
 	    -out $(K8S_E2E_BIN)/pause.oci.tar
