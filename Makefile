@@ -80,16 +80,16 @@ HELM        ?= $(shell command -v helm 2>/dev/null || echo $$($(GO) env GOPATH)/
 k8s-e2e: image ## the image and the chart on a one-node Kubernetes cluster of real components: kubelet, containerd, apiserver on kine (root; K8S_E2E_RUN=DaemonSet runs one scenario)
 	cd test/k8s && $(GO) build -trimpath -ldflags '-s -w' -o $(K8S_E2E_BIN)/kubenode ./cmd/kubenode
 	cd test/k8s && $(GO) test -trimpath -count=1 ./csistandin/... ./cmd/csi-standin
-	$(GO) -C internal/dev/image run . -C $(CURDIR)/test/k8s/e2e -name k8s-e2e.local/pause:static \
+	GOWORK=off $(GO) -C internal/dev/image run . -C $(CURDIR)/test/k8s/e2e -name k8s-e2e.local/pause:static \
 	    -platform linux/$$($(GO) env GOARCH) -gobuild ./cmd/pause:/pause -entrypoint /pause \
 	    -out $(K8S_E2E_BIN)/pause.oci.tar
 	for i in aws-efs-csi-driver:v3.4.1:/bin/aws-efs-csi-driver csi-node-driver-registrar:v2.17.0:/csi-node-driver-registrar \
 	    livenessprobe:v2.19.0:/livenessprobe; do set -- $$(echo $$i | tr : ' '); \
-	  $(GO) -C internal/dev/image run . -C $(CURDIR)/test/k8s -name k8s-e2e.local/$$1:$$2-standin \
+	  GOWORK=off $(GO) -C internal/dev/image run . -C $(CURDIR)/test/k8s -name k8s-e2e.local/$$1:$$2-standin \
 	    -platform linux/$$($(GO) env GOARCH) -gobuild ./cmd/csi-standin:$$3 -entrypoint $$3 \
 	    -out $(K8S_E2E_BIN)/csi/$$1.oci.tar || exit 1; done
 	cd test/k8s/e2e && K8S_E2E_KUBENODE=$(K8S_E2E_BIN)/kubenode K8S_E2E_PAUSE_IMAGE=$(K8S_E2E_BIN)/pause.oci.tar \
-	    K8S_E2E_AGENT_IMAGE=$(CURDIR)/bin/image/efs-health-agent.oci.tar K8S_E2E_HELM=$(HELM) \
+	    K8S_E2E_AGENT_IMAGE=$(CURDIR)/$(IMAGE_OUT) K8S_E2E_HELM=$(HELM) \
 	    K8S_E2E_CSI_IMAGES=$(K8S_E2E_BIN)/csi \
 	    $(GO) test -count=1 -v -timeout 40m -run '$(K8S_E2E_RUN)' .
 

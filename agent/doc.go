@@ -19,13 +19,16 @@
 // # The path of one check
 //
 // One check produces one record, a CheckRecord, and everything shown
-// about it is made from that record, in three packages:
+// about it is made from that record, in three packages (agent, exporters
+// and httpapi, with probes doing the I/O):
 //
 //  1. agent, scheduler.go: dispatch takes a due mount from the due heap
 //     and launches its check (lifecycle.go: newCheck, runCheck) on a
 //     worker goroutine, its deadline in the deadline heap.
-//  2. probes: Check runs the steps, logging each operation with its
-//     start, duration and error in the check's probes.OpLog.
+//  2. probes: Check runs the steps (probes/pipeline.go), logging each
+//     operation as it starts and ends, with its duration and error, in
+//     the check's probes.OpLog, so that at a deadline the operation stuck
+//     in the kernel is known.
 //  3. agent, lifecycle.go: when the check returns (complete, judgeLocked)
 //     or its deadline passes first (expire; atDeadline, shared with
 //     CheckOnce), the log and the verdict of the transition functions

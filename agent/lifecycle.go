@@ -86,6 +86,7 @@ func probeOptions(cfg Config, owner probes.Owner, c *check) probes.Options {
 		TunnelAddr:    spec.TunnelAddr,
 		TunnelTimeout: cfg.TunnelTimeout,
 		MountTable:    cfg.MountTable,
+		MountPoint:    cfg.RequireMountPoint,
 
 		RequireWriteCheck: cfg.RequireWriteCheck,
 	}

@@ -2,8 +2,11 @@ package agent_test
 
 import (
 	"log/slog"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
@@ -85,4 +88,32 @@ func TestRequireWriteCheck(t *testing.T) {
 		st.Mode != probes.ModeReadWrite {
 		t.Fatalf("write check required, create refused: %+v", st)
 	}
+}
+
+// TestNoModeUntilKnown: a mount whose checks failed before they could
+// tell its mode (the root missing, as after an unmount) has no mode, not
+// read-write, in its status (and so in /healthz/mounts, the status page
+// and efs_mount_mode); the first check that gets far enough sets it.
+func TestNoModeUntilKnown(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		mon := newBubbled(t, nil)
+		p := filepath.Join(t.TempDir(), "volume")
+		if err := mon.Register(agent.Mount{Path: p}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		st := status(t, mon, p)
+		if st.State != agent.StateUnhealthy || st.Reason != probes.ReasonNotMounted || st.Mode != "" {
+			t.Fatalf("first check of a missing root: state %s reason %s mode %q, want unhealthy, not_mounted, no mode", st.State, st.Reason, st.Mode)
+		}
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(agent.DefaultConfig().Interval)
+		synctest.Wait()
+		if st := status(t, mon, p); st.State != agent.StateHealthy || st.Mode != probes.ModeReadWrite {
+			t.Fatalf("once the root answers: state %s mode %q, want healthy read-write", st.State, st.Mode)
+		}
+	})
 }

@@ -11,7 +11,7 @@ import (
 // (plus the path's bytes and a map entry). These bounds are Go size
 // classes on 64-bit platforms; a field that pushes a struct past one costs
 // every mount the next class, so grow them only on purpose (and update
-// README.md, "How many").
+// docs/mounts.md, "How many").
 const (
 	maxStatusSize = 288 // MountStatus, allocated per check, one kept per mount
 	maxEntrySize  = 48  // mount, one per mount

@@ -151,7 +151,7 @@ func TestRecordRendering(t *testing.T) {
 		t.Errorf("record is %d bytes; its doc says 88", got)
 	}
 	if got := unsafe.Sizeof(Entry{}); got != 112 {
-		t.Errorf("Entry is %d bytes; the package doc and README say 112", got)
+		t.Errorf("Entry is %d bytes; the package doc and docs/telemetry.md say 112", got)
 	}
 	ok := record{state: stateCode(agent.StateHealthy), nops: 1}
 	if c := ok.check(); c.Outcome != "success" || c.Reason != "" || c.Error != "" || c.Ops[0].Error != "" {

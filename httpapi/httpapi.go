@@ -56,6 +56,9 @@ type Options struct {
 	Limits Limits
 	// Now is the clock used to report how long a mount has been hung.
 	Now func() time.Time
+	// NodeName and Version name the node and the agent's version on the
+	// status page (opened by node IP, it says which node it is).
+	NodeName, Version string
 	// Logger receives the request path's warnings (refused requests,
 	// failed renderings, handler panics), at most one line per cause per
 	// lograte.DefaultInterval.
@@ -89,7 +92,7 @@ func NewRouter(src Source, opts Options) http.Handler {
 	log := lograte.Logger(opts.Logger, lograte.New(lograte.DefaultInterval, nil))
 	lim := opts.Limits.withDefaults()
 	rend := newRenderer(lim, func() any { return src.Summary() }, log)
-	h := &handlers{src: src, now: opts.Now}
+	h := &handlers{src: src, now: opts.Now, head: newStatusHead(opts)}
 	r := chi.NewRouter()
 	r.Use(securityHeaders)
 	r.Use(recoverer(log))
@@ -243,8 +246,9 @@ func (s *Server) ListenAndServe() error {
 }
 
 type handlers struct {
-	src Source
-	now func() time.Time
+	src  Source
+	now  func() time.Time
+	head statusHead
 }
 
 func text(w http.ResponseWriter, code int, body string) {

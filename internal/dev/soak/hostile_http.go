@@ -29,7 +29,7 @@ const (
 	// probeTimeout is the manifests' timeoutSeconds of the liveness
 	// probe (deploy/kustomize/base/daemonset.yaml).
 	probeTimeout = 3 * time.Second
-	// exitBound is the time from SIGTERM to exit README states.
+	// exitBound is the time from SIGTERM to exit docs/configuration.md states.
 	exitBound = 5 * time.Second
 )
 

@@ -237,7 +237,7 @@ func Start(ctx context.Context, dir, id string) (_ *Node, err error) {
 		for _, c := range node.Status.Conditions {
 			if c.Type == corev1.NodeReady {
 				if c.Status != corev1.ConditionTrue {
-					return fmt.Errorf("Ready %s: %s", c.Status, c.Message)
+					return fmt.Errorf("node condition Ready %s: %s", c.Status, c.Message)
 				}
 				return nil
 			}
