@@ -103,7 +103,9 @@ nfs-rpcs: ## the NFS RPCs of one check, by operation, measured in the NFS test b
 
 # make k8s-e2e: the components of the node, built from the versions pinned
 # in test/k8s/go.mod (the first build is slow, later ones reuse Go's build
-# cache), the agent's image (make image) and the node's pause image.
+# cache), the agent's image (make image), the node's pause image and the
+# stand-in EFS CSI driver's three images (test/k8s/cmd/csi-standin, one
+# binary under each upstream image's entrypoint).
 K8S_E2E_BIN ?= $(CURDIR)/bin/k8s-e2e
 K8S_E2E_RUN ?=
 
@@ -111,12 +113,19 @@ k8s-e2e: image $(HELM_BIN) ## the image and the chart on a one-node Kubernetes c
 	@$(call apt_need,containerd:containerd runc:runc \
 		$$([ -x /usr/lib/cni/bridge ] || echo no-cni-plugins:containernetworking-plugins))
 	cd test/k8s && $(GO) build -trimpath -ldflags '-s -w' -o $(K8S_E2E_BIN)/kubenode ./cmd/kubenode
+	cd test/k8s && $(GO) test -trimpath -count=1 ./csistandin/... ./cmd/csi-standin
 	GOWORK=off $(GO) -C internal/dev/image run . -C $(CURDIR)/test/k8s/e2e -name k8s-e2e.local/pause:static \
 	    -platform linux/$$($(GO) env GOARCH) -gobuild ./cmd/pause:/pause -entrypoint /pause \
 	    -out $(K8S_E2E_BIN)/pause.oci.tar
+	for i in aws-efs-csi-driver:v3.4.1:/bin/aws-efs-csi-driver csi-node-driver-registrar:v2.17.0:/csi-node-driver-registrar \
+	    livenessprobe:v2.19.0:/livenessprobe; do set -- $$(echo $$i | tr : ' '); \
+	  GOWORK=off $(GO) -C internal/dev/image run . -C $(CURDIR)/test/k8s -name k8s-e2e.local/$$1:$$2-standin \
+	    -platform linux/$$($(GO) env GOARCH) -gobuild ./cmd/csi-standin:$$3 -entrypoint $$3 \
+	    -out $(K8S_E2E_BIN)/csi/$$1.oci.tar || exit 1; done
 	cd test/k8s/e2e && $(GO) vet ./...
 	cd test/k8s/e2e && K8S_E2E_KUBENODE=$(K8S_E2E_BIN)/kubenode K8S_E2E_PAUSE_IMAGE=$(K8S_E2E_BIN)/pause.oci.tar \
 	    K8S_E2E_AGENT_IMAGE=$(CURDIR)/$(IMAGE_OUT) K8S_E2E_HELM=$(HELM_BIN) \
+	    K8S_E2E_CSI_IMAGES=$(K8S_E2E_BIN)/csi \
 	    $(GO) test -count=1 -v -timeout 40m -run '$(K8S_E2E_RUN)' .
 
 collector-e2e: ## build a minimal OTel Collector (slow the first time), validate otel-collector/config.yaml and run the agent through it
