@@ -132,13 +132,16 @@ func (r *Cache) Endpoint(h http.Handler, variant func(*http.Request) string) htt
 
 // unavailable answers 503 with Retry-After and logs why, rate-limited.
 // The answer gets a write deadline of its own: the request may have
-// waited for a rendering past the one its route was given.
+// waited for a rendering past the one its route was given. It closes the
+// connection: a client refused for load holds no connection slot while it
+// waits to retry (kubelet's probes dial a new connection every time).
 func (r *Cache) unavailable(w http.ResponseWriter, req *http.Request, why string) {
 	// The reason is in the message: the rate limit is per cause.
 	r.log.Warn("request refused: "+why, "path", req.URL.Path)
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(r.lim.WriteBase))
 	w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Connection", "close")
 	w.WriteHeader(http.StatusServiceUnavailable)
 	fmt.Fprintln(w, req.URL.Path+": "+why+"; retry later")
 }

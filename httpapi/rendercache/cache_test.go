@@ -102,8 +102,9 @@ func TestOverBudget(t *testing.T) {
 	rand.Read(noise)
 	h := c.Endpoint(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(noise) }), nil)
 	w := get(h, "/big", true)
-	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
-		t.Fatalf("over budget: %d, Retry-After %q; want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || w.Header().Get("Connection") != "close" {
+		t.Fatalf("over budget: %d, Retry-After %q, Connection %q; want 503 with Retry-After, closing the connection",
+			w.Code, w.Header().Get("Retry-After"), w.Header().Get("Connection"))
 	}
 	if used := c.bytes.used; used != 0 {
 		t.Fatalf("a failed rendering left %d bytes of the budget taken", used)
