@@ -31,6 +31,7 @@ func TestScenarios(t *testing.T) {
 		{"LazyUnmount", testLazyUnmount},
 		{"ClockStep", testClockStep},
 		{"BigRoot", testBigRoot},
+		{"Neighbour", testNeighbour},
 		{"RPCCost", testRPCCost},
 		{"Leftovers", testLeftovers},
 	} {
