@@ -353,7 +353,10 @@ func (s *server) start() error {
 	defer func() {
 		fmt.Printf("test bed: server %s: configured in %v, listening after %v more\n", s.spec.name, started.Sub(t0).Round(time.Millisecond), time.Since(started).Round(time.Millisecond))
 	}()
-	deadline := time.Now().Add(30 * time.Second)
+	// nfsd takes about 30 s to listen in the emulated guest on a loaded
+	// machine, all servers starting at once.
+	const listenLimit = 2 * time.Minute
+	deadline := time.Now().Add(listenLimit)
 	for {
 		c, err := net.DialTimeout("tcp", s.addr()+":2049", time.Second)
 		if err == nil {
@@ -362,7 +365,7 @@ func (s *server) start() error {
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(logf.Name())
-			return fmt.Errorf("nfsd not listening after 30s: %w; log:\n%s", err, log)
+			return fmt.Errorf("nfsd not listening after %v: %w; log:\n%s", listenLimit, err, log)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
