@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -83,6 +85,10 @@ type SweepOptions struct {
 	// that the caller can keep those calls apart from its checks of the
 	// same root.
 	Gate Gate
+	// Dir is the directory SweepLeftovers lists, relative to the root:
+	// "" for the root itself (where earlier versions made their probe
+	// files, and where Options.InRoot makes them), or DirName.
+	Dir string
 }
 
 // Gate keeps a sweep's calls on a mount root apart from other work on
@@ -127,20 +133,36 @@ type SweepResult struct {
 	Ref ServerTime
 }
 
-// SweepLeftovers lists the mount root once and removes the probe files
-// other instances of o's node left there that are older than opts.MinAge
-// by their own modification and change times. It never touches this
-// instance's files (a check may be using them), other nodes' files,
-// symlinks or anything that is not a regular file.
+// SweepLeftovers lists opts.Dir of the mount root (the root itself, or
+// DirName) once and removes the probe files other instances of o's node
+// left there that are older than opts.MinAge by their own modification
+// and change times. It never touches this instance's files (a check may
+// be using them), other nodes' files, symlinks or anything that is not a
+// regular file, and never follows a symlink in place of DirName. The
+// names it reports (Removed, Young) are relative to the root.
 func SweepLeftovers(root string, o Owner, opts SweepOptions) (SweepResult, error) {
-	dirfd, res, err := openLeftovers(root, &opts)
+	if opts.Dir != "" && opts.Dir != DirName {
+		return SweepResult{}, fmt.Errorf("sweep %q: not a probe directory: %q", root, opts.Dir)
+	}
+	rootfd, res, err := openLeftovers(root, &opts)
 	if err != nil {
 		return res, err
 	}
-	defer unix.Close(dirfd)
+	defer unix.Close(rootfd)
+	dirfd := rootfd
+	if opts.Dir != "" {
+		if dirfd, err = openProbeDir(rootfd); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return res, nil // no probe directory: nothing left in it
+			}
+			return res, fmt.Errorf("open %q: %w", filepath.Join(root, opts.Dir), err)
+		}
+		defer unix.Close(dirfd)
+		res.Ref = serverTime(dirfd, res.Ref, opts.Now)
+	}
 	fd, err := unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return res, fmt.Errorf("open %q: %w", root, err)
+		return res, fmt.Errorf("open %q: %w", filepath.Join(root, opts.Dir), err)
 	}
 	defer unix.Close(fd)
 	deadline := opts.Now().Add(opts.Budget)
@@ -176,41 +198,76 @@ func SweepLeftovers(root string, o Owner, opts SweepOptions) (SweepResult, error
 				res.Truncated = true
 				return res, errors.Join(errs...)
 			}
-			errs = append(errs, consider(dirfd, name, opts, &res))
+			errs = append(errs, consider(dirfd, opts.Dir, name, opts, &res))
 			opts.Gate.Leave()
 		}
 	}
 	return res, errors.Join(errs...)
 }
 
-// RemoveLeftovers looks again, by name and without listing the directory,
-// at files of o's node in the mount root: this instance's own files (whose
+// RemoveLeftovers looks again, by name and without listing a directory,
+// at files of o's node: names are relative to the mount root, in the root
+// itself or in DirName (as Result.Leftovers and SweepResult.Young give
+// them); any other name is ignored. This instance's own files (whose
 // check has returned) are removed, files of other instances only once
 // older than opts.MinAge. The same files are never touched as in
 // SweepLeftovers.
 func RemoveLeftovers(root string, o Owner, names []string, opts SweepOptions) (SweepResult, error) {
-	dirfd, res, err := openLeftovers(root, &opts)
+	rootfd, res, err := openLeftovers(root, &opts)
 	if err != nil {
 		return res, err
 	}
-	defer unix.Close(dirfd)
+	defer unix.Close(rootfd)
+	pdir := -1
+	defer func() {
+		if pdir >= 0 {
+			unix.Close(pdir)
+		}
+	}()
 	var errs []error
 	for _, n := range names {
+		dir, base := splitLeftover(n)
 		look := opts
-		switch o.Classify(n) {
+		switch o.Classify(base) {
 		case ThisInstance:
 			look.MinAge = 0
 		case EarlierInstance:
 		default:
 			continue
 		}
+		dirfd := rootfd
+		switch {
+		case dir == "":
+		case dir != DirName:
+			continue
+		case pdir < 0:
+			fd, err := openProbeDir(rootfd)
+			if err != nil {
+				if !errors.Is(err, unix.ENOENT) {
+					errs = append(errs, fmt.Errorf("open %q: %w", filepath.Join(root, DirName), err))
+				}
+				continue
+			}
+			pdir, dirfd = fd, fd
+		default:
+			dirfd = pdir
+		}
 		if !opts.Gate.Enter() {
 			return res, errors.Join(errs...)
 		}
-		errs = append(errs, consider(dirfd, n, look, &res))
+		errs = append(errs, consider(dirfd, dir, base, look, &res))
 		opts.Gate.Leave()
 	}
 	return res, errors.Join(errs...)
+}
+
+// splitLeftover splits a leftover's name relative to the root into its
+// directory ("" for the root) and its base name.
+func splitLeftover(name string) (dir, base string) {
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		return name[:i], name[i+1:]
+	}
+	return "", name
 }
 
 // openLeftovers opens the mount root for a look at leftovers and learns
@@ -257,9 +314,13 @@ func changed(st *unix.Stat_t) time.Time {
 	return m
 }
 
-// consider removes the regular file name if it is older than opts.MinAge,
-// or notes it in res.Young.
-func consider(dirfd int, name string, opts SweepOptions, res *SweepResult) error {
+// consider removes the regular file name in dirfd (dir relative to the
+// root) if it is older than opts.MinAge, or notes it in res.Young.
+func consider(dirfd int, dir, name string, opts SweepOptions, res *SweepResult) error {
+	rel := name
+	if dir != "" {
+		rel = dir + "/" + name
+	}
 	var st unix.Stat_t
 	if err := retryEINTR(func() error { return unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
 		return nil // gone already, or not ours to explain
@@ -281,15 +342,15 @@ func consider(dirfd int, name string, opts SweepOptions, res *SweepResult) error
 		}
 		if age < opts.MinAge {
 			if len(res.Young) < opts.MaxYoung {
-				res.Young = append(res.Young, name)
+				res.Young = append(res.Young, rel)
 				res.Wait = max(res.Wait, opts.MinAge-age)
 			}
 			return nil
 		}
 	}
 	if err := retryEINTR(func() error { return unix.Unlinkat(dirfd, name, 0) }); err != nil && err != unix.ENOENT {
-		return fmt.Errorf("remove leftover probe file %q: %w", name, err)
+		return fmt.Errorf("remove leftover probe file %q: %w", rel, err)
 	}
-	res.Removed = append(res.Removed, name)
+	res.Removed = append(res.Removed, rel)
 	return nil
 }

@@ -158,9 +158,8 @@ func TestProbeFileVanishes(t *testing.T) {
 	}
 	fs.Clear()
 	// Nothing is left behind.
-	ents, _ := os.ReadDir(fs.Mountpoint())
-	for _, e := range ents {
-		t.Errorf("left behind: %s", e.Name())
+	for _, n := range leftBehind(fs.Mountpoint()) {
+		t.Errorf("left behind: %s", n)
 	}
 }
 
@@ -179,9 +178,8 @@ func TestInterruptedCalls(t *testing.T) {
 			if res.Err != nil {
 				t.Fatalf("an interrupted %s failed the check: %v", op, res.Err)
 			}
-			ents, _ := os.ReadDir(fs.Mountpoint())
-			for _, e := range ents {
-				t.Errorf("left behind: %s", e.Name())
+			for _, n := range leftBehind(fs.Mountpoint()) {
+				t.Errorf("left behind: %s", n)
 			}
 		})
 	}
