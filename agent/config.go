@@ -63,6 +63,12 @@ type Config struct {
 	// (EACCES/EPERM) the failure permission_denied; by default such a
 	// mount is checked read-only in mode write-denied.
 	RequireWriteCheck bool
+	// ProbeInRoot makes the probe files in the mount root, as earlier
+	// versions did, instead of in probes.DirName (mode read-write-root):
+	// for operators who may not add a directory to a volume. Every check
+	// then changes the root, which every other client of the volume
+	// revalidates.
+	ProbeInRoot bool
 }
 
 // MountTable answers from the kernel's mount table which filesystem is

@@ -88,6 +88,7 @@ func probeOptions(cfg Config, owner probes.Owner, c *check) probes.Options {
 		MountTable:    cfg.MountTable,
 
 		RequireWriteCheck: cfg.RequireWriteCheck,
+		InRoot:            cfg.ProbeInRoot,
 	}
 	if c.mon != nil {
 		o.BeforeOp = c.beforeOp

@@ -16,9 +16,9 @@ func (mon *Monitor) logTransition(old, st *MountStatus) {
 			l.Info("mount healthy", "mode", string(st.Mode), "response_time", st.ResponseTime)
 		} else if old.State != StateHealthy {
 			l.Info("mount recovered", "mode", string(st.Mode), "response_time", st.ResponseTime)
-		} else if st.Mode != probes.ModeWriteDenied && old.Mode != probes.ModeWriteDenied {
-			// A change into or out of write-denied has a line of its
-			// own (logCheckLocked).
+		} else if !ownLine(st.Mode) && !ownLine(old.Mode) {
+			// A change into or out of write-denied or dir-refused has
+			// a line of its own (logCheckLocked).
 			l.Info("mount mode changed", "mode", string(st.Mode), "previous_mode", string(old.Mode))
 		}
 	case StateUnhealthy:
@@ -46,7 +46,19 @@ func (mon *Monitor) logCheckLocked(spec *Mount, old, next *MountStatus, res *pro
 		mon.log.Warn("probe file creation denied: checking the mount read-only",
 			"mount", spec.Path, "err", res.WriteDenied,
 			"detail", "the agent may not create files in the mount root (root squash, an EFS file-system policy without ClientRootAccess, or a root owned by another user); set HEALTH_REQUIRE_WRITE_CHECK=true to count that as a failure")
+	case next.Mode == probes.ModeDirRefused:
+		mon.log.Warn("probe directory refused: checking the mount read-only",
+			"mount", spec.Path, "err", res.DirRefused,
+			"detail", "the agent makes its probe files in "+probes.DirName+" under the mount root, which must be a directory (not a symlink) of the user the agent's files get, not writable by group or others; remove or fix it, or set HEALTH_PROBE_LOCATION=root")
 	case old.Mode == probes.ModeWriteDenied:
 		mon.log.Info("probe file creation allowed again: write check resumed", "mount", spec.Path, "mode", string(next.Mode))
+	case old.Mode == probes.ModeDirRefused:
+		mon.log.Info("probe directory accepted again: write check resumed", "mount", spec.Path, "mode", string(next.Mode))
 	}
+}
+
+// ownLine reports whether a change into or out of mode is logged by
+// logCheckLocked rather than as a change of mode.
+func ownLine(mode probes.Mode) bool {
+	return mode == probes.ModeWriteDenied || mode == probes.ModeDirRefused
 }

@@ -146,14 +146,8 @@ func testHealthyMount(t *testing.T) {
 func noProbeFiles(t *testing.T, dir string) {
 	t.Helper()
 	synctest.Wait()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), probes.FilePrefix) {
-			t.Errorf("probe file left behind: %s", e.Name())
-		}
+	for _, f := range probeFiles(t, dir) {
+		t.Errorf("probe file left behind: %s", f)
 	}
 }
 
@@ -164,16 +158,7 @@ func assertNoProbeFiles(t *testing.T, dir string) {
 	t.Helper()
 	var left []string
 	testutil.WaitFor(t, "no probe file left behind", func() bool {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		left = left[:0]
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), probes.FilePrefix) {
-				left = append(left, e.Name())
-			}
-		}
+		left = probeFiles(t, dir)
 		return len(left) == 0
 	})
 }

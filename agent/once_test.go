@@ -3,7 +3,6 @@ package agent_test
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -45,7 +44,7 @@ func TestCheckOnce(t *testing.T) {
 	if o.Outcome.State != agent.StateUnhealthy || o.Outcome.Reason != probes.ReasonNotMounted || o.Outcome.FailedOp != probes.OpMountTable {
 		t.Fatalf("replaced mount: %+v", o.Outcome)
 	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+	if ents := leftBehind(t, dir); len(ents) != 0 {
 		t.Fatalf("files: %v", ents)
 	}
 	if _, err := agent.CheckOnce(context.Background(), onceConfig(agent.RealClock{}, nil), agent.Mount{Path: "rel"}); err == nil {
@@ -96,7 +95,7 @@ func testCheckOnceStuck(t *testing.T) {
 	if len(res.Leftovers) != 0 {
 		t.Fatalf("leftovers: %v", res.Leftovers)
 	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+	if ents := leftBehind(t, dir); len(ents) != 0 {
 		t.Fatalf("files: %v", ents)
 	}
 }

@@ -2,7 +2,10 @@ package agent_test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -34,8 +37,32 @@ func goroutinesIn(fn string) int {
 	return c
 }
 
-// probeFiles lists the probe files in dir, at once.
+// probeFiles lists the probe files in the mount root dir and in its
+// probe directory (relative to dir), at once.
 func probeFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	for _, sub := range []string{"", probes.DirName} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
+			if sub != "" && errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), probes.FilePrefix) {
+				out = append(out, filepath.Join(sub, e.Name()))
+			}
+		}
+	}
+	return out
+}
+
+// leftBehind lists what checks may not leave in the mount root dir:
+// every entry but the probe directory, and every entry of that directory
+// (which stays, empty, for the next check).
+func leftBehind(t *testing.T, dir string) []string {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -43,9 +70,13 @@ func probeFiles(t *testing.T, dir string) []string {
 	}
 	var out []string
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), probes.FilePrefix) {
+		if e.Name() != probes.DirName || !e.IsDir() {
 			out = append(out, e.Name())
 		}
+	}
+	in, _ := os.ReadDir(filepath.Join(dir, probes.DirName))
+	for _, e := range in {
+		out = append(out, filepath.Join(probes.DirName, e.Name()))
 	}
 	return out
 }

@@ -37,10 +37,11 @@ const (
 )
 
 // sweeper removes probe files left behind, away from every check: one
-// goroutine per running Monitor, fed by complete. It lists a mount's root
-// twice per registration (after the mount's first successful check, and
-// stopBound + the leftover age later), and otherwise only looks at files
-// by name. Every call it makes on a root goes through a sweepGate, apart
+// goroutine per running Monitor, fed by complete. It lists a mount's
+// probe directory (probes.DirName) and its root twice per registration
+// (after the mount's first successful check, and stopBound + the leftover
+// age later), and otherwise only looks at files by name (names relative
+// to the root, in either). Every call it makes on a root goes through a sweepGate, apart
 // from the checks of that root. A mount is swept only
 // while its last check succeeded, so the sweeper rarely meets a hung
 // mount; if it does, it stays blocked there, and only the sweeper (one
@@ -59,9 +60,13 @@ type sweeper struct {
 }
 
 type sweepJob struct {
-	m     *mount
-	path  string
-	list  bool     // list the root once
+	m    *mount
+	path string
+	// dir is the directory a listing lists, relative to the root: ""
+	// (the root, where earlier versions and ProbeInRoot make probe
+	// files) or probes.DirName.
+	dir   string
+	list  bool     // list dir once
 	names []string // or look at these names only
 	ref   probes.ServerTime
 	// seen is a local time by which names were known to exist (the end
@@ -159,6 +164,7 @@ func (s *sweeper) do(ctx context.Context, j *sweepJob) {
 		Ref:        j.ref,
 		Seen:       j.seen,
 		Gate:       gate,
+		Dir:        j.dir,
 	}
 	var res probes.SweepResult
 	var err error
@@ -198,7 +204,7 @@ func (s *sweeper) do(ctx context.Context, j *sweepJob) {
 		// files of an instance that was still stopping during the first
 		// one (its last checks finish after the signal), all of them
 		// made by then and old enough to remove at once.
-		s.add(&sweepJob{m: j.m, path: j.path, list: true, relist: true, at: now.Add(stopBound + s.minAge + sweepMargin)})
+		s.add(&sweepJob{m: j.m, path: j.path, dir: j.dir, list: true, relist: true, at: now.Add(stopBound + s.minAge + sweepMargin)})
 	}
 }
 
@@ -273,7 +279,11 @@ func (mon *Monitor) sweepAfterLocked(m *mount, ok bool) {
 		return
 	}
 	if !m.swept {
+		// The probe directory, and the root: where earlier versions
+		// (and ProbeInRoot) make probe files. Each is listed twice per
+		// registration (see do), the root never again after.
 		m.swept = true
+		mon.sweeper.add(&sweepJob{m: m, path: m.spec.Path, dir: probes.DirName, list: true})
 		mon.sweeper.add(&sweepJob{m: m, path: m.spec.Path, list: true})
 	}
 	if p := m.parked; p != nil {
@@ -311,7 +321,7 @@ func (s *sweeper) retryRelist(j *sweepJob) {
 	if j.tries >= maxSweepTries {
 		return
 	}
-	s.add(&sweepJob{m: j.m, path: j.path, list: true, relist: true, tries: j.tries + 1,
+	s.add(&sweepJob{m: j.m, path: j.path, dir: j.dir, list: true, relist: true, tries: j.tries + 1,
 		at: time.Now().Add(s.minAge + sweepMargin)})
 }
 

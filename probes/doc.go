@@ -101,7 +101,7 @@
 // root.
 //
 // Probe file names say which agent instance wrote them (Owner, in
-// ownership.go). SweepLeftovers and RemoveLeftovers remove the files other
+// names.go). SweepLeftovers and RemoveLeftovers remove the files other
 // instances of the same node left behind once they are provably not in
 // flight (older than LeftoverAge), and never anything else.
 //

@@ -8,6 +8,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"os"
+	"path"
 	"sync"
 	"unsafe"
 
@@ -31,6 +32,17 @@ func openRoot(root string) (int, error) {
 	}
 }
 
+// openProbeDir opens DirName under rootfd for a look at its files,
+// without following a symlink in its place.
+func openProbeDir(rootfd int) (int, error) {
+	var fd int
+	err := retryEINTR(func() (err error) {
+		fd, err = unix.Openat(rootfd, DirName, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		return err
+	})
+	return fd, err
+}
+
 func fstatfs(fd int, st *unix.Statfs_t) error {
 	return retryEINTR(func() error { return unix.Fstatfs(fd, st) })
 }
@@ -44,12 +56,22 @@ func retryEINTR(f func() error) error {
 }
 
 // sysState is what the steps of one check share on Linux: the mount
-// root's descriptor and the probe file.
+// root's descriptor, the probe directory's and the probe file.
 type sysState struct {
 	dirfd  int
 	opened bool
-	name   string
-	bufs   *buffers
+	// pfd is the directory the probe file is made in: the probe
+	// directory (open while pfdOpen) or the root (dirfd). dir is its
+	// name relative to the root ("" for the root).
+	pfd     int
+	pfdOpen bool
+	dir     string
+	// relook is set when the probe directory vanished under the check:
+	// the next look at it makes the client ask the server again;
+	// relooked once it has.
+	relook, relooked bool
+	name             string
+	bufs             *buffers
 	// fd is the probe file, open from its create to the end of the read
 	// step while fdOpen; direct is set when fd accepts O_DIRECT, directOn
 	// while it is set.
@@ -63,9 +85,18 @@ type sysState struct {
 // check ended without its read and delete steps).
 func (s *sysState) close() {
 	s.closeFile()
+	s.closeDir()
 	if s.opened {
 		unix.Close(s.dirfd)
 		s.opened = false
+	}
+}
+
+// closeDir closes the probe directory's descriptor, if open.
+func (s *sysState) closeDir() {
+	if s.pfdOpen {
+		unix.Close(s.pfd)
+		s.pfdOpen = false
 	}
 }
 
@@ -124,7 +155,7 @@ func (r *run) statfs() error {
 // O_DIRECT is refused the write is buffered and the fsync sends it, and
 // the read step reopens the file as before.
 func (r *run) write() error {
-	r.created, r.refused, r.denied = false, false, false
+	r.created, r.refused, r.denied, r.dirRefused = false, false, false, false
 	owner := r.opts.Owner
 	if !owner.valid() {
 		var err error
@@ -145,16 +176,37 @@ func (r *run) write() error {
 	payload := r.sys.bufs.payload[:]
 	_, _ = r.sys.bufs.rng.Read(payload) // ChaCha8 never fails
 
-	fd, err := createFile(r.sys.dirfd, name, &r.created)
+	if err := r.probeDir(); err != nil {
+		return err
+	}
+	s := &r.sys
+	fd, err := createFile(s.pfd, name, !s.pfdOpen, &r.created)
 	if err != nil {
 		if !r.created {
-			r.refused = errors.Is(err, unix.EROFS)
-			r.denied = !r.opts.RequireWriteCheck && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM))
+			r.refusedBy(err)
+			if s.pfdOpen && (errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESTALE)) {
+				// The probe directory was removed since it was looked
+				// up (by a user, or by another client): look again
+				// on the retry, which first asks the server about the
+				// root, so that a root that is gone is still found.
+				// After that look, ESTALE is the mount's.
+				if !s.relooked {
+					s.relook = true
+					return fmt.Errorf("create in %s: %w", DirName, lost(err))
+				}
+				if errors.Is(err, unix.ENOENT) {
+					return fmt.Errorf("create in %s: %w", DirName, lost(err))
+				}
+			}
 		}
 		return fmt.Errorf("create: %w", err)
 	}
-	s := &r.sys
 	s.fd, s.fdOpen = fd, true
+	if s.pfdOpen {
+		if err := r.ownDir(fd); err != nil {
+			return err
+		}
+	}
 	s.direct = setDirect(fd, true) == nil
 	s.directOn = s.direct
 	// The payload goes out of an aligned buffer, as O_DIRECT on a block
@@ -228,7 +280,7 @@ func (r *run) read() error {
 	if err := s.closeFile(); err != nil {
 		return fmt.Errorf("close: %w", lost(err))
 	}
-	return readBack(s.dirfd, s.name, want, buf)
+	return readBack(s.pfd, s.name, want, buf)
 }
 
 // directRead reads the probe file from offset 0 through the open
@@ -271,9 +323,9 @@ func (r *run) delete() error {
 	// Closed first: on NFS, unlinking a file that is still open renames it
 	// to .nfsXXXX instead ("silly rename"), removed only at the close.
 	_ = r.sys.closeFile()
-	if err := unlinkOwn(r.sys.dirfd, r.sys.name); err != nil {
+	if err := unlinkOwn(r.sys.pfd, r.sys.name); err != nil {
 		// Even after ENOENT: a later look by name costs one stat.
-		r.res.Leftovers = append(r.res.Leftovers, r.sys.name)
+		r.res.Leftovers = append(r.res.Leftovers, path.Join(r.sys.dir, r.sys.name))
 		return fmt.Errorf("unlink: %w", lost(err))
 	}
 	r.created = false
@@ -298,18 +350,31 @@ func unlinkOwn(dirfd int, name string) error {
 	}
 }
 
-// createFile creates the probe file name in dirfd, exclusively and
-// without following a symlink. A create interrupted by a signal (EINTR,
-// which a FUSE or NFS mount returns when a Go runtime preemption signal
-// arrives during the request) is retried; as the interrupted call may
-// have created the file on the server, EEXIST after an EINTR means the
-// file is ours (its name is random) and it is opened without O_CREAT.
+// createFile creates the probe file name in dirfd without following a
+// symlink, exclusively when excl is set. A create interrupted by a signal
+// (EINTR, which a FUSE or NFS mount returns when a Go runtime preemption
+// signal arrives during the request) is retried; as the interrupted call
+// may have created the file on the server, EEXIST after an EINTR means
+// the file is ours (its name is random) and it is opened without O_CREAT.
 // *created is set as soon as the file may exist, so the caller removes it.
-func createFile(dirfd int, name string, created *bool) (int, error) {
+//
+// In the mount root the create is exclusive (O_EXCL): the root is
+// everyone's. In the probe directory, which only the agent's identity may
+// write (see ownDir), it is not: the name is random and nothing else
+// makes files there, and on NFSv4.1 an exclusive create costs a SETATTR
+// after the OPEN (the server keeps the create verifier in the file's
+// times, which the client then sets: fs/nfs/nfs4proc.c _nfs4_do_open,
+// nfs4_exclusive_attrset, Linux 6.1), while an unchecked create sets the
+// mode in the OPEN itself.
+func createFile(dirfd int, name string, excl bool, created *bool) (int, error) {
 	const flags = unix.O_NOFOLLOW | unix.O_RDWR | unix.O_CLOEXEC
+	create := unix.O_CREAT
+	if excl {
+		create |= unix.O_EXCL
+	}
 	interrupted := false
 	for {
-		fd, err := unix.Openat(dirfd, name, unix.O_CREAT|unix.O_EXCL|flags, 0o600)
+		fd, err := unix.Openat(dirfd, name, create|flags, 0o600)
 		switch {
 		case err == nil:
 			*created = true

@@ -24,3 +24,5 @@ func openRoot(root string) (int, error) {
 }
 
 func retryEINTR(f func() error) error { return f() }
+
+func openProbeDir(int) (int, error) { return -1, ErrUnsupported }

@@ -121,6 +121,9 @@ type run struct {
 	// denied is set by write when creating the probe file was refused
 	// with EACCES/EPERM and Options.RequireWriteCheck is off.
 	denied bool
+	// dirRefused is set by write when DirName was refused and
+	// Options.RequireWriteCheck is off.
+	dirRefused bool
 	// created is set while a probe file of this check may exist.
 	created bool
 	sys     sysState // the open root and buffers; see io_linux.go
@@ -194,6 +197,9 @@ func (r *run) reset(keep int) {
 // fails nothing by itself (see Result.TunnelErr). It blocks for as long
 // as the filesystem does; ctx is only consulted between operations.
 func Check(ctx context.Context, root string, opts Options) Result {
+	if opts.InRoot {
+		return check(ctx, root, opts, ModeReadWriteRoot)
+	}
 	return check(ctx, root, opts, ModeReadWrite)
 }
 
@@ -258,7 +264,7 @@ func (r *run) runIO(mode Mode) {
 		return
 	}
 	r.stage(StageReadWrite)
-	if !r.refused && !r.denied && errors.Is(r.res.Err, ErrProbeFileLost) && ctx.Err() == nil {
+	if !r.refused && !r.denied && !r.dirRefused && errors.Is(r.res.Err, ErrProbeFileLost) && ctx.Err() == nil {
 		// Something else removed the probe file mid-check. That is not an
 		// outage of the mount: try once more at once with a fresh name,
 		// and report it only if it happens again.
@@ -281,6 +287,12 @@ func (r *run) runIO(mode Mode) {
 		// mount, and say so.
 		r.res.Mode = ModeWriteDenied
 		r.res.WriteDenied = r.res.Err
+	case r.dirRefused:
+		// DirName is not the agent's to use (see ModeDirRefused): no
+		// outage of the volume either. Check that the root answers,
+		// and say why.
+		r.res.Mode = ModeDirRefused
+		r.res.DirRefused = r.res.Err
 	default:
 		return
 	}

@@ -3,7 +3,6 @@ package probes_test
 import (
 	"context"
 	"errors"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -89,7 +88,7 @@ func TestPreflight(t *testing.T) {
 		"start open,end open false,start write,end write false,start read,end read false,start delete,end delete false" {
 		t.Fatalf("events after a failed tunnel: %s", got)
 	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+	if ents := leftBehind(dir); len(ents) != 0 {
 		t.Fatalf("files: %v", ents)
 	}
 
@@ -101,7 +100,7 @@ func TestPreflight(t *testing.T) {
 		len(res.Ops) != 1 || res.Mode != probes.ModeReadWrite {
 		t.Fatalf("replaced mount: %+v", res)
 	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+	if ents := leftBehind(dir); len(ents) != 0 {
 		t.Fatalf("files: %v", ents)
 	}
 }

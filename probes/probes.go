@@ -45,10 +45,37 @@ const (
 	// steps ran instead. Options.RequireWriteCheck makes that refusal a
 	// permission_denied failure instead.
 	ModeWriteDenied Mode = "write-denied"
+	// ModeReadWriteRoot: as ModeReadWrite, with the probe file in the
+	// mount root instead of DirName (Options.InRoot).
+	ModeReadWriteRoot Mode = "read-write-root"
+	// ModeDirRefused: DirName exists but was refused (not a directory,
+	// a symlink, writable by group or others, or owned by another user
+	// than the one the agent's files get), so the read-only steps ran
+	// instead, as in ModeWriteDenied. Options.RequireWriteCheck makes
+	// that refusal a permission_denied failure instead.
+	ModeDirRefused Mode = "dir-refused"
 )
 
 // Modes lists every check mode, for documentation and label values.
-var Modes = []Mode{ModeReadWrite, ModeReadOnly, ModeWriteDenied}
+var Modes = []Mode{ModeReadWrite, ModeReadOnly, ModeWriteDenied, ModeReadWriteRoot, ModeDirRefused}
+
+// DirName is the probe directory: a directory of the agent's own under
+// the mount root, where the probe files are made (unless Options.InRoot),
+// so that a check changes that directory only and never the root, which
+// every client of the volume has cached; a change of the root makes each
+// of them revalidate it. It is made (mode 0700) by the first check that
+// finds it missing, and shared by every agent that checks the volume.
+// Each check looks it up relative to the root's descriptor, without
+// following a symlink: while the client's cache of the root is valid
+// that costs no round trip. Its attributes are read from that cache too.
+// A DirName that is not a directory, is a symlink, may be written by
+// group or others, or belongs to another user than the one the agent's
+// files get on the mount, is refused (ModeDirRefused).
+const DirName = ".efs-health"
+
+// ErrProbeDirRefused reports that DirName exists but may not be used
+// (see ModeDirRefused).
+var ErrProbeDirRefused = errors.New("probe directory refused")
 
 // FilePrefix starts the name of every probe file. The full name also says
 // which node and which agent instance wrote it (see Owner), so a leftover
@@ -114,6 +141,9 @@ type Result struct {
 	// WriteDenied is the refusal (EACCES/EPERM) of the probe file's create
 	// that made this a ModeWriteDenied check; nil otherwise.
 	WriteDenied error
+	// DirRefused is why DirName was refused in a ModeDirRefused check
+	// (it wraps ErrProbeDirRefused); nil otherwise.
+	DirRefused error
 }
 
 // Duration is the sum of the operation times.
@@ -172,8 +202,12 @@ type Options struct {
 	TunnelTimeout time.Duration
 	// RequireWriteCheck makes a create of the probe file refused with
 	// EACCES/EPERM a failure (reason permission_denied) instead of a
-	// ModeWriteDenied check.
+	// ModeWriteDenied check, and a refused DirName one too instead of a
+	// ModeDirRefused check.
 	RequireWriteCheck bool
+	// InRoot makes the probe file in the mount root, as earlier versions
+	// did, instead of in DirName (ModeReadWriteRoot).
+	InRoot bool
 }
 
 func (o *Options) defaults() {
@@ -196,7 +230,7 @@ func (o *Options) defaults() {
 // check that failed in the preflight or opening the root says
 // ModeReadWrite without knowing).
 func (r Result) ModeKnown() bool {
-	if r.Err == nil || r.Mode != ModeReadWrite {
+	if r.Err == nil || (r.Mode != ModeReadWrite && r.Mode != ModeReadWriteRoot) {
 		return true
 	}
 	i := StepIndex(r.FailedOp)

@@ -49,7 +49,7 @@ func TestReadWriteCheck(t *testing.T) {
 	if res.Duration() <= 0 {
 		t.Fatal("no duration")
 	}
-	ents, _ := os.ReadDir(dir)
+	ents := leftBehind(dir)
 	if len(ents) != 0 {
 		t.Fatalf("left behind: %v", ents)
 	}
@@ -81,7 +81,7 @@ func TestMissingAndSymlinkedRoot(t *testing.T) {
 			t.Errorf("%s: reason %s", tc.name, probes.Classify(res.Err))
 		}
 	}
-	if ents, _ := os.ReadDir(real); len(ents) != 0 {
+	if ents := leftBehind(real); len(ents) != 0 {
 		t.Fatalf("wrote through the symlink: %v", ents)
 	}
 }

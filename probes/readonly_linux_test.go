@@ -86,9 +86,8 @@ func TestWriteDenied(t *testing.T) {
 			t.Fatalf("write denied on a root that fails statfs: %+v", res)
 		}
 	})
-	ents, _ := os.ReadDir(fs.Mountpoint())
-	for _, e := range ents {
-		t.Errorf("left behind: %s", e.Name())
+	for _, n := range leftBehind(fs.Mountpoint()) {
+		t.Errorf("left behind: %s", n)
 	}
 }
 
@@ -171,7 +170,7 @@ func TestOneDescriptor(t *testing.T) {
 	if n := fs.Calls(faultfs.OpRead) - reads; n != 1 {
 		t.Errorf("%d reads reached the filesystem, want 1: the read back must not come from the page cache", n)
 	}
-	if ents, _ := os.ReadDir(fs.Mountpoint()); len(ents) != 0 {
+	if ents := leftBehind(fs.Mountpoint()); len(ents) != 0 {
 		t.Errorf("left behind: %v", ents)
 	}
 }
@@ -199,7 +198,7 @@ func TestBufferedFallback(t *testing.T) {
 	if res.Err != nil || res.Mode != probes.ModeReadWrite {
 		t.Fatalf("ramfs: %+v", res)
 	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+	if ents := leftBehind(dir); len(ents) != 0 {
 		t.Errorf("left behind: %v", ents)
 	}
 }

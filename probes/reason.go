@@ -47,6 +47,8 @@ func Classify(err error) Reason {
 		return ReasonNotMounted
 	case errors.Is(err, ErrProbeFileLost):
 		return ReasonProbeFileLost
+	case errors.Is(err, ErrProbeDirRefused):
+		return ReasonPermissionDenied
 	case errors.Is(err, unix.ESTALE):
 		return ReasonStaleFileHandle
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):

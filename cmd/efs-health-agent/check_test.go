@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
 	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
+	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
 // TestCheckStuck: a check stuck in the kernel is reported at its
@@ -30,9 +32,30 @@ func TestCheckStuck(t *testing.T) {
 	}
 	fs.Clear()
 	testutil.WaitFor(t, "the probe file removed once the call returned", func() bool {
-		ents, err := os.ReadDir(fs.Mountpoint())
-		return err == nil && len(ents) == 0
+		return len(leftBehind(t, fs.Mountpoint())) == 0
 	})
+}
+
+// leftBehind lists what a check may not leave in the mount root dir:
+// every entry but the probe directory, and every entry of that directory
+// (which stays, empty, for the next check).
+func leftBehind(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.Name() != probes.DirName || !e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	in, _ := os.ReadDir(filepath.Join(dir, probes.DirName))
+	for _, e := range in {
+		out = append(out, filepath.Join(probes.DirName, e.Name()))
+	}
+	return out
 }
 
 // TestCheckWriteDenied: a mount where the probe file may not be created

@@ -16,6 +16,7 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/internal/discovery"
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
+	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
 // Bounds of the duration settings. A check interval or timeout under
@@ -55,6 +56,9 @@ type config struct {
 	// RequireWriteCheck makes a refused create of the probe file
 	// (EACCES/EPERM) a failure instead of a write-denied check.
 	RequireWriteCheck bool
+	// ProbeLocation is where probe files are made: "dir" (the agent's
+	// directory under the mount root) or "root" (the mount root itself).
+	ProbeLocation string
 
 	// origin names where each setting came from ("--port", "HEALTH_PORT"
 	// or "default"), by flag name, so errors name what the user has to
@@ -104,6 +108,8 @@ var settings = []setting{
 		set: duration(func(c *config) *time.Duration { return &c.DiscoveryInterval }, discovery.MinInterval, discovery.MaxInterval)},
 	{flag: "require-write-check", env: "HEALTH_REQUIRE_WRITE_CHECK", def: "false", usage: "count a refused create of the probe file (EACCES/EPERM, e.g. root squash) as the failure permission_denied instead of checking the mount read-only in mode write-denied",
 		set: boolean(func(c *config) *bool { return &c.RequireWriteCheck })},
+	{flag: "probe-location", env: "HEALTH_PROBE_LOCATION", def: "dir", usage: "where probe files are made: dir (in " + probes.DirName + "/ under the mount root, so that a check never changes the root that every client of the volume caches) or root (in the mount root, as earlier versions did, for volumes where no directory may be added; checks then run in mode read-write-root)",
+		set: oneOf(func(c *config) *string { return &c.ProbeLocation }, "dir", "root")},
 	{flag: "trace-slow-threshold", env: "HEALTH_TRACE_SLOW_THRESHOLD", def: "500ms", usage: "a check at least this slow always keeps its spans, like a failed one; faster healthy checks are sampled (OTEL_TRACES_SAMPLER)",
 		set: duration(func(c *config) *time.Duration { return &c.TraceSlowThreshold }, time.Millisecond, agent.MaxInterval)},
 }
@@ -402,6 +408,7 @@ func (c *config) agentConfig() agent.Config {
 	ac.Timeout = c.Timeout
 	ac.Hostname = c.NodeName
 	ac.RequireWriteCheck = c.RequireWriteCheck
+	ac.ProbeInRoot = c.ProbeLocation == "root"
 	if ac.MinRetry > c.Interval {
 		ac.MinRetry = c.Interval
 	}

@@ -336,7 +336,7 @@ func TestCheckSubcommand(t *testing.T) {
 	if !strings.Contains(out.String(), "UNHEALTHY") || !strings.Contains(out.String(), "not_mounted") || !strings.Contains(out.String(), "action") {
 		t.Errorf("output:\n%s", out.String())
 	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+	if ents := leftBehind(t, dir); len(ents) != 0 {
 		t.Fatalf("left behind %v", ents)
 	}
 	if code := run([]string{"check"}, env(nil), &out, &errb); code != 2 {

@@ -55,6 +55,11 @@ type exportSpec struct {
 	// writable says the export takes a probe file (the readiness check
 	// then writes one).
 	writable bool
+	// shared says the directory is another server's export of the same
+	// name: this server exports it too, and mounts no tmpfs of its own.
+	shared bool
+	// mountOpts are client mount options beyond efsOptions.
+	mountOpts string
 }
 
 // serverSpec is one NFS server: an nfsd of its own in a network namespace
@@ -85,6 +90,16 @@ var servers = []serverSpec{
 	{name: "tunnel", exports: []exportSpec{{name: "tunnel", writable: true}}},
 	{name: "sig", exports: []exportSpec{{name: "sig", mounts: []string{"sig1", "sig2"}, writable: true}}},
 	{name: "big", exports: []exportSpec{{name: "big", mounts: []string{"big"}, writable: true}}},
+	// One directory exported by three servers, each its own nfsd in its
+	// own network and UTS namespace: three superblocks and transports of
+	// one volume, as EFS mounts of one file system are. nbapp is the
+	// application's mount (never the agent's); its directory attributes
+	// are cached for 1 s (acdirmin=acdirmax=1), so that what makes it
+	// revalidate the root shows within seconds instead of the default's
+	// 30-60 s.
+	{name: "nb", exports: []exportSpec{{name: "nb", mounts: []string{"nbapp"}, mountOpts: "acdirmin=1,acdirmax=1", writable: true}}},
+	{name: "nb1", exports: []exportSpec{{name: "nb", shared: true, mounts: []string{"nb1"}, writable: true}}},
+	{name: "nb2", exports: []exportSpec{{name: "nb", shared: true, mounts: []string{"nb2"}, writable: true}}},
 }
 
 // server is a running server of the test bed.
@@ -187,6 +202,16 @@ func setup() (*testbed, error) {
 	if _, err := sh(10*time.Second, "ip", "link", "set", "lo", "up"); err != nil {
 		return nil, err
 	}
+	// The exports' directories, each on a tmpfs of its own, before any
+	// server starts in a mount namespace of its own (a shared export is
+	// another server's directory).
+	for _, spec := range servers {
+		for _, e := range spec.exports {
+			if err := makeExportDir(e); err != nil {
+				return nil, err
+			}
+		}
+	}
 	b := &testbed{servers: map[string]*server{}}
 	errs := make(chan error, len(servers)*4)
 	var wg sync.WaitGroup
@@ -235,6 +260,31 @@ func setup() (*testbed, error) {
 	return b, errors.Join(all...)
 }
 
+// makeExportDir mounts the tmpfs of export e (nothing for a shared
+// export) and makes its subdirectory.
+func makeExportDir(e exportSpec) error {
+	if e.shared {
+		return nil
+	}
+	dir := exportPath(e.name)
+	opts := "mode=0755"
+	if e.tmpfs != "" {
+		opts += "," + e.tmpfs
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {
+		return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
+	}
+	if e.sub != "" {
+		if err := os.Mkdir(filepath.Join(dir, e.sub), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // start makes the server's namespace, veth pair, exports and nfsd.
 func (s *server) start() error {
 	t0 := time.Now()
@@ -268,21 +318,6 @@ func (s *server) start() error {
 	script = append(script, fmt.Sprintf("exportfs -i -o ro,no_subtree_check,insecure,fsid=0 10.0.0.0/16:%s", exportDir))
 	for i, e := range s.spec.exports {
 		dir := exportPath(e.name)
-		opts := "mode=0755"
-		if e.tmpfs != "" {
-			opts += "," + e.tmpfs
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {
-			return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
-		}
-		if e.sub != "" {
-			if err := os.Mkdir(filepath.Join(dir, e.sub), 0o755); err != nil {
-				return err
-			}
-		}
 		xopts := fmt.Sprintf("rw,no_subtree_check,insecure,fsid=%d", s.index*10+i+1)
 		if !strings.Contains(e.opts, "root_squash") {
 			xopts += ",no_root_squash"
@@ -318,7 +353,10 @@ func (s *server) start() error {
 	defer func() {
 		fmt.Printf("test bed: server %s: configured in %v, listening after %v more\n", s.spec.name, started.Sub(t0).Round(time.Millisecond), time.Since(started).Round(time.Millisecond))
 	}()
-	deadline := time.Now().Add(30 * time.Second)
+	// nfsd takes about 30 s to listen in the emulated guest on a loaded
+	// machine, all servers starting at once.
+	const listenLimit = 2 * time.Minute
+	deadline := time.Now().Add(listenLimit)
 	for {
 		c, err := net.DialTimeout("tcp", s.addr()+":2049", time.Second)
 		if err == nil {
@@ -327,7 +365,7 @@ func (s *server) start() error {
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(logf.Name())
-			return fmt.Errorf("nfsd not listening after 30s: %w; log:\n%s", err, log)
+			return fmt.Errorf("nfsd not listening after %v: %w; log:\n%s", listenLimit, err, log)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -368,7 +406,11 @@ func (s *server) mount(e exportSpec, mp string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if _, err := sh(60*time.Second, "mount", "-t", "nfs4", "-o", efsOptions, s.source(e), dir); err != nil {
+	opts := efsOptions
+	if e.mountOpts != "" {
+		opts += "," + e.mountOpts
+	}
+	if _, err := sh(60*time.Second, "mount", "-t", "nfs4", "-o", opts, s.source(e), dir); err != nil {
 		return err
 	}
 	return awaitGrace(dir, 60*time.Second)

@@ -253,8 +253,9 @@ func testReadOnly(t *testing.T) {
 	a := startAgent(t, agentOpts{}, "ro")
 	_, st := a.waitMount(30*time.Second, "ro", "healthy in read-only mode", func(m mountJSON) bool { return healthy(m) && m.Mode == "read-only" })
 	t.Logf("%s", st)
-	if _, err := os.Stat(filepath.Join(exportPath("ro"), ".")); err != nil {
-		t.Fatal(err)
+	// The probe directory could not be made (EROFS): nothing on the server.
+	if ents, err := os.ReadDir(exportPath("ro")); err != nil || len(ents) != 0 {
+		t.Errorf("the read-only export holds %v (%v), want nothing", ents, err)
 	}
 }
 
@@ -302,6 +303,10 @@ func testRootSquash(t *testing.T) {
 	v, ok := metric(a.metrics(), "efs_mount_check_mode", `mount_path="`+mountPath("squash")+`"`, `mode="write-denied"`)
 	if !ok || v != 1 {
 		t.Errorf(`efs_mount_check_mode{mode="write-denied"} = %v (present %v), want 1`, v, ok)
+	}
+	// The probe directory could not be made either: nothing on the server.
+	if ents, err := os.ReadDir(exportPath("squash")); err != nil || len(ents) != 0 {
+		t.Errorf("the squashed export holds %v (%v), want nothing", ents, err)
 	}
 }
 

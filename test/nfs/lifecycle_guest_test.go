@@ -66,6 +66,24 @@ func healSig(t *testing.T) {
 // probeFiles lists the probe files and silly-renamed .nfs files in a
 // server-side directory.
 func probeFiles(dir string) ([]string, error) {
+	found, err := probeFilesIn(dir)
+	if err != nil {
+		return nil, err
+	}
+	// And in the agent's probe directory, names relative to dir.
+	in, err := probeFilesIn(filepath.Join(dir, probeDirName))
+	for _, n := range in {
+		found = append(found, filepath.Join(probeDirName, n))
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	sort.Strings(found)
+	return found, nil
+}
+
+// probeFilesIn lists the probe files and .nfs files in dir itself.
+func probeFilesIn(dir string) ([]string, error) {
 	f, err := os.Open(dir)
 	if err != nil {
 		return nil, err
@@ -83,7 +101,6 @@ func probeFiles(dir string) ([]string, error) {
 			break
 		}
 	}
-	sort.Strings(found)
 	return found, nil
 }
 

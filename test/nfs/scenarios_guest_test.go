@@ -23,6 +23,7 @@ func TestScenarios(t *testing.T) {
 		{"ReadOnly", testReadOnly},
 		{"Full", testFull},
 		{"RootSquash", testRootSquash},
+		{"ProbeDir", testProbeDir},
 		{"Tunnel", testTunnel},
 		{"TunnelNetns", testTunnelNetns},
 		{"SigtermHung", testSigtermHung},
@@ -31,6 +32,7 @@ func TestScenarios(t *testing.T) {
 		{"LazyUnmount", testLazyUnmount},
 		{"ClockStep", testClockStep},
 		{"BigRoot", testBigRoot},
+		{"Neighbour", testNeighbour},
 		{"RPCCost", testRPCCost},
 		{"Leftovers", testLeftovers},
 	} {

@@ -1,189 +1,15 @@
 package probes
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-// Probe file names
-//
-// A probe file's name says which agent instance wrote it:
-//
-//	.efs-health-probe-<node>@<instance>-<nonce>.tmp
-//
-// <node> is the node name with every byte outside [A-Za-z0-9._-] replaced
-// by "_"; a name longer than MaxNodeTag is cut to its first 96 bytes
-// followed by "+" and 16 hex digits of the SHA-256 of the full node name,
-// so the whole file name stays at most 184 bytes (NAME_MAX is 255) and two
-// long names that share a beginning stay apart. <instance> is 16 random
-// hex digits drawn once per Owner (one per running agent), <nonce> 16
-// random hex digits per check. "@" and "+" never occur in a sanitised node
-// name, so a name parses one way only.
-//
-// Earlier versions wrote .efs-health-probe-<node>-<16 hex>.tmp with the
-// full sanitised node name; those names are recognised as leftovers of an
-// earlier instance of that node.
-
-const (
-	// MaxNodeTag is the longest node part of a probe file name.
-	MaxNodeTag = 128
-	// hashedKeep is how much of a long node name is kept before its hash.
-	hashedKeep = 96
-	// instanceSep separates the node from the instance id.
-	instanceSep = "@"
-	// hashSep separates a shortened node name from its hash.
-	hashSep  = "+"
-	idLen    = 16 // hex digits of an instance id and of a nonce
-	fileExt  = ".tmp"
-	unknownN = "unknown"
-)
-
-// Owner identifies the agent instance that writes probe files: the node
-// and a random instance id. Two agents on one node (a rolling update, a
-// sidecar next to the DaemonSet) have different Owners and never take each
-// other's files for their own.
-type Owner struct {
-	node     string // as given
-	tag      string // node part of new-format names
-	legacy   string // name prefix of earlier versions' files
-	instance string // idLen hex digits
-}
-
-// NewOwner returns an Owner for node with a fresh random instance id.
-func NewOwner(node string) (Owner, error) {
-	var b [idLen / 2]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return Owner{}, fmt.Errorf("random instance id: %w", err)
-	}
-	return Owner{node: node, tag: NodeTag(node), legacy: HostPrefix(node), instance: hex.EncodeToString(b[:])}, nil
-}
-
-// Node is the node name the Owner was made for.
-func (o Owner) Node() string { return o.node }
-
-// Instance is the Owner's random instance id.
-func (o Owner) Instance() string { return o.instance }
-
-// valid reports whether o came from NewOwner.
-func (o Owner) valid() bool { return o.instance != "" }
-
-// NewFileName returns a fresh, unpredictable probe file name of o.
-func (o Owner) NewFileName() (string, error) {
-	var b [idLen / 2]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("random probe name: %w", err)
-	}
-	return FilePrefix + o.tag + instanceSep + o.instance + "-" + hex.EncodeToString(b[:]) + fileExt, nil
-}
-
-// Ownership says whose a directory entry is, as far as its name tells.
-type Ownership int
-
-// Ownerships of a name relative to an Owner.
-const (
-	// NotOurs: not a probe file of this node (another node's, or no probe
-	// file at all). Never touched.
-	NotOurs Ownership = iota
-	// ThisInstance: written by this very Owner.
-	ThisInstance
-	// EarlierInstance: written by another instance on this node, an
-	// earlier run or a second agent running now, or by an earlier version.
-	EarlierInstance
-)
-
-// Classify says whose the file called name is.
-func (o Owner) Classify(name string) Ownership {
-	if !strings.HasPrefix(name, FilePrefix) || !strings.HasSuffix(name, fileExt) {
-		return NotOurs
-	}
-	if tag, inst, ok := parseName(name); ok {
-		switch {
-		case tag != o.tag:
-			return NotOurs
-		case inst == o.instance:
-			return ThisInstance
-		}
-		return EarlierInstance
-	}
-	if isLegacy(name, o.legacy) {
-		return EarlierInstance
-	}
-	return NotOurs
-}
-
-// parseName splits a new-format name into node tag and instance id.
-func parseName(name string) (tag, instance string, ok bool) {
-	mid := name[len(FilePrefix) : len(name)-len(fileExt)]
-	i := strings.LastIndex(mid, instanceSep)
-	if i <= 0 {
-		return "", "", false
-	}
-	tag, rest := mid[:i], mid[i+1:]
-	if len(rest) != 2*idLen+1 || rest[idLen] != '-' || !isHex(rest[:idLen]) || !isHex(rest[idLen+1:]) {
-		return "", "", false
-	}
-	return tag, rest[:idLen], true
-}
-
-func isLegacy(name, prefix string) bool {
-	if !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, fileExt) {
-		return false
-	}
-	mid := name[len(prefix) : len(name)-len(fileExt)]
-	return len(mid) == idLen && isHex(mid)
-}
-
-func isHex(s string) bool {
-	_, err := hex.DecodeString(s)
-	return err == nil && len(s)%2 == 0
-}
-
-// sanitise maps node to the bytes allowed in a file name part.
-func sanitise(node string) string {
-	s := strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '_':
-			return r
-		}
-		return '_'
-	}, node)
-	if s == "" {
-		s = unknownN
-	}
-	return s
-}
-
-// NodeTag is the node part of probe file names for node: the sanitised
-// name, shortened with a hash of the full name when it is longer than
-// MaxNodeTag. The same node always gives the same tag.
-func NodeTag(node string) string {
-	s := sanitise(node)
-	if len(s) <= MaxNodeTag {
-		return s
-	}
-	sum := sha256.Sum256([]byte(node))
-	return s[:hashedKeep] + hashSep + hex.EncodeToString(sum[:idLen/2])
-}
-
-// HostPrefix is the name prefix of the probe files earlier versions wrote
-// for host: FilePrefix + sanitised host + "-". Host names are sanitised so
-// that they cannot add path separators.
-func HostPrefix(host string) string { return FilePrefix + sanitise(host) + "-" }
-
-// IsProbeFile reports whether name is a probe file written on node host,
-// in this version's format or an earlier one's.
-func IsProbeFile(name, host string) bool {
-	o := Owner{tag: NodeTag(host), legacy: HostPrefix(host), instance: "-"}
-	return o.Classify(name) != NotOurs
-}
 
 // ErrProbeFileLost reports that the check's own probe file vanished
 // between two operations (ENOENT or ESTALE on the file, not on the mount
@@ -259,6 +85,10 @@ type SweepOptions struct {
 	// that the caller can keep those calls apart from its checks of the
 	// same root.
 	Gate Gate
+	// Dir is the directory SweepLeftovers lists, relative to the root:
+	// "" for the root itself (where earlier versions made their probe
+	// files, and where Options.InRoot makes them), or DirName.
+	Dir string
 }
 
 // Gate keeps a sweep's calls on a mount root apart from other work on
@@ -303,20 +133,36 @@ type SweepResult struct {
 	Ref ServerTime
 }
 
-// SweepLeftovers lists the mount root once and removes the probe files
-// other instances of o's node left there that are older than opts.MinAge
-// by their own modification and change times. It never touches this
-// instance's files (a check may be using them), other nodes' files,
-// symlinks or anything that is not a regular file.
+// SweepLeftovers lists opts.Dir of the mount root (the root itself, or
+// DirName) once and removes the probe files other instances of o's node
+// left there that are older than opts.MinAge by their own modification
+// and change times. It never touches this instance's files (a check may
+// be using them), other nodes' files, symlinks or anything that is not a
+// regular file, and never follows a symlink in place of DirName. The
+// names it reports (Removed, Young) are relative to the root.
 func SweepLeftovers(root string, o Owner, opts SweepOptions) (SweepResult, error) {
-	dirfd, res, err := openLeftovers(root, &opts)
+	if opts.Dir != "" && opts.Dir != DirName {
+		return SweepResult{}, fmt.Errorf("sweep %q: not a probe directory: %q", root, opts.Dir)
+	}
+	rootfd, res, err := openLeftovers(root, &opts)
 	if err != nil {
 		return res, err
 	}
-	defer unix.Close(dirfd)
+	defer unix.Close(rootfd)
+	dirfd := rootfd
+	if opts.Dir != "" {
+		if dirfd, err = openProbeDir(rootfd); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return res, nil // no probe directory: nothing left in it
+			}
+			return res, fmt.Errorf("open %q: %w", filepath.Join(root, opts.Dir), err)
+		}
+		defer unix.Close(dirfd)
+		res.Ref = serverTime(dirfd, res.Ref, opts.Now)
+	}
 	fd, err := unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return res, fmt.Errorf("open %q: %w", root, err)
+		return res, fmt.Errorf("open %q: %w", filepath.Join(root, opts.Dir), err)
 	}
 	defer unix.Close(fd)
 	deadline := opts.Now().Add(opts.Budget)
@@ -352,41 +198,76 @@ func SweepLeftovers(root string, o Owner, opts SweepOptions) (SweepResult, error
 				res.Truncated = true
 				return res, errors.Join(errs...)
 			}
-			errs = append(errs, consider(dirfd, name, opts, &res))
+			errs = append(errs, consider(dirfd, opts.Dir, name, opts, &res))
 			opts.Gate.Leave()
 		}
 	}
 	return res, errors.Join(errs...)
 }
 
-// RemoveLeftovers looks again, by name and without listing the directory,
-// at files of o's node in the mount root: this instance's own files (whose
+// RemoveLeftovers looks again, by name and without listing a directory,
+// at files of o's node: names are relative to the mount root, in the root
+// itself or in DirName (as Result.Leftovers and SweepResult.Young give
+// them); any other name is ignored. This instance's own files (whose
 // check has returned) are removed, files of other instances only once
 // older than opts.MinAge. The same files are never touched as in
 // SweepLeftovers.
 func RemoveLeftovers(root string, o Owner, names []string, opts SweepOptions) (SweepResult, error) {
-	dirfd, res, err := openLeftovers(root, &opts)
+	rootfd, res, err := openLeftovers(root, &opts)
 	if err != nil {
 		return res, err
 	}
-	defer unix.Close(dirfd)
+	defer unix.Close(rootfd)
+	pdir := -1
+	defer func() {
+		if pdir >= 0 {
+			unix.Close(pdir)
+		}
+	}()
 	var errs []error
 	for _, n := range names {
+		dir, base := splitLeftover(n)
 		look := opts
-		switch o.Classify(n) {
+		switch o.Classify(base) {
 		case ThisInstance:
 			look.MinAge = 0
 		case EarlierInstance:
 		default:
 			continue
 		}
+		dirfd := rootfd
+		switch {
+		case dir == "":
+		case dir != DirName:
+			continue
+		case pdir < 0:
+			fd, err := openProbeDir(rootfd)
+			if err != nil {
+				if !errors.Is(err, unix.ENOENT) {
+					errs = append(errs, fmt.Errorf("open %q: %w", filepath.Join(root, DirName), err))
+				}
+				continue
+			}
+			pdir, dirfd = fd, fd
+		default:
+			dirfd = pdir
+		}
 		if !opts.Gate.Enter() {
 			return res, errors.Join(errs...)
 		}
-		errs = append(errs, consider(dirfd, n, look, &res))
+		errs = append(errs, consider(dirfd, dir, base, look, &res))
 		opts.Gate.Leave()
 	}
 	return res, errors.Join(errs...)
+}
+
+// splitLeftover splits a leftover's name relative to the root into its
+// directory ("" for the root) and its base name.
+func splitLeftover(name string) (dir, base string) {
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		return name[:i], name[i+1:]
+	}
+	return "", name
 }
 
 // openLeftovers opens the mount root for a look at leftovers and learns
@@ -433,9 +314,13 @@ func changed(st *unix.Stat_t) time.Time {
 	return m
 }
 
-// consider removes the regular file name if it is older than opts.MinAge,
-// or notes it in res.Young.
-func consider(dirfd int, name string, opts SweepOptions, res *SweepResult) error {
+// consider removes the regular file name in dirfd (dir relative to the
+// root) if it is older than opts.MinAge, or notes it in res.Young.
+func consider(dirfd int, dir, name string, opts SweepOptions, res *SweepResult) error {
+	rel := name
+	if dir != "" {
+		rel = dir + "/" + name
+	}
 	var st unix.Stat_t
 	if err := retryEINTR(func() error { return unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
 		return nil // gone already, or not ours to explain
@@ -457,15 +342,15 @@ func consider(dirfd int, name string, opts SweepOptions, res *SweepResult) error
 		}
 		if age < opts.MinAge {
 			if len(res.Young) < opts.MaxYoung {
-				res.Young = append(res.Young, name)
+				res.Young = append(res.Young, rel)
 				res.Wait = max(res.Wait, opts.MinAge-age)
 			}
 			return nil
 		}
 	}
 	if err := retryEINTR(func() error { return unix.Unlinkat(dirfd, name, 0) }); err != nil && err != unix.ENOENT {
-		return fmt.Errorf("remove leftover probe file %q: %w", name, err)
+		return fmt.Errorf("remove leftover probe file %q: %w", rel, err)
 	}
-	res.Removed = append(res.Removed, name)
+	res.Removed = append(res.Removed, rel)
 	return nil
 }
