@@ -171,6 +171,7 @@ func (mon *Monitor) dispatch(t *turn) {
 		mon.due.pop()
 		c := newCheck(m, m.spec, now, mon.cfg.Timeout)
 		c.mon = mon
+		c.full = mon.planLocked(m, now)
 		heap.Push(&mon.deadlines, c)
 		m.cur = c
 		mon.inFlight++
