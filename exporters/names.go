@@ -34,6 +34,7 @@ const (
 	mInfo
 	mBuildInfo
 	mSelfDelays
+	mSharedProof
 	numMetrics
 )
 
@@ -118,6 +119,11 @@ var metricNames = [numMetrics]metricName{
 	mInFlight: {"efs.mount.checks.in_flight", "efs_mount_checks_in_flight", "Mount checks currently running before their deadline", "", int64Gauge, mounts, nil, nil},
 	// efs_mounts_hung: mounts with a check stuck past its deadline.
 	mHungMounts: {"efs.mounts.hung", "efs_mounts_hung", "Number of mounts with a check stuck in the filesystem past its deadline", "", int64Gauge, mounts, nil, nil},
+	// efs_mounts_shared_proof: mounts whose state comes from the full
+	// check of another mount of their group (HEALTH_GROUP_CHECKS), their
+	// own last check a transport check; which one is in /healthz/mounts.
+	// One series per node, whatever the number of mounts and groups.
+	mSharedProof: {"efs.mounts.shared_proof", "efs_mounts_shared_proof", "Number of mounts whose state comes from another grouped mount's full check, their own check a transport check (statfs)", "", int64Gauge, mounts, nil, nil},
 	// efs_mount_hung{mount_path}: 1 while the mount's check is stuck.
 	mHung: {"efs.mount.hung", "efs_mount_hung", "Whether a check of the mount is stuck in the filesystem past its deadline (1=hung)", "", int64Gauge, mounts, lMount, nil},
 	// efs_mount_consecutive_errors{mount_path}: failures since the last success.

@@ -63,6 +63,13 @@ func (t *Telemetry) observeState(s sink) {
 		s.observe(mSelfDelays, float64(sum.SelfDelays[c]), "", c.String())
 	}
 	sts := src.Statuses()
+	shared := 0
+	for _, st := range sts {
+		if st.SharedProof != nil {
+			shared++
+		}
+	}
+	s.observe(mSharedProof, float64(shared), "", "")
 	for _, st := range sts {
 		p := st.Path
 		s.info(p, st.Attribution)
