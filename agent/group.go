@@ -21,8 +21,10 @@ import (
 //     always confirmed by the mount's own full check), when a shared full
 //     check failed or hung since its last full check (owes), when its own
 //     last successful full check is RotateEvery intervals old or more, and
-//     when the group's last successful full check is older than the
-//     interval less its jitter (the first member due then does it).
+//     when the group's last successful full check is an interval old (less
+//     the scheduler's coalescing window): the first member due then does
+//     it, and the member whose own full check is oldest is brought
+//     forward to be that member (steerLocked), so the full check rotates.
 //   - A shared full check that fails or hangs makes every other member of
 //     the group owe its own full check, and brings it forward to now: each
 //     is then shown failing, or not, by its own I/O, within one interval.
@@ -92,8 +94,8 @@ type planInput struct {
 	now, ownFull, groupFull time.Time
 	interval                time.Duration
 	// slack is how much sooner than an interval after the group's last
-	// full check a member may do the next one: the jitter's share of the
-	// interval and the coalescing window.
+	// full check a member may do the next one: the coalescing window, by
+	// which a check may start early.
 	slack time.Duration
 }
 
@@ -136,6 +138,8 @@ type member struct {
 	// dev is the root's device number from the mount's last check.
 	dev      uint64
 	devKnown bool
+	// next is when the mount is queued for its next check.
+	next time.Time
 }
 
 // memberLocked returns m's member, made (and put in its group) the first
@@ -201,7 +205,7 @@ func (mon *Monitor) planLocked(m *mount, now time.Time) bool {
 	mon.regroupLocked(m, mb)
 	in := planInput{healthy: m.status.Load().State == StateHealthy, owes: mb.owes,
 		now: now, ownFull: mb.ownFull, interval: mon.cfg.Interval,
-		slack: time.Duration(float64(mon.cfg.Interval)*mon.cfg.Jitter) + mon.window}
+		slack: mon.window}
 	g := mb.g
 	if g != nil {
 		in.grouped, in.groupFull = len(g.members) > 1, g.full
@@ -250,6 +254,42 @@ func (mon *Monitor) groupedLocked(c *check, ok bool, dev uint64, devKnown bool, 
 		return
 	}
 	mon.sharedFailedLocked(m, mb, now)
+}
+
+// steerLocked brings the next full check of m's group to its member
+// that made its own longest ago: that member's next check is moved
+// earlier, to when the group's proof falls due, if it was due later. So
+// the full check rotates through the members in turn, one per interval,
+// and a member's own full check comes about every (group size) intervals,
+// within RotateEvery for groups of up to RotateEvery mounts. A check is
+// only ever moved earlier: no mount's own check comes later for it.
+func (mon *Monitor) steerLocked(m *mount, now time.Time) {
+	mb := mon.members[m]
+	if mb == nil || mb.g == nil || len(mb.g.members) < 2 || mb.g.full.IsZero() {
+		return
+	}
+	g := mb.g
+	var next *mount
+	var nmb *member
+	for o, omb := range g.members {
+		if o.cur != nil || !o.queued || o.removed || o.status.Load().State != StateHealthy {
+			continue
+		}
+		if nmb == nil || omb.ownFull.Before(nmb.ownFull) || (omb.ownFull.Equal(nmb.ownFull) && o.spec.Path < next.spec.Path) {
+			next, nmb = o, omb
+		}
+	}
+	if next == nil {
+		return
+	}
+	at := g.full.Add(mon.cfg.Interval)
+	if at.Before(now) {
+		at = now
+	}
+	if nmb.next.After(at) {
+		mon.due.push(next, at)
+		nmb.next = at
+	}
 }
 
 // sharedFailedLocked handles a full check of m that failed or hung: every

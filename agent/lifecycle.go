@@ -300,6 +300,7 @@ func (mon *Monitor) judgeLocked(c *check, res probes.Result, now time.Time) bool
 		mon.groupedLocked(c, res.Err == nil, res.Dev, res.DevKnown, now, &next)
 		mon.setStatusLocked(m, old, &next)
 		mon.requeueLocked(m, now.Add(delay))
+		mon.steerLocked(m, now)
 	}
 	return res.Err == nil
 }

@@ -248,4 +248,7 @@ func (mon *Monitor) skipLocked(m *mount, now time.Time) {
 // requeueLocked queues m for a check at due.
 func (mon *Monitor) requeueLocked(m *mount, due time.Time) {
 	mon.due.push(m, due)
+	if mb := mon.members[m]; mb != nil {
+		mb.next = due
+	}
 }
