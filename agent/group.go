@@ -269,6 +269,12 @@ func (mon *Monitor) steerLocked(m *mount, now time.Time) {
 		return
 	}
 	g := mb.g
+	at := g.full.Add(mon.cfg.Interval)
+	if g.started.After(g.full) || !at.After(now) {
+		// A full check is in flight, or the proof is due already: the
+		// first member due makes it.
+		return
+	}
 	var next *mount
 	var nmb *member
 	for o, omb := range g.members {
@@ -281,10 +287,6 @@ func (mon *Monitor) steerLocked(m *mount, now time.Time) {
 	}
 	if next == nil {
 		return
-	}
-	at := g.full.Add(mon.cfg.Interval)
-	if at.Before(now) {
-		at = now
 	}
 	if nmb.next.After(at) {
 		mon.due.push(next, at)

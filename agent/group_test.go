@@ -129,6 +129,7 @@ func TestGroupedSuperblock(t *testing.T) {
 	// for the four mounts, and a create per full check only.
 	full0, tpt0 := k.counts()
 	creates0 := fs.Calls(faultfs.OpCreate)
+	from := time.Now()
 	testutil.WaitFor(t, "40 more checks", func() bool {
 		full, tpt := k.counts()
 		return sum(full)+sum(tpt)-sum(full0)-sum(tpt0) >= 40
@@ -138,6 +139,12 @@ func TestGroupedSuperblock(t *testing.T) {
 	creates := fs.Calls(faultfs.OpCreate) - creates0
 	if nFull*2 > nAll || creates > int64(nFull)+1 {
 		t.Errorf("%d full checks (%d creates) of %d checks: grouping should make most of them transport checks", nFull, creates, nAll)
+	}
+	// Nor more checks than without grouping: each mount at most one per
+	// interval less the jitter, and the rotation brings at most one check
+	// a interval forward. (A loaded machine only makes fewer.)
+	if ivs := float64(time.Since(from)) / float64(interval); float64(nAll) > float64(len(paths))*(ivs/0.9+1)+ivs+1 {
+		t.Errorf("%d checks of %d mounts in %.1f intervals: grouping adds checks", nAll, len(paths), ivs)
 	}
 
 	// Hang the filesystem: each mount's own call hangs, in whichever kind
