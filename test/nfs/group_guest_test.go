@@ -231,12 +231,26 @@ func testGroupTunnel(t *testing.T) {
 	})
 	// Stop each proxy in turn until one is found that carries traffic
 	// (the trunked superblock's connection): kill it.
+	// From the last: the first mount's proxy is likely the one that
+	// carries them all, and the idle ones must flag nothing.
 	killed := -1
-	for i, p := range l.proxies {
+	for i := len(l.proxies) - 1; i >= 0; i-- {
+		p := l.proxies[i]
 		p.stop()
 		hung := statHangs(l.mounts, 3*time.Second)
-		t.Logf("proxy %d stopped: %d mounts hang (stat -f)", i, len(hung))
+		t.Logf("proxy %d killed: %d mounts hang (stat -f)", i, len(hung))
 		if len(hung) == 0 {
+			// An idle tunnel: no mount may be flagged for it, for an
+			// interval and a timeout.
+			until := time.Now().Add(groupInterval + 2*time.Second)
+			for time.Now().Before(until) {
+				for _, mp := range l.mounts {
+					if m, _ := a.mount(mp); !m.IsHealthy {
+						t.Fatalf("%s flagged (%s) for an idle tunnel whose death hangs nothing", mp, m)
+					}
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
 			p.start(t)
 			continue
 		}
