@@ -35,8 +35,12 @@ import (
 // RotateEvery is the longest time, in intervals, a grouped mount goes
 // without a full check of its own: each mount does the full check itself
 // at least once every RotateEvery intervals, so that a fault of one
-// client superblock cannot stay hidden behind the group's.
-const RotateEvery = 10
+// client superblock cannot stay hidden behind the group's. The rotation
+// (steerLocked) gives each member of a group of n its turn about every n
+// intervals; RotateEvery leaves a group of up to 10 two intervals of
+// slack, so that it never forces a second full check into an interval.
+// A larger group makes about n/RotateEvery full checks an interval.
+const RotateEvery = 12
 
 // Proof says that a mount's state comes from a full check another mount
 // of its group made, its own check having been a transport check. One
@@ -261,7 +265,7 @@ func (mon *Monitor) groupedLocked(c *check, ok bool, dev uint64, devKnown bool, 
 // earlier, to when the group's proof falls due, if it was due later. So
 // the full check rotates through the members in turn, one per interval,
 // and a member's own full check comes about every (group size) intervals,
-// within RotateEvery for groups of up to RotateEvery mounts. A check is
+// within RotateEvery for groups of up to 10 mounts. A check is
 // only ever moved earlier: no mount's own check comes later for it.
 func (mon *Monitor) steerLocked(m *mount, now time.Time) {
 	mb := mon.members[m]
