@@ -142,9 +142,8 @@ type member struct {
 	// dev is the root's device number from the mount's last check.
 	dev      uint64
 	devKnown bool
-	// next is when the mount is queued for its next check, last when its
-	// last check started.
-	next, last time.Time
+	// next is when the mount is queued for its next check.
+	next time.Time
 }
 
 // memberLocked returns m's member, made (and put in its group) the first
@@ -234,7 +233,6 @@ func (mon *Monitor) groupedLocked(c *check, ok bool, dev uint64, devKnown bool, 
 	if mb == nil || m.removed {
 		return
 	}
-	mb.last = c.start
 	if devKnown {
 		mb.dev, mb.devKnown = dev, true
 	}
@@ -268,9 +266,7 @@ func (mon *Monitor) groupedLocked(c *check, ok bool, dev uint64, devKnown bool, 
 // the full check rotates through the members in turn, one per interval,
 // and a member's own full check comes about every (group size) intervals,
 // within RotateEvery for groups of up to 10 mounts. A check is
-// only ever moved earlier, and never to less than an interval less the
-// jitter after the member's last one: no mount's check comes later for
-// it, and no check is added.
+// only ever moved earlier: no mount's own check comes later for it.
 func (mon *Monitor) steerLocked(m *mount, now time.Time) {
 	mb := mon.members[m]
 	if mb == nil || mb.g == nil || len(mb.g.members) < 2 || mb.g.full.IsZero() {
@@ -283,15 +279,10 @@ func (mon *Monitor) steerLocked(m *mount, now time.Time) {
 		// first member due makes it.
 		return
 	}
-	// Of the members whose next check can be moved there, the one whose
-	// own full check is oldest. Never sooner after a member's last check
-	// than the jitter would bring it anyway: the rotation adds no check.
-	least := time.Duration(float64(mon.cfg.Interval) * (1 - mon.cfg.Jitter))
 	var next *mount
 	var nmb *member
 	for o, omb := range g.members {
-		if o.cur != nil || !o.queued || o.removed || o.status.Load().State != StateHealthy ||
-			!omb.next.After(at) || at.Sub(omb.last) < least {
+		if o.cur != nil || !o.queued || o.removed || o.status.Load().State != StateHealthy {
 			continue
 		}
 		if nmb == nil || omb.ownFull.Before(nmb.ownFull) || (omb.ownFull.Equal(nmb.ownFull) && o.spec.Path < next.spec.Path) {
@@ -301,8 +292,10 @@ func (mon *Monitor) steerLocked(m *mount, now time.Time) {
 	if next == nil {
 		return
 	}
-	mon.due.push(next, at)
-	nmb.next = at
+	if nmb.next.After(at) {
+		mon.due.push(next, at)
+		nmb.next = at
+	}
 }
 
 // sharedFailedLocked handles a full check of m that failed or hung: every
