@@ -56,6 +56,12 @@ type Config struct {
 	// with reason not_mounted without being touched (after an unmount the
 	// directory underneath is local disk, where a write would "succeed").
 	MountTable MountTable
+	// RequireMountPoint, with MountTable, makes every path checked have to
+	// be a mount point: one the mount table has no mount at fails
+	// not_mounted untouched, whatever its filesystem type. Without it such
+	// a path (registered without a filesystem type, and not a mount point
+	// when registered) is checked as the plain directory it is.
+	RequireMountPoint bool
 	// TunnelTimeout bounds the TCP connect to a mount's TLS tunnel
 	// (default: a fifth of the timeout, at most 1s).
 	TunnelTimeout time.Duration

@@ -44,7 +44,7 @@
 //     /debug/checks reads.
 //  5. Readers take the published MountStatus values: exporters' metric
 //     callbacks make the per-mount gauges of /metrics from them
-//     (exporters/state.go), and httpapi renders /healthz/mounts and the
+//     (exporters/gatherer.go), and httpapi renders /healthz/mounts and the
 //     status page from them (httpapi/httpapi.go: ToJSON, mounts).
 //
 // The Observer never calls back into the monitor, and no reader waits
@@ -57,7 +57,8 @@
 //
 // Probe files left behind by earlier instances on this node are removed by
 // one background sweeper goroutine (sweep.go), never inside a check: it
-// lists a mount root twice per registration, after the mount's first
+// lists a mount's probe directory (probes.DirName) and its root (where
+// earlier versions made probe files) twice per registration, after the mount's first
 // successful check and once more a leftover age later, and otherwise only
 // looks at files by name. Each of its calls on a root is kept apart from
 // the checks of that root (sweepGate), so the agent's own housekeeping

@@ -74,7 +74,7 @@ func TestHungMount(t *testing.T) {
 		st := status(t, mon, fs.Mountpoint())
 		return st.State == agent.StateHung && st.FailedOp == probes.OpWrite
 	})
-	if d := time.Since(hungAt); d > interval+timeout+time.Second {
+	if d := time.Since(hungAt); d > interval+timeout+testutil.Promptly {
 		t.Errorf("hang detected after %v, want about interval + timeout", d)
 	}
 	st := status(t, mon, fs.Mountpoint())
@@ -95,13 +95,18 @@ func TestHungMount(t *testing.T) {
 		if resp.StatusCode != code {
 			t.Errorf("GET %s = %d, want %d", path, resp.StatusCode, code)
 		}
-		if d := time.Since(start); d > 100*time.Millisecond {
+		if d := time.Since(start); d > testutil.Promptly {
 			t.Errorf("GET %s took %v while a mount is hung", path, d)
 		}
 	}
 
 	// Many intervals later: still one stuck write, no pile-up of checks,
 	// threads flat, and the healthy mount kept being checked on time.
+	// On a loaded machine the deadline can pass before the stuck write
+	// has reached the filesystem: it is counted once it is held there.
+	if err := fs.WaitBlocked(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
 	writes := fs.Calls(faultfs.OpWrite)
 	thr := threads()
 	g := runtime.NumGoroutine()
@@ -123,9 +128,11 @@ func TestHungMount(t *testing.T) {
 		t.Errorf("goroutines grew by %d while hung", d)
 		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
 	}
-	if st := status(t, mon, other); st.State != agent.StateHealthy {
-		t.Errorf("the healthy mount while the other is hung: %+v", st)
-	}
+	// Its checks kept running (above); one of them may have met the
+	// 100 ms timeout on a loaded machine, so its health is waited for.
+	testutil.WaitFor(t, "the healthy mount healthy while the other is hung", func() bool {
+		return status(t, mon, other).State == agent.StateHealthy
+	})
 	st = status(t, mon, fs.Mountpoint())
 	if st.State != agent.StateHung || st.Reason != probes.ReasonHung || st.ConsecutiveErrors < 3 {
 		t.Errorf("after many intervals: %+v", st)
@@ -139,7 +146,7 @@ func TestHungMount(t *testing.T) {
 	fs.Clear()
 	released := time.Now()
 	testutil.WaitFor(t, "recovered", func() bool { return status(t, mon, fs.Mountpoint()).State == agent.StateHealthy })
-	if d := time.Since(released); d > time.Second {
+	if d := time.Since(released); d > testutil.Promptly {
 		t.Errorf("recovery took %v", d)
 	}
 	testutil.WaitFor(t, "ready", func() bool { return mon.Summary().Ready() })

@@ -33,11 +33,11 @@ type check struct {
 	extended SelfDelayCause
 	// paused is when the check began to wait for a call of the leftover
 	// sweep on its root (zero while it does not): its time does not run
-	// meanwhile (see awaitSweep). parked is set when its deadline passed
-	// during the wait and it was taken out of Monitor.deadlines;
-	// waitedSweep once it has waited.
+	// meanwhile (see awaitSweep). deferred is set when its deadline
+	// passed during the wait and it was taken out of Monitor.deadlines,
+	// for awaitSweep to put back; waitedSweep once it has waited.
 	paused      time.Time
-	parked      bool
+	deferred    bool
 	waitedSweep bool
 
 	// mu guards expired (the deadline gave up on the check) and done
@@ -95,6 +95,7 @@ func probeOptions(cfg Config, owner probes.Owner, c *check) probes.Options {
 		TunnelAddr:    spec.TunnelAddr,
 		TunnelTimeout: cfg.TunnelTimeout,
 		MountTable:    cfg.MountTable,
+		MountPoint:    cfg.RequireMountPoint,
 
 		RequireWriteCheck: cfg.RequireWriteCheck,
 		Superblock:        cfg.Grouping,

@@ -67,14 +67,16 @@ func TestTwoAgentsOneNode(t *testing.T) {
 	}
 }
 
-// TestSlowRootListing: a root that takes 2s to list, with a 500 ms check
-// timeout. Checks never list the root, so the mount stays healthy and is
-// never hung, and the background listings happen once each: of the probe
-// directory, and of the root (for earlier versions' files).
+// TestSlowRootListing: a root that takes 3s to list, with a 1.5 s check
+// timeout (generous for the race detector on a loaded machine; a check
+// that listed the root would still miss it by 1.5 s). Checks never list
+// the root, so the mount stays healthy and is never hung, and the
+// background listings happen once each: of the probe directory, and of the
+// root (for earlier versions' files).
 func TestSlowRootListing(t *testing.T) {
 	fs := testutil.MountFaultFS(t)
-	fs.Set(faultfs.OpReaddir, faultfs.Fault{Delay: 2 * time.Second})
-	mon := newReal(t, 600*time.Millisecond, 500*time.Millisecond)
+	fs.Set(faultfs.OpReaddir, faultfs.Fault{Delay: 3 * time.Second})
+	mon := newReal(t, 1600*time.Millisecond, 1500*time.Millisecond)
 	if err := mon.Register(agent.Mount{Path: fs.Mountpoint()}); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +85,7 @@ func TestSlowRootListing(t *testing.T) {
 	n := status(t, mon, fs.Mountpoint()).Checks
 	// Checks go on while the listing is slow, and long after it.
 	deadline := time.Now().Add(30 * time.Second)
-	for status(t, mon, fs.Mountpoint()).Checks < n+8 {
+	for status(t, mon, fs.Mountpoint()).Checks < n+4 {
 		if st := status(t, mon, fs.Mountpoint()); st.ErrorCount != 0 || st.State != agent.StateHealthy {
 			t.Fatalf("a slow root listing changed the mount's health: %+v", st)
 		}
@@ -121,7 +123,9 @@ func TestLongNodeNameHealthy(t *testing.T) {
 }
 
 // TestSlowListingNeverFailsAChecks: every batch of the root's listing
-// (one getdents call, FUSE READDIR) takes 2s, with a 500 ms check timeout.
+// (one getdents call, FUSE READDIR) takes 3s, with a 1.5 s check timeout
+// (generous for the race detector on a loaded machine; a check held behind
+// a batch from its start would still miss it by 1.5 s).
 // The kernel holds the root's lock for a batch, and a check's create and
 // unlink need it: were a check to wait behind a batch of the agent's own
 // leftover sweep, it would time out in write. The sweep never overlaps a
@@ -140,11 +144,11 @@ func TestSlowListingNeverFailsAChecks(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(fs.Mountpoint(), leftover), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fs.Set(faultfs.OpGetdents, faultfs.Fault{Delay: 2 * time.Second})
+	fs.Set(faultfs.OpGetdents, faultfs.Fault{Delay: 3 * time.Second})
 	cfg := agent.DefaultConfig()
 	cfg.Hostname = "node-a"
 	cfg.Logger = quietLogger()
-	cfg.Interval, cfg.Timeout = 600*time.Millisecond, 500*time.Millisecond
+	cfg.Interval, cfg.Timeout = 1600*time.Millisecond, 1500*time.Millisecond
 	cfg.MinRetry = 50 * time.Millisecond
 	cfg.Jitter = 0
 	cfg.LeftoverAge = time.Nanosecond

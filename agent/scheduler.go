@@ -142,7 +142,7 @@ func (mon *Monitor) dispatch(t *turn) {
 		if !c.paused.IsZero() {
 			// Waiting for the agent's own sweep: its time does not
 			// run; awaitSweep puts it back.
-			c.parked = true
+			c.deferred = true
 			continue
 		}
 		t.expired = append(t.expired, c)

@@ -411,8 +411,8 @@ func (mon *Monitor) awaitSweep(c *check) {
 	switch {
 	case c.didx >= 0:
 		heap.Fix(&mon.deadlines, c.didx)
-	case c.parked:
-		c.parked = false
+	case c.deferred:
+		c.deferred = false
 		heap.Push(&mon.deadlines, c)
 		wake = c.deadline.Before(mon.wakeAt)
 	}

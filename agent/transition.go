@@ -60,9 +60,10 @@ func (c Config) policy() policy {
 // next start is never less than minRetry after this one.
 func checked(old *MountStatus, res probes.Result, start, now time.Time, p policy, r float64) (MountStatus, Outcome, time.Duration) {
 	next := *old
-	if res.ModeKnown() || old.Mode == "" {
+	if res.ModeKnown() {
 		// A check that failed before it could tell (in the preflight or
-		// at the root) leaves the mode as it was.
+		// at the root) leaves the mode as it was: none, until a check
+		// has told it.
 		next.Mode = res.Mode
 	}
 	next.LastCheck = now

@@ -284,7 +284,8 @@ func TestTunnelDownHungLifecycle(t *testing.T) {
 }
 
 // TestModeKept: a check that fails before it can tell its mode (preflight,
-// open) keeps the mount's mode; one that fails later, or succeeds, sets it.
+// open) keeps the mount's mode, none for a mount no check has told it
+// yet; one that fails later, or succeeds, sets it.
 func TestModeKept(t *testing.T) {
 	t.Parallel()
 	denied := &MountStatus{Mount: &Mount{Path: "/m"}, State: StateHealthy, Mode: probes.ModeWriteDenied}
@@ -304,7 +305,13 @@ func TestModeKept(t *testing.T) {
 		}
 	}
 	pending := &MountStatus{Mount: &Mount{Path: "/m"}, State: StatePending}
-	if next, _, _ := checked(pending, failResult(probes.OpOpen, 0, syscall.ENOENT), t0, t0, pol, 0); next.Mode != probes.ModeReadWrite {
-		t.Errorf("a first check that fails at the root: mode %q, want read-write", next.Mode)
+	for _, op := range []probes.Op{probes.OpMountTable, probes.OpOpen} {
+		next, _, _ := checked(pending, failResult(op, 0, syscall.ENOENT), t0, t0, pol, 0)
+		if next.Mode != "" {
+			t.Errorf("a first check that fails in %s: mode %q, want none (not known)", op, next.Mode)
+		}
+		if next, _, _ = checked(&next, okResult(time.Millisecond), t0, t0, pol, 0); next.Mode != probes.ModeReadWrite {
+			t.Errorf("then a check that works: mode %q, want read-write", next.Mode)
+		}
 	}
 }

@@ -15,11 +15,12 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
 )
 
 const chartDir = "helm/efs-health-agent"
 
-// Pinned tool versions; .ci/run installs exactly these (make deploy-tools).
+// Pinned tool versions; make test installs exactly these (make deploy-tools).
 const (
 	// kubectlValidateK8s is the newest Kubernetes version whose schemas
 	// kubectl-validate v0.0.4 carries built in (no network needed).
@@ -30,15 +31,15 @@ const (
 )
 
 // tool finds a deployment tool: skipped without it outside CI, a failure
-// in CI, where .ci/run installs it.
+// in CI. make test puts the pinned builds on PATH (make deploy-tools).
 func tool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed; .ci/run installs it (make deploy-tools)", name)
+			t.Fatalf("%s not on PATH; make test builds it into .cache/tools and puts it there", name)
 		}
-		t.Skipf("%s not installed (make deploy-tools)", name)
+		t.Skipf("%s not on PATH (make test builds it into .cache/tools and puts it there)", name)
 	}
 	return p
 }
@@ -87,7 +88,7 @@ func splitDocs(b []byte) [][]byte {
 }
 
 // TestHelmChart lints the chart in both modes and checks that its defaults
-// are the kustomize base's (daemonset) and overlay's (sidecar).
+// are the kustomize base's (daemonset) and sidecar component's (sidecar).
 func TestHelmChart(t *testing.T) {
 	helm := tool(t, "helm")
 	for _, mode := range []string{"daemonset", "sidecar"} {
@@ -108,6 +109,7 @@ func TestHelmChart(t *testing.T) {
 	}
 	// The pod is the kustomize base's but for the chart's extra labels.
 	hds, kds := chart["DaemonSet/efs-health-agent"].(*appsv1.DaemonSet), base["DaemonSet/efs-health-agent"].(*appsv1.DaemonSet)
+	linuxOnly(t, "chart", hds)
 	if !reflect.DeepEqual(hds.Spec.Template.Spec, kds.Spec.Template.Spec) {
 		t.Errorf("chart pod spec differs from the kustomize base:\nhelm:      %+v\nkustomize: %+v", hds.Spec.Template.Spec, kds.Spec.Template.Spec)
 	}
@@ -165,7 +167,7 @@ func TestHelmChart(t *testing.T) {
 	}
 
 	// Sidecar mode: the patch ConfigMap applied to the driver's DaemonSet
-	// gives exactly what the kustomize overlay gives.
+	// gives exactly what the sidecar patch file (the kustomize component) gives.
 	side := decodeAll(t, "helm sidecar", splitDocs(helmTemplate(t, helm, "mode=sidecar")))
 	for k := range side {
 		if strings.HasPrefix(k, "DaemonSet/") || strings.HasPrefix(k, "NetworkPolicy/") || strings.HasPrefix(k, "Service/") {
@@ -177,7 +179,7 @@ func TestHelmChart(t *testing.T) {
 		t.Errorf("sidecar PodMonitor selects %v, want the CSI node pods", spm.Spec.Selector.MatchLabels)
 	}
 	patch := side["ConfigMap/efs-health-agent-csi-node-patch"].(*corev1.ConfigMap).Data["patch.yaml"]
-	node, err := os.ReadFile("kustomize/overlays/csi-sidecar/efs-csi-node.yaml")
+	node, err := os.ReadFile(standInFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,14 +194,14 @@ func TestHelmChart(t *testing.T) {
 		}
 	}
 	patched := decodeAll(t, "helm sidecar patch", kustomize(t, fs, "/k"))["DaemonSet/efs-csi-node"].(*appsv1.DaemonSet)
-	overlay := build(t, "kustomize/overlays/csi-sidecar")["DaemonSet/efs-csi-node"].(*appsv1.DaemonSet)
+	component := decodeAll(t, "sidecar component", withSidecarComponent(t))["DaemonSet/efs-csi-node"].(*appsv1.DaemonSet)
 	// The driver's containers (liveness-probe, efs-plugin and its probes)
 	// come out of the chart's patch as they went in.
 	driverUntouched(t, standIn(t), patched)
-	if !reflect.DeepEqual(patched, overlay) {
+	if !reflect.DeepEqual(patched, component) {
 		a, _ := json.MarshalIndent(patched.Spec.Template.Spec.Containers, "", " ")
-		b, _ := json.MarshalIndent(overlay.Spec.Template.Spec.Containers, "", " ")
-		t.Errorf("chart sidecar patch differs from the kustomize overlay:\nhelm:\n%s\nkustomize:\n%s", a, b)
+		b, _ := json.MarshalIndent(component.Spec.Template.Spec.Containers, "", " ")
+		t.Errorf("chart sidecar patch differs from the kustomize component:\nhelm:\n%s\nkustomize:\n%s", a, b)
 	}
 }
 
@@ -219,7 +221,7 @@ func TestSchemaValidation(t *testing.T) {
 	write("helm-daemonset.yaml", splitDocs(helmTemplate(t, helm)))
 	write("helm-sidecar.yaml", splitDocs(helmTemplate(t, helm, "mode=sidecar")))
 	write("kustomize-base.yaml", kustomize(t, filesys.MakeFsOnDisk(), "kustomize/base"))
-	write("kustomize-csi-sidecar.yaml", kustomize(t, filesys.MakeFsOnDisk(), "kustomize/overlays/csi-sidecar"))
+	write("kustomize-csi-sidecar.yaml", withSidecarComponent(t))
 
 	// The CRDs come from the Prometheus Operator module in the module cache
 	// (downloaded through the module proxy), not from the repository.
@@ -352,5 +354,104 @@ func TestImageBuild(t *testing.T) {
 	if !strings.Contains(string(df), "ARG VERSION") || !strings.Contains(string(df), "-X main.version=${VERSION}") ||
 		!regexp.MustCompile(`docker build -f deploy/Dockerfile --build-arg VERSION=\$\(VERSION\)`).Match(mk) {
 		t.Error("the image build does not pass VERSION through to -X main.version")
+	}
+}
+
+// containerdName is the name containerd and kubelet give an image
+// reference: no registry means docker.io, a one-part name there is under
+// library/, no tag means latest (github.com/distribution/reference
+// normalize.go, ParseNormalizedNamed and TagNameOnly).
+func containerdName(ref string) string {
+	name, tag := ref, "latest"
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		name, tag = ref[:i], ref[i+1:]
+	}
+	first, rest, found := strings.Cut(name, "/")
+	switch {
+	case !found:
+		name = "docker.io/library/" + name
+	case !strings.ContainsAny(first, ".:") && first != "localhost":
+		name = "docker.io/" + name
+	case first == "docker.io" && !strings.Contains(rest, "/"):
+		name = "docker.io/library/" + rest
+	}
+	return name + ":" + tag
+}
+
+// makeImageName is the name `make image` gives the image it builds, with
+// the Makefile's defaults (a calling make's variables and IMAGE* from the
+// environment dropped).
+func makeImageName(t *testing.T) string {
+	t.Helper()
+	makeBin, err := exec.LookPath("make")
+	if err != nil {
+		t.Skip("make not installed")
+	}
+	cmd := exec.Command(makeBin, "-s", "--no-print-directory", "image-name")
+	cmd.Dir = ".."
+	for _, e := range os.Environ() {
+		if k, _, _ := strings.Cut(e, "="); k != "MAKEFLAGS" && k != "MFLAGS" && k != "MAKELEVEL" && !strings.HasPrefix(k, "IMAGE") && k != "APP_VERSION" {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("make image-name: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestChartImageIsMakeImage: with their defaults, the chart (both modes),
+// the kustomize base and the sidecar patch file run the image `make image`
+// builds, as containerd resolves the names, and its tag is the chart's
+// appVersion: an operator who builds and loads it gets no ImagePullBackOff.
+func TestChartImageIsMakeImage(t *testing.T) {
+	helm := tool(t, "helm")
+	want := containerdName(makeImageName(t))
+	var chart struct{ AppVersion string }
+	b, err := os.ReadFile(chartDir + "/Chart.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &chart); err != nil {
+		t.Fatal(err)
+	}
+	if chart.AppVersion == "" || chart.AppVersion == "latest" || !strings.HasSuffix(want, ":"+chart.AppVersion) {
+		t.Errorf("make image names %s; chart appVersion %q: want a release version, the image's tag", want, chart.AppVersion)
+	}
+
+	images := map[string]string{}
+	ds := decodeAll(t, "helm daemonset", splitDocs(helmTemplate(t, helm)))["DaemonSet/efs-health-agent"].(*appsv1.DaemonSet)
+	images["chart (daemonset)"] = container(t, ds, "efs-health-agent").Image
+	if v := ds.Spec.Template.Labels["app.kubernetes.io/version"]; v != chart.AppVersion {
+		t.Errorf("chart pod label app.kubernetes.io/version %q, want %q", v, chart.AppVersion)
+	}
+	images["kustomize base"] = container(t, build(t, "kustomize/base")["DaemonSet/efs-health-agent"].(*appsv1.DaemonSet), "efs-health-agent").Image
+	patch := decodeAll(t, "helm sidecar", splitDocs(helmTemplate(t, helm, "mode=sidecar")))["ConfigMap/efs-health-agent-csi-node-patch"].(*corev1.ConfigMap).Data["patch.yaml"]
+	var sidecar appsv1.DaemonSet
+	if err := yaml.UnmarshalStrict([]byte(patch), &sidecar); err != nil || len(sidecar.Spec.Template.Spec.Containers) != 1 {
+		t.Fatalf("chart sidecar patch: %v\n%s", err, patch)
+	}
+	images["chart (sidecar patch)"] = sidecar.Spec.Template.Spec.Containers[0].Image
+	b, err = os.ReadFile(patchFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file appsv1.DaemonSet
+	if err := yaml.UnmarshalStrict(b, &file); err != nil || len(file.Spec.Template.Spec.Containers) != 1 {
+		t.Fatalf("%s: %v", patchFile, err)
+	}
+	images[patchFile] = file.Spec.Template.Spec.Containers[0].Image
+	images["kustomize sidecar component"] = container(t, decodeAll(t, "sidecar component", withSidecarComponent(t))["DaemonSet/efs-csi-node"].(*appsv1.DaemonSet), "efs-health-agent").Image
+	for what, img := range images {
+		if containerdName(img) != want {
+			t.Errorf("%s runs image %q (%s), make image builds %s", what, img, containerdName(img), want)
+		}
+	}
+
+	// image.tag and image.repository still choose another image.
+	other := decodeAll(t, "helm image", splitDocs(helmTemplate(t, helm, "image.repository=registry.example/efs-health-agent", "image.tag=1.2.3")))["DaemonSet/efs-health-agent"].(*appsv1.DaemonSet)
+	if img := container(t, other, "efs-health-agent").Image; img != "registry.example/efs-health-agent:1.2.3" {
+		t.Errorf("image.repository and image.tag set: image %q", img)
 	}
 }

@@ -34,20 +34,28 @@ func build(t *testing.T, dir string) map[string]any {
 // documents.
 func kustomize(t *testing.T, fs filesys.FileSystem, dir string) [][]byte {
 	t.Helper()
+	docs, err := kustomizeErr(fs, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return docs
+}
+
+func kustomizeErr(fs filesys.FileSystem, dir string) ([][]byte, error) {
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	rm, err := k.Run(fs, dir)
 	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
 	}
 	var docs [][]byte
 	for _, r := range rm.Resources() {
 		y, err := r.AsYAML()
 		if err != nil {
-			t.Fatal(err)
+			return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
 		}
 		docs = append(docs, y)
 	}
-	return docs
+	return docs, nil
 }
 
 // decodeAll decodes YAML documents strictly into their typed Kubernetes
@@ -250,20 +258,71 @@ func TestBase(t *testing.T) {
 	}
 	hostNetwork(t, ds, c, corev1.DNSClusterFirstWithHostNet)
 	efsStateNotCreated(t, ds)
+	linuxOnly(t, "kustomize base", ds)
 	cm := objs["ConfigMap/efs-health-agent-dashboard"].(*corev1.ConfigMap)
 	if cm.Labels["grafana_dashboard"] != "1" || !json.Valid([]byte(cm.Data["efs-health-agent.json"])) {
 		t.Error("dashboard ConfigMap missing its label or valid JSON")
 	}
 }
 
+// standInFile is the EFS CSI driver's node DaemonSet as upstream ships it,
+// a test fixture.
+const standInFile = "testdata/efs-csi-node-v3.4.1.yaml"
+
 // standIn decodes the stand-in of the EFS CSI driver's node DaemonSet.
 func standIn(t *testing.T) *appsv1.DaemonSet {
 	t.Helper()
-	b, err := os.ReadFile("kustomize/overlays/csi-sidecar/efs-csi-node.yaml")
+	b, err := os.ReadFile(standInFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return decodeAll(t, "stand-in", splitDocs(b))["DaemonSet/efs-csi-node"].(*appsv1.DaemonSet)
+}
+
+// sidecarComponent is the kustomize Component of sidecar mode.
+const sidecarComponent = "kustomize/components/csi-sidecar"
+
+// withSidecarComponent builds what an operator's kustomization gives that
+// lists the driver's manifests (the stand-in) and the sidecar component.
+func withSidecarComponent(t *testing.T) [][]byte {
+	t.Helper()
+	node, err := os.ReadFile(standInFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := filesys.MakeFsInMemory()
+	files := map[string]string{
+		"/k/kustomization.yaml": "namespace: kube-system\nresources:\n- efs-csi-node.yaml\ncomponents:\n- csi-sidecar\n",
+		"/k/efs-csi-node.yaml":  string(node),
+	}
+	for _, f := range []string{"kustomization.yaml", "sidecar-patch.yaml"} {
+		b, err := os.ReadFile(filepath.Join(sidecarComponent, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files["/k/csi-sidecar/"+f] = string(b)
+	}
+	for name, content := range files {
+		if err := fs.WriteFile(name, []byte(content)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return kustomize(t, fs, "/k")
+}
+
+// linuxOnly: the agent's DaemonSet runs on Linux nodes only, as the EFS
+// CSI node DaemonSet does (its nodeSelector kubernetes.io/os: linux), while
+// it tolerates every taint: without the selector it would land on the
+// Windows nodes of a mixed cluster, where it cannot run.
+func linuxOnly(t *testing.T, what string, ds *appsv1.DaemonSet) {
+	t.Helper()
+	spec := ds.Spec.Template.Spec
+	if !reflect.DeepEqual(spec.NodeSelector, map[string]string{"kubernetes.io/os": "linux"}) {
+		t.Errorf("%s: nodeSelector %v, want kubernetes.io/os: linux", what, spec.NodeSelector)
+	}
+	if !reflect.DeepEqual(spec.Tolerations, []corev1.Toleration{{Operator: corev1.TolerationOpExists}}) {
+		t.Errorf("%s: tolerations %+v, want every taint tolerated", what, spec.Tolerations)
+	}
 }
 
 // TestStandInIsUpstreamNodeDaemonSet: the stand-in is the node DaemonSet of
@@ -316,15 +375,15 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// TestCSISidecarOverlay: the overlay adds the agent as a container of its
-// own and changes nothing of the driver. The liveness-probe sidecar and
+// TestCSISidecarComponent: the component adds the agent as a container of
+// its own and changes nothing of the driver. The liveness-probe sidecar and
 // efs-plugin (its liveness probe on the sidecar's 9809 included) are
 // exactly as in the driver's DaemonSet: were efs-plugin's probes on the
 // agent, kubelet would restart efs-plugin, and every efs-proxy of the node
 // with it, whenever the agent failed, and a driver whose CSI socket is
 // stuck would no longer be restarted.
-func TestCSISidecarOverlay(t *testing.T) {
-	objs := build(t, "kustomize/overlays/csi-sidecar")
+func TestCSISidecarComponent(t *testing.T) {
+	objs := decodeAll(t, "sidecar component", withSidecarComponent(t))
 	ds := objs["DaemonSet/efs-csi-node"].(*appsv1.DaemonSet)
 	driverUntouched(t, standIn(t), ds)
 	agent := container(t, ds, "efs-health-agent")
@@ -404,7 +463,7 @@ func promtool(t *testing.T) string {
 	p, err := exec.LookPath("promtool")
 	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatal("promtool not installed; .ci/run installs the Debian package prometheus")
+			t.Fatal("promtool not installed; make test installs the Debian package prometheus as root")
 		}
 		t.Skip("promtool not installed (apt-get install prometheus)")
 	}

@@ -11,11 +11,21 @@
 // Instruments have OTel-style names (efs.mount.health.status, ...). The
 // table in names.go has one row per metric: New creates every instrument
 // from it, and its views rename each to its Prometheus name and HELP text;
-// a new metric is one row plus what records or observes it. The Prometheus exporter runs with the
-// UnderscoreEscapingWithoutSuffixes translation, without scope labels and
+// a new metric is one row (its id and its definition, with the one
+// function that produces its series for /metrics and OTLP alike; a
+// recorded metric is recorded by the Observer instead). The Prometheus
+// exporter runs with the UnderscoreEscapingWithoutSuffixes translation, without scope labels and
 // without target_info, so it adds nothing: no _milliseconds or _ratio unit
 // suffixes, no second _total, no otel_scope_* labels. The golden scrape
 // test pins the result. OTLP pushes carry the same names.
+//
+// # The agent's own process
+//
+// /metrics also serves the Prometheus client's process and Go collectors
+// (process_*, go_*: the agent's CPU, memory, file descriptors, threads
+// and garbage collector), from a second private registry, as every
+// Prometheus exporter does; docs/metrics-process.md lists them. They are
+// not pushed over OTLP.
 //
 // # Lifetimes
 //
@@ -25,7 +35,7 @@
 // mounts ever seen. For OTLP push they are asynchronous instruments with
 // a callback; /metrics builds them directly, in one pass over the mounts,
 // next to the Prometheus exporter's families of the recorded instruments
-// (state.go). Both take names, HELP texts, types and labels from the names
+// (gatherer.go). Both take names, HELP texts, types and labels from the names
 // table. There is no cardinality limit: one series per registered mount
 // (the SDK's default limit of 2,000 would fold the rest into an overflow
 // series). A pending mount (registered,

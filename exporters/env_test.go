@@ -114,20 +114,20 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func TestErrorLimiter(t *testing.T) {
+func TestExportErrorsRateLimited(t *testing.T) {
 	t.Parallel()
 	var buf syncBuffer
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	h := newErrorLimiter(slog.New(slog.NewTextHandler(&buf, nil)), time.Minute, func() time.Time { return now })
+	h := exportErrorLogger(slog.New(slog.NewTextHandler(&buf, nil)), time.Minute, func() time.Time { return now })
 	for i := 0; i < 100; i++ {
-		h.Handle(errors.New("connection refused"))
+		logExportError(h, errors.New("connection refused"))
 		now = now.Add(100 * time.Millisecond)
 	}
 	if n := strings.Count(buf.String(), "telemetry export error"); n != 1 {
 		t.Fatalf("%d lines logged within a minute, want 1:\n%s", n, buf.String())
 	}
 	now = now.Add(time.Minute)
-	h.Handle(errors.New("connection refused"))
+	logExportError(h, errors.New("connection refused"))
 	if !strings.Contains(buf.String(), "suppressed_since_last=99") {
 		t.Fatalf("second line does not count the suppressed errors:\n%s", buf.String())
 	}

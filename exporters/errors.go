@@ -7,42 +7,24 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+
+	"github.com/efs-health-agent/efs-health-agent/internal/lograte"
 )
 
 // errorLogInterval bounds how often export errors are logged.
 const errorLogInterval = time.Minute
 
-// errorLimiter logs OpenTelemetry errors (an unreachable collector, say)
-// at most once per interval, counting the ones it suppressed, so a
-// collector outage cannot flood the log.
-type errorLimiter struct {
-	log      *slog.Logger
-	interval time.Duration
-	now      func() time.Time
-
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
+// exportErrorLogger returns the logger of OpenTelemetry errors (an
+// unreachable collector, say): one line per interval at most, the next
+// one counting those suppressed (lograte.SuppressedKey), so a collector
+// outage cannot flood the log. Every error is logged with one message, so
+// they share one limit.
+func exportErrorLogger(log *slog.Logger, interval time.Duration, now func() time.Time) *slog.Logger {
+	return lograte.Logger(log, lograte.New(interval, now))
 }
 
-func newErrorLimiter(log *slog.Logger, interval time.Duration, now func() time.Time) *errorLimiter {
-	return &errorLimiter{log: log, interval: interval, now: now}
-}
-
-// Handle logs err unless another error was logged within the interval.
-func (h *errorLimiter) Handle(err error) {
-	h.mu.Lock()
-	now := h.now()
-	if !h.last.IsZero() && now.Sub(h.last) < h.interval {
-		h.suppressed++
-		h.mu.Unlock()
-		return
-	}
-	n := h.suppressed
-	h.last, h.suppressed = now, 0
-	h.mu.Unlock()
-	h.log.Warn("telemetry export error", "err", err, "suppressed_since_last", n)
-}
+// logExportError logs err on log, the logger of exportErrorLogger.
+func logExportError(log *slog.Logger, err error) { log.Warn("telemetry export error", "err", err) }
 
 // otelErrors is the one piece of package state. The SDK reports export
 // and collection errors only through the process-wide otel.Handle (the
@@ -52,18 +34,18 @@ func (h *errorLimiter) Handle(err error) {
 // most recent live one receives the errors.
 var otelErrors struct {
 	once sync.Once
-	cur  atomic.Pointer[errorLimiter]
+	cur  atomic.Pointer[slog.Logger]
 }
 
-func installErrorHandler(h *errorLimiter) {
-	otelErrors.cur.Store(h)
+func installErrorHandler(log *slog.Logger) {
+	otelErrors.cur.Store(log)
 	otelErrors.once.Do(func() {
 		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-			if h := otelErrors.cur.Load(); h != nil {
-				h.Handle(err)
+			if log := otelErrors.cur.Load(); log != nil {
+				logExportError(log, err)
 			}
 		}))
 	})
 }
 
-func uninstallErrorHandler(h *errorLimiter) { otelErrors.cur.CompareAndSwap(h, nil) }
+func uninstallErrorHandler(log *slog.Logger) { otelErrors.cur.CompareAndSwap(log, nil) }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/otlptranslator"
 	"go.opentelemetry.io/otel/attribute"
@@ -118,15 +119,21 @@ type Telemetry struct {
 	sampler sdktrace.Sampler
 
 	registry *prometheus.Registry
+	// runtime is a second private registry, holding the Prometheus
+	// client's process and Go collectors (process_*, go_*).
+	runtime *prometheus.Registry
 	// gatherer serves /metrics: the registry and the observable rows.
 	gatherer prometheus.Gatherer
 	debug    *checklog.Log
-	errs     *errorLimiter
+	// errs logs the SDK's export errors, rate-limited (errors.go).
+	errs *slog.Logger
 
 	opDuration metric.Float64Histogram
 	checks     metric.Int64Counter
 
 	nfsStats func() nfsstats.Snapshot
+	// version is reported in efs_health_agent_build_info.
+	version string
 
 	pushMetrics, pushTraces bool
 
@@ -195,12 +202,21 @@ func New(ctx context.Context, src Source, opts Options) (*Telemetry, error) {
 		nfsStats: opts.NFSStats,
 		log:      opts.Logger,
 		registry: prometheus.NewRegistry(),
+		runtime:  prometheus.NewRegistry(),
 		debug:    checklog.New(opts.DebugRecent, opts.DebugSlowest, opts.DebugFailures),
-		errs:     newErrorLimiter(opts.Logger, errorLogInterval, opts.Now),
+		errs:     exportErrorLogger(opts.Logger, errorLogInterval, opts.Now),
 		slow:     opts.TraceSlowThreshold,
 		sampler:  sampler,
 	}
 	t.SetSource(src)
+	// The agent's own CPU, memory, file descriptors and Go runtime, under
+	// the names every Prometheus exporter uses. The Go collector keeps
+	// its default set (the memstats and GC series), not every
+	// runtime/metrics series.
+	if err := errors.Join(t.runtime.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})),
+		t.runtime.Register(collectors.NewGoCollector())); err != nil {
+		return nil, fmt.Errorf("process and Go runtime metrics: %w", err)
+	}
 	installErrorHandler(t.errs)
 
 	res, err := newResource(ctx, opts.Getenv, opts.ServiceName, opts.InstanceID, opts.Version)
@@ -277,7 +293,7 @@ func (t *Telemetry) newMeterProvider(ctx context.Context, res *resource.Resource
 		otelprom.WithoutScopeInfo(),
 		otelprom.WithoutTargetInfo(),
 		// The observable instruments are served by stateGatherer, in
-		// one pass over the mounts (state.go).
+		// one pass over the mounts (gatherer.go).
 		otelprom.WithAggregationSelector(promAggregation),
 	)
 	if err != nil {

@@ -27,7 +27,7 @@ func chromium(t *testing.T) string {
 		}
 	}
 	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed; .ci/run installs the Debian package")
+		t.Fatal("chromium is not installed; make test installs the Debian package as root")
 	}
 	t.Skip("chromium not installed (apt-get install chromium)")
 	return ""
@@ -51,11 +51,12 @@ func runChromium(t *testing.T, bin string, args ...string) []byte {
 }
 
 // TestStatusPageInBrowser renders the status page in headless Chromium:
-// the DOM it builds has the rows worst first, and the screenshot shows the
-// state badges in their colours.
+// the DOM it builds has the rows worst first, the node, the version, the
+// links to the other pages and the sparklines' scales, and the screenshot
+// shows the state badges in their colours.
 func TestStatusPageInBrowser(t *testing.T) {
 	bin := chromium(t)
-	srv := httptest.NewServer(httpapi.NewRouter(statusFixture(), httpapi.Options{Now: func() time.Time { return now }}))
+	srv := httptest.NewServer(httpapi.NewRouter(statusFixture(), statusOptions()))
 	defer srv.Close()
 
 	dom := string(runChromium(t, bin, "--dump-dom", srv.URL+"/"))
@@ -68,6 +69,12 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	if !strings.Contains(dom, "<polyline") || !strings.Contains(dom, "5 mounts") {
 		t.Fatalf("rendered DOM lacks the sparkline or summary:\n%s", dom)
+	}
+	for _, want := range []string{`<strong id="node">ip-10-0-1-17.ec2.internal</strong>`, `<span id="version">v1.4.2</span>`,
+		`href="healthz/mounts"`, `href="metrics"`, `href="debug/checks"`, `<span class="max">40.0</span><span class="zero">0</span>`} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("rendered DOM lacks %s", want)
+		}
 	}
 
 	shot := filepath.Join(t.TempDir(), "status.png")

@@ -2,8 +2,4 @@ package httpapi
 
 // Waiting is the number of the server's connections with no request in
 // progress (idle or not yet sending), as its connection cap sees them.
-func Waiting(s *Server) int {
-	s.limiter.mu.Lock()
-	defer s.limiter.mu.Unlock()
-	return s.limiter.waiting.Len()
-}
+func Waiting(s *Server) int { return s.guard.Stats().Waiting }

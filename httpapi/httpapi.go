@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,8 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/httpapi/connguard"
+	"github.com/efs-health-agent/efs-health-agent/httpapi/rendercache"
 	"github.com/efs-health-agent/efs-health-agent/internal/lograte"
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 )
@@ -28,6 +29,10 @@ const (
 	PathMounts  = "/healthz/mounts"
 	PathMetrics = "/metrics"
 )
+
+// probePaths are the O(1) routes the kubelet's probes use: the connection
+// guard keeps them reachable when every connection slot is taken.
+var probePaths = []string{PathHealthz, PathReady, PathLive}
 
 // HealthyBody is the body of a successful /healthz, as documented.
 const HealthyBody = "CSI Driver is healthy"
@@ -56,6 +61,9 @@ type Options struct {
 	Limits Limits
 	// Now is the clock used to report how long a mount has been hung.
 	Now func() time.Time
+	// NodeName and Version name the node and the agent's version on the
+	// status page (opened by node IP, it says which node it is).
+	NodeName, Version string
 	// Logger receives the request path's warnings (refused requests,
 	// failed renderings, handler panics), at most one line per cause per
 	// lograte.DefaultInterval.
@@ -79,7 +87,7 @@ func Routes(opts Options) []string {
 
 // NewRouter returns the handler for every endpoint. Only GET and HEAD are
 // allowed; any other method on a route is 405. /metrics, /healthz/mounts and the status
-// page are served through one shared renderer under opts.Limits; every
+// page are served through one response cache under opts.Limits; every
 // route but the profiler answers within a write deadline, and no request
 // body is read (see ignoreBodies).
 func NewRouter(src Source, opts Options) http.Handler {
@@ -87,9 +95,9 @@ func NewRouter(src Source, opts Options) http.Handler {
 		opts.Now = time.Now
 	}
 	log := lograte.Logger(opts.Logger, lograte.New(lograte.DefaultInterval, nil))
-	lim := opts.Limits.withDefaults()
-	rend := newRenderer(lim, func() any { return src.Summary() }, log)
-	h := &handlers{src: src, now: opts.Now}
+	lim := opts.Limits.WithDefaults()
+	rend := rendercache.New(lim, func() any { return src.Summary() }, log)
+	h := &handlers{src: src, now: opts.Now, head: newStatusHead(opts)}
 	r := chi.NewRouter()
 	r.Use(securityHeaders)
 	r.Use(recoverer(log))
@@ -101,10 +109,10 @@ func NewRouter(src Source, opts Options) http.Handler {
 		r.Get(PathHealthz, h.healthz)
 		r.Get(PathReady, h.ready)
 		r.Get(PathLive, h.live)
-		r.Method(http.MethodGet, PathMounts, rend.endpoint(http.HandlerFunc(h.mounts), nil))
-		r.Method(http.MethodGet, PathStatus, rend.endpoint(http.HandlerFunc(h.status), nil))
+		r.Method(http.MethodGet, PathMounts, rend.Endpoint(http.HandlerFunc(h.mounts), nil))
+		r.Method(http.MethodGet, PathStatus, rend.Endpoint(http.HandlerFunc(h.status), nil))
 		if opts.Metrics != nil {
-			r.Method(http.MethodGet, PathMetrics, rend.endpoint(opts.Metrics, metricsVariant))
+			r.Method(http.MethodGet, PathMetrics, rend.Endpoint(opts.Metrics, metricsVariant))
 		}
 		if opts.DebugChecks != nil {
 			n := opts.DebugConcurrency
@@ -126,6 +134,14 @@ func NewRouter(src Source, opts Options) http.Handler {
 	return r
 }
 
+// Limits bounds what requests can make the agent hold and how long a
+// client may take to read a response; see rendercache.Limits. The zero
+// value takes every default.
+type Limits = rendercache.Limits
+
+// DefaultMaxConnections is the default cap on open HTTP connections.
+const DefaultMaxConnections = 256
+
 // IdleTimeout is how long a keep-alive connection may wait for its next
 // request. It is short: probes and scrapes come every few seconds at most
 // and open new connections anyway, and an idle connection holds memory.
@@ -139,7 +155,7 @@ type Server struct {
 	// DefaultMaxConnections). Set it before Serve.
 	MaxConnections int
 
-	limiter *connLimiter
+	guard *connguard.Guard
 }
 
 // NewServer returns a Server with timeouts and header limits suited to a
@@ -165,61 +181,20 @@ func NewServer(addr string, h http.Handler, log *slog.Logger) *Server {
 
 // Serve accepts connections on ln and serves them. When MaxConnections
 // connections are open, a new one is admitted by closing one that is idle
-// or silent past NewGrace, or else one busy with a request for
-// BusyEvictAfter, so that neither a flood of idle connections nor one of
-// slow clients locks out the kubelet's probe; when none can be closed, the
+// or silent past a short grace, or else one busy with a single request
+// for long, so that neither a flood of idle connections nor one of slow
+// clients locks out the kubelet's probe; when none can be closed, the
 // newcomer takes one of as many again reserve slots, which serve the
-// health probes only. Serve may be called once.
+// health probes only (package connguard). Serve may be called once.
 func (s *Server) Serve(ln net.Listener) error {
 	max := s.MaxConnections
 	if max <= 0 {
 		max = DefaultMaxConnections
 	}
-	s.limiter = newConnLimiter(max)
-	prev := s.ConnState
-	s.ConnState = func(c net.Conn, st http.ConnState) {
-		s.limiter.connState(c, st)
-		if prev != nil {
-			prev(c, st)
-		}
-	}
-	prevCtx := s.ConnContext
-	s.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		if prevCtx != nil {
-			ctx = prevCtx(ctx, c)
-		}
-		if s.limiter.reserved(c) {
-			ctx = context.WithValue(ctx, reserveKey{}, true)
-		}
-		return ctx
-	}
-	h := s.Handler
-	if h == nil {
-		h = http.DefaultServeMux
-	}
-	s.Handler = probesOnlyInReserve(h)
-	return s.Server.Serve(&limitListener{Listener: ln, l: s.limiter})
-}
-
-// reserveKey marks the context of a connection admitted beyond the cap.
-type reserveKey struct{}
-
-// probesOnlyInReserve serves a connection admitted beyond the cap the O(1)
-// health routes only, and closes it after the answer.
-func probesOnlyInReserve(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Context().Value(reserveKey{}) == nil {
-			next.ServeHTTP(w, r)
-			return
-		}
-		w.Header().Set("Connection", "close")
-		switch r.URL.Path {
-		case PathLive, PathReady, PathHealthz:
-			next.ServeHTTP(w, r)
-		default:
-			securityHeaders(http.HandlerFunc(refuseInReserve)).ServeHTTP(w, r)
-		}
-	})
+	s.guard = connguard.New(connguard.Config{Max: max, ProbePaths: probePaths,
+		Refuse: securityHeaders(http.HandlerFunc(refuseInReserve))})
+	s.guard.Install(s.Server)
+	return s.Server.Serve(s.guard.Listener(ln))
 }
 
 // refuseInReserve answers a request for an O(n) route on a reserve
@@ -243,8 +218,9 @@ func (s *Server) ListenAndServe() error {
 }
 
 type handlers struct {
-	src Source
-	now func() time.Time
+	src  Source
+	now  func() time.Time
+	head statusHead
 }
 
 func text(w http.ResponseWriter, code int, body string) {
@@ -403,7 +379,7 @@ func ToJSON(st *agent.MountStatus, now time.Time) MountJSON {
 }
 
 // mounts writes the JSON object of every mount as it is encoded; it is
-// served through the shared renderer, which compresses and buffers it.
+// served through the response cache, which compresses and buffers it.
 func (h *handlers) mounts(w http.ResponseWriter, _ *http.Request) {
 	sts := h.src.Statuses()
 	now := h.now()

@@ -27,6 +27,7 @@ import (
 	"github.com/efs-health-agent/efs-health-agent/agent"
 	"github.com/efs-health-agent/efs-health-agent/exporters"
 	"github.com/efs-health-agent/efs-health-agent/httpapi"
+	"github.com/efs-health-agent/efs-health-agent/internal/lograte"
 	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
 )
@@ -87,8 +88,11 @@ func TestConcurrentRequestsStayInBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	// The write deadline (5 s by default) is not under test here: on a
+	// loaded machine, 300 clients under the race detector outlast it, and
+	// the server rightly drops them.
 	srv := httptest.NewServer(httpapi.NewRouter(src, httpapi.Options{Metrics: tel.MetricsHandler(), Logger: quietLog(),
-		Now: func() time.Time { return now }}))
+		Now: func() time.Time { return now }, Limits: httpapi.Limits{WriteBase: time.Minute}}))
 	t.Cleanup(srv.Close)
 
 	defer debug.SetGCPercent(debug.SetGCPercent(25)) // frequent GCs: a finer sample of the live heap
@@ -109,6 +113,14 @@ func TestConcurrentRequestsStayInBudget(t *testing.T) {
 		}
 	}()
 	var ok, refused, other atomic.Int64
+	var whyMu sync.Mutex
+	why := map[string]int{} // the other answers, by what they were
+	otherAnswer := func(what string) {
+		other.Add(1)
+		whyMu.Lock()
+		why[what]++
+		whyMu.Unlock()
+	}
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for _, path := range []string{httpapi.PathMetrics, httpapi.PathMounts, httpapi.PathStatus} {
@@ -121,7 +133,7 @@ func TestConcurrentRequestsStayInBudget(t *testing.T) {
 					req.Header.Set("Accept-Encoding", "gzip")
 					resp, err := c.Do(req)
 					if err != nil {
-						other.Add(1)
+						otherAnswer(path + ": " + err.Error())
 						continue
 					}
 					n, _ := io.Copy(io.Discard, resp.Body)
@@ -132,7 +144,7 @@ func TestConcurrentRequestsStayInBudget(t *testing.T) {
 					case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
 						refused.Add(1)
 					default:
-						other.Add(1)
+						otherAnswer(fmt.Sprintf("%s: %d, %d bytes, Retry-After %q", path, resp.StatusCode, n, resp.Header.Get("Retry-After")))
 					}
 				}
 			})
@@ -149,7 +161,7 @@ func TestConcurrentRequestsStayInBudget(t *testing.T) {
 		t.Errorf("the live heap grew by %.1f MiB, the bound is %d MiB", float64(growth)/(1<<20), bound>>20)
 	}
 	if other.Load() > 0 || ok.Load() == 0 {
-		t.Errorf("%d answers neither 200 nor 503 with Retry-After, %d 200", other.Load(), ok.Load())
+		t.Errorf("%d answers neither 200 nor 503 with Retry-After, %d 200: %v", other.Load(), ok.Load(), why)
 	}
 }
 
@@ -224,6 +236,7 @@ func TestOverBudgetIs503(t *testing.T) {
 	src := changingSource{manyMounts(1)}
 	h := httpapi.NewRouter(src, httpapi.Options{Metrics: incompressible, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		Limits: httpapi.Limits{Bytes: 256 << 10}})
+	start := time.Now()
 	for i := 0; i < 20; i++ {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
@@ -231,8 +244,11 @@ func TestOverBudgetIs503(t *testing.T) {
 			t.Fatalf("request %d: %d (Retry-After %q), want 503 with Retry-After", i, rec.Code, rec.Header().Get("Retry-After"))
 		}
 	}
-	if n := strings.Count(logs.String(), "\n"); n > 2 {
-		t.Fatalf("%d log lines for 20 refused requests, want at most one per cause:\n%s", n, logs.String())
+	// Two causes (the rendering, the request), each once per interval
+	// begun: a loaded machine may take more than one for the 20 requests.
+	intervals := 1 + int(time.Since(start)/lograte.DefaultInterval)
+	if n := strings.Count(logs.String(), "\n"); n > 2*intervals {
+		t.Fatalf("%d log lines for 20 refused requests in %d log intervals, want at most one per cause and interval:\n%s", n, intervals, logs.String())
 	}
 }
 
@@ -281,7 +297,7 @@ func dialSmall(addr string) (net.Conn, error) {
 // (uncompressed, more than the kernel's socket buffers take) and never
 // read. The write deadline, sized to the answer, drops each of them, so
 // what they held is released: when they read at last, the answer is cut
-// short.
+// short (or was a 503, for one that waited too long for a render slot).
 func TestClientsThatNeverReadAreDropped(t *testing.T) {
 	t.Parallel()
 	const size, clients = 16 << 20, 40
@@ -302,7 +318,12 @@ func TestClientsThatNeverReadAreDropped(t *testing.T) {
 	// The deadline is 300 ms + 16 MiB / 64 MiB/s = 550 ms; the server's
 	// WriteTimeout (30 s) is past the wait's limit.
 	start := time.Now()
-	testutil.WaitFor(t, "the server to drop every client that does not read", func() bool { return closed.Load() == clients })
+	testutil.WaitFor(t, "the server to drop every client that does not read", func() bool {
+		if n := closed.Load(); n != clients && time.Since(start) > testutil.WaitTimeout-time.Second {
+			t.Logf("%d of %d clients dropped", n, clients)
+		}
+		return closed.Load() == clients
+	})
 	t.Logf("every client dropped %v after the last request", time.Since(start).Round(time.Millisecond))
 	for i, c := range conns[:2] {
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -311,8 +332,10 @@ func TestClientsThatNeverReadAreDropped(t *testing.T) {
 			continue // dropped before the headers left the socket buffer
 		}
 		n, err := io.Copy(io.Discard, resp.Body)
-		if err == nil && n == resp.ContentLength {
-			t.Fatalf("client %d read the whole answer (%d bytes) after stalling: it was not dropped", i, n)
+		// A client refused (503: on a loaded machine it may wait past
+		// RenderWait for a render slot) held nothing but that short answer.
+		if err == nil && n == resp.ContentLength && resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("client %d read the whole answer (%d bytes, %d) after stalling: it was not dropped", i, n, resp.StatusCode)
 		}
 	}
 }
@@ -320,7 +343,9 @@ func TestClientsThatNeverReadAreDropped(t *testing.T) {
 // TestSlowBodiesDoNotLockOutProbes: 256 connections (the cap) each send a
 // GET declaring a 200 KB body at 10 B/s, reconnecting when dropped. No
 // route reads a body, so none waits for one: /healthz/live on a fresh
-// connection keeps answering within 1 s.
+// connection keeps answering within the manifests' liveness probe timeout
+// (3 s; the probes run in this loaded process too). Locked out, a probe
+// would wait for ReadTimeout (10 s) to free a slot.
 func TestSlowBodiesDoNotLockOutProbes(t *testing.T) {
 	t.Parallel()
 	addr, _ := serve(t, httpapi.NewRouter(manyMounts(1), httpapi.Options{Logger: quietLog()}), httpapi.DefaultMaxConnections)
@@ -331,7 +356,7 @@ func TestSlowBodiesDoNotLockOutProbes(t *testing.T) {
 	for i := 0; i < httpapi.DefaultMaxConnections; i++ {
 		attackers.Go(func() { slowBody(ctx, addr) })
 	}
-	probe := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	probe := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	// Long enough for every attacker to be through its headers, well
 	// short of ReadTimeout (10 s), which used to free the slots.
 	deadline := time.Now().Add(3 * time.Second)
@@ -354,7 +379,7 @@ func TestSlowBodiesDoNotLockOutProbes(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // the kubelet's period, scaled down
 	}
 	if failed > 0 {
-		t.Fatalf("%d of %d /healthz/live probes failed or took over 1 s under 256 slow-body connections (last: %v)", failed, probes, last)
+		t.Fatalf("%d of %d /healthz/live probes failed or took over 3 s under 256 slow-body connections (last: %v)", failed, probes, last)
 	}
 }
 
@@ -386,7 +411,7 @@ func slowBody(ctx context.Context, addr string) {
 
 // TestBusyConnectionMakesRoom: with every slot held by a client that
 // does not read its answer, a new connection is admitted by closing the
-// one busy longest (past httpapi.BusyEvictAfter), long before the write
+// one busy longest (past the guard's busy limit, a second), long before the write
 // deadline would.
 func TestBusyConnectionMakesRoom(t *testing.T) {
 	t.Parallel()

@@ -48,7 +48,7 @@ func securityHeaders(next http.Handler) http.Handler {
 const contentSecurityPolicy = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 // writeDeadline gives every response of the routes it wraps d to be
-// written; the shared renderer extends it by the size of its response.
+// written; the response cache extends it by the size of its response.
 func writeDeadline(d time.Duration) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"fmt"
 	"html/template"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -34,7 +35,36 @@ type statusRow struct {
 
 type opCell struct{ Op, Ms string }
 
+// statusHead is what the status page says about the agent itself: the
+// node, the version, and links to the other pages it serves.
+type statusHead struct {
+	NodeName, Version string
+	Links             []statusLink
+}
+
+// statusLink is a link from the status page. Hrefs are relative, so the
+// links work behind a proxy that serves the agent under a path prefix.
+type statusLink struct{ Href, Text, Title string }
+
+// newStatusHead is the status page's head for the router's options: a
+// link to every other page the router serves for people and tools.
+func newStatusHead(opts Options) statusHead {
+	h := statusHead{NodeName: pathesc.Display(opts.NodeName), Version: pathesc.Display(opts.Version)}
+	h.Links = append(h.Links, statusLink{strings.TrimPrefix(PathMounts, "/"), "JSON", "every mount's status as JSON (" + PathMounts + ")"})
+	if opts.Metrics != nil {
+		h.Links = append(h.Links, statusLink{strings.TrimPrefix(PathMetrics, "/"), "metrics", "Prometheus metrics (" + PathMetrics + ")"})
+	}
+	if opts.DebugChecks != nil {
+		h.Links = append(h.Links, statusLink{strings.TrimPrefix(PathDebugChecks, "/"), "recent checks", "recent and slowest checks, operation by operation (" + PathDebugChecks + ")"})
+	}
+	if opts.Pprof {
+		h.Links = append(h.Links, statusLink{strings.TrimPrefix(PathPprof, "/"), "profiler", "the Go profiler (" + PathPprof + ")"})
+	}
+	return h
+}
+
 type statusPage struct {
+	statusHead
 	Generated                                 string
 	Mounts, Healthy, Unhealthy, Hung, Pending int
 	Live                                      bool
@@ -45,7 +75,7 @@ var statusTmpl = template.Must(template.New("status").Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="10">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>efs-health-agent: {{if .Unhealthy}}{{.Unhealthy}} unhealthy{{else}}all healthy{{end}}</title>
+<title>efs-health-agent{{if .NodeName}} on {{.NodeName}}{{end}}: {{if .Unhealthy}}{{.Unhealthy}} unhealthy{{else}}all healthy{{end}}</title>
 <style>
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.3em;margin:0 0 .3em}
@@ -56,17 +86,21 @@ th{background:#f4f4f4}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .state{font-weight:600;padding:.1em .5em;border-radius:.3em;color:#fff}
 .healthy{background:#2e7d32}.unhealthy{background:#c62828}.hung{background:#6a1b9a}.pending{background:#757575}
+.agent{color:#555;margin:0 0 .4em}.agent a{margin-left:.9em}
+.sparkline{display:inline-flex;align-items:stretch;gap:.3em}.scale{display:flex;flex-direction:column;justify-content:space-between;font-size:.7em;line-height:1;color:#555;font-variant-numeric:tabular-nums}
 .err{color:#b71c1c;font-size:.9em}.mode.write-denied{color:#8d6e00}.advice{color:#555;font-size:.85em}
 code{font-size:.95em;word-break:break-all}
 </style></head>
 <body>
 <h1>EFS mount health</h1>
+<div class="agent" id="agent">{{if .NodeName}}node <strong id="node">{{.NodeName}}</strong>, {{end}}efs-health-agent{{with .Version}} <span id="version">{{.}}</span>{{end}}
+<nav>{{range .Links}}<a href="{{.Href}}" title="{{.Title}}">{{.Text}}</a>{{end}}</nav></div>
 <div class="sum" id="summary">
 <span>{{.Mounts}} mount{{if ne .Mounts 1}}s{{end}}</span><span>{{.Healthy}} healthy</span><span>{{.Unhealthy}} unhealthy</span><span>{{.Hung}} hung</span><span>{{.Pending}} pending</span>
 <span>monitor {{if .Live}}running{{else}}<strong>NOT RUNNING</strong>{{end}}</span><span>as of {{.Generated}}</span>
 </div>
 {{if .Rows}}<table id="mounts">
-<thead><tr><th>Mount</th><th>State</th><th>Last check</th><th>Response</th><th>Operations (ms)</th><th>History</th><th>Errors (consecutive / total)</th></tr></thead>
+<thead><tr><th>Mount</th><th>State</th><th>Last check</th><th>Response</th><th>Operations (ms)</th><th>History (ms)</th><th>Errors (consecutive / total)</th></tr></thead>
 <tbody>
 {{range .Rows}}<tr class="mount" data-state="{{.State}}" data-path="{{.Path}}">
 <td><code>{{.Path}}</code>{{if .Mode}}<br><small class="mode {{.Mode}}"{{if .ModeNote}} title="{{.ModeNote}}"{{end}}>{{.Mode}}{{if .ModeNote}}: {{.ModeNote}}{{end}}</small>{{end}}{{if or .FileSystemID .PodUID}}<br><small class="attr">{{if .FileSystemID}}<span class="fs">{{.FileSystemID}}</span>{{end}}{{if .AccessPoint}} <span class="ap">{{.AccessPoint}}</span>{{end}}{{if .PodUID}} pod <span class="pod">{{.PodUID}}</span>{{end}}{{if .Volume}} volume <span class="vol">{{.Volume}}</span>{{end}}</small>{{end}}</td>
@@ -97,7 +131,10 @@ func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64)
 }
 
-// sparkline draws response-time history as a small inline SVG.
+// sparkline draws response-time history as a small inline SVG with its
+// scale beside it: the polyline runs from 0 (the bottom, drawn as a
+// baseline) to the largest time in the history (the top), and the labels
+// say both; the title gives the smallest and largest.
 func sparkline(h *agent.History) template.HTML {
 	n := h.Len()
 	if n < 2 {
@@ -105,8 +142,10 @@ func sparkline(h *agent.History) template.HTML {
 	}
 	const w, ht = 120.0, 24.0
 	var top time.Duration
+	bottom := time.Duration(math.MaxInt64)
 	for d := range h.All() {
 		top = max(top, d)
+		bottom = min(bottom, d)
 	}
 	if top <= 0 {
 		top = 1
@@ -119,8 +158,15 @@ func sparkline(h *agent.History) template.HTML {
 		fmt.Fprintf(&pts, "%.1f,%.1f ", x, y)
 		i++
 	}
-	return template.HTML(fmt.Sprintf(`<svg class="spark" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="response time history, max %s ms"><polyline fill="none" stroke="#1565c0" stroke-width="1.5" points="%s"/></svg>`,
-		int(w), int(ht), int(w), int(ht), ms(top), strings.TrimSpace(pts.String())))
+	return template.HTML(fmt.Sprintf(`<span class="sparkline"><svg class="spark" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="response time of the last %d checks, from %s to %s ms">`+
+		`<title>last %d checks: min %s ms, max %s ms</title>`+
+		`<line x1="0" y1="%.1f" x2="%d" y2="%.1f" stroke="#bbb" stroke-width="1"/>`+
+		`<polyline fill="none" stroke="#1565c0" stroke-width="1.5" points="%s"/></svg>`+
+		`<span class="scale"><span class="max">%s</span><span class="zero">0</span></span></span>`,
+		int(w), int(ht), int(w), int(ht), n, ms(bottom), ms(top),
+		n, ms(bottom), ms(top),
+		ht-2, int(w), ht-2,
+		strings.TrimSpace(pts.String()), ms(top)))
 }
 
 func age(now, t time.Time) string {
@@ -139,8 +185,9 @@ func (h *handlers) status(w http.ResponseWriter, _ *http.Request) {
 	sum := h.src.Summary()
 	now := h.now()
 	page := statusPage{
-		Generated: now.UTC().Format(time.RFC3339),
-		Mounts:    sum.Mounts, Unhealthy: sum.Unhealthy, Hung: sum.Hung, Pending: sum.Pending,
+		statusHead: h.head,
+		Generated:  now.UTC().Format(time.RFC3339),
+		Mounts:     sum.Mounts, Unhealthy: sum.Unhealthy, Hung: sum.Hung, Pending: sum.Pending,
 		Healthy: sum.Mounts - sum.Unhealthy - sum.Pending,
 		Live:    h.src.Live(),
 		Rows:    make([]statusRow, 0, len(sts)),
@@ -156,8 +203,13 @@ func (h *handlers) status(w http.ResponseWriter, _ *http.Request) {
 		if st.State != agent.StatePending {
 			r.ResponseMs = ms(st.ResponseTime) + " ms"
 		}
-		if st.Mode == probes.ModeWriteDenied {
+		switch st.Mode {
+		case probes.ModeWriteDenied:
 			r.ModeNote = "the probe file may not be created (EACCES/EPERM), checked read-only"
+		case probes.ModeDirRefused:
+			r.ModeNote = "the probe directory " + probes.DirName + " was refused (not the agent's own directory), checked read-only"
+		case probes.ModeReadWriteRoot:
+			r.ModeNote = "the probe file is made in the mount root (HEALTH_PROBE_LOCATION=root)"
 		}
 		if st.State == agent.StateHung {
 			r.Age = "stuck for " + now.Sub(st.HungSince).Round(time.Second).String()
@@ -184,7 +236,7 @@ func (h *handlers) status(w http.ResponseWriter, _ *http.Request) {
 		}
 		return 0
 	})
-	// Written as it is rendered, through the shared renderer, which
+	// Written as it is rendered, through the response cache, which
 	// compresses and buffers it: a failed write ends the rendering.
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = statusTmpl.Execute(w, page)

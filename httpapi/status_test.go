@@ -61,6 +61,65 @@ func TestStatusPage(t *testing.T) {
 	}
 }
 
+// statusOptions are the options of the status page tests: a node name, a
+// version, and every page the status page links to.
+func statusOptions() httpapi.Options {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	return httpapi.Options{Now: func() time.Time { return now }, NodeName: "ip-10-0-1-17.ec2.internal", Version: "v1.4.2",
+		Metrics: ok, DebugChecks: ok}
+}
+
+// TestStatusPageHead: the page says which node and which agent it is
+// (opened by node IP, nothing else would), links to the JSON, metrics and
+// debug pages the router serves (and to no page it does not), and gives
+// each sparkline its scale: 0 at the baseline, the largest time at the
+// top, both labelled.
+func TestStatusPageHead(t *testing.T) {
+	t.Parallel()
+	opts := statusOptions()
+	h := httpapi.NewRouter(statusFixture(), opts)
+	_, body, _ := get(t, h, http.MethodGet, "/")
+	for _, want := range []string{
+		"<title>efs-health-agent on ip-10-0-1-17.ec2.internal: 2 unhealthy</title>",
+		`node <strong id="node">ip-10-0-1-17.ec2.internal</strong>`, `efs-health-agent <span id="version">v1.4.2</span>`,
+		`<a href="healthz/mounts"`, `<a href="metrics"`, `<a href="debug/checks"`,
+		// The fixture's history runs from 3 to 40 ms.
+		`<span class="scale"><span class="max">40.0</span><span class="zero">0</span></span>`,
+		"<title>last 4 checks: min 3.0 ms, max 40.0 ms</title>", "<th>History (ms)</th>",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "debug/pprof") {
+		t.Error("page links to the profiler, which is off")
+	}
+	// Every link is to a page the router serves, relative to the page.
+	links := regexp.MustCompile(`<a href="([^"]+)"`).FindAllStringSubmatch(body, -1)
+	if len(links) != 3 {
+		t.Fatalf("%d links, want 3", len(links))
+	}
+	for _, m := range links {
+		if code, _, _ := get(t, h, http.MethodGet, "/"+m[1]); code != http.StatusOK {
+			t.Errorf("link %s: GET /%s = %d", m[1], m[1], code)
+		}
+	}
+	opts.Pprof = true
+	if _, body, _ := get(t, httpapi.NewRouter(statusFixture(), opts), http.MethodGet, "/"); !strings.Contains(body, `<a href="debug/pprof/"`) {
+		t.Error("page does not link to the profiler, which is on")
+	}
+	// A mount no check has told the mode of shows none.
+	pending := regexp.MustCompile(`(?s)data-path="/d/pending">(.*?)</tr>`).FindStringSubmatch(body)
+	if pending == nil || strings.Contains(pending[1], `class="mode`) {
+		t.Errorf("pending row shows a mode: %q", pending)
+	}
+	// A node name is text, escaped like a path.
+	_, body, _ = get(t, httpapi.NewRouter(statusFixture(), httpapi.Options{NodeName: "<b>n\x1b[31m</b>\u202e"}), http.MethodGet, "/")
+	if !strings.Contains(body, `node <strong id="node">&lt;b&gt;n\x1b[31m&lt;/b&gt;\u202e</strong>`) || strings.Contains(body, "<b>n") {
+		t.Errorf("node name not escaped:\n%s", body)
+	}
+}
+
 // TestStatusPageEscapesControls shows a path and an error holding terminal
 // escapes, bidi overrides and isolates, line separators and invalid UTF-8:
 // the page shows them escaped (pathesc.Display), so a path cannot be made

@@ -53,21 +53,27 @@
 //
 // # What a read-write check costs
 //
-// A read-write check creates a uniquely named file in the mount root
-// (relative to a directory fd, O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW, mode
-// 0600), sets O_DIRECT on it with fcntl where the filesystem allows, writes
-// a small random payload at offset 0, fsyncs, reads it back at offset 0
-// through the same descriptor into a cleared buffer, compares, closes it
-// and unlinks it. It proves that the data reached the server, that the
-// read came from the server, and that the file is gone. On the Linux
-// NFSv4.1 client (as read in Linux 6.1.192) that is 6 RPCs, plus a
-// DELEGRETURN from a server that grants a delegation on the open (the
-// Linux nfsd does: 7 as counted on the NFS test bed, make nfs-rpcs) and a
-// COMMIT from one that answers the write UNSTABLE:
+// A read-write check creates a uniquely named file in the probe
+// directory DirName under the mount root (relative to that directory's
+// fd, which is looked up relative to the root's without following a
+// symlink, and made when missing; O_RDWR|O_CREAT|O_NOFOLLOW, mode 0600;
+// with Options.InRoot in the root itself, and O_EXCL there), sets O_DIRECT
+// on it with fcntl where the filesystem allows, writes a small random
+// payload at offset 0, fsyncs, reads it back at offset 0 through the same
+// descriptor into a cleared buffer, compares, closes it and unlinks it. It
+// proves that the data reached the server, that the read came from the
+// server, and that the file is gone, and changes only DirName, never the
+// root that every other client of the volume caches. On the Linux NFSv4.1
+// client (as read in Linux 6.1.192) that is 5 RPCs, plus a DELEGRETURN
+// from a server that grants a delegation on the open (the Linux nfsd does:
+// 6 as counted on the NFS test bed, make nfs-rpcs), a COMMIT from one that
+// answers the write UNSTABLE, and a SETATTR in the root:
 //
-//	OPEN, SETATTR  the exclusive create: the server keeps the create verifier in
-//	               the file's times, which the client then sets (fs/nfs/nfs4proc.c
-//	               _nfs4_do_open, nfs4_exclusive_attrset)
+//	OPEN           the create, its mode set in the OPEN (an unchecked create)
+//	(SETATTR)      in the root only: an exclusive create, for which the server
+//	               keeps the create verifier in the file's times, which the
+//	               client then sets (fs/nfs/nfs4proc.c _nfs4_do_open,
+//	               nfs4_exclusive_attrset)
 //	WRITE          one, FILE_SYNC: a direct write is FLUSH_COND_STABLE, stable
 //	               when it is a single request with nothing else to commit
 //	               (fs/nfs/direct.c nfs_file_direct_write, fs/nfs/pagelist.c
@@ -95,9 +101,19 @@
 //
 // A read-only check runs statfs, stat and a bounded readdir of the root:
 // on NFS a STATFS, and a GETATTR and READDIR when the client's caches of
-// the root have expired; in write-denied mode the refused create adds an
-// OPEN (the client leaves the write permission of a directory to the
-// server, fs/nfs/dir.c nfs_permission). A read-write check never lists the
+// the root have expired; in write-denied mode the refused mkdir of
+// DirName adds a CREATE (the client leaves the write permission of a
+// directory to the server, fs/nfs/dir.c nfs_permission), and a LOOKUP
+// when the client's note that DirName is missing has expired.
+//
+// Looking DirName up costs no round trip while the client's attributes
+// of the root are valid. When they run out (acdirmin to acdirmax: 30 to
+// 60 s with EFS's mount options) the lookup revalidates the root with a
+// GETATTR, and, when something else changed the root meanwhile, DirName
+// with a LOOKUP: what any client using the root pays. A create in the
+// root renewed those attributes each check (fs/nfs/nfs4proc.c
+// nfs4_update_changeattr_locked), which is why earlier versions did not
+// pay it. A read-write check never lists the
 // root.
 //
 // Probe file names say which agent instance wrote them (Owner, in

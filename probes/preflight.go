@@ -41,8 +41,11 @@ func DialTunnel(ctx context.Context, addr string, timeout time.Duration) error {
 }
 
 // hasMountTable says whether the mounttable step runs: a mount table is
-// given and the path was registered as a mount of a known filesystem type.
-func (r *run) hasMountTable() bool { return r.opts.MountTable != nil && r.opts.FSType != "" }
+// given and the path was registered as a mount of a known filesystem type,
+// or must be a mount point.
+func (r *run) hasMountTable() bool {
+	return r.opts.MountTable != nil && (r.opts.FSType != "" || r.opts.MountPoint)
+}
 
 // mountTable is the mounttable step: the path must still be the mount it
 // was registered as. After an unmount the directory underneath is local
@@ -52,7 +55,9 @@ func (r *run) mountTable() error {
 	fstype, source, ok := o.MountTable.Lookup(r.root)
 	switch {
 	case !ok:
-		return fmt.Errorf("mount table has no mount at %q: %w", r.root, ErrNotMounted)
+		return fmt.Errorf("mount table has no mount at %q: %w", r.root, ErrNotMountPoint)
+	case o.FSType == "":
+		// A mount point of any type (MountPoint).
 	case fstype != o.FSType || (o.Source != "" && source != o.Source):
 		return fmt.Errorf("mount table shows %s %q at %q, registered as %s %q: %w",
 			fstype, source, r.root, o.FSType, o.Source, ErrNotMounted)

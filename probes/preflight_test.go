@@ -75,3 +75,35 @@ func TestTunnelExplains(t *testing.T) {
 		t.Fatalf("tunnel up, I/O failing: want io_error, got %+v", res)
 	}
 }
+
+// mountTable is a fixed mount table: path to filesystem type.
+type mountTable map[string]string
+
+func (m mountTable) Lookup(p string) (string, string, bool) {
+	t, ok := m[p]
+	return t, "", ok
+}
+
+// TestMountPoint: with MountPoint, a path the mount table has no mount at
+// fails in the mounttable step as "not a mount point", an ErrNotMounted
+// classified not_mounted, without being touched; a mount point of any
+// type passes on to the I/O. Without MountPoint and with no filesystem
+// type known, the path is checked as a plain directory.
+func TestMountPoint(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	opts := probes.Options{Hostname: "h", MountTable: mountTable{}, MountPoint: true}
+	res := probes.Check(context.Background(), dir, opts)
+	if res.FailedOp != probes.OpMountTable || !errors.Is(res.Err, probes.ErrNotMountPoint) || !errors.Is(res.Err, probes.ErrNotMounted) ||
+		probes.Classify(res.Err) != probes.ReasonNotMounted || !strings.HasSuffix(res.Err.Error(), ": not a mount point") || len(res.Ops) != 1 {
+		t.Fatalf("plain directory that must be a mount point: %+v", res)
+	}
+	opts.MountTable = mountTable{dir: "tmpfs"}
+	if res := probes.Check(context.Background(), dir, opts); res.Err != nil || res.Mode != probes.ModeReadWrite {
+		t.Fatalf("a mount point of any type: %+v", res)
+	}
+	opts.MountTable, opts.MountPoint = mountTable{}, false
+	if res := probes.Check(context.Background(), dir, opts); res.Err != nil || res.Mode != probes.ModeReadWrite {
+		t.Fatalf("a plain directory checked as one: %+v", res)
+	}
+}

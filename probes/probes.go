@@ -89,6 +89,16 @@ const PayloadSize = 1024
 // registered as, according to the mount table.
 var ErrNotMounted = errors.New("not the registered mount")
 
+// ErrNotMountPoint reports that the mount table has no mount at the path:
+// it was unmounted, or (a path that had to be one, Options.MountPoint)
+// was never mounted. It is an ErrNotMounted (errors.Is).
+var ErrNotMountPoint error = notMountPoint{}
+
+type notMountPoint struct{}
+
+func (notMountPoint) Error() string        { return "not a mount point" }
+func (notMountPoint) Is(target error) bool { return target == ErrNotMounted }
+
 // ErrTunnelDown reports that the local tunnel of a mount (efs-proxy or
 // stunnel) refused a connection.
 var ErrTunnelDown = errors.New("TLS tunnel not accepting connections")
@@ -200,6 +210,11 @@ type Options struct {
 	// FSType and Source are what the path was registered as (Source is
 	// compared only when set).
 	FSType, Source string
+	// MountPoint, with a MountTable, requires the path to be a mount
+	// point even when FSType is not known: a path the table has no mount
+	// at fails the mounttable step with ErrNotMounted, untouched, rather
+	// than being checked as the plain directory it is.
+	MountPoint bool
 	// TunnelAddr, if set, is the address of the mount's local TLS
 	// tunnel; the tunnel step connects to it before any I/O.
 	TunnelAddr string

@@ -83,7 +83,7 @@ func Advice(r Reason) string {
 	case ReasonNoSpace:
 		return "no space or quota left: check the file system's size limits and quotas"
 	case ReasonNotMounted:
-		return "the path is no longer the registered mount: check whether the volume was unmounted (kubelet, CSI node plugin logs)"
+		return "the path is not the mount it should be (not a mount point, or another filesystem): check whether the volume was unmounted or never mounted (kubelet, CSI node plugin logs)"
 	case ReasonDataMismatch:
 		return "data read back differed from data written: check for caching proxies or a misbehaving server; treat the volume as unsafe"
 	case ReasonProbeFileLost:

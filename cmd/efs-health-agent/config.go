@@ -74,6 +74,9 @@ type config struct {
 // value of it into the config.
 type setting struct {
 	flag, env, def, usage string
+	// none is what --help shows as the default when def is empty: what
+	// the setting then means (all interfaces, the hostname, no discovery).
+	none string
 	// list settings take several values: the flag repeated, the variable
 	// comma-separated; set is called once per value.
 	list bool
@@ -88,9 +91,9 @@ var settings = []setting{
 		set: duration(func(c *config) *time.Duration { return &c.Timeout }, minCheckInterval, maxCheckInterval)},
 	{flag: "port", env: "HEALTH_PORT", def: "9910", usage: "TCP port of the health, metrics and status endpoints (1-65535)",
 		set: number(func(c *config) *int { return &c.Port }, 1, 65535, "must be a port number from 1 to 65535")},
-	{flag: "bind-address", env: "HEALTH_BIND_ADDRESS", usage: "address to listen on (default: all interfaces)", set: setBindAddress},
-	{flag: "mount", env: "HEALTH_MOUNTS", list: true, usage: "absolute mount path to check; flag repeatable, variable comma-separated", set: addMount},
-	{flag: "node-name", env: "HEALTH_NODE_NAME", usage: "name of this node in probe file names and service.instance.id (default: $NODE_NAME, else the hostname)",
+	{flag: "bind-address", env: "HEALTH_BIND_ADDRESS", none: "all interfaces", usage: "IP address to listen on, or localhost", set: setBindAddress},
+	{flag: "mount", env: "HEALTH_MOUNTS", list: true, none: "none", usage: "absolute mount path to check; flag repeatable, variable comma-separated; a path that is no mount point is checked as a plain directory", set: addMount},
+	{flag: "node-name", env: "HEALTH_NODE_NAME", none: "$NODE_NAME, else the hostname", usage: "name of this node in probe file names, service.instance.id and the status page",
 		set: func(c *config, v string) error { c.NodeName = strings.TrimSpace(v); return nil }},
 	{flag: "log-level", env: "HEALTH_LOG_LEVEL", def: "info", usage: "log level: debug, info, warn or error",
 		set: oneOf(func(c *config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
@@ -100,7 +103,7 @@ var settings = []setting{
 		set: number(func(c *config) *int { return &c.MaxConnections }, 16, 65536, "must be a number from 16 to 65536")},
 	{flag: "enable-debug", env: "HEALTH_ENABLE_DEBUG", def: "false", usage: "serve /debug/pprof/ (off by default); the flag alone means true, or give --enable-debug=false",
 		set: boolean(func(c *config) *bool { return &c.EnableDebug })},
-	{flag: "discover-fstypes", env: "HEALTH_DISCOVER_FSTYPES", usage: "comma-separated filesystem types to discover from the mount table, e.g. nfs4,nfs,efs (default: no discovery)", set: setFSTypes},
+	{flag: "discover-fstypes", env: "HEALTH_DISCOVER_FSTYPES", none: "none (no discovery)", usage: "comma-separated filesystem types to discover from the mount table, as the kernel lists them, e.g. nfs4,nfs (EFS mounts made by mount.efs are nfs4)", set: setFSTypes},
 	{flag: "discover-prefix", env: "HEALTH_DISCOVER_PREFIX", def: "/var/lib/kubelet/pods", usage: "only mounts under this directory are discovered",
 		set: path(func(c *config) *string { return &c.DiscoverPrefix }, "must be an absolute, clean directory path")},
 	{flag: "mountinfo", env: "HEALTH_MOUNTINFO", def: "/proc/self/mountinfo", usage: "mount table to follow (e.g. /host/proc/1/mountinfo)",
@@ -242,17 +245,20 @@ func usage(w io.Writer, fs *flag.FlagSet) {
   efs-health-agent [flags]          run the agent
   efs-health-agent check [flags] PATH...
                                     check each PATH once and print the result
-                                    (exit 0 when all are healthy, 1 otherwise)
+                                    (exit 0 when all are healthy, 1 otherwise);
+                                    a PATH that is no mount point is not_mounted,
+                                    a plain directory is checked with --mount
   efs-health-agent --version        print the version
 
-Exit status 2 means a setting is invalid; the message names it.
+Exit status 2 means a setting is invalid or cannot be used (a port already
+in use, a mount table that cannot be read); the message names it.
 
 Settings (flag, environment variable, default). Flags win over the environment.
 `)
 	for _, s := range settings {
 		def := s.def
 		if def == "" {
-			def = "none"
+			def = s.none
 		}
 		fmt.Fprintf(w, "  --%-16s %-24s default %s\n      %s\n", s.flag, s.env, def, s.usage)
 	}

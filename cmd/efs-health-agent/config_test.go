@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/efs-health-agent/efs-health-agent/internal/discovery"
 	"github.com/efs-health-agent/efs-health-agent/internal/pathesc"
 )
 
@@ -262,6 +263,37 @@ func TestWarnNothingMonitored(t *testing.T) {
 	}
 }
 
+// TestWarnPlainDirectories: a configured mount that is no mount point
+// when the agent starts is checked as a plain directory (make run's), and
+// the agent warns once for it, naming it; a mount point gets no warning.
+func TestWarnPlainDirectories(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mi := filepath.Join(dir, "mountinfo")
+	line := "101 22 0:51 / /mnt/efs rw,relatime shared:61 - nfs4 127.0.0.1:/ rw,vers=4.1,hard,noresvport,proto=tcp,port=20127,addr=127.0.0.1\n"
+	if err := os.WriteFile(mi, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := parseConfig("t", []string{"--mountinfo", mi}, env(map[string]string{"HEALTH_MOUNTS": "/mnt/efs,/tmp/demo"}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := discovery.New(discovery.Config{MountInfo: mi, Paths: c.Mounts, Interval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := w.Refresh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	warnPlainDirectories(c, table, newLogger(c, &logs))
+	want := `level=WARN msg="configured mount is not a mount point: checked as a plain directory, with no mount-table check" mount=/tmp/demo`
+	if strings.Count(logs.String(), "level=WARN") != 1 || !strings.Contains(logs.String(), want) {
+		t.Fatalf("logged %q, want one warning %q", logs.String(), want)
+	}
+}
+
 func TestPortInUse(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -272,8 +304,18 @@ func TestPortInUse(t *testing.T) {
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	var out, errb bytes.Buffer
 	code := run([]string{"--bind-address", "127.0.0.1"}, env(map[string]string{"HEALTH_PORT": port}), &out, &errb)
-	if code != 2 || !strings.Contains(errb.String(), "HEALTH_PORT=") || !strings.Contains(errb.String(), "address already in use") {
-		t.Fatalf("exit %d stderr %q", code, errb.String())
+	// The value is fine: the message says the port is in use, names the
+	// address and the setting that chooses another, and calls nothing
+	// invalid.
+	want := "efs-health-agent: cannot listen on 127.0.0.1:" + port + ": the port is already in use by another process (another agent?); stop it, or choose another port with HEALTH_PORT\n"
+	if code != 2 || errb.String() != want {
+		t.Fatalf("exit %d stderr %q, want %q", code, errb.String(), want)
+	}
+	errb.Reset()
+	if code := run([]string{"--port", port}, env(nil), &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), "cannot listen on :"+port+" (all interfaces): the port is already in use") ||
+		!strings.Contains(errb.String(), "with --port\n") {
+		t.Fatalf("all interfaces: exit %d stderr %q", code, errb.String())
 	}
 }
 
@@ -316,11 +358,60 @@ func TestHelpDocumentsEverySetting(t *testing.T) {
 	}
 }
 
+// TestHelpDefaults: --help states each setting's default once, and a
+// setting without a default value says what it then means.
+func TestHelpDefaults(t *testing.T) {
+	t.Parallel()
+	var out, errb bytes.Buffer
+	if code := run([]string{"--help"}, env(nil), &out, &errb); code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, s := range settings {
+		if strings.Contains(s.usage, "(default") {
+			t.Errorf("--%s states its default twice: %q", s.flag, s.usage)
+		}
+		if s.def == "" && s.none == "" {
+			t.Errorf("--%s has no default to show", s.flag)
+		}
+	}
+	for _, w := range []string{"HEALTH_BIND_ADDRESS      default all interfaces\n", "HEALTH_NODE_NAME         default $NODE_NAME, else the hostname\n"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("--help lacks %q:\n%s", w, out.String())
+		}
+	}
+}
+
+// TestHelpDiscoveryTypes: the filesystem types --help offers for
+// discovery are ones the kernel lists. An EFS mount is listed as nfs4:
+// mount.efs mounts NFSv4.1 (see csihealth's TestPublishVolumeKernelFSType),
+// so "efs" would discover nothing.
+func TestHelpDiscoveryTypes(t *testing.T) {
+	t.Parallel()
+	var out, errb bytes.Buffer
+	if code := run([]string{"--help"}, env(nil), &out, &errb); code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	_, after, ok := strings.Cut(out.String(), "--discover-fstypes")
+	if !ok {
+		t.Fatal("--help lacks --discover-fstypes")
+	}
+	_, ex, ok := strings.Cut(after, "e.g. ")
+	if !ok {
+		t.Fatalf("--discover-fstypes gives no example:\n%s", after)
+	}
+	ex, _, _ = strings.Cut(ex, " ")
+	for _, fstype := range strings.Split(ex, ",") {
+		if fstype != "nfs4" && fstype != "nfs" {
+			t.Errorf("--help offers the discovery type %q, which the kernel never lists for an NFS or EFS mount", fstype)
+		}
+	}
+}
+
 func TestCheckSubcommand(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	if code := run([]string{"check", dir}, env(nil), &out, &errb); code != 0 {
+	if code := run([]string{"check", "--mount", dir}, env(nil), &out, &errb); code != 0 {
 		t.Fatalf("healthy dir: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 	for _, w := range []string{"write", "read", "delete", "HEALTHY"} {
@@ -330,7 +421,7 @@ func TestCheckSubcommand(t *testing.T) {
 	}
 	out.Reset()
 	missing := filepath.Join(dir, "gone")
-	if code := run([]string{"check", dir, missing}, env(nil), &out, &errb); code != 1 {
+	if code := run([]string{"check", "--mount", dir, missing}, env(nil), &out, &errb); code != 1 {
 		t.Fatalf("missing dir: exit %d\n%s", code, out.String())
 	}
 	if !strings.Contains(out.String(), "UNHEALTHY") || !strings.Contains(out.String(), "not_mounted") || !strings.Contains(out.String(), "action") {
@@ -414,7 +505,7 @@ func TestCheckOutputEscapesControls(t *testing.T) {
 	}
 	missing := filepath.Join(dir, "gone\x1b[31m\u202e\r")
 	var out, errb bytes.Buffer
-	if code := run([]string{"check", healthy, missing}, env(nil), &out, &errb); code != 1 {
+	if code := run([]string{"check", "--mount", healthy, missing}, env(nil), &out, &errb); code != 1 {
 		t.Fatalf("exit %d\n%s%s", code, out.String(), errb.String())
 	}
 	for _, r := range out.String() {
@@ -465,6 +556,36 @@ func TestRequireWriteCheck(t *testing.T) {
 	_, _, err := parseConfig("t", nil, env(map[string]string{"HEALTH_REQUIRE_WRITE_CHECK": "maybe"}), &bytes.Buffer{})
 	if err == nil || err.Error() != `invalid HEALTH_REQUIRE_WRITE_CHECK="maybe": must be true or false` {
 		t.Fatalf("bad value: %v", err)
+	}
+}
+
+// TestProbeLocation: HEALTH_PROBE_LOCATION / --probe-location says where
+// probe files are made, dir by default; any other value is refused by
+// name.
+func TestProbeLocation(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args   []string
+		env    map[string]string
+		inRoot bool
+	}{
+		{nil, nil, false},
+		{[]string{"--probe-location=root"}, nil, true},
+		{nil, map[string]string{"HEALTH_PROBE_LOCATION": "ROOT"}, true},
+		{[]string{"--probe-location", "dir"}, map[string]string{"HEALTH_PROBE_LOCATION": "root"}, false},
+	} {
+		c, _, err := parseConfig("t", tc.args, env(tc.env), &bytes.Buffer{})
+		if err != nil || c.agentConfig().ProbeInRoot != tc.inRoot {
+			t.Errorf("%v %v: %v; want in root %v", tc.args, tc.env, err, tc.inRoot)
+		}
+	}
+	_, _, err := parseConfig("t", nil, env(map[string]string{"HEALTH_PROBE_LOCATION": "subdir"}), &bytes.Buffer{})
+	if err == nil || err.Error() != `invalid HEALTH_PROBE_LOCATION="subdir": must be dir or root` {
+		t.Fatalf("bad value: %v", err)
+	}
+	_, _, err = parseConfig("t", []string{"--probe-location=/tmp"}, env(nil), &bytes.Buffer{})
+	if err == nil || err.Error() != `invalid --probe-location="/tmp": must be dir or root` {
+		t.Fatalf("bad flag value: %v", err)
 	}
 }
 

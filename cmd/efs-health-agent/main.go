@@ -29,14 +29,18 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// The process exits within 5 s of SIGTERM whatever its clients do
-// (stalled readers, slow bodies, scrapes in progress) and even when checks
-// are stuck in the kernel: the HTTP server has httpShutdownGrace to finish
-// the requests in progress, then its connections are closed; telemetry
-// has telemetryFlushGrace to flush.
+// The process exits within shutdownBound of SIGTERM whatever its clients
+// do (stalled readers, slow bodies, scrapes in progress) and even when
+// checks are stuck in the kernel: the HTTP server has httpShutdownGrace to
+// finish the requests in progress, then its connections are closed, while
+// the checks in flight have agent.ShutdownDrain; then telemetry has
+// telemetryFlushGrace to flush. That is 3 s by the timers; the bound
+// leaves the rest for a loaded node. The manifests' comments and
+// terminationGracePeriodSeconds state the same bound.
 const (
 	httpShutdownGrace   = 2 * time.Second
 	telemetryFlushGrace = time.Second
+	shutdownBound       = 5 * time.Second
 )
 
 func main() {
@@ -79,7 +83,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	ln, err := net.Listen("tcp", cfg.listenAddr())
 	if err != nil {
-		fmt.Fprintf(stderr, "efs-health-agent: invalid %s=%d: cannot listen on %s: %v\n", cfg.origin["port"], cfg.Port, cfg.listenAddr(), err)
+		fmt.Fprintf(stderr, "efs-health-agent: %s\n", listenError(cfg, err))
 		return 2
 	}
 	// The mount table is read once before anything is logged, with the
@@ -105,6 +109,35 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 1
 	}
 	return 0
+}
+
+// listenError says why the agent cannot listen on its address. A port
+// already in use is no invalid value: the message names the address and
+// who to ask, with the settings that choose another one.
+func listenError(cfg *config, err error) string {
+	addr := cfg.listenAddr()
+	if cfg.BindAddress == "" {
+		addr += " (all interfaces)"
+	}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Sprintf("cannot listen on %s: the port is already in use by another process (another agent?); stop it, or choose another port with %s",
+			addr, settingNames(cfg, "port"))
+	}
+	return fmt.Sprintf("cannot listen on %s: %v; check %s and %s", addr, err, settingNames(cfg, "port"), settingNames(cfg, "bind-address"))
+}
+
+// settingNames names a setting for a message: where its value came from,
+// or, for a default, its flag and variable.
+func settingNames(cfg *config, flag string) string {
+	if from := cfg.origin[flag]; from != "default" && from != "" {
+		return from
+	}
+	for _, s := range settings {
+		if s.flag == flag {
+			return "--" + s.flag + " or " + s.env
+		}
+	}
+	return "--" + flag
 }
 
 // memoryLimitRatio is the share of the container's memory limit given to
@@ -160,6 +193,18 @@ func (e *settingError) Unwrap() error { return e.err }
 func warnNothingMonitored(cfg *config, log *slog.Logger) {
 	if len(cfg.Mounts) == 0 && len(cfg.DiscoverFSTypes) == 0 {
 		log.Warn("nothing is monitored: no mount is configured and discovery is off; set --mount (HEALTH_MOUNTS) or --discover-fstypes (HEALTH_DISCOVER_FSTYPES)")
+	}
+}
+
+// warnPlainDirectories logs a warning for each configured mount that is no
+// mount point when the agent starts: it is checked as the plain directory
+// it is, with no mount-table step, so an EFS volume not mounted (yet) there
+// would read healthy. (make run checks a plain directory on purpose.)
+func warnPlainDirectories(cfg *config, table map[string]discovery.Entry, log *slog.Logger) {
+	for _, p := range cfg.Mounts {
+		if _, ok := table[p]; !ok {
+			log.Warn("configured mount is not a mount point: checked as a plain directory, with no mount-table check", "mount", p)
+		}
 	}
 }
 
@@ -304,9 +349,11 @@ func build(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 	if err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
-	if _, err := a.watcher.Refresh(); err != nil {
+	table, err := a.watcher.Refresh()
+	if err != nil {
 		return nil, &settingError{fmt.Errorf("invalid %s=%q: %w", cfg.origin["mountinfo"], cfg.MountInfo, err)}
 	}
+	warnPlainDirectories(cfg, table, log)
 	ac := cfg.agentConfig()
 	ac.Logger = log
 	ac.Observer = a.tel.Observer()
@@ -321,7 +368,7 @@ func build(ctx context.Context, cfg *config, getenv func(string) string, ln net.
 		}
 	}
 	router := httpapi.NewRouter(a.mon, httpapi.Options{Metrics: a.tel.MetricsHandler(), DebugChecks: httpapi.DebugChecks(a.tel.CheckLog()),
-		Pprof: cfg.EnableDebug, Logger: log})
+		Pprof: cfg.EnableDebug, Logger: log, NodeName: cfg.NodeName, Version: version})
 	a.srv = httpapi.NewServer(ln.Addr().String(), router, log)
 	a.srv.MaxConnections = cfg.MaxConnections
 	return a, nil

@@ -158,7 +158,7 @@ func prometheusBinary(t *testing.T) string {
 	p, err := exec.LookPath("prometheus")
 	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatal("prometheus is not installed; .ci/run installs the Debian package")
+			t.Fatal("prometheus is not installed; make test installs the Debian package as root")
 		}
 		t.Skip("prometheus not installed (apt-get install prometheus)")
 	}
@@ -326,14 +326,18 @@ func TestCrashRestartCleansUp(t *testing.T) {
 
 func probeFiles(t *testing.T, dir, host string) []string {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, e := range ents {
-		if probes.IsProbeFile(e.Name(), host) {
-			out = append(out, e.Name())
+	// The probe directory, where checks make their files, and the root,
+	// where earlier versions made theirs.
+	for _, sub := range []string{probes.DirName, ""} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil && !(sub != "" && os.IsNotExist(err)) {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if probes.IsProbeFile(e.Name(), host) {
+				out = append(out, filepath.Join(sub, e.Name()))
+			}
 		}
 	}
 	return out

@@ -290,8 +290,11 @@ func testFull(t *testing.T) {
 }
 
 // testRootSquash: a root-squashed export whose root is a root-owned 0755
-// directory answers every read; the probe's create gets EACCES. That is
-// healthy, in mode write-denied, with its metric.
+// directory answers every read; the mkdir of the probe directory gets
+// EACCES. That is healthy, in mode write-denied, with its metric, and
+// nothing is made on the server. Once anyone may write the root, the
+// probe directory is made by the anonymous user and accepted as the
+// agent's (its files get that user too): read-write.
 func testRootSquash(t *testing.T) {
 	st, err := os.Stat(exportPath("squash"))
 	if err != nil || st.Mode().Perm() != 0o755 {
@@ -308,6 +311,33 @@ func testRootSquash(t *testing.T) {
 	if ents, err := os.ReadDir(exportPath("squash")); err != nil || len(ents) != 0 {
 		t.Errorf("the squashed export holds %v (%v), want nothing", ents, err)
 	}
+
+	// A squashed export whose root anyone may write: the agent's files
+	// get the anonymous user, and so does the probe directory it makes.
+	// The directory is not the agent's own user's (root), but it is the
+	// user its files get here: accepted, read-write.
+	root := exportPath("squash")
+	if err := os.Chmod(root, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = os.RemoveAll(filepath.Join(root, probeDirName))
+		_ = os.Chmod(root, 0o755)
+	})
+	_, m = a.waitMount(20*time.Second, "squash", "healthy read-write with a world-writable root", func(m mountJSON) bool { return healthy(m) && m.Mode == "read-write" })
+	t.Logf("world-writable squashed root: %s", m)
+	var pst unix.Stat_t
+	if err := unix.Lstat(filepath.Join(root, probeDirName), &pst); err != nil || pst.Uid == 0 || pst.Mode&0o777 != 0o700 {
+		t.Fatalf("probe directory on the server: uid %d mode %#o (%v), want the anonymous user's, 0700", pst.Uid, pst.Mode&0o777, err)
+	}
+	n := a.checks()
+	waitFor(t, 20*time.Second, "three more checks", func() (bool, string) {
+		m, _ := a.mount("squash")
+		if !healthy(m) || m.Mode != "read-write" {
+			t.Fatalf("squashed, world-writable root: %s", m)
+		}
+		return a.checks() >= n+3, m.String()
+	})
 }
 
 // tcpProxy forwards 127.0.0.1:<port> to a server, standing in for

@@ -13,14 +13,15 @@ import (
 // probeDirName is the agent's probe directory under a mount root.
 const probeDirName = ".efs-health"
 
-// dirRefusedLine is the log line of a refused probe directory, once each
-// time a mount starts being checked in mode dir-refused.
-const dirRefusedLine = "probe directory refused"
+// dirRefusedLine starts the log line of a refused probe directory, once
+// each time a mount starts being checked in mode dir-refused (the agent
+// logs as text in the test bed).
+const dirRefusedLine = `msg="probe directory refused`
 
 // testProbeDir: the agent's probe directory on the kernel's client. The
 // first check makes it (0700) on the server. Removed on the server while
 // the agent runs (the client still has it cached), it is made again, with
-// no failed check. Replaced by a symlink, it is refused without being
+// no failed check (five times, whenever it falls in a check). Replaced by a symlink, it is refused without being
 // followed: the mount is healthy in mode dir-refused, said once in the
 // log; once the symlink is gone the write check resumes. With
 // --probe-location=root the probe file goes in the root, as before, in
@@ -39,7 +40,7 @@ func testProbeDir(t *testing.T) {
 		}
 		return ""
 	})
-	for i := range 3 {
+	for i := range 5 {
 		n := a.checks()
 		if err := os.RemoveAll(dir); err != nil {
 			t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
+	"github.com/efs-health-agent/efs-health-agent/probes"
 )
 
 func main() { os.Exit(run()) }
@@ -71,7 +72,7 @@ func run() int {
 		fmt.Printf("\n== %s\n", s.title)
 		show(base, mnt)
 	}
-	left, _ := os.ReadDir(back)
+	left, _ := os.ReadDir(filepath.Join(back, probes.DirName))
 	fmt.Printf("\nfiles left in the mount: %d, requests still blocked: %d\n", len(left), fs.Blocked())
 	return 0
 }

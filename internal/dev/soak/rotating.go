@@ -142,10 +142,12 @@ func (b *rotatingBed) serve() (string, func()) {
 func (b *rotatingBed) leftovers() int {
 	n := 0
 	for _, d := range b.dirs {
-		ents, _ := os.ReadDir(d)
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), probes.FilePrefix) {
-				n++
+		for _, sub := range []string{probes.DirName, ""} {
+			ents, _ := os.ReadDir(filepath.Join(d, sub))
+			for _, e := range ents {
+				if strings.HasPrefix(e.Name(), probes.FilePrefix) {
+					n++
+				}
 			}
 		}
 	}

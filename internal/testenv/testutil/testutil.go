@@ -15,6 +15,14 @@ import (
 // test passes.
 const WaitTimeout = 30 * time.Second
 
+// Promptly bounds what must happen "at once" while the fault filesystem
+// holds a call: an answer that does not wait for the hung call, a recovery
+// that does not wait out a backoff. Its hangs last until released, so
+// anything that waits for one blows through the bound, while the bound is
+// far above the scheduling delays of the race detector on a loaded
+// two-core machine (a short bound there fails tests at random).
+const Promptly = 5 * time.Second
+
 // maxPoll is the longest pause between two looks at a condition.
 const maxPoll = 20 * time.Millisecond
 

@@ -17,9 +17,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "efs-health-agent.labels" -}}
 {{ include "efs-health-agent.selectorLabels" . }}
 app.kubernetes.io/part-of: efs-health-agent
-app.kubernetes.io/version: {{ .Values.image.tag | quote }}
+app.kubernetes.io/version: {{ include "efs-health-agent.tag" . | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* The image tag: image.tag, else the chart's appVersion, the tag `make
+image` gives the image it builds. */}}
+{{- define "efs-health-agent.tag" -}}
+{{- .Values.image.tag | default .Chart.AppVersion -}}
 {{- end -}}
 
 {{/* kubelet's pods directory, <kubeletPath>/pods. */}}
@@ -43,7 +49,7 @@ failureThreshold: {{ .failures }}
 {{- define "efs-health-agent.container" -}}
 {{- $v := .root.Values -}}
 name: efs-health-agent
-image: {{ printf "%s:%s" $v.image.repository $v.image.tag | quote }}
+image: {{ printf "%s:%s" $v.image.repository (include "efs-health-agent.tag" .root) | quote }}
 imagePullPolicy: {{ $v.image.pullPolicy }}
 env:
 # Probe files carry the node name so a restarted pod removes what its

@@ -3,5 +3,6 @@
 // from k8s.io/kubernetes at the version pinned in test/k8s/go.mod, and kine
 // (etcd's API on SQLite) for the apiserver's storage. One binary compiles the
 // k8s.io packages the components share once. The component is the first
-// argument, or the name the binary is invoked under.
+// argument, or the name the binary is invoked under; kine takes its own
+// flags (--listen-address, --endpoint).
 package main

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/k3s-io/kine/pkg/app"
 	"github.com/k3s-io/kine/pkg/endpoint"
 	"k8s.io/component-base/cli"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
@@ -33,10 +34,12 @@ func main() {
 	case "kubelet":
 		os.Exit(cli.Run(kubelet.NewKubeletCommand(context.Background())))
 	case "kine":
+		// kine's own flags and defaults (its notify and poll intervals, the
+		// etcd version it emulates), without its metrics server.
+		cfg := app.Config(args)
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		_, err := endpoint.Listen(ctx, endpoint.Config{Listener: args[0], Endpoint: args[1]})
-		if err != nil {
+		if _, err := endpoint.Listen(ctx, cfg); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}

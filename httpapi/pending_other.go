@@ -1,9 +1,0 @@
-//go:build !linux
-
-package httpapi
-
-import "net"
-
-// pendingRequest cannot peek here: no connection counts as holding a
-// request unread, and the connection cap closes silent ones by age alone.
-func pendingRequest(net.Conn) pending { return pendingNone }
