@@ -75,6 +75,10 @@ type Config struct {
 	// then changes the root, which every other client of the volume
 	// revalidates.
 	ProbeInRoot bool
+	// Grouping makes the mounts of one file system share one full check
+	// per interval, every other mount's check being a transport check
+	// (see GroupKey and RotateEvery). Off by default.
+	Grouping bool
 }
 
 // MountTable answers from the kernel's mount table which filesystem is

@@ -46,6 +46,10 @@ type check struct {
 	expired bool
 	done    bool
 
+	// full is set for a full check, clear for a transport check (see
+	// Config.Grouping); decided at dispatch.
+	full bool
+
 	log probes.OpLog
 	// rec is the check's record, handed to the Observer once.
 	rec CheckRecord
@@ -54,7 +58,7 @@ type check struct {
 // newCheck returns a check of m (described by spec) starting at start,
 // with its deadline a timeout later.
 func newCheck(m *mount, spec *Mount, start time.Time, timeout time.Duration) *check {
-	c := &check{m: m, spec: spec, start: start, deadline: start.Add(timeout), didx: -1, extended: noDelay}
+	c := &check{m: m, spec: spec, start: start, deadline: start.Add(timeout), didx: -1, extended: noDelay, full: true}
 	c.log.Reset(start)
 	return c
 }
@@ -64,7 +68,12 @@ func newCheck(m *mount, spec *Mount, start time.Time, timeout time.Duration) *ch
 // are the sweeper's business.
 func (mon *Monitor) runCheck(ctx context.Context, c *check) {
 	defer c.cancel()
-	res := probes.Check(ctx, c.spec.Path, probeOptions(mon.cfg, mon.owner, c))
+	var res probes.Result
+	if c.full {
+		res = probes.Check(ctx, c.spec.Path, probeOptions(mon.cfg, mon.owner, c))
+	} else {
+		res = probes.CheckTransport(ctx, c.spec.Path, probeOptions(mon.cfg, mon.owner, c))
+	}
 	if mon.afterProbe != nil {
 		mon.afterProbe()
 	}
@@ -89,6 +98,7 @@ func probeOptions(cfg Config, owner probes.Owner, c *check) probes.Options {
 		MountPoint:    cfg.RequireMountPoint,
 
 		RequireWriteCheck: cfg.RequireWriteCheck,
+		Superblock:        cfg.Grouping,
 		InRoot:            cfg.ProbeInRoot,
 	}
 	if c.mon != nil {
@@ -145,6 +155,7 @@ func (mon *Monitor) expire(c *check, now time.Time) {
 	old := m.status.Load()
 	next, delay := c.atDeadline(old, now, mon.pol)
 	if !m.removed {
+		mon.groupedLocked(c, false, 0, false, now, &next)
 		mon.setStatusLocked(m, old, &next)
 		mon.requeueLocked(m, now.Add(delay))
 	}
@@ -267,6 +278,7 @@ func (mon *Monitor) judgeLocked(c *check, res probes.Result, now time.Time) bool
 		c.rec.Outcome = out
 		if !m.removed {
 			next, _ := returned(&hung, c.start, now, mon.pol)
+			mon.groupedLocked(c, false, res.Dev, res.DevKnown, now, &next)
 			mon.setStatusLocked(m, old, &next)
 			mon.requeueLocked(m, now.Add(delay))
 		}
@@ -286,8 +298,10 @@ func (mon *Monitor) judgeLocked(c *check, res probes.Result, now time.Time) bool
 				"mount", m.spec.Path, "healthy", res.Err == nil)
 		}
 		mon.logCheckLocked(c.spec, old, &next, &res)
+		mon.groupedLocked(c, res.Err == nil, res.Dev, res.DevKnown, now, &next)
 		mon.setStatusLocked(m, old, &next)
 		mon.requeueLocked(m, now.Add(delay))
+		mon.steerLocked(m, now)
 	}
 	return res.Err == nil
 }

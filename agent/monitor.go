@@ -71,8 +71,12 @@ type Monitor struct {
 	// The registry: mounts by path, and orphans, the unregistered mounts
 	// whose check is still stuck, so that a re-registration of the same
 	// path cannot start a second check there.
-	mounts    map[string]*mount
-	orphans   map[string]*mount
+	mounts  map[string]*mount
+	orphans map[string]*mount
+	// Grouping (group.go): the groups by key, and each grouped mount's
+	// part; empty while Config.Grouping is off.
+	groups    map[string]*group
+	members   map[*mount]*member
 	listDirty bool
 	// The scheduler: mounts by due time, checks in flight by deadline.
 	due       dueQueue
@@ -157,6 +161,8 @@ func New(cfg Config) (*Monitor, error) {
 		obs:     cfg.Observer,
 		mounts:  make(map[string]*mount),
 		orphans: make(map[string]*mount),
+		groups:  make(map[string]*group),
+		members: make(map[*mount]*member),
 		counts:  counters{unhealthySet: make(map[string]struct{})},
 		wake:    make(chan struct{}, 1),
 		work:    make(chan func()),

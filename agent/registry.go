@@ -84,6 +84,7 @@ func (mon *Monitor) Unregister(path string) bool {
 		mon.orphans[path] = m
 	}
 	mon.due.remove(m)
+	mon.forgetMemberLocked(m)
 	mon.counts.freeSlot(m.slot)
 	mon.counts.count(m.status.Load().State, -1, path)
 	mon.listDirty = true

@@ -171,6 +171,7 @@ func (mon *Monitor) dispatch(t *turn) {
 		mon.due.pop()
 		c := newCheck(m, m.spec, now, mon.cfg.Timeout)
 		c.mon = mon
+		c.full = mon.planLocked(m, now)
 		heap.Push(&mon.deadlines, c)
 		m.cur = c
 		mon.inFlight++
@@ -247,4 +248,7 @@ func (mon *Monitor) skipLocked(m *mount, now time.Time) {
 // requeueLocked queues m for a check at due.
 func (mon *Monitor) requeueLocked(m *mount, due time.Time) {
 	mon.due.push(m, due)
+	if mb := mon.members[m]; mb != nil {
+		mb.next = due
+	}
 }

@@ -71,6 +71,11 @@ type MountStatus struct {
 	// Ops are the per-operation times of the last completed check (none
 	// after a check that hit its deadline).
 	Ops OpTimings
+	// SharedProof, when set, says that the state comes from a full check
+	// of another mount of the group (Config.Grouping), this mount's own
+	// last check having been a transport check; nil when it comes from
+	// the mount's own check.
+	SharedProof *Proof
 	// History holds the response times of the last HistoryLen checks,
 	// oldest first (a check that hit its deadline counts as the timeout).
 	History History

@@ -71,6 +71,7 @@ func (t *Telemetry) observeState(s sink) {
 	src := t.source()
 	if src != nil {
 		g.sum = src.Summary()
+		g.sts = src.Statuses()
 	}
 	for id := range metricDefs {
 		if p := metricDefs[id].global; p != nil {
@@ -80,7 +81,7 @@ func (t *Telemetry) observeState(s sink) {
 	if src == nil {
 		return
 	}
-	sts := src.Statuses()
+	sts := g.sts
 	for _, st := range sts {
 		for _, id := range mountRows {
 			d := &metricDefs[id]

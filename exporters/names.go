@@ -37,6 +37,7 @@ const (
 	mInfo
 	mBuildInfo
 	mSelfDelays
+	mSharedProof
 	numMetrics
 )
 
@@ -115,9 +116,10 @@ func (d *metricDef) group() group {
 func (d *metricDef) observable() bool { return d.group() != recorded }
 
 // globals is what the series without a mount are read from: the source's
-// summary (nil before a source is set) and the build.
+// summary and statuses (nil before a source is set) and the build.
 type globals struct {
 	sum                *agent.Summary
+	sts                []*agent.MountStatus
 	goVersion, version string
 }
 
@@ -203,6 +205,25 @@ var metricDefs = [numMetrics]metricDef{
 	mHungMounts: {otel: "efs.mounts.hung", prom: "efs_mounts_hung",
 		help: "Number of mounts with a check stuck in the filesystem past its deadline", kind: int64Gauge,
 		global: fromSummary(func(s *agent.Summary) float64 { return float64(s.Hung) })},
+	// efs_mounts_shared_proof: mounts whose state comes from the full
+	// check of another mount of their group (HEALTH_GROUP_CHECKS), their
+	// own last check a transport check; which one is in /healthz/mounts.
+	// One series per node, whatever the number of mounts and groups.
+	// Absent while there is no source.
+	mSharedProof: {otel: "efs.mounts.shared_proof", prom: "efs_mounts_shared_proof",
+		help: "Number of mounts whose state comes from another grouped mount's full check, their own check a transport check (statfs)", kind: int64Gauge,
+		global: func(g globals, emit func(float64, ...string)) {
+			if g.sum == nil {
+				return
+			}
+			shared := 0
+			for _, st := range g.sts {
+				if st.SharedProof != nil {
+					shared++
+				}
+			}
+			emit(float64(shared))
+		}},
 	// efs_mount_hung{mount_path}: 1 while the mount's check is stuck.
 	mHung: {otel: "efs.mount.hung", prom: "efs_mount_hung",
 		help: "Whether a check of the mount is stuck in the filesystem past its deadline (1=hung)", kind: int64Gauge, labels: lMount,

@@ -333,8 +333,8 @@ func TestInstruments(t *testing.T) {
 			{Attributes: attribute.NewSet(attribute.String("cause", "housekeeping")), Value: 0},
 		}},
 	}, got["efs_health_agent_self_delays_total"], metricdatatest.IgnoreTimestamp())
-	if len(got) != 15 {
-		t.Errorf("%d metrics, want 15", len(got))
+	if len(got) != 16 {
+		t.Errorf("%d metrics, want 16", len(got))
 	}
 }
 

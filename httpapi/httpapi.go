@@ -318,6 +318,14 @@ type MountJSON struct {
 	OperationsMs      map[string]float64 `json:"operationsMs,omitempty"`
 	HungForMs         int64              `json:"hungForMs,omitempty"`
 	FSType            string             `json:"fsType,omitempty"`
+	// Check says which check the state comes from: "own" (the mount's
+	// own full check, or its own failure), or "shared" (HEALTH_GROUP_CHECKS:
+	// the mount's own transport check, with the full check of ProvenBy,
+	// another mount of its group, started at ProvenAt); empty while
+	// pending.
+	Check    string  `json:"check,omitempty"`
+	ProvenBy string  `json:"provenBy,omitempty"`
+	ProvenAt *string `json:"provenAt,omitempty"`
 	// What the mount is, where known (see the attribution package).
 	FileSystemID string `json:"filesystemId,omitempty"`
 	AccessPoint  string `json:"accessPoint,omitempty"`
@@ -359,6 +367,13 @@ func ToJSON(st *agent.MountStatus, now time.Time) MountJSON {
 	}
 	if st.State == agent.StateHung && !st.HungSince.IsZero() {
 		j.HungForMs = now.Sub(st.HungSince).Milliseconds()
+	}
+	switch p := st.SharedProof; {
+	case p != nil:
+		at := p.At.UTC().Format(time.RFC3339)
+		j.Check, j.ProvenBy, j.ProvenAt = "shared", pathesc.Escape(p.By), &at
+	case !st.LastCheck.IsZero():
+		j.Check = "own"
 	}
 	return j
 }

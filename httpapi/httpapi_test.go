@@ -129,6 +129,8 @@ func TestMountsJSON(t *testing.T) {
 		{Mount: &agent.Mount{Path: "/mnt/pending"}, State: agent.StatePending},
 		{Mount: &agent.Mount{Path: hostile}, State: agent.StateHealthy},
 		{Mount: &agent.Mount{Path: "/mnt/squashed"}, State: agent.StateHealthy, Mode: probes.ModeWriteDenied, LastCheck: now},
+		{Mount: &agent.Mount{Path: "/mnt/grouped"}, State: agent.StateHealthy, Mode: probes.ModeReadWrite, LastCheck: now,
+			SharedProof: &agent.Proof{By: "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount", At: now.Add(-3 * time.Second), Group: "dev 0:29"}},
 	}}
 	h := httpapi.NewRouter(src, httpapi.Options{Now: func() time.Time { return now }})
 	code, body, hdr := get(t, h, http.MethodGet, "/healthz/mounts")
@@ -167,8 +169,16 @@ func TestMountsJSON(t *testing.T) {
 	if m := raw["/mnt/squashed"]; m["mode"] != "write-denied" || m["isHealthy"] != true {
 		t.Errorf("write-denied mount JSON %#v", m)
 	}
-	if len(raw) != 5 {
-		t.Errorf("%d mounts in JSON, want 5 (hostile path lost?)", len(raw))
+	// Which check each state comes from: its own, or a grouped mount's.
+	if g := raw["/mnt/grouped"]; g["check"] != "shared" || g["provenBy"] != "/var/lib/kubelet/pods/abc123/volumes/efs-pv/mount" ||
+		g["provenAt"] != now.Add(-3*time.Second).UTC().Format(time.RFC3339) {
+		t.Errorf("grouped mount JSON %#v", g)
+	}
+	if ok["check"] != "own" || ok["provenBy"] != nil || raw["/mnt/pending"]["check"] != nil {
+		t.Errorf("check of an own check %#v, of a pending one %#v", ok["check"], raw["/mnt/pending"]["check"])
+	}
+	if len(raw) != 6 {
+		t.Errorf("%d mounts in JSON, want 6 (hostile path lost?)", len(raw))
 	}
 	// Every documented field is present on every mount.
 	for path, m := range raw {

@@ -158,6 +158,18 @@ func (r *run) stage(s Stage) bool {
 	return r.res.Err == nil
 }
 
+// one runs the step at position i of steps on its own, as stage would.
+func (r *run) one(i int) {
+	st := &steps[i]
+	if r.res.Err != nil || r.ctx.Err() != nil {
+		return
+	}
+	if err := r.timed(st.Op, st.do); err != nil && r.res.Err == nil {
+		r.res.Err = err
+		r.res.FailedOp = st.Op
+	}
+}
+
 // timed runs one operation, timing it and logging it. It returns the
 // operation's error as an OpError.
 func (r *run) timed(op Op, do func(*run) error) error {
@@ -203,6 +215,20 @@ func Check(ctx context.Context, root string, opts Options) Result {
 	return check(ctx, root, opts, ModeReadWrite)
 }
 
+// CheckTransport runs the transport check of a mount whose file system
+// another mount's full check proves: the preflight steps, open and statfs,
+// no probe file. statfs is a round trip to the server on NFS (the client
+// never answers it from a cache: fs/nfs/super.c nfs_statfs sends FSSTAT
+// or a GETATTR of the space attributes on every call, Linux 6.1), so the
+// check proves that this mount's own connection and server answer. Its
+// Result.Mode is empty and Result.Transport set.
+func CheckTransport(ctx context.Context, root string, opts Options) Result {
+	return check(ctx, root, opts, modeTransport)
+}
+
+// modeTransport is CheckTransport's; never in a Result.
+const modeTransport Mode = "transport"
+
 // CheckReadOnly runs the check's read-only variant (preflight, open,
 // statfs, stat, bounded readdir) whatever the mount's flags.
 func CheckReadOnly(ctx context.Context, root string, opts Options) Result {
@@ -215,6 +241,9 @@ func check(ctx context.Context, root string, opts Options, mode Mode) Result {
 		r = new(run)
 	}
 	*r = run{ctx: ctx, root: root, opts: opts, res: Result{Mode: mode}}
+	if mode == modeTransport {
+		r.res.Mode, r.res.Transport = "", true
+	}
 	r.opts.defaults()
 	res := r.runStages(mode)
 	// Back to the pool only once the check returned: a check stuck in the
@@ -259,6 +288,10 @@ func (r *run) runIO(mode Mode) {
 		return
 	}
 	keep := len(r.res.Ops) // open stays when falling back to read-only
+	if mode == modeTransport {
+		r.one(StepIndex(OpStatfs))
+		return
+	}
 	if mode == ModeReadOnly {
 		r.stage(StageReadOnly)
 		return

@@ -154,6 +154,13 @@ type Result struct {
 	// DirRefused is why DirName was refused in a ModeDirRefused check
 	// (it wraps ErrProbeDirRefused); nil otherwise.
 	DirRefused error
+	// Transport is set for a CheckTransport check: its Mode is empty,
+	// as it proves nothing about writing.
+	Transport bool
+	// Dev is the device number (the superblock) of the mount root,
+	// read at open when Options.Superblock is set; DevKnown says it was.
+	Dev      uint64
+	DevKnown bool
 }
 
 // Duration is the sum of the operation times.
@@ -223,6 +230,10 @@ type Options struct {
 	// InRoot makes the probe file in the mount root, as earlier versions
 	// did, instead of in DirName (ModeReadWriteRoot).
 	InRoot bool
+	// Superblock makes the open step read the root's device number
+	// (Result.Dev) from the client's cache: statx with
+	// AT_STATX_DONT_SYNC, which sends nothing to the server.
+	Superblock bool
 }
 
 func (o *Options) defaults() {
@@ -245,6 +256,9 @@ func (o *Options) defaults() {
 // check that failed in the preflight or opening the root says
 // ModeReadWrite without knowing).
 func (r Result) ModeKnown() bool {
+	if r.Transport {
+		return false
+	}
 	if r.Err == nil || (r.Mode != ModeReadWrite && r.Mode != ModeReadWriteRoot) {
 		return true
 	}

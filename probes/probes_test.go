@@ -117,3 +117,35 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// TestTransportCheck: the transport check opens the root and calls statfs,
+// nothing else: no probe file, no probe directory, no mode (it proves
+// nothing about writing); with Superblock it reads the root's device
+// number, the same as stat's.
+func TestTransportCheck(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	rec := &recorder{}
+	res := probes.CheckTransport(context.Background(), dir, probes.Options{Hostname: "node-a", Log: &rec.OpLog, Superblock: true})
+	if res.Err != nil || res.Mode != "" || !res.Transport || res.ModeKnown() {
+		t.Fatalf("transport check: %+v", res)
+	}
+	if got, want := rec.events(t), "start open,end open false,start statfs,end statfs false"; got != want {
+		t.Fatalf("events\n got %s\nwant %s", got, want)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if !res.DevKnown || res.Dev != uint64(st.Dev) {
+		t.Fatalf("device %d (known %v), want %d", res.Dev, res.DevKnown, st.Dev)
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Fatalf("the transport check left %v (%v)", ents, err)
+	}
+	// A root that is gone fails in open, before any statfs.
+	res = probes.CheckTransport(context.Background(), filepath.Join(dir, "gone"), probes.Options{Hostname: "node-a"})
+	if res.Err == nil || res.FailedOp != probes.OpOpen || res.Mode != "" {
+		t.Fatalf("missing root: %+v", res)
+	}
+}

@@ -59,6 +59,9 @@ type config struct {
 	// ProbeLocation is where probe files are made: "dir" (the agent's
 	// directory under the mount root) or "root" (the mount root itself).
 	ProbeLocation string
+	// GroupChecks makes the mounts of one file system share one full
+	// check per interval (agent.Config.Grouping).
+	GroupChecks bool
 
 	// origin names where each setting came from ("--port", "HEALTH_PORT"
 	// or "default"), by flag name, so errors name what the user has to
@@ -113,6 +116,8 @@ var settings = []setting{
 		set: boolean(func(c *config) *bool { return &c.RequireWriteCheck })},
 	{flag: "probe-location", env: "HEALTH_PROBE_LOCATION", def: "dir", usage: "where probe files are made: dir (in " + probes.DirName + "/ under the mount root, so that a check never changes the root that every client of the volume caches) or root (in the mount root, as earlier versions did, for volumes where no directory may be added; checks then run in mode read-write-root)",
 		set: oneOf(func(c *config) *string { return &c.ProbeLocation }, "dir", "root")},
+	{flag: "group-checks", env: "HEALTH_GROUP_CHECKS", def: "false", usage: "group the mounts of one file system (same file system, access point and path, or one superblock): one full check (write, read back, delete) per group and interval, rotating through the mounts, and a statfs on every other mount to prove its own connection; false checks every mount in full",
+		set: boolean(func(c *config) *bool { return &c.GroupChecks })},
 	{flag: "trace-slow-threshold", env: "HEALTH_TRACE_SLOW_THRESHOLD", def: "500ms", usage: "a check at least this slow always keeps its spans, like a failed one; faster healthy checks are sampled (OTEL_TRACES_SAMPLER)",
 		set: duration(func(c *config) *time.Duration { return &c.TraceSlowThreshold }, time.Millisecond, agent.MaxInterval)},
 }
@@ -415,6 +420,7 @@ func (c *config) agentConfig() agent.Config {
 	ac.Hostname = c.NodeName
 	ac.RequireWriteCheck = c.RequireWriteCheck
 	ac.ProbeInRoot = c.ProbeLocation == "root"
+	ac.Grouping = c.GroupChecks
 	if ac.MinRetry > c.Interval {
 		ac.MinRetry = c.Interval
 	}

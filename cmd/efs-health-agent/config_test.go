@@ -588,3 +588,29 @@ func TestProbeLocation(t *testing.T) {
 		t.Fatalf("bad flag value: %v", err)
 	}
 }
+
+// TestGroupChecks: grouping is off by default, taken from the flag or the
+// environment, reaches the agent's configuration, and a bad value is
+// refused naming the setting.
+func TestGroupChecks(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{nil, nil, false},
+		{[]string{"--group-checks"}, nil, true},
+		{nil, map[string]string{"HEALTH_GROUP_CHECKS": "true"}, true},
+		{[]string{"--group-checks=false"}, map[string]string{"HEALTH_GROUP_CHECKS": "true"}, false},
+	} {
+		c, _, err := parseConfig("t", tc.args, env(tc.env), &bytes.Buffer{})
+		if err != nil || c.GroupChecks != tc.want || c.agentConfig().Grouping != tc.want {
+			t.Errorf("%v %v: %v; want %v", tc.args, tc.env, err, tc.want)
+		}
+	}
+	_, _, err := parseConfig("t", nil, env(map[string]string{"HEALTH_GROUP_CHECKS": "sometimes"}), &bytes.Buffer{})
+	if err == nil || err.Error() != `invalid HEALTH_GROUP_CHECKS="sometimes": must be true or false` {
+		t.Fatalf("bad value: %v", err)
+	}
+}

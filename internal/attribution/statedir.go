@@ -41,6 +41,10 @@ type TunnelState struct {
 	AccessPoint string
 	// Mountpoint is the mountpoint key (absent in files of old versions).
 	Mountpoint string
+	// MountTime is the mount_time key (seconds since the epoch), zero
+	// when absent; of two files that name one mount point, the newer is
+	// the mount's.
+	MountTime float64
 	// Port is the tunnel's local port, from the file's name.
 	Port int
 	// Service is ServiceS3Files for an S3 Files mount, ServiceEFS for an
@@ -53,9 +57,10 @@ type TunnelState struct {
 // (write_tunnel_state_file in src/efs_utils_common/proxy.py; fsId and
 // accessPoint come from the certificate details of TLS mounts).
 type stateFile struct {
-	FSID        string `json:"fsId"`
-	AccessPoint string `json:"accessPoint"`
-	Mountpoint  string `json:"mountpoint"`
+	FSID        string  `json:"fsId"`
+	AccessPoint string  `json:"accessPoint"`
+	Mountpoint  string  `json:"mountpoint"`
+	MountTime   float64 `json:"mount_time"`
 	// ServiceType is MountContext().service: "elasticfilesystem" or
 	// "s3files" (EFS_SERVICE_NAME, S3FILES_SERVICE_NAME in
 	// src/efs_utils_common/constants.py, efs-utils v3.2.0).
@@ -122,13 +127,18 @@ type StateDir struct {
 	dir   string
 	known map[string]TunnelState // by file name
 	byKey map[string]TunnelState // "<safe mountpoint>.<port>"
+	// byMount holds the files by the safe mount point of their name:
+	// more than one when a stale file names the same mount point.
+	byMount map[string][]TunnelState
 	// byPort holds ports that exactly one state file uses.
 	byPort map[int]TunnelState
 }
 
 // NewStateDir returns a reader of dir; an empty dir reads as nothing.
 func NewStateDir(dir string) *StateDir {
-	return &StateDir{dir: dir, known: map[string]TunnelState{}, byKey: map[string]TunnelState{}, byPort: map[int]TunnelState{}}
+	s := &StateDir{dir: dir, known: map[string]TunnelState{}}
+	s.index(nil)
+	return s
 }
 
 // Dir is the directory read.
@@ -149,7 +159,8 @@ func (s *StateDir) Refresh() error {
 		return err
 	}
 	if ents == nil {
-		s.known, s.byKey, s.byPort = map[string]TunnelState{}, map[string]TunnelState{}, map[int]TunnelState{}
+		s.known = map[string]TunnelState{}
+		s.index(nil)
 		return nil
 	}
 	all := make(map[string]TunnelState, len(ents))
@@ -231,6 +242,7 @@ func (s *StateDir) read(name string) (ts TunnelState, final, ok bool, err error)
 		ts.AccessPoint = sf.AccessPoint
 	}
 	ts.Mountpoint = sf.Mountpoint
+	ts.MountTime = sf.MountTime
 	ts.Service = serviceOf(sf.ServiceType)
 	// A "~" file is rewritten (the tunnel's pid) until renamed: read it
 	// again next time.
@@ -241,6 +253,7 @@ func (s *StateDir) read(name string) (ts TunnelState, final, ok bool, err error)
 // all; a port two state files claim is left out.
 func (s *StateDir) index(all map[string]TunnelState) {
 	s.byKey = make(map[string]TunnelState, len(all))
+	s.byMount = make(map[string][]TunnelState, len(all))
 	s.byPort = make(map[int]TunnelState, len(all))
 	shared := map[int]bool{}
 	for name, ts := range all {
@@ -250,6 +263,8 @@ func (s *StateDir) index(all map[string]TunnelState) {
 		}
 		key, _, _, _ := parseStateName(base)
 		s.byKey[key] = ts
+		safe := key[:strings.LastIndexByte(key, '.')]
+		s.byMount[safe] = append(s.byMount[safe], ts)
 		if _, dup := s.byPort[ts.Port]; dup {
 			shared[ts.Port] = true
 		}
@@ -284,19 +299,87 @@ func readStateFile(p string) (stateFile, error) {
 	return sf, nil
 }
 
-// Lookup finds the tunnel of the NFS mount at mountpoint whose client
+// Lookup finds the state file of the NFS mount at mountpoint whose client
 // talks to the given local port (the port= mount option; 2049 when the
-// option is absent), the way efs-utils' watchdog matches them: by
-// "<safe mountpoint>.<port>". Failing that, a port that exactly one state
-// file uses identifies the tunnel (efs-utils never gives two live tunnels
-// the same port), which covers a mount table that shows the mount under
-// another path than the one efs-utils mounted it at.
+// option is absent), in this order:
+//
+//   - by "<safe mountpoint>.<port>", the way efs-utils' watchdog matches
+//     them;
+//   - by mount point alone: the file whose mountpoint key (or, in files of
+//     versions without the key, whose name) names this mount point, the
+//     newest (mount_time) when a stale file names it too. This is what
+//     keeps a trunked mount attributed: when the NFS client trunks a
+//     second mount of one server onto the first mount's connection, the
+//     mount table shows the second mount with the first one's port, and
+//     only its mount point still leads to its own state file (and so to
+//     its own access point). A mount table read under another root
+//     (/host/var/lib/...) matches a file whose mount point ends the path;
+//   - failing both, by port, when exactly one state file uses it
+//     (efs-utils never gives two live tunnels the same port), which covers
+//     a mount bound or moved to a path no state file names.
+//
+// efs-utils writes the mountpoint key into every tunnel state file at
+// mount: write_tunnel_state_file, src/mount_efs/__init__.py (v2.4.2) and
+// src/efs_utils_common/proxy.py (v3.2.0), as the path mount.efs was given.
 func (s *StateDir) Lookup(mountpoint string, port int) (TunnelState, bool) {
-	if ts, ok := s.byKey[SafeMountpoint(mountpoint)+"."+strconv.Itoa(port)]; ok {
+	safe := SafeMountpoint(mountpoint)
+	if ts, ok := s.byKey[safe+"."+strconv.Itoa(port)]; ok {
+		return ts, true
+	}
+	if ts, ok := s.byMountpoint(filepath.Clean(mountpoint), safe); ok {
 		return ts, true
 	}
 	ts, ok := s.byPort[port]
 	return ts, ok
+}
+
+// byMountpoint finds the state file that names path (safe is its safe
+// form): one whose mount point is path, else one whose mount point ends
+// path after a root; the newest of several, none when they tie.
+func (s *StateDir) byMountpoint(path, safe string) (TunnelState, bool) {
+	for whole := true; ; whole = false {
+		var best TunnelState
+		n := 0
+		for _, ts := range s.byMount[safe] {
+			if !namesMount(ts, path, whole) {
+				continue
+			}
+			switch {
+			case n == 0 || ts.MountTime > best.MountTime:
+				best, n = ts, 1
+			case ts.MountTime == best.MountTime:
+				n++
+			}
+		}
+		if n == 1 {
+			return best, true
+		}
+		if n > 1 {
+			return TunnelState{}, false
+		}
+		// The path seen under a root: try the shorter safe names, at
+		// each "." (a "/" of the mount point, or a "." in a name, which
+		// the mountpoint key then rules out).
+		i := strings.IndexByte(safe, '.')
+		if i < 0 {
+			return TunnelState{}, false
+		}
+		safe = safe[i+1:]
+	}
+}
+
+// namesMount reports whether the state file ts names the mount at path:
+// exactly (whole) or as the end of path after a root. A file without the
+// mountpoint key was matched by its name's safe mount point only.
+func namesMount(ts TunnelState, path string, whole bool) bool {
+	if ts.Mountpoint == "" {
+		return true
+	}
+	mp := filepath.Clean(ts.Mountpoint)
+	if whole {
+		return mp == path
+	}
+	return strings.HasPrefix(mp, "/") && len(path) > len(mp) && strings.HasSuffix(path, mp)
 }
 
 // Attribution is the attribution of a tunnel.

@@ -53,7 +53,10 @@ func TestStateDirFixture(t *testing.T) {
 		// A "~" file (mount.nfs4 has not returned yet), caught half
 		// written: attributed from its name, and no error.
 		{"/mnt/new", 20400, "fs-0bbbbccccddddeeee", ""},
-		{"/mnt/efs", 20999, "", ""},
+		// Another port than its file's (a trunked mount shows the port of
+		// the connection that carries it): its mount point names it.
+		{"/mnt/efs", 20999, "fs-0aaaabbbbccccdddd", ""},
+		{"/mnt/none", 20999, "", ""},
 	} {
 		ts, ok := s.Lookup(tc.mount, tc.port)
 		a := ts.Attribution()
@@ -230,4 +233,95 @@ func TestStateDirService(t *testing.T) {
 			t.Errorf("Lookup(%s) = %+v %v, want service %q", mp, ts, ok, want)
 		}
 	}
+}
+
+// TestStateDirTrunked: two TLS mounts of one file system, each through its
+// own efs-proxy (testdata/efs-state-trunked, written as efs-utils v3.2.0's
+// write_tunnel_state_file writes them). The NFS client trunked the second
+// (/mnt/b, its proxy on 20101) onto the first's connection, so the mount
+// table shows /mnt/b with port=20100, the first one's. /mnt/b is still
+// attributed from its own file (its access point, not /mnt/a's), by the
+// mountpoint key efs-utils writes; so it is after /mnt/a is unmounted and
+// its file removed, when the port names no file at all. The fixture also
+// holds a stale file of an earlier mount at /mnt/b (older mount_time) and
+// a file of an efs-utils version without the mountpoint key.
+func TestStateDirTrunked(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ents, err := os.ReadDir("testdata/efs-state-trunked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("testdata/efs-state-trunked", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const (
+		apA   = "fsap-0aaaaaaaaaaaaaaaa"
+		apB   = "fsap-0bbbbbbbbbbbbbbbb"
+		apOld = "fsap-0dddddddddddddddd"
+	)
+	s := attribution.NewStateDir(dir)
+	check := func(when string, cases []struct {
+		mount string
+		port  int
+		ap    string
+	}) {
+		t.Helper()
+		if err := s.Refresh(); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range cases {
+			ts, ok := s.Lookup(tc.mount, tc.port)
+			if ok != (tc.ap != "") || ts.AccessPoint != tc.ap || (ok && ts.FileSystemID != "fs-0123456789abcdef0") {
+				t.Errorf("%s: Lookup(%s, %d) = %+v %v, want access point %q", when, tc.mount, tc.port, ts, ok, tc.ap)
+			}
+		}
+	}
+	type lookup = struct {
+		mount string
+		port  int
+		ap    string
+	}
+	check("both mounted", []lookup{
+		{"/mnt/a", 20100, apA},
+		// Trunked: the first one's port in the table, its own file.
+		{"/mnt/b", 20100, apB},
+		{"/host/mnt/b", 20100, apB},
+		// Not trunked: the exact key.
+		{"/mnt/b", 20101, apB},
+		// The stale file's own key still names it exactly.
+		{"/mnt/b", 20090, "fsap-0cccccccccccccccc"},
+		// A file without the mountpoint key, by its name, also trunked
+		// and under a root.
+		{"/mnt/old", 20200, apOld},
+		{"/mnt/old", 20100, apOld},
+		{"/host/mnt/old", 20100, apOld},
+		// A bind of /mnt/a that no file names: its port.
+		{"/srv/bound", 20100, apA},
+		// A path ending in a file's mount point only within a name.
+		{"/mnt/xb", 20999, ""},
+	})
+	if err := os.Remove(filepath.Join(dir, "fs-0123456789abcdef0.mnt.a.20100")); err != nil {
+		t.Fatal(err)
+	}
+	check("first unmounted", []lookup{
+		{"/mnt/b", 20100, apB},
+		{"/srv/bound", 20100, ""},
+	})
+	// Two files that name /mnt/b with one mount time: neither is
+	// believed, and the port decides.
+	tie := `{"mount_time": 1796641260.5, "mountpoint": "/mnt/b", "accessPoint": "fsap-0eeeeeeeeeeeeeeee"}`
+	if err := os.WriteFile(filepath.Join(dir, "fs-0123456789abcdef0.mnt.b.20102"), []byte(tie), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check("tie", []lookup{
+		{"/mnt/b", 20100, ""},
+		{"/mnt/b", 20102, "fsap-0eeeeeeeeeeeeeeee"},
+	})
 }

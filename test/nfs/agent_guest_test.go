@@ -208,6 +208,8 @@ type mountJSON struct {
 	OperationsMs      map[string]float64 `json:"operationsMs"`
 	HungForMs         int64              `json:"hungForMs"`
 	FSType            string             `json:"fsType"`
+	Check             string             `json:"check"`
+	ProvenBy          string             `json:"provenBy"`
 }
 
 func (m mountJSON) String() string {

@@ -33,6 +33,8 @@ func TestScenarios(t *testing.T) {
 		{"ClockStep", testClockStep},
 		{"BigRoot", testBigRoot},
 		{"Neighbour", testNeighbour},
+		{"GroupRPCs", testGroupRPCs},
+		{"GroupTunnel", testGroupTunnel},
 		{"RPCCost", testRPCCost},
 		{"Leftovers", testLeftovers},
 	} {
