@@ -36,7 +36,7 @@ KUBECTL_VALIDATE_BIN     := $(TOOLS_DIR)/kubectl-validate-$(KUBECTL_VALIDATE_VER
 STATICCHECK_BIN          := $(TOOLS_DIR)/staticcheck-$(STATICCHECK_VERSION)-$(GO_VERSION)/staticcheck
 TOOL_PATH                := $(TOOLS_DIR)/helm-$(HELM_VERSION):$(TOOLS_DIR)/kubectl-validate-$(KUBECTL_VALIDATE_VERSION)
 
-.PHONY: help build run test test-deps vet vet-portable fmt-check staticcheck lint demo bench soak fuzz collector-e2e nfs-e2e nfs-rpcs k8s-e2e clean image image-name image-test image-docker deploy-tools deploy-sync
+.PHONY: help build run test test-deps vet vet-portable fmt-check staticcheck lint demo bench soak fuzz collector-e2e nfs-e2e nfs-rpcs nfs-group-rpcs k8s-e2e clean image image-name image-test image-docker deploy-tools deploy-sync
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ nfs-e2e: ## the agent against the kernel's NFSv4.1 client and servers in a QEMU 
 
 nfs-rpcs: ## the NFS RPCs of one check, by operation, measured in the NFS test bed (root)
 	$(MAKE) nfs-e2e NFS_RUN=RPCCost
+
+nfs-group-rpcs: ## round trips per interval of 10 mounts of one export, plain and trunked, grouping off and on (root; docs/grouping.md)
+	$(MAKE) nfs-e2e NFS_RUN=GroupRPCs
 
 # make k8s-e2e: the components of the node, built from the versions pinned
 # in test/k8s/go.mod (the first build is slow, later ones reuse Go's build

@@ -82,6 +82,12 @@ func TestNFS(t *testing.T) {
 	args := []string{"-test.v", "-test.timeout=" + guestLimit.String()}
 	if run := os.Getenv("NFS_RUN"); run != "" {
 		args = append(args, "-test.run=^TestScenarios$/"+run)
+	} else {
+		// GroupRPCs measures what grouped checks (HEALTH_GROUP_CHECKS,
+		// off by default) cost against a target they meet with little
+		// margin: it runs when asked for (make nfs-group-rpcs), not in
+		// every run of the bed.
+		args = append(args, "-test.skip=^TestScenarios$/GroupRPCs$")
 	}
 	if err := os.WriteFile(filepath.Join(work, "args"), []byte(strings.Join(args, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
