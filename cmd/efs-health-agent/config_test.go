@@ -533,29 +533,45 @@ func TestCheckOutputEscapesControls(t *testing.T) {
 	}
 }
 
-// TestRequireWriteCheck: the setting is off by default, taken from the
-// flag or the environment, reaches the agent's configuration, and a bad
-// value is refused naming the setting.
-func TestRequireWriteCheck(t *testing.T) {
+// TestBoolSettings: each on/off setting is off by default, taken from the
+// flag or the environment (the flag winning), reaches the agent's
+// configuration, and a bad value is refused naming the setting.
+func TestBoolSettings(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		args []string
-		env  map[string]string
-		want bool
+	for _, s := range []struct {
+		flag, env string
+		get       func(*config) (setting, agent bool)
 	}{
-		{nil, nil, false},
-		{[]string{"--require-write-check"}, nil, true},
-		{nil, map[string]string{"HEALTH_REQUIRE_WRITE_CHECK": "true"}, true},
-		{[]string{"--require-write-check=false"}, map[string]string{"HEALTH_REQUIRE_WRITE_CHECK": "true"}, false},
+		{"require-write-check", "HEALTH_REQUIRE_WRITE_CHECK", func(c *config) (bool, bool) {
+			return c.RequireWriteCheck, c.agentConfig().RequireWriteCheck
+		}},
+		{"group-checks", "HEALTH_GROUP_CHECKS", func(c *config) (bool, bool) {
+			return c.GroupChecks, c.agentConfig().Grouping
+		}},
 	} {
-		c, _, err := parseConfig("t", tc.args, env(tc.env), &bytes.Buffer{})
-		if err != nil || c.RequireWriteCheck != tc.want || c.agentConfig().RequireWriteCheck != tc.want {
-			t.Errorf("%v %v: %v, %v; want %v", tc.args, tc.env, c != nil && c.RequireWriteCheck, err, tc.want)
+		for _, tc := range []struct {
+			args []string
+			env  map[string]string
+			want bool
+		}{
+			{nil, nil, false},
+			{[]string{"--" + s.flag}, nil, true},
+			{nil, map[string]string{s.env: "true"}, true},
+			{[]string{"--" + s.flag + "=false"}, map[string]string{s.env: "true"}, false},
+		} {
+			c, _, err := parseConfig("t", tc.args, env(tc.env), &bytes.Buffer{})
+			if err != nil {
+				t.Errorf("%v %v: %v", tc.args, tc.env, err)
+				continue
+			}
+			if got, agent := s.get(c); got != tc.want || agent != tc.want {
+				t.Errorf("%v %v: setting %v, agent's configuration %v; want %v", tc.args, tc.env, got, agent, tc.want)
+			}
 		}
-	}
-	_, _, err := parseConfig("t", nil, env(map[string]string{"HEALTH_REQUIRE_WRITE_CHECK": "maybe"}), &bytes.Buffer{})
-	if err == nil || err.Error() != `invalid HEALTH_REQUIRE_WRITE_CHECK="maybe": must be true or false` {
-		t.Fatalf("bad value: %v", err)
+		_, _, err := parseConfig("t", nil, env(map[string]string{s.env: "maybe"}), &bytes.Buffer{})
+		if want := `invalid ` + s.env + `="maybe": must be true or false`; err == nil || err.Error() != want {
+			t.Errorf("%s bad value: %v, want %s", s.env, err, want)
+		}
 	}
 }
 
@@ -586,31 +602,5 @@ func TestProbeLocation(t *testing.T) {
 	_, _, err = parseConfig("t", []string{"--probe-location=/tmp"}, env(nil), &bytes.Buffer{})
 	if err == nil || err.Error() != `invalid --probe-location="/tmp": must be dir or root` {
 		t.Fatalf("bad flag value: %v", err)
-	}
-}
-
-// TestGroupChecks: grouping is off by default, taken from the flag or the
-// environment, reaches the agent's configuration, and a bad value is
-// refused naming the setting.
-func TestGroupChecks(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		args []string
-		env  map[string]string
-		want bool
-	}{
-		{nil, nil, false},
-		{[]string{"--group-checks"}, nil, true},
-		{nil, map[string]string{"HEALTH_GROUP_CHECKS": "true"}, true},
-		{[]string{"--group-checks=false"}, map[string]string{"HEALTH_GROUP_CHECKS": "true"}, false},
-	} {
-		c, _, err := parseConfig("t", tc.args, env(tc.env), &bytes.Buffer{})
-		if err != nil || c.GroupChecks != tc.want || c.agentConfig().Grouping != tc.want {
-			t.Errorf("%v %v: %v; want %v", tc.args, tc.env, err, tc.want)
-		}
-	}
-	_, _, err := parseConfig("t", nil, env(map[string]string{"HEALTH_GROUP_CHECKS": "sometimes"}), &bytes.Buffer{})
-	if err == nil || err.Error() != `invalid HEALTH_GROUP_CHECKS="sometimes": must be true or false` {
-		t.Fatalf("bad value: %v", err)
 	}
 }
