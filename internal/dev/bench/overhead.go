@@ -20,17 +20,28 @@ import (
 )
 
 // bareCheck is the probe's syscall sequence with no agent machinery: the
-// root opened O_PATH, one descriptor for the probe file (created
-// exclusively, switched to O_DIRECT where the filesystem allows), pwrite,
-// fsync, pread through the same descriptor, close, unlink.
+// root opened O_PATH, the probe directory opened O_PATH relative to it and
+// its attributes read from the cache (statx), one descriptor for the probe
+// file (created in the directory, switched to O_DIRECT where the
+// filesystem allows), pwrite, fsync, pread through the same descriptor,
+// close, unlink.
 func bareCheck(dir string, i int, payload, buf []byte) error {
-	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	rfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(rfd)
+	dfd, err := unix.Openat(rfd, probes.DirName, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(dfd)
+	var stx unix.Statx_t
+	if err := unix.Statx(dfd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, unix.STATX_TYPE|unix.STATX_MODE|unix.STATX_UID, &stx); err != nil {
+		return err
+	}
 	name := fmt.Sprintf(".bare-%d.tmp", i)
-	fd, err := unix.Openat(dfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	fd, err := unix.Openat(dfd, name, unix.O_CREAT|unix.O_NOFOLLOW|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return err
 	}
@@ -63,6 +74,7 @@ func overhead(r *report) {
 	for i := range dirs {
 		dirs[i] = filepath.Join(dir, fmt.Sprintf("m%03d", i))
 		_ = os.Mkdir(dirs[i], 0o755)
+		_ = os.Mkdir(filepath.Join(dirs[i], probes.DirName), 0o700)
 	}
 	check := bareChecker(dirs)
 	bare := bareBackToBack(check)

@@ -16,8 +16,10 @@ table at the end of the run is computed by the bench from the figures.
 1. **Agent CPU per check.** Process CPU time (getrusage user + system, the
    whole bench process) per check, on one tmpfs with 200 directories, the
    mounts. Two baselines run the probe's syscall sequence (open the
-   directory O_PATH, openat O_RDWR|O_CREAT|O_EXCL, fcntl O_DIRECT, pwrite
-   1 KiB, fsync, pread, close, unlinkat) with no agent machinery, round
+   directory O_PATH, openat its probe directory O_PATH and statx it from
+   the cache, openat O_RDWR|O_CREAT in it, fcntl O_DIRECT, pwrite 1 KiB,
+   fsync, pread, close, unlinkat, close both directories) with no agent
+   machinery, round
    robin over the 200 directories: back to back (20,000 checks), and paced by
    one Go ticker at the agent's rate, one check every 5 ms (200 mounts every
    second) for 15 s. The agent then checks the same 200 directories every
