@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/efs-health-agent/efs-health-agent/agent"
+	"github.com/efs-health-agent/efs-health-agent/internal/testenv/fakeclock"
 	"github.com/efs-health-agent/efs-health-agent/internal/testenv/faultfs"
 	"github.com/efs-health-agent/efs-health-agent/internal/testenv/testutil"
 	"github.com/efs-health-agent/efs-health-agent/probes"
@@ -29,13 +30,7 @@ func TestWriteDeniedMode(t *testing.T) {
 	if err := mon.Register(agent.Mount{Path: p}); err != nil {
 		t.Fatal(err)
 	}
-	next := func(what string) *agent.MountStatus {
-		t.Helper()
-		n := status(t, mon, p).Checks
-		clk.Advance(31 * time.Second)
-		testutil.WaitFor(t, what, func() bool { return status(t, mon, p).Checks > n })
-		return status(t, mon, p)
-	}
+	next := func(what string) *agent.MountStatus { return nextCheck(t, mon, clk, p, what) }
 	testutil.WaitFor(t, "first check", func() bool { return status(t, mon, p).State == agent.StateHealthy })
 	for i := range 3 {
 		st := status(t, mon, p)
@@ -136,13 +131,7 @@ func TestDirRefusedMode(t *testing.T) {
 	if err := mon.Register(agent.Mount{Path: p}); err != nil {
 		t.Fatal(err)
 	}
-	next := func(what string) *agent.MountStatus {
-		t.Helper()
-		n := status(t, mon, p).Checks
-		clk.Advance(31 * time.Second)
-		testutil.WaitFor(t, what, func() bool { return status(t, mon, p).Checks > n })
-		return status(t, mon, p)
-	}
+	next := func(what string) *agent.MountStatus { return nextCheck(t, mon, clk, p, what) }
 	testutil.WaitFor(t, "first check", func() bool { return status(t, mon, p).State == agent.StateHealthy })
 	for i := range 3 {
 		st := status(t, mon, p)
@@ -181,4 +170,14 @@ func TestDirRefusedMode(t *testing.T) {
 		st := status(t, inRoot, root)
 		return st.State == agent.StateHealthy && st.Mode == probes.ModeReadWriteRoot
 	})
+}
+
+// nextCheck moves the fake clock past the next due check of p and returns
+// the status once that check has completed.
+func nextCheck(t *testing.T, mon *agent.Monitor, clk *fakeclock.Clock, p, what string) *agent.MountStatus {
+	t.Helper()
+	n := status(t, mon, p).Checks
+	clk.Advance(31 * time.Second)
+	testutil.WaitFor(t, what, func() bool { return status(t, mon, p).Checks > n })
+	return status(t, mon, p)
 }
